@@ -1,0 +1,3 @@
+// Forward only: nothing is accumulated.
+
+fn accumulate(label: u32, d: u32, value: f32) {}

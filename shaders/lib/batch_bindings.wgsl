@@ -1,0 +1,35 @@
+// Group 0: one batch (its shapes, caller data, per-step scratch, health counters).
+
+struct StepParams {
+    batch: u32,
+    dim: u32,
+    num_classes: u32,
+    // Power of two >= batch (bitonic sort length).
+    padded_batch: u32,
+    // lambda / B for Reduction::Mean, lambda for Reduction::Sum.
+    grad_scale: f32,
+    alpha: f32,
+    // 1: grad += g (the caller sums several losses), 0: grad = g.
+    grad_accumulate: u32,
+    // Loss partial sums written per chunk dispatch (workgroups of the forward grid).
+    partials_per_chunk: u32,
+    num_chunks: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// loss: the reduced loss of the last step; partials: one workgroup sum each.
+struct LossScratch {
+    loss: f32,
+    partials: array<f32>,
+}
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+@group(0) @binding(1) var<storage, read> features: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> loss_scratch: LossScratch;
+// [0] poison flags of the step in flight, [1] skipped center updates,
+// [2] rows with a label >= K, [3] non-finite feature values (all cumulative).
+@group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>, 4>;

@@ -1,0 +1,159 @@
+//! Configuration shared by the GPU module and the CPU reference, and input validation.
+
+use crate::{Error, Result};
+
+/// How the per-sample terms are combined into the loss and its gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// loss = lambda/2 * sum_i ||x_i - c_{y_i}||^2 / B, grad_i = lambda (x_i - c_{y_i}) / B.
+    #[default]
+    Mean,
+    /// The same without the 1/B.
+    Sum,
+}
+
+/// How the GPU accumulates the per-class center update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpdateMode {
+    /// Scatter-add with atomics: native `atomic<f32>` where the adapter has it, else a
+    /// compare-exchange loop. Fastest; the summation order (and the last bits) may vary.
+    #[default]
+    Atomic,
+    /// Sort the batch by label, then sum each class in row order. No float atomics;
+    /// two runs on the same inputs give bit-identical loss, gradient and centers.
+    Deterministic,
+}
+
+/// Settings of a center-loss module (GPU or CPU).
+///
+/// `alpha` is the center learning rate (0, 1]; `lambda` weighs the loss and its gradient
+/// (not the center update). Defaults: alpha 0.5, lambda 0.003 (the paper's face setting).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CenterLossConfig {
+    /// Number of classes K (rows of the center table).
+    pub num_classes: usize,
+    /// Feature dimension D.
+    pub feat_dim: usize,
+    /// Center learning rate alpha, in (0, 1].
+    pub alpha: f32,
+    /// Loss weight lambda, finite and >= 0.
+    pub lambda: f32,
+    /// Mean (default) or sum over the batch.
+    pub reduction: Reduction,
+    /// Atomic (default) or deterministic center update.
+    pub update: UpdateMode,
+    /// Use the compare-exchange fallback even where native float atomics exist
+    /// (to test it, or to match an adapter that lacks them).
+    pub force_cas_atomics: bool,
+    /// Caps the bytes of one center-table buffer below the adapter's storage-binding
+    /// limit (the table is split over several buffers). `None`: the adapter's limit.
+    pub max_chunk_bytes: Option<u64>,
+}
+
+impl Default for CenterLossConfig {
+    fn default() -> Self {
+        Self {
+            num_classes: 0,
+            feat_dim: 0,
+            alpha: 0.5,
+            lambda: 0.003,
+            reduction: Reduction::Mean,
+            update: UpdateMode::Atomic,
+            force_cas_atomics: false,
+            max_chunk_bytes: None,
+        }
+    }
+}
+
+impl CenterLossConfig {
+    /// Checks every field; the error says which one is wrong and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_classes == 0 {
+            return Err(Error::Config("num_classes must be at least 1".into()));
+        }
+        if self.num_classes > u32::MAX as usize - 1 {
+            return Err(Error::Config(format!(
+                "num_classes {} does not fit a u32 label",
+                self.num_classes
+            )));
+        }
+        if self.feat_dim == 0 {
+            return Err(Error::Config("feat_dim must be at least 1".into()));
+        }
+        if !(self.alpha > 0.0 && self.alpha <= 1.0) {
+            return Err(Error::Config(format!(
+                "alpha must be in (0, 1], got {}",
+                self.alpha
+            )));
+        }
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            return Err(Error::Config(format!(
+                "lambda must be finite and >= 0, got {}",
+                self.lambda
+            )));
+        }
+        if self
+            .max_chunk_bytes
+            .is_some_and(|b| b < 4 * self.feat_dim as u64)
+        {
+            return Err(Error::Config(format!(
+                "max_chunk_bytes must hold at least one center row ({} bytes)",
+                4 * self.feat_dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// The factor of (x_i - c_{y_i}) in the gradient: lambda / B or lambda.
+    pub fn grad_scale(&self, batch: usize) -> f64 {
+        match self.reduction {
+            Reduction::Mean => self.lambda as f64 / batch.max(1) as f64,
+            Reduction::Sum => self.lambda as f64,
+        }
+    }
+
+    /// Checks a batch: `features` is B*D values, `labels` B values below K, all features
+    /// finite. Returns B.
+    pub fn validate_batch(&self, features: &[f32], labels: &[u32]) -> Result<usize> {
+        let batch = labels.len();
+        check_len("features", batch * self.feat_dim, features.len())?;
+        if let Some((index, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= self.num_classes)
+        {
+            return Err(Error::LabelOutOfRange {
+                index,
+                label,
+                num_classes: self.num_classes,
+            });
+        }
+        check_finite("features", features)?;
+        Ok(batch)
+    }
+}
+
+/// `Error::Shape` unless `actual == expected`.
+pub fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// `Error::NonFinite` naming the first NaN or infinity.
+pub fn check_finite(what: &'static str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(Error::NonFinite {
+            what,
+            index,
+            value: values[index],
+        }),
+        None => Ok(()),
+    }
+}

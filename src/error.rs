@@ -1,0 +1,83 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in `centerloss`. No public path panics on bad input:
+/// it returns one of these, and leaves the centers as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No GPU adapter was found (or none matched `WGPU_ADAPTER_NAME` / `WGPU_BACKEND`).
+    #[error(
+        "no GPU adapter: {0}. Install a GPU driver with Vulkan, Metal or DX12 support, \
+         or Mesa's CPU Vulkan driver lavapipe (`apt-get install mesa-vulkan-drivers`)"
+    )]
+    NoAdapter(String),
+    /// The adapter refused to create a device.
+    #[error("could not create a GPU device on {adapter}: {reason}")]
+    Device {
+        /// The adapter's name.
+        adapter: String,
+        /// What wgpu said.
+        reason: String,
+    },
+    /// A configuration value is out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An input has the wrong number of elements.
+    #[error("{what}: expected {expected} values, got {actual}")]
+    Shape {
+        /// Which input.
+        what: &'static str,
+        /// The number of values it must have.
+        expected: usize,
+        /// The number of values it has.
+        actual: usize,
+    },
+    /// A label is not below the number of classes.
+    #[error("label {label} at batch index {index} is out of range: num_classes is {num_classes}")]
+    LabelOutOfRange {
+        /// Position of the label in the batch.
+        index: usize,
+        /// The offending label.
+        label: u32,
+        /// The configured number of classes K.
+        num_classes: usize,
+    },
+    /// An input holds a NaN or an infinity.
+    #[error("{what} has a non-finite value ({value}) at index {index}")]
+    NonFinite {
+        /// Which input.
+        what: &'static str,
+        /// Flat index of the first non-finite value.
+        index: usize,
+        /// The value itself.
+        value: f32,
+    },
+    /// A buffer would exceed what the adapter can hold.
+    #[error("{what} needs {bytes} bytes, but the adapter allows at most {limit} bytes ({hint})")]
+    TooLarge {
+        /// What was being allocated.
+        what: &'static str,
+        /// Bytes it needs.
+        bytes: u64,
+        /// The adapter's limit that it exceeds.
+        limit: u64,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// A caller-owned buffer cannot be used as asked (too small, missing a usage flag).
+    #[error("buffer `{what}`: {reason}")]
+    Buffer {
+        /// Which buffer.
+        what: &'static str,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// wgpu reported a validation, out-of-memory or internal error.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    /// Reading a buffer back to the host failed.
+    #[error("GPU readback failed: {0}")]
+    Readback(String),
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

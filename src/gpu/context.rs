@@ -1,0 +1,246 @@
+//! The GPU context: instance, adapter, device and queue, chosen once and shared.
+
+use std::sync::{Arc, Mutex};
+
+use crate::{Error, Result};
+
+/// A GPU device ready for compute, with the adapter's own limits and the optional
+/// features this crate uses (float atomics, timestamp queries) requested when present.
+///
+/// Cheap to clone: clones share one device. wgpu's default uncaptured-error handler
+/// (which panics) is replaced; every operation of this crate runs inside error scopes
+/// and returns wgpu's errors as [`Error::Gpu`].
+#[derive(Clone)]
+pub struct GpuContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    _instance: wgpu::Instance,
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.adapter_summary())
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter, blocking until the device is ready.
+    ///
+    /// Honours `WGPU_BACKEND` (e.g. `vulkan`, `metal`, `dx12`), `WGPU_ADAPTER_NAME`
+    /// (a case-insensitive substring of the adapter's name) and `WGPU_POWER_PREF`.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// The asynchronous form of [`GpuContext::new`].
+    pub async fn new_async() -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = select_adapter(&instance).await?;
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::SHADER_FLOAT32_ATOMIC
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("centerloss"),
+            required_features: adapter.features() & wanted,
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) =
+            adapter
+                .request_device(&descriptor)
+                .await
+                .map_err(|e| Error::Device {
+                    adapter: info.name.clone(),
+                    reason: e.to_string(),
+                })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("uncaptured wgpu error: {e}");
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        log::info!(
+            "centerloss GPU context: {}",
+            summary(&info, device.features())
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                _instance: instance,
+                adapter,
+                device,
+                queue,
+                info,
+                uncaptured,
+            }),
+        })
+    }
+
+    /// One line: adapter name, backend, device type, driver, float atomics yes/no.
+    pub fn adapter_summary(&self) -> String {
+        summary(&self.inner.info, self.features())
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.inner.adapter
+    }
+
+    /// Name, backend, device type and driver of the adapter.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The limits the device was created with (the adapter's own).
+    pub fn limits(&self) -> wgpu::Limits {
+        self.inner.device.limits()
+    }
+
+    /// The features enabled on the device.
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.device.features()
+    }
+
+    /// Whether the device has native `atomic<f32>` (`SHADER_FLOAT32_ATOMIC`).
+    pub fn has_float_atomics(&self) -> bool {
+        self.features()
+            .contains(wgpu::Features::SHADER_FLOAT32_ATOMIC)
+    }
+
+    /// Whether GPU timestamp queries can time command encoders.
+    pub fn has_timestamps(&self) -> bool {
+        self.features().contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        )
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes and returns the
+    /// first wgpu error raised meanwhile (or an uncaptured one) as [`Error::Gpu`].
+    pub fn capture<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let device = &self.inner.device;
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        self.take_uncaptured()?;
+        Ok(value)
+    }
+
+    /// Returns (and clears) an error that reached the uncaptured-error handler.
+    fn take_uncaptured(&self) -> Result<()> {
+        let mut errors = self
+            .inner
+            .uncaptured
+            .lock()
+            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        let first = errors.drain(..).next();
+        match first {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait_idle(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(e.to_string()))
+    }
+
+    /// Maps `buffer` (usage `MAP_READ`) for reading, waits, and returns its first `len` bytes.
+    pub fn read_mapped(&self, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let slice = buffer.slice(..len);
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            sender.send(r).ok();
+        });
+        self.wait_idle()?;
+        pollster::block_on(receiver.receive())
+            .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let bytes = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            view.to_vec()
+        };
+        buffer.unmap();
+        Ok(bytes)
+    }
+}
+
+fn summary(info: &wgpu::AdapterInfo, features: wgpu::Features) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    format!(
+        "{} ({:?}, {:?}, driver: {} {}), float atomics: {}, timestamps: {}",
+        info.name,
+        info.backend,
+        info.device_type,
+        info.driver,
+        info.driver_info,
+        yes_no(features.contains(wgpu::Features::SHADER_FLOAT32_ATOMIC)),
+        yes_no(features.contains(wgpu::Features::TIMESTAMP_QUERY)),
+    )
+}
+
+async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted = wanted.to_lowercase();
+        let adapters = instance.enumerate_adapters(backends).await;
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    "WGPU_ADAPTER_NAME={wanted:?} matches none of the adapters found: {names:?}"
+                ))
+            });
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env()
+                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter(format!("{e} (backends: {backends:?})")))
+}

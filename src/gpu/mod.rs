@@ -1,0 +1,118 @@
+//! GPU plumbing shared by every kernel: the context, the WGSL sources, dispatch grids,
+//! bind group layout entries and buffer helpers.
+
+mod context;
+pub mod shaders;
+
+pub use context::GpuContext;
+
+use std::num::NonZeroU64;
+
+/// Invocations per workgroup of every 1-D kernel in `shaders/`.
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// A dispatch for `invocations` threads of [`WORKGROUP_SIZE`], spilling into y when the
+/// workgroup count exceeds the per-dimension limit. Returns `(x, y)`; the kernels fold it
+/// back with `linear_workgroup`.
+pub fn grid(invocations: u64, max_per_dim: u32) -> (u32, u32) {
+    let groups = invocations.div_ceil(WORKGROUP_SIZE as u64).max(1);
+    let max = max_per_dim.max(1) as u64;
+    if groups <= max {
+        (groups as u32, 1)
+    } else {
+        let y = groups.div_ceil(max);
+        (groups.div_ceil(y) as u32, y as u32)
+    }
+}
+
+/// A storage-buffer layout entry visible to compute shaders.
+pub fn storage_entry(binding: u32, read_only: bool, min_size: u64) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: NonZeroU64::new(min_size),
+        },
+        count: None,
+    }
+}
+
+/// A uniform-buffer layout entry visible to compute shaders.
+pub fn uniform_entry(binding: u32, size: u64, dynamic: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: dynamic,
+            min_binding_size: NonZeroU64::new(size),
+        },
+        count: None,
+    }
+}
+
+/// Creates a buffer of `size` bytes (rounded up to 4, at least 4).
+pub fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: size.max(4).next_multiple_of(4),
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+/// Storage usage for a buffer the host writes and reads back.
+pub const STORAGE_RW: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC);
+
+/// A compute pipeline for the `main` entry of `module`, with pipeline-overridable constants.
+pub fn compute_pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::PipelineLayout,
+    module: &wgpu::ShaderModule,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: Some(layout),
+        module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    })
+}
+
+/// Whole-buffer binding entry.
+pub fn bind(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_spills_into_y_and_covers_everything() {
+        assert_eq!(grid(0, 65535), (1, 1));
+        assert_eq!(grid(256, 65535), (1, 1));
+        assert_eq!(grid(257, 65535), (2, 1));
+        let (x, y) = grid(65536 * 256 + 1, 65535);
+        assert!(x <= 65535 && (x as u64) * (y as u64) * 256 >= 65536 * 256 + 1);
+        assert_eq!(y, 2);
+    }
+}

@@ -210,15 +210,15 @@ impl std::fmt::Debug for GpuCenterLoss {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const SORT_STAGE_BYTES: u64 = 8;
 
-/// Every shader module a mode needs: (label, kernel file, import aliases).
-pub(crate) fn shader_plan(
-    update: UpdateMode,
-    native_atomics: bool,
-) -> Vec<(
+/// One shader module to build: (label, kernel file, import aliases).
+pub(crate) type ShaderSpec = (
     &'static str,
     &'static str,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+/// Every shader module a mode needs.
+pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool) -> Vec<ShaderSpec> {
     let accum = (
         "accum",
         if native_atomics {
@@ -475,7 +475,7 @@ impl GpuCenterLoss {
         check_buffer("features", buffers.features, values, storage)?;
         check_buffer("labels", buffers.labels, batch as u64 * 4, storage)?;
         check_buffer("grad", buffers.grad, values, storage)?;
-        if buffers.loss_offset % 4 != 0 {
+        if !buffers.loss_offset.is_multiple_of(4) {
             return Err(Error::Buffer {
                 what: "loss",
                 reason: format!("loss_offset {} is not a multiple of 4", buffers.loss_offset),

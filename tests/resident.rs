@@ -1,0 +1,244 @@
+//! The GPU-resident path: caller-owned buffers, steps encoded into the caller's encoder,
+//! and the health counters that report what the GPU skipped.
+
+mod common;
+
+use centerloss::cpu::CenterLossCpu;
+use centerloss::{
+    BatchBuffers, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth, UpdateMode,
+};
+use common::{gpu, labels, rel_err, rng, uniform};
+use wgpu::util::DeviceExt;
+
+struct Caller {
+    features: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    loss: wgpu::Buffer,
+}
+
+fn caller_buffers(ctx: &GpuContext, x: &[f32], y: &[u32]) -> Caller {
+    let d = ctx.device();
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let init = |label, contents: &[u8]| {
+        d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage,
+        })
+    };
+    Caller {
+        features: init("x", bytemuck::cast_slice(x)),
+        labels: init("y", bytemuck::cast_slice(y)),
+        grad: init("grad", &vec![0u8; x.len() * 4]),
+        loss: init("loss", &[0u8; 16]),
+    }
+}
+
+fn read_f32(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Vec<f32> {
+    let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: buffer.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+    ctx.queue().submit([enc.finish()]);
+    bytemuck::cast_slice(&ctx.read_mapped(&staging, buffer.size()).unwrap()).to_vec()
+}
+
+fn bind<'a>(c: &'a Caller, batch: usize, accumulate_grad: bool) -> BatchBuffers<'a> {
+    BatchBuffers {
+        features: &c.features,
+        labels: &c.labels,
+        grad: &c.grad,
+        loss: &c.loss,
+        loss_offset: 8,
+        batch,
+        accumulate_grad,
+    }
+}
+
+fn cfg(update: UpdateMode) -> CenterLossConfig {
+    CenterLossConfig {
+        num_classes: 9,
+        feat_dim: 6,
+        alpha: 0.3,
+        lambda: 0.5,
+        update,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn encoded_steps_match_the_cpu_reference() {
+    let Some(ctx) = gpu() else { return };
+    let (b, d, k) = (37, 6, 9);
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let mut r = rng(10);
+        let mut cl = GpuCenterLoss::new(&ctx, cfg(update)).unwrap();
+        let mut cpu = CenterLossCpu::new(cfg(update)).unwrap();
+        let init = uniform(&mut r, k * d, 1.0);
+        cl.set_centers(&init).unwrap();
+        cpu.set_centers(&init).unwrap();
+        let x = uniform(&mut r, b * d, 1.0);
+        let y = labels(&mut r, b, k);
+        let caller = caller_buffers(&ctx, &x, &y);
+        let binding = cl.bind(bind(&caller, b, false)).unwrap();
+        assert_eq!(binding.batch(), b);
+        // Three steps in one command buffer, no host round trip between them.
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        for _ in 0..3 {
+            cl.encode_step(&mut enc, &binding).unwrap();
+        }
+        ctx.queue().submit([enc.finish()]);
+        let mut last = None;
+        for _ in 0..3 {
+            last = Some(cpu.step(&x, &y).unwrap());
+        }
+        let last = last.unwrap();
+        let loss = read_f32(&ctx, &caller.loss)[2];
+        assert!(
+            (loss as f64 - last.loss).abs() / last.loss < 1e-5,
+            "{loss} vs {}",
+            last.loss
+        );
+        assert!(rel_err(&read_f32(&ctx, &caller.grad), &last.grad) < 1e-5);
+        assert!(rel_err(&cl.centers().unwrap(), cpu.centers()) < 1e-5);
+
+        // Forward only: gradient added onto what the caller's buffer holds, centers still.
+        let before = cl.centers().unwrap();
+        let acc_binding = cl.bind(bind(&caller, b, true)).unwrap();
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        cl.encode_forward(&mut enc, &acc_binding).unwrap();
+        ctx.queue().submit([enc.finish()]);
+        let reference = cpu.forward(&x, &y).unwrap();
+        let doubled: Vec<f64> = reference
+            .grad
+            .iter()
+            .zip(&last.grad)
+            .map(|(a, b)| a + b)
+            .collect();
+        assert!(rel_err(&read_f32(&ctx, &caller.grad), &doubled) < 1e-5);
+        assert_eq!(cl.centers().unwrap(), before);
+        assert!(cl.health().unwrap().is_clean());
+    }
+}
+
+#[test]
+fn poisoned_batches_are_skipped_and_reported() {
+    let Some(ctx) = gpu() else { return };
+    let (b, d, k) = (12, 6, 9);
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let mut r = rng(20);
+        let mut cl = GpuCenterLoss::new(&ctx, cfg(update)).unwrap();
+        let init = uniform(&mut r, k * d, 1.0);
+        cl.set_centers(&init).unwrap();
+        let mut x = uniform(&mut r, b * d, 1.0);
+        let mut y = labels(&mut r, b, k);
+        // Two labels far out of range (one would index past the table) ...
+        y[3] = 9;
+        y[7] = u32::MAX;
+        let bad_labels = caller_buffers(&ctx, &x, &y);
+        let binding = cl.bind(bind(&bad_labels, b, false)).unwrap();
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        cl.encode_step(&mut enc, &binding).unwrap();
+        ctx.queue().submit([enc.finish()]);
+        assert_eq!(
+            cl.centers().unwrap(),
+            init,
+            "{update:?}: poisoned update applied"
+        );
+        assert_eq!(
+            cl.health().unwrap(),
+            GpuHealth {
+                skipped_updates: 1,
+                invalid_labels: 2,
+                non_finite_values: 0
+            }
+        );
+        let grad = read_f32(&ctx, &bad_labels.grad);
+        assert!(grad[3 * d..4 * d].iter().all(|&g| g == 0.0));
+
+        // ... then a NaN feature with good labels.
+        y[3] = 0;
+        y[7] = 1;
+        x[5] = f32::NAN;
+        let bad_x = caller_buffers(&ctx, &x, &y);
+        let binding = cl.bind(bind(&bad_x, b, false)).unwrap();
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        cl.encode_step(&mut enc, &binding).unwrap();
+        ctx.queue().submit([enc.finish()]);
+        assert_eq!(cl.centers().unwrap(), init);
+        assert_eq!(
+            cl.health().unwrap(),
+            GpuHealth {
+                skipped_updates: 2,
+                invalid_labels: 2,
+                non_finite_values: 1
+            }
+        );
+
+        // A clean step afterwards updates again; the counters stay until reset.
+        x[5] = 0.0;
+        let good = caller_buffers(&ctx, &x, &y);
+        let binding = cl.bind(bind(&good, b, false)).unwrap();
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        cl.encode_step(&mut enc, &binding).unwrap();
+        ctx.queue().submit([enc.finish()]);
+        assert_ne!(cl.centers().unwrap(), init);
+        assert_eq!(cl.health().unwrap().skipped_updates, 2);
+        cl.reset_health().unwrap();
+        assert!(cl.health().unwrap().is_clean());
+    }
+}
+
+#[test]
+fn bind_checks_buffers() {
+    let Some(ctx) = gpu() else { return };
+    let cl = GpuCenterLoss::new(&ctx, cfg(UpdateMode::Atomic)).unwrap();
+    let other = GpuCenterLoss::new(&ctx, cfg(UpdateMode::Atomic)).unwrap();
+    let x = vec![0.0; 4 * 6];
+    let caller = caller_buffers(&ctx, &x, &[0, 1, 2, 3]);
+    let err = cl.bind(bind(&caller, 5, false)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Buffer {
+                what: "features",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = cl.bind(bind(&caller, 0, false)).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    let err = cl
+        .bind(BatchBuffers {
+            loss_offset: 2,
+            ..bind(&caller, 4, false)
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Buffer { what: "loss", .. }), "{err}");
+    let no_storage = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 1024,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let err = cl
+        .bind(BatchBuffers {
+            grad: &no_storage,
+            ..bind(&caller, 4, false)
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Buffer { what: "grad", .. }), "{err}");
+    let binding = cl.bind(bind(&caller, 4, false)).unwrap();
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        other.encode_step(&mut enc, &binding),
+        Err(Error::Config(_))
+    ));
+}

@@ -61,6 +61,13 @@ fn bind<'a>(c: &'a Caller, batch: usize, accumulate_grad: bool) -> BatchBuffers<
     }
 }
 
+/// Encodes one step into a fresh command buffer and submits it.
+fn submit_step(ctx: &GpuContext, cl: &GpuCenterLoss, binding: &CenterLossBinding) {
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    cl.encode_step(&mut enc, binding).unwrap();
+    ctx.queue().submit([enc.finish()]);
+}
+
 fn cfg(update: UpdateMode) -> CenterLossConfig {
     CenterLossConfig {
         num_classes: 9,
@@ -143,9 +150,7 @@ fn poisoned_batches_are_skipped_and_reported() {
         y[7] = u32::MAX;
         let bad_labels = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&bad_labels, b, false)).unwrap();
-        let mut enc = ctx.device().create_command_encoder(&Default::default());
-        cl.encode_step(&mut enc, &binding).unwrap();
-        ctx.queue().submit([enc.finish()]);
+        submit_step(&ctx, &cl, &binding);
         assert_eq!(
             cl.centers().unwrap(),
             init,
@@ -168,9 +173,7 @@ fn poisoned_batches_are_skipped_and_reported() {
         x[5] = f32::NAN;
         let bad_x = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&bad_x, b, false)).unwrap();
-        let mut enc = ctx.device().create_command_encoder(&Default::default());
-        cl.encode_step(&mut enc, &binding).unwrap();
-        ctx.queue().submit([enc.finish()]);
+        submit_step(&ctx, &cl, &binding);
         assert_eq!(cl.centers().unwrap(), init);
         assert_eq!(
             cl.health().unwrap(),
@@ -185,9 +188,7 @@ fn poisoned_batches_are_skipped_and_reported() {
         x[5] = 0.0;
         let good = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&good, b, false)).unwrap();
-        let mut enc = ctx.device().create_command_encoder(&Default::default());
-        cl.encode_step(&mut enc, &binding).unwrap();
-        ctx.queue().submit([enc.finish()]);
+        submit_step(&ctx, &cl, &binding);
         assert_ne!(cl.centers().unwrap(), init);
         assert_eq!(cl.health().unwrap().skipped_updates, 2);
         cl.reset_health().unwrap();

@@ -5,7 +5,8 @@ mod common;
 
 use centerloss::cpu::CenterLossCpu;
 use centerloss::{
-    BatchBuffers, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth, UpdateMode,
+    BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth,
+    UpdateMode,
 };
 use common::{gpu, labels, rel_err, rng, uniform};
 use wgpu::util::DeviceExt;

@@ -28,6 +28,7 @@
 pub mod center_loss;
 mod error;
 pub mod gpu;
+pub mod nn;
 
 pub use center_loss::cpu;
 pub use center_loss::{

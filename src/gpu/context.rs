@@ -1,5 +1,7 @@
 //! The GPU context: instance, adapter, device and queue, chosen once and shared.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::{Error, Result};
@@ -22,6 +24,7 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    cache: Mutex<HashMap<&'static str, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -84,6 +87,7 @@ impl GpuContext {
                 queue,
                 info,
                 uncaptured,
+                cache: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -153,6 +157,28 @@ impl GpuContext {
             return Err(Error::Gpu(e.to_string()));
         }
         self.take_uncaptured()?;
+        Ok(value)
+    }
+
+    /// A per-device object built once by `make` and shared by later callers (pipelines).
+    pub(crate) fn cached<T: Send + Sync + 'static>(
+        &self,
+        key: &'static str,
+        make: impl FnOnce() -> Result<T>,
+    ) -> Result<Arc<T>> {
+        let mut cache = self
+            .inner
+            .cache
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(hit) = cache.get(key) {
+            return hit
+                .clone()
+                .downcast::<T>()
+                .map_err(|_| Error::Gpu(format!("cache entry {key} has another type")));
+        }
+        let value = Arc::new(make()?);
+        cache.insert(key, value.clone());
         Ok(value)
     }
 

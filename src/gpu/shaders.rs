@@ -13,12 +13,17 @@ macro_rules! sources {
 pub const KERNELS: &[(&str, &str)] = sources!("":
     "center_forward", "loss_reduce", "center_claim", "center_apply", "center_release",
     "status_finalize", "sort_keys_init", "bitonic_step", "center_update_sorted",
+    "gemm", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "sum_slices",
+    "channel_sum", "prelu_forward", "prelu_backward", "prelu_slope_grad", "add",
+    "maxpool_forward", "maxpool_backward", "softmax_cross_entropy", "reduce_rows",
+    "l2norm_forward", "l2norm_backward", "sgd_momentum",
 );
 
 /// Helpers pulled in with `#import NAME`.
 pub const LIBRARY: &[(&str, &str)] = sources!("lib/":
     "common", "batch_bindings", "chunk_bindings", "scratch_atomic", "scratch_sorted",
     "accum_native", "accum_cas", "accumulate_none", "accumulate_atomic",
+    "gemm_core", "conv_params", "channel_reduce", "elementwise", "pool_params", "row_params",
 );
 
 /// Returns the kernel named `kernel` with its imports resolved. `aliases` maps an import
@@ -97,7 +102,10 @@ mod tests {
         let mut built = std::collections::BTreeSet::new();
         for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
             for native in [true, false] {
-                for (label, kernel, aliases) in shader_plan(update, native) {
+                let nn = crate::nn::KERNEL_TABLE
+                    .iter()
+                    .map(|k| (k.name, k.name, Vec::new()));
+                for (label, kernel, aliases) in shader_plan(update, native).into_iter().chain(nn) {
                     let source = compose(kernel, &aliases).unwrap();
                     let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
                         panic!("{label} ({kernel}): {}", e.emit_to_string(&source))

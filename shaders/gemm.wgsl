@@ -1,0 +1,47 @@
+// Dense GEMM with strided operands (so either may be transposed):
+//   C[m, n] = sum_k A[m*a_sm + k*a_sk] * B[k*b_sk + n*b_sn] (+ bias[n]) (+ C[m, n])
+// Used by Linear forward (X W^T + b), backward data (dY W) and weight gradient (dY^T X).
+
+#import gemm_core
+
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_stride_m: u32,
+    a_stride_k: u32,
+    b_stride_k: u32,
+    b_stride_n: u32,
+    // bit 0: add bias[n]; bit 1: add to the existing C.
+    flags: u32,
+}
+
+@group(0) @binding(0) var<uniform> gemm: GemmParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+fn gemm_dims() -> vec4<u32> {
+    return vec4<u32>(gemm.m, gemm.n, gemm.k, gemm.k);
+}
+
+fn load_a(m: u32, k: u32) -> f32 {
+    return a[m * gemm.a_stride_m + k * gemm.a_stride_k];
+}
+
+fn load_b(k: u32, n: u32) -> f32 {
+    return b[k * gemm.b_stride_k + n * gemm.b_stride_n];
+}
+
+fn store_c(m: u32, n: u32, slice: u32, value: f32) {
+    var v = value;
+    if (gemm.flags & 1u) != 0u {
+        v = v + bias[n];
+    }
+    let idx = m * gemm.n + n;
+    if (gemm.flags & 2u) != 0u {
+        v = v + c[idx];
+    }
+    c[idx] = v;
+}

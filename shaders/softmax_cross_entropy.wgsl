@@ -1,0 +1,93 @@
+// Softmax cross-entropy, one workgroup per row of logits [B, C], numerically stable:
+//   loss_b = log(sum_c exp(z_c - max)) + max - z_y
+//   dz_c   = (softmax_c - [c == y]) * grad_scale      (grad_scale = 1/B for the batch mean)
+// row_stats[2b] = loss_b, row_stats[2b + 1] = 1 when argmax (first on ties) == y.
+// A label >= C contributes loss 0, gradient 0 and never indexes out of bounds.
+
+const WG: u32 = 64u;
+
+struct SoftmaxParams {
+    batch: u32,
+    classes: u32,
+    grad_scale: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> sm: SoftmaxParams;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> grad_logits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> row_stats: array<f32>;
+
+var<workgroup> red_v: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * 65535u;
+    let valid_row = row < sm.batch;
+    let base = row * sm.classes;
+    // Max and argmax.
+    var best = -3.4e38;
+    var best_i = 0xffffffffu;
+    if valid_row {
+        for (var c = lid; c < sm.classes; c = c + WG) {
+            let z = logits[base + c];
+            if z > best {
+                best = z;
+                best_i = c;
+            }
+        }
+    }
+    red_v[lid] = best;
+    red_i[lid] = best_i;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if lid < s {
+            let v = red_v[lid + s];
+            let i = red_i[lid + s];
+            if v > red_v[lid] || (v == red_v[lid] && i < red_i[lid]) {
+                red_v[lid] = v;
+                red_i[lid] = i;
+            }
+        }
+        workgroupBarrier();
+    }
+    let zmax = red_v[0];
+    let argmax = red_i[0];
+    workgroupBarrier();
+    // Sum of exponentials.
+    var sum = 0.0;
+    if valid_row {
+        for (var c = lid; c < sm.classes; c = c + WG) {
+            sum = sum + exp(logits[base + c] - zmax);
+        }
+    }
+    red_v[lid] = sum;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if lid < s {
+            red_v[lid] = red_v[lid] + red_v[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red_v[0];
+    if !valid_row {
+        return;
+    }
+    let label = labels[row];
+    let label_ok = label < sm.classes;
+    for (var c = lid; c < sm.classes; c = c + WG) {
+        let p = exp(logits[base + c] - zmax) / total;
+        let onehot = select(0.0, 1.0, c == label);
+        grad_logits[base + c] = select(0.0, (p - onehot) * sm.grad_scale, label_ok);
+    }
+    if lid == 0u {
+        var loss = 0.0;
+        if label_ok {
+            loss = log(total) + zmax - logits[base + label];
+        }
+        row_stats[2u * row] = loss;
+        row_stats[2u * row + 1u] = select(0.0, 1.0, label_ok && argmax == label);
+    }
+}

@@ -1,0 +1,881 @@
+//! `Graph`: layers compiled, once, into flat lists of GPU dispatches for a fixed batch size.
+//!
+//! Every activation has a buffer and (when something upstream needs it) a gradient buffer;
+//! a layer adds its forward dispatches and a group of backward dispatches that read its
+//! output's gradient and write its input's gradient and its parameters' gradients. The
+//! backward groups run in reverse order of construction. Weight-gradient reductions are
+//! gathers in a fixed order, so a step is reproducible on the same adapter.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+
+use super::kernels::{Kernels, Op};
+use super::spec::{LayerSpec, Shape};
+use crate::gpu::{self, GpuContext};
+use crate::{Error, Result};
+
+/// An activation of the graph: a buffer of `batch * C*H*W` values and, when a gradient
+/// flows into it, a gradient buffer of the same size. Cheap to clone (shared handles).
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    /// Per-sample shape.
+    pub shape: Shape,
+    /// The values, NCHW.
+    pub buffer: wgpu::Buffer,
+    /// d loss / d values, when a gradient is propagated into this tensor.
+    pub grad: Option<wgpu::Buffer>,
+}
+
+impl Tensor {
+    /// Values per sample.
+    pub fn per_sample(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// What a parameter tensor is, for its optimizer multipliers and checkpoint name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// Convolution or linear weights (weight decay applies).
+    Weight,
+    /// Biases (no weight decay by default).
+    Bias,
+    /// PReLU slopes (no weight decay by default, as in the paper).
+    Slope,
+}
+
+/// One learnable tensor with its gradient and momentum buffers.
+pub struct Param {
+    /// Unique name, e.g. `trunk.3.conv.weight`.
+    pub name: String,
+    /// Its role.
+    pub kind: ParamKind,
+    /// Number of values.
+    pub len: usize,
+    /// The values.
+    pub value: wgpu::Buffer,
+    /// The gradient of the last backward pass.
+    pub grad: wgpu::Buffer,
+    /// SGD momentum.
+    pub velocity: wgpu::Buffer,
+}
+
+/// A compiled network fragment for a fixed batch: forward dispatches, backward groups,
+/// parameters. Build it with [`Graph::input`], [`Graph::layer`] and [`Graph::sequence`].
+pub struct Graph {
+    ctx: GpuContext,
+    kernels: Arc<Kernels>,
+    batch: usize,
+    rng: StdRng,
+    forward: Vec<Op>,
+    backward: Vec<Vec<Op>>,
+    params: Vec<Param>,
+    dummy: wgpu::Buffer,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_stride_m: u32,
+    a_stride_k: u32,
+    b_stride_k: u32,
+    b_stride_n: u32,
+    flags: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    batch: u32,
+    in_c: u32,
+    in_h: u32,
+    in_w: u32,
+    out_c: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    stride: u32,
+    pad: u32,
+    has_bias: u32,
+    k_per_slice: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Quad {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PoolParams {
+    batch: u32,
+    channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel: u32,
+    stride: u32,
+}
+
+const GEMM_TILE: usize = 64;
+const GEMM_TILE_K: usize = 16;
+/// Workgroups a weight-gradient GEMM should have at least before K is split.
+const SPLIT_K_TARGET: usize = 64;
+
+impl Graph {
+    /// An empty graph for batches of `batch` samples; `seed` drives weight initialisation.
+    pub fn new(ctx: &GpuContext, batch: usize, seed: u64) -> Result<Self> {
+        if batch == 0 || batch > 65_535 {
+            return Err(Error::Config(format!(
+                "batch size must be in 1..=65535, got {batch}"
+            )));
+        }
+        let kernels = Kernels::for_context(ctx)?;
+        let dummy = gpu::buffer(
+            ctx.device(),
+            "unused binding",
+            16,
+            wgpu::BufferUsages::STORAGE,
+        );
+        Ok(Self {
+            ctx: ctx.clone(),
+            kernels,
+            batch,
+            rng: StdRng::seed_from_u64(seed),
+            forward: Vec::new(),
+            backward: Vec::new(),
+            params: Vec::new(),
+            dummy,
+        })
+    }
+
+    /// The batch size.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The context.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// The learnable tensors, in construction order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// A new input tensor (the host writes it); with `needs_grad` its gradient is computed.
+    pub fn input(&mut self, shape: Shape, needs_grad: bool) -> Tensor {
+        self.tensor(shape, needs_grad)
+    }
+
+    fn tensor(&self, shape: Shape, with_grad: bool) -> Tensor {
+        let bytes = 4 * (self.batch * shape.iter().product::<usize>()) as u64;
+        let device = self.ctx.device();
+        Tensor {
+            shape,
+            buffer: gpu::buffer(device, "activation", bytes, gpu::STORAGE_RW),
+            grad: with_grad.then(|| gpu::buffer(device, "activation grad", bytes, gpu::STORAGE_RW)),
+        }
+    }
+
+    /// Applies `specs` in order to `x`.
+    pub fn sequence(&mut self, x: &Tensor, specs: &[LayerSpec], name: &str) -> Result<Tensor> {
+        let mut cur = x.clone();
+        for (i, spec) in specs.iter().enumerate() {
+            cur = self.layer(&cur, spec, &format!("{name}.{i}"))?;
+        }
+        Ok(cur)
+    }
+
+    /// Applies one layer (or residual block) to `x`, checking shapes; `name` prefixes its
+    /// parameters' names and errors.
+    pub fn layer(&mut self, x: &Tensor, spec: &LayerSpec, name: &str) -> Result<Tensor> {
+        let out_grad = true;
+        let fail =
+            |why: String| Error::Config(format!("layer {name} ({}): {why}", spec.describe()));
+        let [c, h, w] = x.shape;
+        let ctx = self.ctx.clone();
+        ctx.capture(|| match spec {
+            LayerSpec::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                pad,
+                bias,
+            } => {
+                if *out_channels == 0 || *kernel == 0 || *stride == 0 {
+                    return Err(fail(
+                        "channels, kernel and stride must be at least 1".into(),
+                    ));
+                }
+                if h + 2 * pad < *kernel || w + 2 * pad < *kernel {
+                    return Err(fail(format!(
+                        "input {c}x{h}x{w} is smaller than the kernel"
+                    )));
+                }
+                let out_shape = [
+                    *out_channels,
+                    (h + 2 * pad - kernel) / stride + 1,
+                    (w + 2 * pad - kernel) / stride + 1,
+                ];
+                let y = self.tensor(out_shape, out_grad);
+                self.conv(x, &y, *kernel, *stride, *pad, *bias, name)?;
+                Ok(y)
+            }
+            LayerSpec::MaxPool { kernel, stride } => {
+                if *kernel == 0 || *stride == 0 {
+                    return Err(fail("kernel and stride must be at least 1".into()));
+                }
+                if h < *kernel || w < *kernel {
+                    return Err(fail(format!(
+                        "input {c}x{h}x{w} is smaller than the window"
+                    )));
+                }
+                let y = self.tensor(
+                    [c, (h - kernel) / stride + 1, (w - kernel) / stride + 1],
+                    out_grad,
+                );
+                self.maxpool(x, &y, *kernel, *stride)?;
+                Ok(y)
+            }
+            LayerSpec::PRelu { shared } => {
+                let y = self.tensor(x.shape, out_grad);
+                self.prelu(x, &y, *shared, name)?;
+                Ok(y)
+            }
+            LayerSpec::Linear { out_features, bias } => {
+                if *out_features == 0 {
+                    return Err(fail("out_features must be at least 1".into()));
+                }
+                let y = self.tensor([*out_features, 1, 1], out_grad);
+                self.linear(x, &y, *bias, name)?;
+                Ok(y)
+            }
+            LayerSpec::Flatten => Ok(Tensor {
+                shape: [c * h * w, 1, 1],
+                ..x.clone()
+            }),
+            LayerSpec::L2Norm => {
+                let y = self.tensor(x.shape, out_grad);
+                self.l2norm(x, &y)?;
+                Ok(y)
+            }
+            LayerSpec::Residual { body, shortcut } => self.residual(x, body, shortcut, name),
+        })
+        .and_then(|r| r)
+    }
+
+    fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.ctx
+            .device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("layer params"),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    fn op(
+        &self,
+        kernel: &'static str,
+        uniform: &wgpu::Buffer,
+        storage: &[&wgpu::Buffer],
+        grid: (u32, u32, u32),
+    ) -> Result<Op> {
+        self.kernels
+            .op(self.ctx.device(), kernel, uniform, storage, grid)
+    }
+
+    fn grid1(&self, invocations: usize) -> (u32, u32, u32) {
+        let (x, y) = gpu::grid(
+            invocations as u64,
+            self.ctx.limits().max_compute_workgroups_per_dimension,
+        );
+        (x, y, 1)
+    }
+
+    /// A parameter initialised with `init` values.
+    fn param(&mut self, name: String, kind: ParamKind, init: Vec<f32>) -> usize {
+        use wgpu::util::DeviceExt;
+        let device = self.ctx.device();
+        let len = init.len();
+        let value = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(&name),
+            contents: bytemuck::cast_slice(&init),
+            usage: gpu::STORAGE_RW,
+        });
+        let grad = gpu::buffer(device, "param grad", 4 * len as u64, gpu::STORAGE_RW);
+        let velocity = gpu::buffer(device, "param velocity", 4 * len as u64, gpu::STORAGE_RW);
+        self.params.push(Param {
+            name,
+            kind,
+            len,
+            value,
+            grad,
+            velocity,
+        });
+        self.params.len() - 1
+    }
+
+    /// He (Kaiming) normal initialisation for a layer feeding a (P)ReLU.
+    fn he_normal(&mut self, len: usize, fan_in: usize) -> Vec<f32> {
+        let normal = Normal::new(0.0, (2.0 / fan_in as f64).sqrt()).expect("finite std");
+        (0..len)
+            .map(|_| normal.sample(&mut self.rng) as f32)
+            .collect()
+    }
+
+    /// Xavier uniform initialisation (the classifier).
+    pub(crate) fn xavier_uniform(&mut self, len: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
+        let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+        (0..len)
+            .map(|_| self.rng.random_range(-bound..=bound))
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+        name: &str,
+    ) -> Result<()> {
+        let [in_c, in_h, in_w] = x.shape;
+        let [out_c, out_h, out_w] = y.shape;
+        let taps = in_c * kernel * kernel;
+        let weight = self.he_normal(out_c * taps, taps);
+        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bi =
+            bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
+        // Split-K for the weight gradient, whose reduction runs over batch * pixels.
+        let reduce = self.batch * out_h * out_w;
+        let tiles = out_c.div_ceil(GEMM_TILE) * taps.div_ceil(GEMM_TILE);
+        let wanted = SPLIT_K_TARGET
+            .div_ceil(tiles)
+            .clamp(1, (reduce / 512).max(1));
+        let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
+        let slices = reduce.div_ceil(k_per_slice);
+        let params = ConvParams {
+            batch: self.batch as u32,
+            in_c: in_c as u32,
+            in_h: in_h as u32,
+            in_w: in_w as u32,
+            out_c: out_c as u32,
+            out_h: out_h as u32,
+            out_w: out_w as u32,
+            kernel_h: kernel as u32,
+            kernel_w: kernel as u32,
+            stride: stride as u32,
+            pad: pad as u32,
+            has_bias: bias as u32,
+            k_per_slice: k_per_slice as u32,
+            _pad: [0; 3],
+        };
+        let u = self.uniform(&params);
+        let gemm_grid = |m: usize, n: usize, z: usize| {
+            (
+                n.div_ceil(GEMM_TILE) as u32,
+                m.div_ceil(GEMM_TILE) as u32,
+                z as u32,
+            )
+        };
+        let wv = self.params[wi].value.clone();
+        let wg = self.params[wi].grad.clone();
+        let bias_value = bi.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
+        let fwd = self.op(
+            "conv2d_forward",
+            &u,
+            &[&wv, &x.buffer, &bias_value, &y.buffer],
+            gemm_grid(out_c, self.batch * out_h * out_w, 1),
+        )?;
+        self.forward.push(fwd);
+
+        let dy = y
+            .grad
+            .clone()
+            .ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let mut group = Vec::new();
+        if slices == 1 {
+            group.push(self.op(
+                "conv2d_backward_weight",
+                &u,
+                &[&dy, &x.buffer, &wg],
+                gemm_grid(out_c, taps, 1),
+            )?);
+        } else {
+            let partial = gpu::buffer(
+                self.ctx.device(),
+                "split-k partials",
+                4 * (slices * out_c * taps) as u64,
+                gpu::STORAGE_RW,
+            );
+            group.push(self.op(
+                "conv2d_backward_weight",
+                &u,
+                &[&dy, &x.buffer, &partial],
+                gemm_grid(out_c, taps, slices),
+            )?);
+            let su = self.uniform(&Quad {
+                a: (out_c * taps) as u32,
+                b: slices as u32,
+                c: 1,
+                d: 0,
+            });
+            group.push(self.op(
+                "sum_slices",
+                &su,
+                &[&partial, &wg],
+                self.grid1(out_c * taps),
+            )?);
+        }
+        if let Some(bi) = bi {
+            let cu = self.uniform(&Quad {
+                a: self.batch as u32,
+                b: out_c as u32,
+                c: (out_h * out_w) as u32,
+                d: 0,
+            });
+            let bg = self.params[bi].grad.clone();
+            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (out_c as u32, 1, 1))?);
+        }
+        if let Some(dx) = &x.grad {
+            group.push(self.op(
+                "conv2d_backward_input",
+                &u,
+                &[&wv, &dy, dx],
+                gemm_grid(in_c, self.batch * in_h * in_w, 1),
+            )?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn linear(&mut self, x: &Tensor, y: &Tensor, bias: bool, name: &str) -> Result<()> {
+        let (b, i, o) = (self.batch, x.per_sample(), y.per_sample());
+        let weight = self.he_normal(o * i, i);
+        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o]));
+        self.linear_ops(x, y, wi, bi, b, i, o)
+    }
+
+    /// The classifier: a linear layer with Xavier initialisation.
+    pub(crate) fn classifier(
+        &mut self,
+        x: &Tensor,
+        classes: usize,
+        bias: bool,
+        name: &str,
+    ) -> Result<Tensor> {
+        let i = x.per_sample();
+        let y = self.tensor([classes, 1, 1], true);
+        let weight = self.xavier_uniform(classes * i, i, classes);
+        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bi =
+            bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
+        let ctx = self.ctx.clone();
+        ctx.capture(|| self.linear_ops(x, &y, wi, bi, self.batch, i, classes))??;
+        Ok(y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn linear_ops(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        wi: usize,
+        bi: Option<usize>,
+        b: usize,
+        i: usize,
+        o: usize,
+    ) -> Result<()> {
+        let gemm = |m: usize, n: usize, k: usize, strides: [usize; 4], flags: u32| GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a_stride_m: strides[0] as u32,
+            a_stride_k: strides[1] as u32,
+            b_stride_k: strides[2] as u32,
+            b_stride_n: strides[3] as u32,
+            flags,
+        };
+        let grid = |m: usize, n: usize| {
+            (
+                n.div_ceil(GEMM_TILE) as u32,
+                m.div_ceil(GEMM_TILE) as u32,
+                1,
+            )
+        };
+        let wv = self.params[wi].value.clone();
+        let wg = self.params[wi].grad.clone();
+        let bias_value = bi.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
+        // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
+        let u = self.uniform(&gemm(b, o, i, [i, 1, 1, i], bi.is_some() as u32));
+        let fwd = self.op(
+            "gemm",
+            &u,
+            &[&x.buffer, &wv, &bias_value, &y.buffer],
+            grid(b, o),
+        )?;
+        self.forward.push(fwd);
+        let dy = y
+            .grad
+            .clone()
+            .ok_or_else(|| Error::Config("linear output has no gradient".into()))?;
+        let mut group = Vec::new();
+        // dW[o, i] = dY[b, o]^T X[b, i]
+        let u = self.uniform(&gemm(o, i, b, [1, o, i, 1], 0));
+        group.push(self.op("gemm", &u, &[&dy, &x.buffer, &self.dummy, &wg], grid(o, i))?);
+        if let Some(bi) = bi {
+            let cu = self.uniform(&Quad {
+                a: b as u32,
+                b: o as u32,
+                c: 1,
+                d: 0,
+            });
+            let bg = self.params[bi].grad.clone();
+            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (o as u32, 1, 1))?);
+        }
+        if let Some(dx) = &x.grad {
+            // dX[b, i] = dY[b, o] W[o, i]
+            let u = self.uniform(&gemm(b, i, o, [o, 1, i, 1], 0));
+            group.push(self.op("gemm", &u, &[&dy, &wv, &self.dummy, dx], grid(b, i))?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn maxpool(&mut self, x: &Tensor, y: &Tensor, kernel: usize, stride: usize) -> Result<()> {
+        let [c, h, w] = x.shape;
+        let [_, oh, ow] = y.shape;
+        let params = PoolParams {
+            batch: self.batch as u32,
+            channels: c as u32,
+            in_h: h as u32,
+            in_w: w as u32,
+            out_h: oh as u32,
+            out_w: ow as u32,
+            kernel: kernel as u32,
+            stride: stride as u32,
+        };
+        let u = self.uniform(&params);
+        let argmax = gpu::buffer(
+            self.ctx.device(),
+            "argmax",
+            4 * (self.batch * y.per_sample()) as u64,
+            gpu::STORAGE_RW,
+        );
+        let fwd = self.op(
+            "maxpool_forward",
+            &u,
+            &[&x.buffer, &y.buffer, &argmax],
+            self.grid1(self.batch * y.per_sample()),
+        )?;
+        self.forward.push(fwd);
+        let mut group = Vec::new();
+        if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
+            group.push(self.op(
+                "maxpool_backward",
+                &u,
+                &[dy, &argmax, dx],
+                self.grid1(self.batch * x.per_sample()),
+            )?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn prelu(&mut self, x: &Tensor, y: &Tensor, shared: bool, name: &str) -> Result<()> {
+        let [c, h, w] = x.shape;
+        let (channels, pixels) = if shared { (1, c * h * w) } else { (c, h * w) };
+        let si = self.param(
+            format!("{name}.slope"),
+            ParamKind::Slope,
+            vec![0.25; channels],
+        );
+        let len = self.batch * c * h * w;
+        let eu = self.uniform(&Quad {
+            a: len as u32,
+            b: channels as u32,
+            c: pixels as u32,
+            d: 0,
+        });
+        let sv = self.params[si].value.clone();
+        let sg = self.params[si].grad.clone();
+        let fwd = self.op(
+            "prelu_forward",
+            &eu,
+            &[&x.buffer, &sv, &y.buffer],
+            self.grid1(len),
+        )?;
+        self.forward.push(fwd);
+        let dy = y
+            .grad
+            .clone()
+            .ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let cu = self.uniform(&Quad {
+            a: self.batch as u32,
+            b: channels as u32,
+            c: pixels as u32,
+            d: 0,
+        });
+        let mut group = vec![self.op(
+            "prelu_slope_grad",
+            &cu,
+            &[&x.buffer, &dy, &sg],
+            (channels as u32, 1, 1),
+        )?];
+        if let Some(dx) = &x.grad {
+            group.push(self.op(
+                "prelu_backward",
+                &eu,
+                &[&x.buffer, &sv, &dy, dx],
+                self.grid1(len),
+            )?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn l2norm(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
+        let dim = x.per_sample();
+        let u = self.uniform(&Quad {
+            a: self.batch as u32,
+            b: dim as u32,
+            c: 1e-10f32.to_bits(),
+            d: 0,
+        });
+        let norms = gpu::buffer(
+            self.ctx.device(),
+            "l2 norms",
+            4 * self.batch as u64,
+            gpu::STORAGE_RW,
+        );
+        let fwd = self.op(
+            "l2norm_forward",
+            &u,
+            &[&x.buffer, &y.buffer, &norms],
+            self.grid1(self.batch),
+        )?;
+        self.forward.push(fwd);
+        let mut group = Vec::new();
+        if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
+            group.push(self.op(
+                "l2norm_backward",
+                &u,
+                &[&y.buffer, &norms, dy, dx],
+                self.grid1(self.batch),
+            )?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn residual(
+        &mut self,
+        x: &Tensor,
+        body: &[LayerSpec],
+        shortcut: &[LayerSpec],
+        name: &str,
+    ) -> Result<Tensor> {
+        // Gradients from the two branches land in their own buffers and are summed into
+        // x's gradient by a group that runs after both branches' backward groups.
+        let sum_slot = self.backward.len();
+        self.backward.push(Vec::new());
+        let branch_input = |g: &Self| Tensor {
+            grad: x
+                .grad
+                .as_ref()
+                .map(|_| g.tensor(x.shape, true).grad.unwrap()),
+            ..x.clone()
+        };
+        let xb = branch_input(self);
+        let u = self.sequence(&xb, body, &format!("{name}.body"))?;
+        let (s, xs_grad) = if shortcut.is_empty() {
+            (
+                Tensor {
+                    grad: None,
+                    ..x.clone()
+                },
+                None,
+            )
+        } else {
+            let xs = branch_input(self);
+            let s = self.sequence(&xs, shortcut, &format!("{name}.shortcut"))?;
+            (s, xs.grad)
+        };
+        if u.shape != s.shape {
+            return Err(Error::Config(format!(
+                "residual block {name}: body gives {:?} but shortcut gives {:?}",
+                u.shape, s.shape
+            )));
+        }
+        // y's gradient is the body output's gradient buffer itself (d(u + s)/du = 1); a
+        // projection shortcut gets a copy of it.
+        let dy = u
+            .grad
+            .clone()
+            .ok_or_else(|| Error::Config(format!("residual block {name}: empty body")))?;
+        let y = Tensor {
+            shape: u.shape,
+            buffer: self.tensor(u.shape, false).buffer,
+            grad: Some(dy.clone()),
+        };
+        let len = self.batch * y.per_sample();
+        let eu = self.uniform(&Quad {
+            a: len as u32,
+            b: 1,
+            c: 1,
+            d: 0,
+        });
+        let fwd = self.op(
+            "add",
+            &eu,
+            &[&u.buffer, &s.buffer, &y.buffer],
+            self.grid1(len),
+        )?;
+        self.forward.push(fwd);
+        let mut copy_in = Vec::new();
+        if let Some(sg) = &s.grad {
+            let zero = gpu::buffer(self.ctx.device(), "zeros", 4 * len as u64, gpu::STORAGE_RW);
+            copy_in.push(self.op("add", &eu, &[&dy, &zero, sg], self.grid1(len))?);
+        }
+        // Groups run in reverse: this copy runs before both branches' backward groups.
+        self.backward.push(copy_in);
+        if let (Some(dx), Some(db)) = (&x.grad, &xb.grad) {
+            let xlen = self.batch * x.per_sample();
+            let xu = self.uniform(&Quad {
+                a: xlen as u32,
+                b: 1,
+                c: 1,
+                d: 0,
+            });
+            let other = xs_grad.as_ref().unwrap_or(&dy);
+            let sum = self.op("add", &xu, &[db, other, dx], self.grid1(xlen))?;
+            self.backward[sum_slot].push(sum);
+        }
+        Ok(y)
+    }
+
+    /// Records the forward dispatches.
+    pub fn record_forward(&self, cpass: &mut wgpu::ComputePass<'_>) {
+        self.kernels.record(cpass, &self.forward);
+    }
+
+    /// Records the backward groups, last layer first.
+    pub fn record_backward(&self, cpass: &mut wgpu::ComputePass<'_>) {
+        self.record_backward_groups(cpass, 0..self.backward.len());
+    }
+
+    /// How many backward groups the graph has (layers and blocks built so far).
+    pub fn backward_groups(&self) -> usize {
+        self.backward.len()
+    }
+
+    /// Records the backward groups in `range`, last first.
+    pub fn record_backward_groups(
+        &self,
+        cpass: &mut wgpu::ComputePass<'_>,
+        range: std::ops::Range<usize>,
+    ) {
+        for group in self.backward[range].iter().rev() {
+            self.kernels.record(cpass, group);
+        }
+    }
+
+    /// Records extra dispatches (the loss head, the optimizer).
+    pub(crate) fn record_ops(&self, cpass: &mut wgpu::ComputePass<'_>, ops: &[Op]) {
+        self.kernels.record(cpass, ops);
+    }
+
+    /// Builds a dispatch of a trainer kernel on this graph's device.
+    pub(crate) fn make_op(
+        &self,
+        kernel: &'static str,
+        uniform: &wgpu::Buffer,
+        storage: &[&wgpu::Buffer],
+        grid: (u32, u32, u32),
+    ) -> Result<Op> {
+        self.op(kernel, uniform, storage, grid)
+    }
+
+    /// A uniform buffer holding `value`.
+    pub(crate) fn make_uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
+        self.uniform(value)
+    }
+
+    /// Runs forward (and, with `backward`, backward) once and waits.
+    pub fn run(&self, backward: bool) -> Result<()> {
+        self.ctx.capture(|| {
+            let mut encoder = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            {
+                let mut cpass = encoder.begin_compute_pass(&Default::default());
+                self.record_forward(&mut cpass);
+                if backward {
+                    self.record_backward(&mut cpass);
+                }
+            }
+            self.ctx.queue().submit([encoder.finish()]);
+        })?;
+        self.ctx.wait_idle()
+    }
+
+    /// Writes `values` (the whole batch) into `buffer`.
+    pub fn write(&self, buffer: &wgpu::Buffer, values: &[f32]) -> Result<()> {
+        if values.len() as u64 * 4 > buffer.size() {
+            return Err(Error::Shape {
+                what: "tensor",
+                expected: buffer.size() as usize / 4,
+                actual: values.len(),
+            });
+        }
+        self.ctx.capture(|| {
+            self.ctx
+                .queue()
+                .write_buffer(buffer, 0, bytemuck::cast_slice(values))
+        })
+    }
+
+    /// Reads the first `len` values of `buffer`.
+    pub fn read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        read_buffer(&self.ctx, buffer, len)
+    }
+}
+
+/// Copies the first `len` f32 values of a `COPY_SRC` buffer back to the host.
+pub fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    let bytes = 4 * len as u64;
+    let staging = gpu::buffer(
+        ctx.device(),
+        "readback",
+        bytes,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    );
+    ctx.capture(|| {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        ctx.queue().submit([encoder.finish()]);
+    })?;
+    Ok(bytemuck::cast_slice(&ctx.read_mapped(&staging, bytes)?).to_vec())
+}

@@ -1,0 +1,17 @@
+//! The bundled WGSL CNN trainer: layers with forward and backward kernels, SGD with
+//! momentum, softmax cross-entropy plus center loss in one GPU step, and the presets
+//! LeNet++ (the paper's MNIST network) and a small face-embedding residual network.
+
+mod graph;
+mod kernels;
+mod network;
+mod optimizer;
+pub mod reference;
+mod spec;
+
+pub use graph::{read_buffer, Graph, Param, ParamKind, Tensor};
+#[cfg(test)]
+pub(crate) use kernels::KERNEL_TABLE;
+pub use network::{Inference, Network, StepMetrics, TrainConfig};
+pub use optimizer::{MultiStep, SgdConfig};
+pub use spec::{LayerSpec, NetworkSpec, Shape};

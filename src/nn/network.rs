@@ -1,0 +1,544 @@
+//! `Network`: a classification network trained with softmax cross-entropy plus
+//! lambda * center loss on its embedding, one GPU step per batch with no host round trip.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::graph::{read_buffer, Graph, Tensor};
+use super::kernels::Op;
+use super::optimizer::SgdConfig;
+use super::spec::NetworkSpec;
+use crate::gpu::{self, GpuContext};
+use crate::{
+    BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result,
+    UpdateMode,
+};
+
+/// How a network is trained.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Samples per step (fixed; the last partial batch of an epoch is dropped).
+    pub batch: usize,
+    /// Optimizer settings.
+    pub sgd: SgdConfig,
+    /// Center-loss weight; 0 trains with softmax alone (no centers at all).
+    pub lambda: f32,
+    /// Center learning rate.
+    pub alpha: f32,
+    /// How the centers are updated on the GPU.
+    pub center_update: UpdateMode,
+    /// Seed of the weight initialisation.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch: 64,
+            sgd: SgdConfig::default(),
+            lambda: 0.003,
+            alpha: 0.5,
+            center_update: UpdateMode::Atomic,
+            seed: 0,
+        }
+    }
+}
+
+/// The scalars of one step, read back when asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepMetrics {
+    /// Mean softmax cross-entropy of the batch.
+    pub softmax_loss: f32,
+    /// Fraction of the batch classified correctly (before the update).
+    pub accuracy: f32,
+    /// lambda/2 * mean ||x_i - c_{y_i}||^2 (0 without center loss).
+    pub center_loss: f32,
+}
+
+impl StepMetrics {
+    /// softmax + center loss.
+    pub fn total_loss(&self) -> f32 {
+        self.softmax_loss + self.center_loss
+    }
+}
+
+/// Embeddings and logits of a set of images.
+#[derive(Clone, Debug, Default)]
+pub struct Inference {
+    /// `n * embed_dim` values.
+    pub embeddings: Vec<f32>,
+    /// `n * num_classes` values.
+    pub logits: Vec<f32>,
+}
+
+impl Inference {
+    /// The arg-max class of each sample.
+    pub fn predictions(&self, num_classes: usize) -> Vec<u32> {
+        self.logits
+            .chunks(num_classes)
+            .map(|row| {
+                let mut best = 0;
+                for (c, &z) in row.iter().enumerate() {
+                    if z > row[best] {
+                        best = c;
+                    }
+                }
+                best as u32
+            })
+            .collect()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SgdUniform {
+    len: u32,
+    lr: f32,
+    momentum: f32,
+    decay: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SoftmaxUniform {
+    batch: u32,
+    classes: u32,
+    grad_scale: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ReduceUniform {
+    rows: u32,
+    cols: u32,
+    out_offset: u32,
+    scale: f32,
+}
+
+/// A network on the GPU with its optimizer state and (when lambda > 0) its centers.
+pub struct Network {
+    spec: NetworkSpec,
+    cfg: TrainConfig,
+    graph: Graph,
+    input: Tensor,
+    labels: wgpu::Buffer,
+    embedding: Tensor,
+    logits: Tensor,
+    trunk_groups: usize,
+    head: Vec<Op>,
+    sgd: Vec<(Op, wgpu::Buffer)>,
+    metrics: wgpu::Buffer,
+    metrics_staging: wgpu::Buffer,
+    center: Option<(GpuCenterLoss, CenterLossBinding)>,
+    step: u64,
+    lr: f32,
+}
+
+impl Network {
+    /// Builds the network, its optimizer and its centers; shapes are checked here and a
+    /// mismatch is an [`Error::Config`] naming the layer.
+    pub fn new(ctx: &GpuContext, spec: NetworkSpec, cfg: TrainConfig) -> Result<Self> {
+        if spec.num_classes == 0 {
+            return Err(Error::Config("num_classes must be at least 1".into()));
+        }
+        if !(cfg.sgd.lr.is_finite() && cfg.sgd.lr > 0.0) {
+            return Err(Error::Config(format!(
+                "learning rate must be finite and > 0, got {}",
+                cfg.sgd.lr
+            )));
+        }
+        let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
+        let input = graph.input(spec.input, false);
+        let embedding = graph.sequence(&input, &spec.trunk, "trunk")?;
+        let embedding = Tensor {
+            shape: [embedding.per_sample(), 1, 1],
+            ..embedding
+        };
+        let trunk_groups = graph.backward_groups();
+        let logits = graph.classifier(
+            &embedding,
+            spec.num_classes,
+            spec.classifier_bias,
+            "classifier",
+        )?;
+        let device = ctx.device();
+        let b = cfg.batch;
+        let labels = gpu::buffer(device, "labels", 4 * b as u64, gpu::STORAGE_RW);
+        let metrics = gpu::buffer(device, "metrics", 16, gpu::STORAGE_RW);
+        let metrics_staging = gpu::buffer(
+            device,
+            "metrics staging",
+            16,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let row_stats = gpu::buffer(device, "row stats", 8 * b as u64, gpu::STORAGE_RW);
+        let dlogits = logits
+            .grad
+            .clone()
+            .ok_or_else(|| Error::Config("logits have no gradient".into()))?;
+        let su = graph.make_uniform(&SoftmaxUniform {
+            batch: b as u32,
+            classes: spec.num_classes as u32,
+            grad_scale: 1.0 / b as f32,
+            _pad: 0,
+        });
+        let ru = graph.make_uniform(&ReduceUniform {
+            rows: b as u32,
+            cols: 2,
+            out_offset: 0,
+            scale: 1.0 / b as f32,
+        });
+        let head = vec![
+            graph.make_op(
+                "softmax_cross_entropy",
+                &su,
+                &[&logits.buffer, &labels, &dlogits, &row_stats],
+                (b as u32, 1, 1),
+            )?,
+            graph.make_op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
+        ];
+        let max_grid = ctx.limits().max_compute_workgroups_per_dimension;
+        let mut sgd = Vec::new();
+        for p in graph.params() {
+            let u = graph.make_uniform(&SgdUniform {
+                len: p.len as u32,
+                lr: 0.0,
+                momentum: 0.0,
+                decay: 0.0,
+            });
+            let (x, y) = gpu::grid(p.len as u64, max_grid);
+            sgd.push((
+                graph.make_op(
+                    "sgd_momentum",
+                    &u,
+                    &[&p.grad, &p.value, &p.velocity],
+                    (x, y, 1),
+                )?,
+                u,
+            ));
+        }
+        let center = if cfg.lambda > 0.0 {
+            let cl = GpuCenterLoss::new(
+                ctx,
+                CenterLossConfig {
+                    num_classes: spec.num_classes,
+                    feat_dim: embedding.per_sample(),
+                    alpha: cfg.alpha,
+                    lambda: cfg.lambda,
+                    reduction: Reduction::Mean,
+                    update: cfg.center_update,
+                    ..Default::default()
+                },
+            )?;
+            let grad = embedding
+                .grad
+                .as_ref()
+                .ok_or_else(|| Error::Config("embedding has no gradient".into()))?;
+            let binding = cl.bind(BatchBuffers {
+                features: &embedding.buffer,
+                labels: &labels,
+                grad,
+                loss: &metrics,
+                loss_offset: 8,
+                batch: b,
+                accumulate_grad: true,
+            })?;
+            Some((cl, binding))
+        } else if cfg.lambda == 0.0 {
+            None
+        } else {
+            return Err(Error::Config(format!(
+                "lambda must be finite and >= 0, got {}",
+                cfg.lambda
+            )));
+        };
+        let mut net = Self {
+            spec,
+            cfg,
+            graph,
+            input,
+            labels,
+            embedding,
+            logits,
+            trunk_groups,
+            head,
+            sgd,
+            metrics,
+            metrics_staging,
+            center,
+            step: 0,
+            lr: f32::NAN,
+        };
+        net.apply_schedule()?;
+        Ok(net)
+    }
+
+    /// The network description.
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    /// The training settings.
+    pub fn train_config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The underlying graph (parameters, buffers).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The center-loss module, when lambda > 0.
+    pub fn center_loss(&self) -> Option<&GpuCenterLoss> {
+        self.center.as_ref().map(|(cl, _)| cl)
+    }
+
+    /// Mutable access to the center-loss module (checkpoint restore).
+    pub(crate) fn center_loss_mut(&mut self) -> Option<&mut GpuCenterLoss> {
+        self.center.as_mut().map(|(cl, _)| cl)
+    }
+
+    /// The embedding size.
+    pub fn embed_dim(&self) -> usize {
+        self.embedding.per_sample()
+    }
+
+    /// Values per input image.
+    pub fn input_len(&self) -> usize {
+        self.input.per_sample()
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Sets the step count (checkpoint restore) and the learning rate that goes with it.
+    pub(crate) fn set_step_count(&mut self, step: u64) -> Result<()> {
+        self.step = step;
+        self.apply_schedule()
+    }
+
+    /// The learning rate of the next step.
+    pub fn learning_rate(&self) -> f32 {
+        self.lr
+    }
+
+    /// Writes the optimizer uniforms when the scheduled learning rate changes.
+    fn apply_schedule(&mut self) -> Result<()> {
+        let lr = self.cfg.sgd.schedule.lr_at(self.cfg.sgd.lr, self.step);
+        if lr == self.lr {
+            return Ok(());
+        }
+        self.lr = lr;
+        let ctx = self.graph.context();
+        ctx.capture(|| {
+            for (p, (_, u)) in self.graph.params().iter().zip(&self.sgd) {
+                let value = SgdUniform {
+                    len: p.len as u32,
+                    lr,
+                    momentum: self.cfg.sgd.momentum,
+                    decay: self.cfg.sgd.decay_for(p.kind),
+                };
+                ctx.queue().write_buffer(u, 0, bytemuck::bytes_of(&value));
+            }
+        })
+    }
+
+    fn check_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
+        crate::center_loss::check_len("images", self.cfg.batch * self.input_len(), images.len())?;
+        crate::center_loss::check_len("labels", self.cfg.batch, labels.len())?;
+        if let Some((index, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= self.spec.num_classes)
+        {
+            return Err(Error::LabelOutOfRange {
+                index,
+                label,
+                num_classes: self.spec.num_classes,
+            });
+        }
+        crate::center_loss::check_finite("images", images)
+    }
+
+    /// One training step on a full batch: forward, softmax + lambda * center loss,
+    /// backward, center update, SGD. With `read_metrics` the step's scalars are read back
+    /// (a wait for the GPU); otherwise nothing is.
+    pub fn train_step(
+        &mut self,
+        images: &[f32],
+        labels: &[u32],
+        read_metrics: bool,
+    ) -> Result<Option<StepMetrics>> {
+        self.check_batch(images, labels)?;
+        self.apply_schedule()?;
+        let ctx = self.graph.context().clone();
+        ctx.capture(|| {
+            let queue = ctx.queue();
+            queue.write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
+            queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            self.record_loss_and_head_backward(&mut encoder, true);
+            if let Some((cl, binding)) = &self.center {
+                cl.encode_step(&mut encoder, binding)?;
+            }
+            {
+                let mut cpass = encoder.begin_compute_pass(&Default::default());
+                self.graph
+                    .record_backward_groups(&mut cpass, 0..self.trunk_groups);
+                let ops: Vec<Op> = self.sgd.iter().map(|(op, _)| op.clone()).collect();
+                self.graph.record_ops(&mut cpass, &ops);
+            }
+            if read_metrics {
+                encoder.copy_buffer_to_buffer(&self.metrics, 0, &self.metrics_staging, 0, 16);
+            }
+            queue.submit([encoder.finish()]);
+            Ok::<_, Error>(())
+        })??;
+        self.step += 1;
+        if read_metrics {
+            Ok(Some(self.read_metrics()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Forward, softmax head and the classifier's backward group (or only the loss).
+    fn record_loss_and_head_backward(&self, encoder: &mut wgpu::CommandEncoder, backward: bool) {
+        let mut cpass = encoder.begin_compute_pass(&Default::default());
+        self.graph.record_forward(&mut cpass);
+        self.graph.record_ops(&mut cpass, &self.head);
+        if backward {
+            self.graph.record_backward_groups(
+                &mut cpass,
+                self.trunk_groups..self.graph.backward_groups(),
+            );
+        }
+    }
+
+    fn read_metrics(&self) -> Result<StepMetrics> {
+        let raw = self
+            .graph
+            .context()
+            .read_mapped(&self.metrics_staging, 16)?;
+        let v: &[f32] = bytemuck::cast_slice(&raw);
+        Ok(StepMetrics {
+            softmax_loss: v[0],
+            accuracy: v[1],
+            center_loss: if self.center.is_some() { v[2] } else { 0.0 },
+        })
+    }
+
+    /// The loss terms of a batch without any update (the center loss against the current
+    /// centers). Used for gradient checks and validation.
+    pub fn evaluate_loss(&mut self, images: &[f32], labels: &[u32]) -> Result<StepMetrics> {
+        self.check_batch(images, labels)?;
+        let ctx = self.graph.context().clone();
+        ctx.capture(|| {
+            ctx.queue()
+                .write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
+            ctx.queue()
+                .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            self.record_loss_and_head_backward(&mut encoder, false);
+            if let Some((cl, binding)) = &self.center {
+                cl.encode_forward(&mut encoder, binding)?;
+            }
+            encoder.copy_buffer_to_buffer(&self.metrics, 0, &self.metrics_staging, 0, 16);
+            ctx.queue().submit([encoder.finish()]);
+            Ok::<_, Error>(())
+        })??;
+        self.read_metrics()
+    }
+
+    /// Gradients of (softmax + center loss) with respect to every parameter for one batch,
+    /// without updating anything. Returns them in [`Graph::params`] order.
+    pub fn gradients(&mut self, images: &[f32], labels: &[u32]) -> Result<Vec<Vec<f32>>> {
+        self.check_batch(images, labels)?;
+        let ctx = self.graph.context().clone();
+        ctx.capture(|| {
+            ctx.queue()
+                .write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
+            ctx.queue()
+                .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            self.record_loss_and_head_backward(&mut encoder, true);
+            if let Some((cl, binding)) = &self.center {
+                cl.encode_forward(&mut encoder, binding)?;
+            }
+            {
+                let mut cpass = encoder.begin_compute_pass(&Default::default());
+                self.graph
+                    .record_backward_groups(&mut cpass, 0..self.trunk_groups);
+            }
+            ctx.queue().submit([encoder.finish()]);
+            Ok::<_, Error>(())
+        })??;
+        self.graph
+            .params()
+            .iter()
+            .map(|p| read_buffer(&ctx, &p.grad, p.len))
+            .collect()
+    }
+
+    /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
+    pub fn infer(&self, images: &[f32]) -> Result<Inference> {
+        let per = self.input_len();
+        if images.len() % per != 0 {
+            return Err(Error::Shape {
+                what: "images",
+                expected: images.len().div_ceil(per) * per,
+                actual: images.len(),
+            });
+        }
+        crate::center_loss::check_finite("images", images)?;
+        let n = images.len() / per;
+        let b = self.cfg.batch;
+        let ctx = self.graph.context();
+        let mut out = Inference::default();
+        let mut chunk = vec![0.0f32; b * per];
+        for start in (0..n).step_by(b) {
+            let rows = (n - start).min(b);
+            chunk[..rows * per].copy_from_slice(&images[start * per..(start + rows) * per]);
+            chunk[rows * per..].fill(0.0);
+            ctx.capture(|| {
+                ctx.queue()
+                    .write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(&chunk));
+                let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                {
+                    let mut cpass = encoder.begin_compute_pass(&Default::default());
+                    self.graph.record_forward(&mut cpass);
+                }
+                ctx.queue().submit([encoder.finish()]);
+            })?;
+            let e = read_buffer(ctx, &self.embedding.buffer, rows * self.embed_dim())?;
+            let l = read_buffer(ctx, &self.logits.buffer, rows * self.spec.num_classes)?;
+            out.embeddings.extend(e);
+            out.logits.extend(l);
+        }
+        Ok(out)
+    }
+
+    /// Reads every parameter's values, in [`Graph::params`] order.
+    pub fn param_values(&self) -> Result<Vec<Vec<f32>>> {
+        let ctx = self.graph.context();
+        self.graph
+            .params()
+            .iter()
+            .map(|p| read_buffer(ctx, &p.value, p.len))
+            .collect()
+    }
+
+    /// Overwrites parameter `index` with `values`.
+    pub fn set_param(&mut self, index: usize, values: &[f32]) -> Result<()> {
+        let p = self
+            .graph
+            .params()
+            .get(index)
+            .ok_or_else(|| Error::Config(format!("no parameter {index}")))?;
+        crate::center_loss::check_len("parameter", p.len, values.len())?;
+        crate::center_loss::check_finite("parameter", values)?;
+        self.graph.write(&p.value, values)
+    }
+}

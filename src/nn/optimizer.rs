@@ -1,0 +1,91 @@
+//! SGD with momentum and weight decay, and the multi-step learning-rate schedule.
+
+use super::graph::ParamKind;
+
+/// SGD settings (Caffe's rule: v = momentum v + lr (g + decay w); w -= v).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Base learning rate.
+    pub lr: f32,
+    /// Momentum.
+    pub momentum: f32,
+    /// Weight decay, times each parameter kind's multiplier.
+    pub weight_decay: f32,
+    /// Weight-decay multiplier of weights (default 1).
+    pub decay_mult_weight: f32,
+    /// Weight-decay multiplier of biases (default 0).
+    pub decay_mult_bias: f32,
+    /// Weight-decay multiplier of PReLU slopes (default 0, as in the paper).
+    pub decay_mult_slope: f32,
+    /// Learning-rate schedule.
+    pub schedule: MultiStep,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            decay_mult_weight: 1.0,
+            decay_mult_bias: 0.0,
+            decay_mult_slope: 0.0,
+            schedule: MultiStep::default(),
+        }
+    }
+}
+
+impl SgdConfig {
+    /// The weight decay that applies to a parameter of `kind`.
+    pub fn decay_for(&self, kind: ParamKind) -> f32 {
+        self.weight_decay
+            * match kind {
+                ParamKind::Weight => self.decay_mult_weight,
+                ParamKind::Bias => self.decay_mult_bias,
+                ParamKind::Slope => self.decay_mult_slope,
+            }
+    }
+}
+
+/// Multiplies the learning rate by `gamma` at each milestone (a step count).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiStep {
+    /// Steps at which the rate drops, ascending.
+    pub milestones: Vec<u64>,
+    /// The factor applied at each milestone.
+    pub gamma: f32,
+}
+
+impl Default for MultiStep {
+    fn default() -> Self {
+        Self {
+            milestones: Vec::new(),
+            gamma: 0.1,
+        }
+    }
+}
+
+impl MultiStep {
+    /// The learning rate at `step` for a base rate `base`.
+    pub fn lr_at(&self, base: f32, step: u64) -> f32 {
+        let drops = self.milestones.iter().filter(|&&m| step >= m).count();
+        base * self.gamma.powi(drops as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multistep_drops_at_milestones() {
+        let s = MultiStep {
+            milestones: vec![10, 20],
+            gamma: 0.1,
+        };
+        assert_eq!(s.lr_at(1.0, 0), 1.0);
+        assert_eq!(s.lr_at(1.0, 9), 1.0);
+        assert!((s.lr_at(1.0, 10) - 0.1).abs() < 1e-7);
+        assert!((s.lr_at(1.0, 25) - 0.01).abs() < 1e-8);
+    }
+}

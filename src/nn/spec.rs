@@ -1,0 +1,182 @@
+//! Network descriptions: sequential stacks and residual blocks, and the two presets.
+
+/// Per-sample shape of an activation: channels, height, width (a vector is `[n, 1, 1]`).
+pub type Shape = [usize; 3];
+
+/// One layer (or block) of a network.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerSpec {
+    /// 2-D convolution, square kernel, NCHW; He-initialised.
+    Conv2d {
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding on every side.
+        pad: usize,
+        /// Whether the layer adds a per-channel bias.
+        bias: bool,
+    },
+    /// Max pooling, square window, no padding, floor mode.
+    MaxPool {
+        /// Window size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// PReLU with learnable slopes (initial 0.25): one per channel, or one shared.
+    PRelu {
+        /// One slope for all channels instead of one per channel.
+        shared: bool,
+    },
+    /// Fully connected layer on the flattened input; He-initialised.
+    Linear {
+        /// Output features.
+        out_features: usize,
+        /// Whether the layer adds a bias.
+        bias: bool,
+    },
+    /// Reshape to a vector (C*H*W, 1, 1); no data moves.
+    Flatten,
+    /// Divide each sample by its L2 norm.
+    L2Norm,
+    /// `body(x) + shortcut(x)`; an empty shortcut is the identity.
+    Residual {
+        /// The main branch.
+        body: Vec<LayerSpec>,
+        /// The projection branch (empty: identity).
+        shortcut: Vec<LayerSpec>,
+    },
+}
+
+impl LayerSpec {
+    /// A convolution with bias.
+    pub fn conv(out_channels: usize, kernel: usize, stride: usize, pad: usize) -> Self {
+        Self::Conv2d {
+            out_channels,
+            kernel,
+            stride,
+            pad,
+            bias: true,
+        }
+    }
+
+    /// Per-channel PReLU.
+    pub fn prelu() -> Self {
+        Self::PRelu { shared: false }
+    }
+
+    /// A short name for error messages and summaries.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                pad,
+                ..
+            } => {
+                format!("conv {kernel}x{kernel}/{stride} pad {pad} -> {out_channels}")
+            }
+            Self::MaxPool { kernel, stride } => format!("maxpool {kernel}/{stride}"),
+            Self::PRelu { shared } => format!("prelu{}", if *shared { " (shared)" } else { "" }),
+            Self::Linear { out_features, .. } => format!("linear -> {out_features}"),
+            Self::Flatten => "flatten".into(),
+            Self::L2Norm => "l2norm".into(),
+            Self::Residual { body, shortcut } => {
+                format!(
+                    "residual ({} layers, {} shortcut layers)",
+                    body.len(),
+                    shortcut.len()
+                )
+            }
+        }
+    }
+}
+
+/// A classification network: `trunk` maps the input to the embedding (where center loss
+/// applies), then a linear classifier maps the embedding to `num_classes` logits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkSpec {
+    /// Per-sample input shape (channels, height, width).
+    pub input: Shape,
+    /// Layers from the input to the embedding.
+    pub trunk: Vec<LayerSpec>,
+    /// Number of classes of the softmax classifier.
+    pub num_classes: usize,
+    /// Whether the classifier has a bias.
+    pub classifier_bias: bool,
+}
+
+impl NetworkSpec {
+    /// LeNet++, the paper's MNIST network (the authors' Caffe model): conv 5x5 pad 2 with
+    /// PReLU after each, 32, 32, maxpool 2/2, 64, 64, maxpool 2/2, 128, 128, maxpool 3/2,
+    /// then a 2-D embedding + PReLU, then 10 classes without bias. Input 1x28x28.
+    pub fn lenet_plus_plus() -> Self {
+        let conv = |c| LayerSpec::conv(c, 5, 1, 2);
+        let pool = |k, s| LayerSpec::MaxPool {
+            kernel: k,
+            stride: s,
+        };
+        Self {
+            input: [1, 28, 28],
+            trunk: vec![
+                conv(32),
+                LayerSpec::prelu(),
+                conv(32),
+                LayerSpec::prelu(),
+                pool(2, 2),
+                conv(64),
+                LayerSpec::prelu(),
+                conv(64),
+                LayerSpec::prelu(),
+                pool(2, 2),
+                conv(128),
+                LayerSpec::prelu(),
+                conv(128),
+                LayerSpec::prelu(),
+                pool(3, 2),
+                LayerSpec::Linear {
+                    out_features: 2,
+                    bias: true,
+                },
+                LayerSpec::prelu(),
+            ],
+            num_classes: 10,
+            classifier_bias: false,
+        }
+    }
+
+    /// A small residual face-embedding network with PReLU in the spirit of the paper's
+    /// Face-ResNet, for `channels` x 64 x 64 inputs: four stages (conv 3x3 stride 2 + PReLU,
+    /// then a residual unit of two conv 3x3 + PReLU), widths 16-32-64-96, then a linear
+    /// embedding of `embed_dim` (center loss applies there) and the classifier.
+    pub fn face_resnet(channels: usize, embed_dim: usize, num_classes: usize) -> Self {
+        let mut trunk = Vec::new();
+        for width in [16, 32, 64, 96] {
+            trunk.push(LayerSpec::conv(width, 3, 2, 1));
+            trunk.push(LayerSpec::prelu());
+            trunk.push(LayerSpec::Residual {
+                body: vec![
+                    LayerSpec::conv(width, 3, 1, 1),
+                    LayerSpec::prelu(),
+                    LayerSpec::conv(width, 3, 1, 1),
+                    LayerSpec::prelu(),
+                ],
+                shortcut: vec![],
+            });
+        }
+        trunk.push(LayerSpec::Linear {
+            out_features: embed_dim,
+            bias: true,
+        });
+        Self {
+            input: [channels, 64, 64],
+            trunk,
+            num_classes,
+            classifier_bias: true,
+        }
+    }
+}

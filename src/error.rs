@@ -74,6 +74,25 @@ pub enum Error {
     /// wgpu reported a validation, out-of-memory or internal error.
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// A checkpoint cannot be read, or does not fit this network.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A data set is missing, empty or malformed.
+    #[error("data: {0}")]
+    Data(String),
     /// Reading a buffer back to the host failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod center_loss;
+pub mod checkpoint;
 mod error;
 pub mod gpu;
 pub mod nn;

@@ -485,7 +485,7 @@ impl Network {
     /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
     pub fn infer(&self, images: &[f32]) -> Result<Inference> {
         let per = self.input_len();
-        if images.len() % per != 0 {
+        if !images.len().is_multiple_of(per) {
             return Err(Error::Shape {
                 what: "images",
                 expected: images.len().div_ceil(per) * per,

@@ -1,0 +1,290 @@
+//! Whole-network tests: finite-difference gradients through softmax + center loss, a
+//! training run on a generated learnable problem, and checkpoints.
+
+mod common;
+
+use centerloss::nn::{LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
+use centerloss::{checkpoint, Error, GpuContext, UpdateMode};
+use common::{gpu, rng, uniform};
+use rand::Rng;
+
+fn small_spec() -> NetworkSpec {
+    NetworkSpec {
+        input: [2, 6, 6],
+        trunk: vec![
+            LayerSpec::conv(3, 3, 1, 1),
+            LayerSpec::prelu(),
+            LayerSpec::MaxPool {
+                kernel: 2,
+                stride: 2,
+            },
+            LayerSpec::Residual {
+                body: vec![LayerSpec::conv(3, 3, 1, 1), LayerSpec::prelu()],
+                shortcut: vec![],
+            },
+            LayerSpec::Linear {
+                out_features: 4,
+                bias: true,
+            },
+            LayerSpec::PRelu { shared: true },
+        ],
+        num_classes: 3,
+        classifier_bias: true,
+    }
+}
+
+/// Every parameter's gradient of softmax + lambda * center loss, checked against central
+/// finite differences of the loss the GPU computes.
+#[test]
+fn finite_difference_gradient_check() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = TrainConfig {
+        batch: 4,
+        lambda: 0.5,
+        center_update: UpdateMode::Deterministic,
+        seed: 3,
+        ..Default::default()
+    };
+    let mut net = Network::new(&ctx, small_spec(), cfg).unwrap();
+    let mut r = rng(1);
+    let images = uniform(&mut r, 4 * 72, 1.0);
+    let labels = vec![0, 1, 2, 1];
+    // Centers away from zero, so the center term's gradient is not the embedding itself.
+    // (A step moves them; gradients are then taken without further updates.)
+    net.train_step(&images, &labels, false).unwrap();
+    let analytic = net.gradients(&images, &labels).unwrap();
+    let values = net.param_values().unwrap();
+    let eps = 1e-2f32;
+    let (mut num, mut ana) = (Vec::new(), Vec::new());
+    for (pi, v) in values.iter().enumerate() {
+        for _ in 0..3 {
+            let j = r.random_range(0..v.len());
+            let mut w = v.clone();
+            w[j] = v[j] + eps;
+            net.set_param(pi, &w).unwrap();
+            let plus = net.evaluate_loss(&images, &labels).unwrap().total_loss() as f64;
+            w[j] = v[j] - eps;
+            net.set_param(pi, &w).unwrap();
+            let minus = net.evaluate_loss(&images, &labels).unwrap().total_loss() as f64;
+            net.set_param(pi, v).unwrap();
+            num.push((plus - minus) / (2.0 * eps as f64));
+            ana.push(analytic[pi][j]);
+        }
+    }
+    let m = net.evaluate_loss(&images, &labels).unwrap();
+    assert!(m.center_loss > 0.0 && m.softmax_loss > 0.0, "{m:?}");
+    let err = common::rel_err(&ana, &num);
+    assert!(
+        err < 2e-2,
+        "gradient check: rel err {err}\nnumeric {num:?}\nanalytic {ana:?}"
+    );
+}
+
+/// Four classes of 8x8 images, each a bright square in its own quadrant plus noise.
+fn quadrant_data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let mut r = rng(seed);
+    let mut images = Vec::with_capacity(n * 64);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let class: u32 = r.random_range(0..4);
+        let (qy, qx) = ((class / 2) as usize * 4, (class % 2) as usize * 4);
+        for y in 0..8 {
+            for x in 0..8 {
+                let inside = (qy..qy + 4).contains(&y) && (qx..qx + 4).contains(&x);
+                images.push(if inside { 1.0 } else { 0.0 } + r.random_range(-0.4..0.4));
+            }
+        }
+        labels.push(class);
+    }
+    (images, labels)
+}
+
+fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
+    let spec = NetworkSpec {
+        input: [1, 8, 8],
+        trunk: vec![
+            LayerSpec::conv(8, 3, 1, 1),
+            LayerSpec::prelu(),
+            LayerSpec::MaxPool {
+                kernel: 2,
+                stride: 2,
+            },
+            LayerSpec::Linear {
+                out_features: 8,
+                bias: true,
+            },
+            LayerSpec::prelu(),
+        ],
+        num_classes: 4,
+        classifier_bias: true,
+    };
+    let sgd = SgdConfig {
+        lr: 0.05,
+        schedule: MultiStep {
+            milestones: vec![60],
+            gamma: 0.1,
+        },
+        ..Default::default()
+    };
+    let cfg = TrainConfig {
+        batch: 32,
+        sgd,
+        lambda: 0.01,
+        alpha: 0.5,
+        center_update: update,
+        seed: 11,
+    };
+    Network::new(ctx, spec, cfg).unwrap()
+}
+
+#[test]
+fn trains_to_high_accuracy_on_a_learnable_problem() {
+    let Some(ctx) = gpu() else { return };
+    let mut net = quadrant_net(&ctx, UpdateMode::Atomic);
+    let (train_x, train_y) = quadrant_data(32 * 80, 5);
+    let mut first = None;
+    let mut last = None;
+    for step in 0..80 {
+        let x = &train_x[step * 32 * 64..(step + 1) * 32 * 64];
+        let y = &train_y[step * 32..(step + 1) * 32];
+        let m = net.train_step(x, y, step % 10 == 0 || step == 79).unwrap();
+        if first.is_none() {
+            first = m;
+        }
+        last = m.or(last);
+    }
+    assert!(
+        (net.learning_rate() - 0.005).abs() < 1e-7,
+        "schedule did not drop the rate"
+    );
+    let (first, last) = (first.unwrap(), last.unwrap());
+    assert!(
+        last.total_loss() < 0.5 * first.total_loss(),
+        "{first:?} -> {last:?}"
+    );
+    let (test_x, test_y) = quadrant_data(200, 6);
+    let out = net.infer(&test_x).unwrap();
+    assert_eq!(out.embeddings.len(), 200 * 8);
+    let acc = out
+        .predictions(4)
+        .iter()
+        .zip(&test_y)
+        .filter(|(p, y)| p == y)
+        .count() as f64
+        / 200.0;
+    assert!(acc >= 0.95, "held-out accuracy {acc}");
+}
+
+#[test]
+fn bad_batches_are_errors() {
+    let Some(ctx) = gpu() else { return };
+    let mut net = quadrant_net(&ctx, UpdateMode::Atomic);
+    let (x, mut y) = quadrant_data(32, 7);
+    assert!(matches!(
+        net.train_step(&x[1..], &y, false),
+        Err(Error::Shape { .. })
+    ));
+    y[3] = 4;
+    assert!(matches!(
+        net.train_step(&x, &y, false),
+        Err(Error::LabelOutOfRange { index: 3, .. })
+    ));
+    let mut spec = small_spec();
+    spec.trunk.insert(0, LayerSpec::conv(4, 9, 1, 0));
+    let err = Network::new(&ctx, spec, TrainConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("trunk.0") && err.contains("smaller than the kernel"),
+        "{err}"
+    );
+}
+
+#[test]
+fn checkpoint_round_trip_and_exact_resume() {
+    let Some(ctx) = gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("centerloss-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("net.safetensors");
+    let (x, y) = quadrant_data(32 * 6, 8);
+    let batch = |i: usize| (&x[i * 32 * 64..(i + 1) * 32 * 64], &y[i * 32..(i + 1) * 32]);
+
+    // Six steps straight through...
+    let mut straight = quadrant_net(&ctx, UpdateMode::Deterministic);
+    for i in 0..6 {
+        straight.train_step(batch(i).0, batch(i).1, false).unwrap();
+    }
+    // ... equal three steps, a checkpoint, a fresh network restored from it, three more.
+    let mut first = quadrant_net(&ctx, UpdateMode::Deterministic);
+    for i in 0..3 {
+        first.train_step(batch(i).0, batch(i).1, false).unwrap();
+    }
+    checkpoint::save(&first, &path).unwrap();
+    let mut resumed = quadrant_net(&ctx, UpdateMode::Deterministic);
+    checkpoint::load(&mut resumed, &path).unwrap();
+    assert_eq!(resumed.step_count(), 3);
+    assert_eq!(
+        resumed.param_values().unwrap(),
+        first.param_values().unwrap()
+    );
+    for i in 3..6 {
+        resumed.train_step(batch(i).0, batch(i).1, false).unwrap();
+    }
+    assert_eq!(
+        resumed.param_values().unwrap(),
+        straight.param_values().unwrap(),
+        "resume is not exact"
+    );
+    let c = |n: &Network| n.center_loss().unwrap().centers().unwrap();
+    assert_eq!(c(&resumed), c(&straight));
+
+    // Other safetensors readers see the documented names.
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("centers").unwrap().shape(), &[4, 8]);
+    assert!(
+        st.tensor("param/trunk.0.weight").is_ok() && st.tensor("velocity/trunk.0.weight").is_ok()
+    );
+
+    // A truncated file and a different network are clear errors and change nothing.
+    let before = resumed.param_values().unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = checkpoint::load(&mut resumed, &truncated).unwrap_err();
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
+    std::fs::write(&truncated, b"not a checkpoint at all").unwrap();
+    assert!(matches!(
+        checkpoint::load(&mut resumed, &truncated),
+        Err(Error::Checkpoint { .. })
+    ));
+    let mut other = Network::new(
+        &ctx,
+        small_spec(),
+        TrainConfig {
+            batch: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = checkpoint::load(&mut other, &path).unwrap_err();
+    assert!(err.to_string().contains("different network"), "{err}");
+    assert!(matches!(
+        checkpoint::load(&mut resumed, &dir.join("missing")),
+        Err(Error::Io { .. })
+    ));
+    assert_eq!(resumed.param_values().unwrap(), before);
+
+    // Atomic write: an unwritable target leaves the old checkpoint intact and no temp file.
+    let blocker = dir.join("blocked");
+    std::fs::create_dir_all(blocker.join("inner")).unwrap();
+    assert!(checkpoint::save(&resumed, &blocker).is_err());
+    checkpoint::save(&resumed, &path).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

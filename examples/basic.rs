@@ -25,13 +25,9 @@ fn main() -> Result<(), centerloss::Error> {
     let mut rng = StdRng::seed_from_u64(7);
     let batch = 64;
     for step in 0..=20 {
-        let labels: Vec<u32> = (0..batch)
-            .map(|_| rng.random_range(0..means.len() as u32))
-            .collect();
-        let features: Vec<f32> = labels
-            .iter()
-            .flat_map(|&l| means[l as usize].map(|m| m + rng.random_range(-0.3..0.3)))
-            .collect();
+        let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..means.len() as u32)).collect();
+        let features: Vec<f32> =
+            labels.iter().flat_map(|&l| means[l as usize].map(|m| m + rng.random_range(-0.3..0.3))).collect();
         let out = cl.step(&features, &labels)?;
         if step % 5 == 0 {
             let c = cl.centers()?;

@@ -1,34 +1,49 @@
 // Convolution forward as an implicit GEMM (no im2col buffer):
 //   out[b, oc, oy, ox] = bias[oc] + sum_{ic, ky, kx} W[oc, ic, ky, kx] * in[b, ic, oy*s - p + ky, ox*s - p + kx]
-// M = out_c, N = batch * out_h * out_w, K = in_c * kernel_h * kernel_w.
+// M = out_c, N = batch * out_h * out_w, K = in_c * kernel^2.
 
-#import gemm_core
 #import conv_params
+#import gemm_core
 
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 
+struct RowA {
+    base: u32,
+}
+
+// An output pixel: its sample and the top-left input position of its window.
+struct ColB {
+    b: u32,
+    y0: i32,
+    x0: i32,
+}
+
 fn gemm_dims() -> vec4<u32> {
-    let k = conv.in_c * conv.kernel_h * conv.kernel_w;
-    return vec4<u32>(conv.out_c, conv.batch * conv.out_h * conv.out_w, k, k);
+    let k = IN_C * TAPS;
+    return vec4<u32>(OUT_C, BATCH * OUT_H * OUT_W, k, k);
 }
 
-fn load_a(m: u32, k: u32) -> f32 {
-    return weight[m * conv.in_c * conv.kernel_h * conv.kernel_w + k];
+fn a_row(m: u32) -> RowA {
+    return RowA(m * IN_C * TAPS);
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
-    let kx = k % conv.kernel_w;
-    let ky = (k / conv.kernel_w) % conv.kernel_h;
-    let ic = k / (conv.kernel_w * conv.kernel_h);
-    let ox = n % conv.out_w;
-    let oy = (n / conv.out_w) % conv.out_h;
-    let b = n / (conv.out_w * conv.out_h);
-    let y = i32(oy * conv.stride + ky) - i32(conv.pad);
-    let x = i32(ox * conv.stride + kx) - i32(conv.pad);
-    let idx = conv_input_index(b, ic, y, x);
+fn b_col(n: u32) -> ColB {
+    let ox = n % OUT_W;
+    let oy = (n / OUT_W) % OUT_H;
+    return ColB(n / (OUT_W * OUT_H), i32(oy * STRIDE) - i32(PAD), i32(ox * STRIDE) - i32(PAD));
+}
+
+fn load_a(row: RowA, k: u32) -> f32 {
+    return weight[row.base + k];
+}
+
+fn load_b(k: u32, col: ColB) -> f32 {
+    let ic = k / TAPS;
+    let tap = k % TAPS;
+    let idx = conv_input_index(col.b, ic, col.y0 + i32(tap / KERNEL), col.x0 + i32(tap % KERNEL));
     if idx < 0 {
         return 0.0;
     }
@@ -36,12 +51,10 @@ fn load_b(k: u32, n: u32) -> f32 {
 }
 
 fn store_c(m: u32, n: u32, slice: u32, value: f32) {
-    let pixels = conv.out_h * conv.out_w;
-    let b = n / pixels;
-    let p = n % pixels;
+    let pixels = OUT_H * OUT_W;
     var v = value;
-    if conv.has_bias != 0u {
+    if HAS_BIAS {
         v = v + bias[m];
     }
-    output[(b * conv.out_c + m) * pixels + p] = v;
+    output[(n / pixels * OUT_C + m) * pixels + n % pixels] = v;
 }

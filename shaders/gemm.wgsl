@@ -26,12 +26,28 @@ fn gemm_dims() -> vec4<u32> {
     return vec4<u32>(gemm.m, gemm.n, gemm.k, gemm.k);
 }
 
-fn load_a(m: u32, k: u32) -> f32 {
-    return a[m * gemm.a_stride_m + k * gemm.a_stride_k];
+struct RowA {
+    base: u32,
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
-    return b[k * gemm.b_stride_k + n * gemm.b_stride_n];
+struct ColB {
+    base: u32,
+}
+
+fn a_row(m: u32) -> RowA {
+    return RowA(m * gemm.a_stride_m);
+}
+
+fn b_col(n: u32) -> ColB {
+    return ColB(n * gemm.b_stride_n);
+}
+
+fn load_a(row: RowA, k: u32) -> f32 {
+    return a[row.base + k * gemm.a_stride_k];
+}
+
+fn load_b(k: u32, col: ColB) -> f32 {
+    return b[k * gemm.b_stride_k + col.base];
 }
 
 fn store_c(m: u32, n: u32, slice: u32, value: f32) {

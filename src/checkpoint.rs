@@ -18,17 +18,11 @@ use crate::{Error, Result};
 const FORMAT: &str = "centerloss-checkpoint-v1";
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| Error::Io { path: path.display().to_string(), source }
 }
 
 fn ck_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    }
+    Error::Checkpoint { path: path.display().to_string(), reason: reason.into() }
 }
 
 /// Writes `net`'s full training state to `path` atomically.
@@ -38,12 +32,7 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
     for p in net.graph().params() {
         let value = read_buffer(ctx, &p.value, p.len)?;
         let velocity = read_buffer(ctx, &p.velocity, p.len)?;
-        tensors.push((
-            format!("param/{}", p.name),
-            Dtype::F32,
-            vec![p.len],
-            bytemuck::cast_slice(&value).to_vec(),
-        ));
+        tensors.push((format!("param/{}", p.name), Dtype::F32, vec![p.len], bytemuck::cast_slice(&value).to_vec()));
         tensors.push((
             format!("velocity/{}", p.name),
             Dtype::F32,
@@ -54,19 +43,9 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
     if let Some(cl) = net.center_loss() {
         let c = cl.centers()?;
         let shape = vec![cl.config().num_classes, cl.config().feat_dim];
-        tensors.push((
-            "centers".into(),
-            Dtype::F32,
-            shape,
-            bytemuck::cast_slice(&c).to_vec(),
-        ));
+        tensors.push(("centers".into(), Dtype::F32, shape, bytemuck::cast_slice(&c).to_vec()));
     }
-    tensors.push((
-        "step".into(),
-        Dtype::U64,
-        vec![1],
-        net.step_count().to_le_bytes().to_vec(),
-    ));
+    tensors.push(("step".into(), Dtype::U64, vec![1], net.step_count().to_le_bytes().to_vec()));
     let views = tensors
         .iter()
         .map(|(name, dtype, shape, data)| {
@@ -75,17 +54,13 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
                 .map_err(|e| ck_err(path, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([
-        ("format".to_string(), FORMAT.to_string()),
-        ("spec".to_string(), format!("{:?}", net.spec())),
-    ]);
-    let bytes =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| ck_err(path, e.to_string()))?;
+    let metadata =
+        HashMap::from([("format".to_string(), FORMAT.to_string()), ("spec".to_string(), format!("{:?}", net.spec()))]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| ck_err(path, e.to_string()))?;
 
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
-        path.file_name()
-            .map_or("checkpoint".into(), |n| n.to_string_lossy()),
+        path.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     let write = || -> std::io::Result<()> {
@@ -109,60 +84,35 @@ pub fn load(net: &mut Network, path: &Path) -> Result<()> {
         .map_err(|e| ck_err(path, format!("not a safetensors file: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(ck_err(
-            path,
-            format!("format is {:?}, expected {FORMAT:?}", meta.get("format")),
-        ));
+        return Err(ck_err(path, format!("format is {:?}, expected {FORMAT:?}", meta.get("format"))));
     }
     let spec = format!("{:?}", net.spec());
     if meta.get("spec") != Some(&spec) {
-        return Err(ck_err(
-            path,
-            "it was written for a different network description",
-        ));
+        return Err(ck_err(path, "it was written for a different network description"));
     }
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| ck_err(path, format!("corrupt: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, format!("corrupt: {e}")))?;
     let f32s = |name: &str, len: usize| -> Result<Vec<f32>> {
-        let t = st
-            .tensor(name)
-            .map_err(|_| ck_err(path, format!("missing tensor {name}")))?;
+        let t = st.tensor(name).map_err(|_| ck_err(path, format!("missing tensor {name}")))?;
         if t.dtype() != Dtype::F32 || t.data().len() != 4 * len {
             return Err(ck_err(
                 path,
-                format!(
-                    "tensor {name} is {:?} {:?}, expected F32 with {len} values",
-                    t.dtype(),
-                    t.shape()
-                ),
+                format!("tensor {name} is {:?} {:?}, expected F32 with {len} values", t.dtype(), t.shape()),
             ));
         }
-        let values: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         crate::center_loss::check_finite("checkpoint tensor", &values)
             .map_err(|_| ck_err(path, format!("tensor {name} holds NaN or inf")))?;
         Ok(values)
     };
     let mut restored = Vec::new();
     for p in net.graph().params() {
-        restored.push((
-            f32s(&format!("param/{}", p.name), p.len)?,
-            f32s(&format!("velocity/{}", p.name), p.len)?,
-        ));
+        restored.push((f32s(&format!("param/{}", p.name), p.len)?, f32s(&format!("velocity/{}", p.name), p.len)?));
     }
     let centers = match net.center_loss() {
-        Some(cl) => Some(f32s(
-            "centers",
-            cl.config().num_classes * cl.config().feat_dim,
-        )?),
+        Some(cl) => Some(f32s("centers", cl.config().num_classes * cl.config().feat_dim)?),
         None => None,
     };
-    let step = st
-        .tensor("step")
-        .map_err(|_| ck_err(path, "missing tensor step"))?;
+    let step = st.tensor("step").map_err(|_| ck_err(path, "missing tensor step"))?;
     if step.dtype() != Dtype::U64 || step.data().len() != 8 {
         return Err(ck_err(path, "tensor step is not one u64"));
     }

@@ -33,8 +33,7 @@ pub mod nn;
 
 pub use center_loss::cpu;
 pub use center_loss::{
-    BatchBuffers, CenterLossBinding, CenterLossConfig, GpuCenterLoss, GpuHealth, Reduction,
-    StepOutput, UpdateMode,
+    BatchBuffers, CenterLossBinding, CenterLossConfig, GpuCenterLoss, GpuHealth, Reduction, StepOutput, UpdateMode,
 };
 pub use error::{Error, Result};
 pub use gpu::GpuContext;

@@ -16,11 +16,7 @@ enum Variant {
     Deterministic,
 }
 
-const VARIANTS: [Variant; 3] = [
-    Variant::AtomicNative,
-    Variant::AtomicCas,
-    Variant::Deterministic,
-];
+const VARIANTS: [Variant; 3] = [Variant::AtomicNative, Variant::AtomicCas, Variant::Deterministic];
 
 fn config(k: usize, d: usize, variant: Variant, reduction: Reduction) -> CenterLossConfig {
     CenterLossConfig {
@@ -65,37 +61,26 @@ fn compare(
         let c = cpu_cl.step(&x, &y).unwrap();
         let ctx_msg = format!("{cfg:?} B={batch} step {step}");
         let loss_err = (g.loss as f64 - c.loss).abs() / c.loss.abs().max(1e-30);
-        assert!(
-            loss_err < TOL,
-            "loss {} vs {} ({loss_err:e}) {ctx_msg}",
-            g.loss,
-            c.loss
-        );
+        assert!(loss_err < TOL, "loss {} vs {} ({loss_err:e}) {ctx_msg}", g.loss, c.loss);
         let grad_err = rel_err(&g.grad, &c.grad);
         assert!(grad_err < TOL, "grad rel err {grad_err:e} {ctx_msg}");
         let centers = gpu_cl.centers().unwrap();
         let centers_err = rel_err(&centers, cpu_cl.centers());
-        assert!(
-            centers_err < TOL,
-            "centers rel err {centers_err:e} {ctx_msg}"
-        );
+        assert!(centers_err < TOL, "centers rel err {centers_err:e} {ctx_msg}");
         // The rows this batch touched alone, so a large table cannot hide an error.
         let mut touched: Vec<usize> = y.iter().map(|&l| l as usize).collect();
         touched.sort_unstable();
         touched.dedup();
-        let rows = |c: &mut dyn Iterator<Item = usize>| {
-            c.flat_map(|r| r * d..(r + 1) * d).collect::<Vec<_>>()
-        };
+        let rows = |c: &mut dyn Iterator<Item = usize>| c.flat_map(|r| r * d..(r + 1) * d).collect::<Vec<_>>();
         let idx = rows(&mut touched.iter().copied());
         let g_rows: Vec<f32> = idx.iter().map(|&i| centers[i]).collect();
         let c_rows: Vec<f64> = idx.iter().map(|&i| cpu_cl.centers()[i]).collect();
         let touched_err = rel_err(&g_rows, &c_rows);
-        assert!(
-            touched_err < TOL,
-            "touched centers rel err {touched_err:e} {ctx_msg}"
-        );
+        assert!(touched_err < TOL, "touched centers rel err {touched_err:e} {ctx_msg}");
         if std::env::var("CENTERLOSS_TEST_VERBOSE").is_ok() {
-            eprintln!("loss {loss_err:.1e} grad {grad_err:.1e} centers {centers_err:.1e} touched {touched_err:.1e} {ctx_msg}");
+            eprintln!(
+                "loss {loss_err:.1e} grad {grad_err:.1e} centers {centers_err:.1e} touched {touched_err:.1e} {ctx_msg}"
+            );
         }
     }
 }
@@ -108,26 +93,12 @@ fn random_labels(batch: usize, k: usize) -> impl Fn(&mut rand::rngs::StdRng) -> 
 fn matches_cpu_on_awkward_shapes() {
     // (B, D, K): single sample, 1-D, prime and tile-straddling sizes, K = 1,
     // heavy duplicates (B >> K) and K >> B.
-    let shapes = [
-        (1, 1, 1),
-        (1, 2, 3),
-        (7, 3, 5),
-        (33, 511, 10),
-        (64, 512, 7),
-        (257, 2, 1),
-        (2048, 3, 4),
-        (50, 16, 50_000),
-    ];
+    let shapes =
+        [(1, 1, 1), (1, 2, 3), (7, 3, 5), (33, 511, 10), (64, 512, 7), (257, 2, 1), (2048, 3, 4), (50, 16, 50_000)];
     for (i, &(b, d, k)) in shapes.iter().enumerate() {
         for variant in VARIANTS {
             for reduction in [Reduction::Mean, Reduction::Sum] {
-                compare(
-                    config(k, d, variant, reduction),
-                    b,
-                    2,
-                    i as u64,
-                    &random_labels(b, k),
-                );
+                compare(config(k, d, variant, reduction), b, 2, i as u64, &random_labels(b, k));
             }
         }
     }
@@ -136,13 +107,7 @@ fn matches_cpu_on_awkward_shapes() {
 #[test]
 fn fifty_steps_with_drifting_centers() {
     for variant in VARIANTS {
-        compare(
-            config(10, 32, variant, Reduction::Mean),
-            96,
-            50,
-            100,
-            &random_labels(96, 10),
-        );
+        compare(config(10, 32, variant, Reduction::Mean), 96, 50, 100, &random_labels(96, 10));
     }
 }
 
@@ -150,17 +115,9 @@ fn fifty_steps_with_drifting_centers() {
 fn center_table_split_over_many_buffers() {
     // 5 rows per buffer: 23 classes over 5 buffers, labels crossing every boundary.
     for variant in VARIANTS {
-        let cfg = CenterLossConfig {
-            max_chunk_bytes: Some(4 * 3 * 5),
-            ..config(23, 3, variant, Reduction::Mean)
-        };
+        let cfg = CenterLossConfig { max_chunk_bytes: Some(4 * 3 * 5), ..config(23, 3, variant, Reduction::Mean) };
         if let Some(ctx) = gpu() {
-            assert_eq!(
-                GpuCenterLoss::new(&ctx, cfg.clone())
-                    .unwrap()
-                    .num_center_buffers(),
-                5
-            );
+            assert_eq!(GpuCenterLoss::new(&ctx, cfg.clone()).unwrap().num_center_buffers(), 5);
         }
         compare(cfg, 41, 3, 200, &random_labels(41, 23));
     }
@@ -171,13 +128,7 @@ fn batch_needing_more_than_65535_workgroups() {
     // B*D = 16 793 600 elements = 65 600 workgroups of 256: the grid spills into y.
     let (b, d, k) = (32_800, 512, 300);
     for variant in [Variant::AtomicNative, Variant::Deterministic] {
-        compare(
-            config(k, d, variant, Reduction::Mean),
-            b,
-            1,
-            300,
-            &random_labels(b, k),
-        );
+        compare(config(k, d, variant, Reduction::Mean), b, 1, 300, &random_labels(b, k));
     }
 }
 
@@ -188,32 +139,21 @@ fn deterministic_mode_is_bit_identical_across_runs() {
     let cfg = config(k, d, Variant::Deterministic, Reduction::Mean);
     let mut rng = rng(400);
     let init = uniform(&mut rng, k * d, 1.0);
-    let batches: Vec<(Vec<f32>, Vec<u32>)> = (0..5)
-        .map(|_| (uniform(&mut rng, b * d, 3.0), labels(&mut rng, b, k)))
-        .collect();
+    let batches: Vec<(Vec<f32>, Vec<u32>)> =
+        (0..5).map(|_| (uniform(&mut rng, b * d, 3.0), labels(&mut rng, b, k))).collect();
     let run = || {
         let mut cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
         cl.set_centers(&init).unwrap();
-        let outs: Vec<_> = batches
-            .iter()
-            .map(|(x, y)| cl.step(x, y).unwrap())
-            .collect();
+        let outs: Vec<_> = batches.iter().map(|(x, y)| cl.step(x, y).unwrap()).collect();
         (outs, cl.centers().unwrap())
     };
     let (out_a, centers_a) = run();
     let (out_b, centers_b) = run();
     for (a, b) in out_a.iter().zip(&out_b) {
         assert_eq!(a.loss.to_bits(), b.loss.to_bits());
-        assert!(a
-            .grad
-            .iter()
-            .zip(&b.grad)
-            .all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(a.grad.iter().zip(&b.grad).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
-    assert!(centers_a
-        .iter()
-        .zip(&centers_b)
-        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(centers_a.iter().zip(&centers_b).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
 #[test]
@@ -232,20 +172,13 @@ fn absent_classes_stay_bit_identical() {
         for class in (1..k).step_by(2) {
             let row = class * d..(class + 1) * d;
             assert!(
-                after[row.clone()]
-                    .iter()
-                    .zip(&init[row])
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                after[row.clone()].iter().zip(&init[row]).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{variant:?}: absent class {class} moved"
             );
         }
         for &class in &y {
             let row = class as usize * d..(class as usize + 1) * d;
-            assert_ne!(
-                after[row.clone()],
-                init[row],
-                "{variant:?}: present class {class} did not move"
-            );
+            assert_ne!(after[row.clone()], init[row], "{variant:?}: present class {class} did not move");
         }
     }
 }
@@ -282,10 +215,7 @@ fn update_does_not_depend_on_lambda() {
     let x = uniform(&mut rng, b * d, 1.0);
     let y = labels(&mut rng, b, k);
     let centers_after = |lambda: f32| {
-        let cfg = CenterLossConfig {
-            lambda,
-            ..config(k, d, Variant::Deterministic, Reduction::Mean)
-        };
+        let cfg = CenterLossConfig { lambda, ..config(k, d, Variant::Deterministic, Reduction::Mean) };
         let mut cl = GpuCenterLoss::new(&ctx, cfg).unwrap();
         cl.step(&x, &y).unwrap();
         cl.centers().unwrap()
@@ -302,15 +232,10 @@ fn large_table_k100000_d512() {
         let cfg = config(k, d, variant, Reduction::Mean);
         let cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
         if limit < (k * d * 4) as u64 {
-            assert!(
-                cl.num_center_buffers() >= 2,
-                "a {limit}-byte binding limit must split the table"
-            );
+            assert!(cl.num_center_buffers() >= 2, "a {limit}-byte binding limit must split the table");
         }
         drop(cl);
         // Labels spread over the whole table, so rows in every buffer are touched.
-        compare(cfg, 256, 1, 800, &move |rng: &mut rand::rngs::StdRng| {
-            labels(rng, 256, k)
-        });
+        compare(cfg, 256, 1, 800, &move |rng: &mut rand::rngs::StdRng| labels(rng, 256, k));
     }
 }

@@ -32,13 +32,7 @@ struct Run {
     grads: Vec<Vec<f32>>,
 }
 
-fn run_layer(
-    ctx: &GpuContext,
-    batch: usize,
-    shape: [usize; 3],
-    spec: LayerSpec,
-    salt: u64,
-) -> (Run, Tensor) {
+fn run_layer(ctx: &GpuContext, batch: usize, shape: [usize; 3], spec: LayerSpec, salt: u64) -> (Run, Tensor) {
     let mut g = Graph::new(ctx, batch, salt).unwrap();
     let x = g.input(shape, true);
     let y = g.layer(&x, &spec, "layer").unwrap();
@@ -57,22 +51,8 @@ fn run_layer(
     g.run(true).unwrap();
     let yv = g.read(&y.buffer, batch * y.per_sample()).unwrap();
     let dx = g.read(x.grad.as_ref().unwrap(), xv.len()).unwrap();
-    let grads = g
-        .params()
-        .iter()
-        .map(|p| read_buffer(ctx, &p.grad, p.len).unwrap())
-        .collect();
-    (
-        Run {
-            x: xv,
-            params,
-            y: yv,
-            dy,
-            dx,
-            grads,
-        },
-        y,
-    )
+    let grads = g.params().iter().map(|p| read_buffer(ctx, &p.grad, p.len).unwrap()).collect();
+    (Run { x: xv, params, y: yv, dy, dx, grads }, y)
 }
 
 #[test]
@@ -89,35 +69,17 @@ fn conv2d_matches_reference() {
     ];
     for (i, &(b, ic, h, w, oc, k, s, p)) in cases.iter().enumerate() {
         for bias in [true, false] {
-            let spec = LayerSpec::Conv2d {
-                out_channels: oc,
-                kernel: k,
-                stride: s,
-                pad: p,
-                bias,
-            };
+            let spec = LayerSpec::Conv2d { out_channels: oc, kernel: k, stride: s, pad: p, bias };
             let (r, y) = run_layer(&ctx, b, [ic, h, w], spec, 10 + i as u64);
             let wt = f64s(&r.params[0]);
             let bt = bias.then(|| f64s(&r.params[1]));
             let yref = cpu::conv2d(&f64s(&r.x), &wt, bt.as_deref(), b, ic, h, w, oc, k, s, p);
-            assert_eq!(
-                y.shape,
-                [oc, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1]
-            );
+            assert_eq!(y.shape, [oc, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1]);
             let case = format!("case {i} bias {bias}");
-            assert!(
-                rel(&r.y, &yref) < TOL,
-                "forward {case}: {}",
-                rel(&r.y, &yref)
-            );
-            let (dx, dw, db) =
-                cpu::conv2d_backward(&f64s(&r.x), &wt, &f64s(&r.dy), b, ic, h, w, oc, k, s, p);
+            assert!(rel(&r.y, &yref) < TOL, "forward {case}: {}", rel(&r.y, &yref));
+            let (dx, dw, db) = cpu::conv2d_backward(&f64s(&r.x), &wt, &f64s(&r.dy), b, ic, h, w, oc, k, s, p);
             assert!(rel(&r.dx, &dx) < TOL, "dx {case}: {}", rel(&r.dx, &dx));
-            assert!(
-                rel(&r.grads[0], &dw) < TOL,
-                "dw {case}: {}",
-                rel(&r.grads[0], &dw)
-            );
+            assert!(rel(&r.grads[0], &dw) < TOL, "dw {case}: {}", rel(&r.grads[0], &dw));
             if bias {
                 assert!(rel(&r.grads[1], &db) < TOL, "db {case}");
             }
@@ -128,26 +90,11 @@ fn conv2d_matches_reference() {
 #[test]
 fn linear_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    for (i, &(b, shape, o)) in [
-        (1, [1, 1, 1], 1),
-        (7, [13, 1, 1], 5),
-        (129, [3, 5, 7], 65),
-        (5, [200, 1, 1], 3),
-    ]
-    .iter()
-    .enumerate()
+    for (i, &(b, shape, o)) in
+        [(1, [1, 1, 1], 1), (7, [13, 1, 1], 5), (129, [3, 5, 7], 65), (5, [200, 1, 1], 3)].iter().enumerate()
     {
         for bias in [true, false] {
-            let (r, _) = run_layer(
-                &ctx,
-                b,
-                shape,
-                LayerSpec::Linear {
-                    out_features: o,
-                    bias,
-                },
-                30 + i as u64,
-            );
+            let (r, _) = run_layer(&ctx, b, shape, LayerSpec::Linear { out_features: o, bias }, 30 + i as u64);
             let n_in: usize = shape.iter().product();
             let wt = f64s(&r.params[0]);
             let bt = bias.then(|| f64s(&r.params[1]));
@@ -168,26 +115,8 @@ fn linear_matches_reference() {
 #[test]
 fn gemm_on_untiled_shapes() {
     let Some(ctx) = gpu() else { return };
-    for (i, &(m, n, k)) in [
-        (1, 1, 1),
-        (7, 13, 5),
-        (129, 257, 65),
-        (64, 64, 16),
-        (65, 1, 300),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let (r, _) = run_layer(
-            &ctx,
-            m,
-            [k, 1, 1],
-            LayerSpec::Linear {
-                out_features: n,
-                bias: false,
-            },
-            80 + i as u64,
-        );
+    for (i, &(m, n, k)) in [(1, 1, 1), (7, 13, 5), (129, 257, 65), (64, 64, 16), (65, 1, 300)].iter().enumerate() {
+        let (r, _) = run_layer(&ctx, m, [k, 1, 1], LayerSpec::Linear { out_features: n, bias: false }, 80 + i as u64);
         let wt = f64s(&r.params[0]);
         let yref = cpu::linear(&f64s(&r.x), &wt, None, m, k, n);
         assert!(rel(&r.y, &yref) < TOL, "{m}x{n}x{k}: {}", rel(&r.y, &yref));
@@ -200,25 +129,10 @@ fn gemm_on_untiled_shapes() {
 #[test]
 fn maxpool_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    for (i, &(b, c, h, w, k, s)) in [
-        (1, 1, 2, 2, 2, 2),
-        (2, 3, 7, 7, 3, 2),
-        (3, 5, 9, 6, 2, 2),
-        (1, 2, 5, 8, 3, 1),
-    ]
-    .iter()
-    .enumerate()
+    for (i, &(b, c, h, w, k, s)) in
+        [(1, 1, 2, 2, 2, 2), (2, 3, 7, 7, 3, 2), (3, 5, 9, 6, 2, 2), (1, 2, 5, 8, 3, 1)].iter().enumerate()
     {
-        let (r, _) = run_layer(
-            &ctx,
-            b,
-            [c, h, w],
-            LayerSpec::MaxPool {
-                kernel: k,
-                stride: s,
-            },
-            40 + i as u64,
-        );
+        let (r, _) = run_layer(&ctx, b, [c, h, w], LayerSpec::MaxPool { kernel: k, stride: s }, 40 + i as u64);
         let (yref, arg) = cpu::maxpool(&f64s(&r.x), b, c, h, w, k, s);
         assert!(rel(&r.y, &yref) < TOL, "forward case {i}");
         let dx = cpu::maxpool_backward(&f64s(&r.dy), &arg, r.x.len());
@@ -229,32 +143,17 @@ fn maxpool_matches_reference() {
 #[test]
 fn prelu_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    for (i, &(b, shape)) in [
-        (1, [1, 1, 1]),
-        (3, [5, 3, 7]),
-        (2, [2, 1, 1]),
-        (4, [33, 2, 2]),
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, &(b, shape)) in [(1, [1, 1, 1]), (3, [5, 3, 7]), (2, [2, 1, 1]), (4, [33, 2, 2])].iter().enumerate() {
         for shared in [false, true] {
             let (r, _) = run_layer(&ctx, b, shape, LayerSpec::PRelu { shared }, 50 + i as u64);
-            let pixels = if shared {
-                shape.iter().product()
-            } else {
-                shape[1] * shape[2]
-            };
+            let pixels = if shared { shape.iter().product() } else { shape[1] * shape[2] };
             let slopes = f64s(&r.params[0]);
             assert_eq!(slopes.len(), if shared { 1 } else { shape[0] });
             let yref = cpu::prelu(&f64s(&r.x), &slopes, pixels);
             assert!(rel(&r.y, &yref) < TOL, "forward case {i}");
             let (dx, ds) = cpu::prelu_backward(&f64s(&r.x), &slopes, &f64s(&r.dy), pixels);
             assert!(rel(&r.dx, &dx) < TOL, "dx case {i}");
-            assert!(
-                rel(&r.grads[0], &ds) < TOL,
-                "dslope case {i} shared {shared}"
-            );
+            assert!(rel(&r.grads[0], &ds) < TOL, "dslope case {i} shared {shared}");
         }
     }
 }
@@ -277,18 +176,11 @@ fn residual_block_sums_branches_both_ways() {
     let (b, shape) = (3, [4, 5, 5]);
     let n = b * 100;
     for shortcut in [vec![], vec![LayerSpec::PRelu { shared: true }]] {
-        let spec = LayerSpec::Residual {
-            body: vec![LayerSpec::PRelu { shared: false }],
-            shortcut: shortcut.clone(),
-        };
+        let spec = LayerSpec::Residual { body: vec![LayerSpec::PRelu { shared: false }], shortcut: shortcut.clone() };
         let (r, _) = run_layer(&ctx, b, shape, spec, 70);
         let x = f64s(&r.x);
         let body = cpu::prelu(&x, &f64s(&r.params[0]), 25);
-        let short = if shortcut.is_empty() {
-            x.clone()
-        } else {
-            cpu::prelu(&x, &f64s(&r.params[1]), 100)
-        };
+        let short = if shortcut.is_empty() { x.clone() } else { cpu::prelu(&x, &f64s(&r.params[1]), 100) };
         let yref: Vec<f64> = body.iter().zip(&short).map(|(a, b)| a + b).collect();
         assert!(rel(&r.y, &yref) < TOL);
         let (dbody, _) = cpu::prelu_backward(&x, &f64s(&r.params[0]), &f64s(&r.dy), 25);
@@ -299,11 +191,7 @@ fn residual_block_sums_branches_both_ways() {
         };
         let dx: Vec<f64> = dbody.iter().zip(&dshort).map(|(a, b)| a + b).collect();
         assert_eq!(dx.len(), n);
-        assert!(
-            rel(&r.dx, &dx) < TOL,
-            "dx with {} shortcut layers",
-            shortcut.len()
-        );
+        assert!(rel(&r.dx, &dx) < TOL, "dx with {} shortcut layers", shortcut.len());
     }
 }
 
@@ -312,18 +200,9 @@ fn shape_mismatches_name_the_layer() {
     let Some(ctx) = gpu() else { return };
     let mut g = Graph::new(&ctx, 2, 0).unwrap();
     let x = g.input([1, 4, 4], false);
-    let err = g
-        .layer(&x, &LayerSpec::conv(8, 5, 1, 0), "trunk.3")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("trunk.3") && err.contains("smaller than the kernel"),
-        "{err}"
-    );
-    let bad = LayerSpec::Residual {
-        body: vec![LayerSpec::conv(8, 3, 2, 1)],
-        shortcut: vec![],
-    };
+    let err = g.layer(&x, &LayerSpec::conv(8, 5, 1, 0), "trunk.3").unwrap_err().to_string();
+    assert!(err.contains("trunk.3") && err.contains("smaller than the kernel"), "{err}");
+    let bad = LayerSpec::Residual { body: vec![LayerSpec::conv(8, 3, 2, 1)], shortcut: vec![] };
     let err = g.layer(&x, &bad, "block").unwrap_err().to_string();
     assert!(err.contains("block") && err.contains("shortcut"), "{err}");
     assert!(Graph::new(&ctx, 0, 0).is_err());

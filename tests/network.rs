@@ -14,18 +14,9 @@ fn small_spec() -> NetworkSpec {
         trunk: vec![
             LayerSpec::conv(3, 3, 1, 1),
             LayerSpec::prelu(),
-            LayerSpec::MaxPool {
-                kernel: 2,
-                stride: 2,
-            },
-            LayerSpec::Residual {
-                body: vec![LayerSpec::conv(3, 3, 1, 1), LayerSpec::prelu()],
-                shortcut: vec![],
-            },
-            LayerSpec::Linear {
-                out_features: 4,
-                bias: true,
-            },
+            LayerSpec::MaxPool { kernel: 2, stride: 2 },
+            LayerSpec::Residual { body: vec![LayerSpec::conv(3, 3, 1, 1), LayerSpec::prelu()], shortcut: vec![] },
+            LayerSpec::Linear { out_features: 4, bias: true },
             LayerSpec::PRelu { shared: true },
         ],
         num_classes: 3,
@@ -38,13 +29,8 @@ fn small_spec() -> NetworkSpec {
 #[test]
 fn finite_difference_gradient_check() {
     let Some(ctx) = gpu() else { return };
-    let cfg = TrainConfig {
-        batch: 4,
-        lambda: 0.5,
-        center_update: UpdateMode::Deterministic,
-        seed: 3,
-        ..Default::default()
-    };
+    let cfg =
+        TrainConfig { batch: 4, lambda: 0.5, center_update: UpdateMode::Deterministic, seed: 3, ..Default::default() };
     let mut net = Network::new(&ctx, small_spec(), cfg).unwrap();
     let mut r = rng(1);
     let images = uniform(&mut r, 4 * 72, 1.0);
@@ -54,30 +40,42 @@ fn finite_difference_gradient_check() {
     net.train_step(&images, &labels, false).unwrap();
     let analytic = net.gradients(&images, &labels).unwrap();
     let values = net.param_values().unwrap();
-    let eps = 1e-2f32;
+    // Central differences, skipping coordinates whose step crosses a PReLU or max-pool kink
+    // (where the one-sided slopes disagree): the loss is only piecewise smooth.
+    let eps = 2e-3f32;
     let (mut num, mut ana) = (Vec::new(), Vec::new());
+    let mut loss_at = |net: &mut Network, pi: usize, w: &[f32]| {
+        net.set_param(pi, w).unwrap();
+        net.evaluate_loss(&images, &labels).unwrap().total_loss() as f64
+    };
     for (pi, v) in values.iter().enumerate() {
-        for _ in 0..3 {
+        let mut checked = 0;
+        for _ in 0..12 {
+            if checked == 3 {
+                break;
+            }
             let j = r.random_range(0..v.len());
             let mut w = v.clone();
+            let center = loss_at(&mut net, pi, &w);
             w[j] = v[j] + eps;
-            net.set_param(pi, &w).unwrap();
-            let plus = net.evaluate_loss(&images, &labels).unwrap().total_loss() as f64;
+            let plus = loss_at(&mut net, pi, &w);
             w[j] = v[j] - eps;
-            net.set_param(pi, &w).unwrap();
-            let minus = net.evaluate_loss(&images, &labels).unwrap().total_loss() as f64;
+            let minus = loss_at(&mut net, pi, &w);
             net.set_param(pi, v).unwrap();
+            let (fwd, bwd) = ((plus - center) / eps as f64, (center - minus) / eps as f64);
+            if (fwd - bwd).abs() > 0.05 * fwd.abs().max(bwd.abs()) + 2e-3 {
+                continue;
+            }
             num.push((plus - minus) / (2.0 * eps as f64));
             ana.push(analytic[pi][j]);
+            checked += 1;
         }
+        assert!(checked >= 1, "parameter {pi}: every sampled coordinate sat on a kink");
     }
     let m = net.evaluate_loss(&images, &labels).unwrap();
     assert!(m.center_loss > 0.0 && m.softmax_loss > 0.0, "{m:?}");
     let err = common::rel_err(&ana, &num);
-    assert!(
-        err < 2e-2,
-        "gradient check: rel err {err}\nnumeric {num:?}\nanalytic {ana:?}"
-    );
+    assert!(err < 2e-2, "gradient check: rel err {err}\nnumeric {num:?}\nanalytic {ana:?}");
 }
 
 /// Four classes of 8x8 images, each a bright square in its own quadrant plus noise.
@@ -105,35 +103,15 @@ fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
         trunk: vec![
             LayerSpec::conv(8, 3, 1, 1),
             LayerSpec::prelu(),
-            LayerSpec::MaxPool {
-                kernel: 2,
-                stride: 2,
-            },
-            LayerSpec::Linear {
-                out_features: 8,
-                bias: true,
-            },
+            LayerSpec::MaxPool { kernel: 2, stride: 2 },
+            LayerSpec::Linear { out_features: 8, bias: true },
             LayerSpec::prelu(),
         ],
         num_classes: 4,
         classifier_bias: true,
     };
-    let sgd = SgdConfig {
-        lr: 0.05,
-        schedule: MultiStep {
-            milestones: vec![60],
-            gamma: 0.1,
-        },
-        ..Default::default()
-    };
-    let cfg = TrainConfig {
-        batch: 32,
-        sgd,
-        lambda: 0.01,
-        alpha: 0.5,
-        center_update: update,
-        seed: 11,
-    };
+    let sgd = SgdConfig { lr: 0.05, schedule: MultiStep { milestones: vec![60], gamma: 0.1 }, ..Default::default() };
+    let cfg = TrainConfig { batch: 32, sgd, lambda: 0.01, alpha: 0.5, center_update: update, seed: 11 };
     Network::new(ctx, spec, cfg).unwrap()
 }
 
@@ -153,25 +131,13 @@ fn trains_to_high_accuracy_on_a_learnable_problem() {
         }
         last = m.or(last);
     }
-    assert!(
-        (net.learning_rate() - 0.005).abs() < 1e-7,
-        "schedule did not drop the rate"
-    );
+    assert!((net.learning_rate() - 0.005).abs() < 1e-7, "schedule did not drop the rate");
     let (first, last) = (first.unwrap(), last.unwrap());
-    assert!(
-        last.total_loss() < 0.5 * first.total_loss(),
-        "{first:?} -> {last:?}"
-    );
+    assert!(last.total_loss() < 0.5 * first.total_loss(), "{first:?} -> {last:?}");
     let (test_x, test_y) = quadrant_data(200, 6);
     let out = net.infer(&test_x).unwrap();
     assert_eq!(out.embeddings.len(), 200 * 8);
-    let acc = out
-        .predictions(4)
-        .iter()
-        .zip(&test_y)
-        .filter(|(p, y)| p == y)
-        .count() as f64
-        / 200.0;
+    let acc = out.predictions(4).iter().zip(&test_y).filter(|(p, y)| p == y).count() as f64 / 200.0;
     assert!(acc >= 0.95, "held-out accuracy {acc}");
 }
 
@@ -180,25 +146,13 @@ fn bad_batches_are_errors() {
     let Some(ctx) = gpu() else { return };
     let mut net = quadrant_net(&ctx, UpdateMode::Atomic);
     let (x, mut y) = quadrant_data(32, 7);
-    assert!(matches!(
-        net.train_step(&x[1..], &y, false),
-        Err(Error::Shape { .. })
-    ));
+    assert!(matches!(net.train_step(&x[1..], &y, false), Err(Error::Shape { .. })));
     y[3] = 4;
-    assert!(matches!(
-        net.train_step(&x, &y, false),
-        Err(Error::LabelOutOfRange { index: 3, .. })
-    ));
+    assert!(matches!(net.train_step(&x, &y, false), Err(Error::LabelOutOfRange { index: 3, .. })));
     let mut spec = small_spec();
     spec.trunk.insert(0, LayerSpec::conv(4, 9, 1, 0));
-    let err = Network::new(&ctx, spec, TrainConfig::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("trunk.0") && err.contains("smaller than the kernel"),
-        "{err}"
-    );
+    let err = Network::new(&ctx, spec, TrainConfig::default()).err().unwrap().to_string();
+    assert!(err.contains("trunk.0") && err.contains("smaller than the kernel"), "{err}");
 }
 
 #[test]
@@ -224,18 +178,11 @@ fn checkpoint_round_trip_and_exact_resume() {
     let mut resumed = quadrant_net(&ctx, UpdateMode::Deterministic);
     checkpoint::load(&mut resumed, &path).unwrap();
     assert_eq!(resumed.step_count(), 3);
-    assert_eq!(
-        resumed.param_values().unwrap(),
-        first.param_values().unwrap()
-    );
+    assert_eq!(resumed.param_values().unwrap(), first.param_values().unwrap());
     for i in 3..6 {
         resumed.train_step(batch(i).0, batch(i).1, false).unwrap();
     }
-    assert_eq!(
-        resumed.param_values().unwrap(),
-        straight.param_values().unwrap(),
-        "resume is not exact"
-    );
+    assert_eq!(resumed.param_values().unwrap(), straight.param_values().unwrap(), "resume is not exact");
     let c = |n: &Network| n.center_loss().unwrap().centers().unwrap();
     assert_eq!(c(&resumed), c(&straight));
 
@@ -243,9 +190,7 @@ fn checkpoint_round_trip_and_exact_resume() {
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("centers").unwrap().shape(), &[4, 8]);
-    assert!(
-        st.tensor("param/trunk.0.weight").is_ok() && st.tensor("velocity/trunk.0.weight").is_ok()
-    );
+    assert!(st.tensor("param/trunk.0.weight").is_ok() && st.tensor("velocity/trunk.0.weight").is_ok());
 
     // A truncated file and a different network are clear errors and change nothing.
     let before = resumed.param_values().unwrap();
@@ -254,25 +199,11 @@ fn checkpoint_round_trip_and_exact_resume() {
     let err = checkpoint::load(&mut resumed, &truncated).unwrap_err();
     assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
     std::fs::write(&truncated, b"not a checkpoint at all").unwrap();
-    assert!(matches!(
-        checkpoint::load(&mut resumed, &truncated),
-        Err(Error::Checkpoint { .. })
-    ));
-    let mut other = Network::new(
-        &ctx,
-        small_spec(),
-        TrainConfig {
-            batch: 4,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    assert!(matches!(checkpoint::load(&mut resumed, &truncated), Err(Error::Checkpoint { .. })));
+    let mut other = Network::new(&ctx, small_spec(), TrainConfig { batch: 4, ..Default::default() }).unwrap();
     let err = checkpoint::load(&mut other, &path).unwrap_err();
     assert!(err.to_string().contains("different network"), "{err}");
-    assert!(matches!(
-        checkpoint::load(&mut resumed, &dir.join("missing")),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(checkpoint::load(&mut resumed, &dir.join("missing")), Err(Error::Io { .. })));
     assert_eq!(resumed.param_values().unwrap(), before);
 
     // Atomic write: an unwritable target leaves the old checkpoint intact and no temp file.

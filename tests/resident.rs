@@ -5,8 +5,7 @@ mod common;
 
 use centerloss::cpu::CenterLossCpu;
 use centerloss::{
-    BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth,
-    UpdateMode,
+    BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth, UpdateMode,
 };
 use common::{gpu, labels, rel_err, rng, uniform};
 use wgpu::util::DeviceExt;
@@ -20,14 +19,9 @@ struct Caller {
 
 fn caller_buffers(ctx: &GpuContext, x: &[f32], y: &[u32]) -> Caller {
     let d = ctx.device();
-    let usage =
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let init = |label, contents: &[u8]| {
-        d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage,
-        })
+        d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
     };
     Caller {
         features: init("x", bytemuck::cast_slice(x)),
@@ -70,14 +64,7 @@ fn submit_step(ctx: &GpuContext, cl: &GpuCenterLoss, binding: &CenterLossBinding
 }
 
 fn cfg(update: UpdateMode) -> CenterLossConfig {
-    CenterLossConfig {
-        num_classes: 9,
-        feat_dim: 6,
-        alpha: 0.3,
-        lambda: 0.5,
-        update,
-        ..Default::default()
-    }
+    CenterLossConfig { num_classes: 9, feat_dim: 6, alpha: 0.3, lambda: 0.5, update, ..Default::default() }
 }
 
 #[test]
@@ -108,11 +95,7 @@ fn encoded_steps_match_the_cpu_reference() {
         }
         let last = last.unwrap();
         let loss = read_f32(&ctx, &caller.loss)[2];
-        assert!(
-            (loss as f64 - last.loss).abs() / last.loss < 1e-5,
-            "{loss} vs {}",
-            last.loss
-        );
+        assert!((loss as f64 - last.loss).abs() / last.loss < 1e-5, "{loss} vs {}", last.loss);
         assert!(rel_err(&read_f32(&ctx, &caller.grad), &last.grad) < 1e-5);
         assert!(rel_err(&cl.centers().unwrap(), cpu.centers()) < 1e-5);
 
@@ -123,12 +106,7 @@ fn encoded_steps_match_the_cpu_reference() {
         cl.encode_forward(&mut enc, &acc_binding).unwrap();
         ctx.queue().submit([enc.finish()]);
         let reference = cpu.forward(&x, &y).unwrap();
-        let doubled: Vec<f64> = reference
-            .grad
-            .iter()
-            .zip(&last.grad)
-            .map(|(a, b)| a + b)
-            .collect();
+        let doubled: Vec<f64> = reference.grad.iter().zip(&last.grad).map(|(a, b)| a + b).collect();
         assert!(rel_err(&read_f32(&ctx, &caller.grad), &doubled) < 1e-5);
         assert_eq!(cl.centers().unwrap(), before);
         assert!(cl.health().unwrap().is_clean());
@@ -152,19 +130,8 @@ fn poisoned_batches_are_skipped_and_reported() {
         let bad_labels = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&bad_labels, b, false)).unwrap();
         submit_step(&ctx, &cl, &binding);
-        assert_eq!(
-            cl.centers().unwrap(),
-            init,
-            "{update:?}: poisoned update applied"
-        );
-        assert_eq!(
-            cl.health().unwrap(),
-            GpuHealth {
-                skipped_updates: 1,
-                invalid_labels: 2,
-                non_finite_values: 0
-            }
-        );
+        assert_eq!(cl.centers().unwrap(), init, "{update:?}: poisoned update applied");
+        assert_eq!(cl.health().unwrap(), GpuHealth { skipped_updates: 1, invalid_labels: 2, non_finite_values: 0 });
         let grad = read_f32(&ctx, &bad_labels.grad);
         assert!(grad[3 * d..4 * d].iter().all(|&g| g == 0.0));
 
@@ -176,14 +143,7 @@ fn poisoned_batches_are_skipped_and_reported() {
         let binding = cl.bind(bind(&bad_x, b, false)).unwrap();
         submit_step(&ctx, &cl, &binding);
         assert_eq!(cl.centers().unwrap(), init);
-        assert_eq!(
-            cl.health().unwrap(),
-            GpuHealth {
-                skipped_updates: 2,
-                invalid_labels: 2,
-                non_finite_values: 1
-            }
-        );
+        assert_eq!(cl.health().unwrap(), GpuHealth { skipped_updates: 2, invalid_labels: 2, non_finite_values: 1 });
 
         // A clean step afterwards updates again; the counters stay until reset.
         x[5] = 0.0;
@@ -205,24 +165,10 @@ fn bind_checks_buffers() {
     let x = vec![0.0; 4 * 6];
     let caller = caller_buffers(&ctx, &x, &[0, 1, 2, 3]);
     let err = cl.bind(bind(&caller, 5, false)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Buffer {
-                what: "features",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Buffer { what: "features", .. }), "{err}");
     let err = cl.bind(bind(&caller, 0, false)).unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
-    let err = cl
-        .bind(BatchBuffers {
-            loss_offset: 2,
-            ..bind(&caller, 4, false)
-        })
-        .unwrap_err();
+    let err = cl.bind(BatchBuffers { loss_offset: 2, ..bind(&caller, 4, false) }).unwrap_err();
     assert!(matches!(err, Error::Buffer { what: "loss", .. }), "{err}");
     let no_storage = ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: None,
@@ -230,17 +176,9 @@ fn bind_checks_buffers() {
         usage: wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let err = cl
-        .bind(BatchBuffers {
-            grad: &no_storage,
-            ..bind(&caller, 4, false)
-        })
-        .unwrap_err();
+    let err = cl.bind(BatchBuffers { grad: &no_storage, ..bind(&caller, 4, false) }).unwrap_err();
     assert!(matches!(err, Error::Buffer { what: "grad", .. }), "{err}");
     let binding = cl.bind(bind(&caller, 4, false)).unwrap();
     let mut enc = ctx.device().create_command_encoder(&Default::default());
-    assert!(matches!(
-        other.encode_step(&mut enc, &binding),
-        Err(Error::Config(_))
-    ));
+    assert!(matches!(other.encode_step(&mut enc, &binding), Err(Error::Config(_))));
 }

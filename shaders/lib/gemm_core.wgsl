@@ -1,77 +1,101 @@
-// Tiled GEMM core: C[M, N] = sum_k A(m, k) * B(k, n), 64 x 64 tiles of C per workgroup of
-// 16 x 16 invocations, 4 x 4 outputs each, K in steps of 16 through workgroup memory.
-// wid.z selects a slice of K (split-K); each slice stores its own partial result.
+// Tiled GEMM core: C[M, N] = sum_k A(m, k) * B(k, n). A workgroup of 64 invocations
+// computes a TILE_M x TILE_N tile of C (64 x 64, or 32 x 128 when M is small), each
+// invocation an 8 x 8 block (16 vec4 accumulators); K advances in steps of 16 through
+// workgroup memory read as vec4s. wid.z selects a slice of K (split-K); each slice stores
+// its own partial result. Invocation i loads row m0 + i of the A tile and columns n0 + i
+// (and n0 + 64 + i) of the B tile, so per-row and per-column index work is done once per
+// invocation and tile rather than once per load.
 // The including kernel defines the operands:
 //   gemm_dims() -> vec4<u32>(M, N, K, K per slice)
-//   load_a(m, k) -> f32, load_b(k, n) -> f32      (called in bounds only)
+//   struct RowA, a_row(m) -> RowA; struct ColB, b_col(n) -> ColB
+//   load_a(row, k) -> f32, load_b(k, col) -> f32  (called in bounds only)
 //   store_c(m, n, slice, value)                   (called in bounds only)
 
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
+// 64 or 32.
+override TILE_M: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
-var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
+var<workgroup> tile_a: array<vec4<f32>, 256>; // [TILE_K][TILE_M / 4]
+var<workgroup> tile_b: array<vec4<f32>, 512>; // [TILE_K][TILE_N / 4]
 
-@compute @workgroup_size(16, 16)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+fn load_tile_b(k: u32, k_end: u32, col: ColB, ok: bool) -> f32 {
+    if k < k_end && ok {
+        return load_b(k, col);
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let tile_n = 4096u / TILE_M;
+    let tm4 = TILE_M / 4u;
+    let tn4 = tile_n / 4u;
     let dims = gemm_dims();
     let m0 = wid.y * TILE_M;
-    let n0 = wid.x * TILE_N;
+    let n0 = wid.x * tile_n;
     let k_begin = wid.z * dims.w;
     let k_end = min(k_begin + dims.w, dims.z);
-    var acc: array<vec4<f32>, 4>;
+    // The 8 x 8 block of this invocation.
+    let ty = li / (tile_n / 8u);
+    let tx = li % (tile_n / 8u);
+    // What this invocation loads: A row li (if li < TILE_M), B columns li and 64 + li.
+    let ma = m0 + li;
+    let a_ok = li < TILE_M && ma < dims.x;
+    let row = a_row(min(ma, dims.x - 1u));
+    let nb0 = n0 + li;
+    let nb1 = n0 + 64u + li;
+    let b0_ok = nb0 < dims.y;
+    let b1_ok = tile_n > 64u && nb1 < dims.y;
+    let col0 = b_col(min(nb0, dims.y - 1u));
+    let col1 = b_col(min(nb1, dims.y - 1u));
+    var acc: array<vec4<f32>, 16>; // row i: acc[2i] (columns 0-3), acc[2i + 1] (columns 4-7)
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TILE_K) {
-        for (var t = 0u; t < 4u; t = t + 1u) {
-            let idx = li + t * 256u;
-            let ka = k0 + idx / TILE_M;
-            let ma = m0 + idx % TILE_M;
-            var va = 0.0;
-            if ka < k_end && ma < dims.x {
-                va = load_a(ma, ka);
+        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
+            let k = k0 + kk;
+            if li < TILE_M {
+                var va = 0.0;
+                if k < k_end && a_ok {
+                    va = load_a(row, k);
+                }
+                tile_a[kk * tm4 + li / 4u][li % 4u] = va;
             }
-            tile_a[idx] = va;
-            let kb = k0 + idx / TILE_N;
-            let nb = n0 + idx % TILE_N;
-            var vb = 0.0;
-            if kb < k_end && nb < dims.y {
-                vb = load_b(kb, nb);
+            tile_b[kk * tn4 + li / 4u][li % 4u] = load_tile_b(k, k_end, col0, b0_ok);
+            if tile_n > 64u {
+                tile_b[kk * tn4 + 16u + li / 4u][li % 4u] = load_tile_b(k, k_end, col1, b1_ok);
             }
-            tile_b[idx] = vb;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let a = vec4<f32>(
-                tile_a[kk * TILE_M + lid.y],
-                tile_a[kk * TILE_M + lid.y + 16u],
-                tile_a[kk * TILE_M + lid.y + 32u],
-                tile_a[kk * TILE_M + lid.y + 48u],
-            );
-            let b = vec4<f32>(
-                tile_b[kk * TILE_N + lid.x],
-                tile_b[kk * TILE_N + lid.x + 16u],
-                tile_b[kk * TILE_N + lid.x + 32u],
-                tile_b[kk * TILE_N + lid.x + 48u],
-            );
-            acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
-            acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
-            acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
-            acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
+            let a0 = tile_a[kk * tm4 + 2u * ty];
+            let a1 = tile_a[kk * tm4 + 2u * ty + 1u];
+            let b0 = tile_b[kk * tn4 + 2u * tx];
+            let b1 = tile_b[kk * tn4 + 2u * tx + 1u];
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+            acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
+            acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
+            acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
+            acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
+            acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
+            acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
+            acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
+            acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        let m = m0 + lid.y + 16u * i;
+    for (var i = 0u; i < 8u; i = i + 1u) {
+        let m = m0 + 8u * ty + i;
         if m < dims.x {
-            let row = acc[i];
-            for (var j = 0u; j < 4u; j = j + 1u) {
-                let n = n0 + lid.x + 16u * j;
+            for (var j = 0u; j < 8u; j = j + 1u) {
+                let n = n0 + 8u * tx + j;
                 if n < dims.y {
-                    store_c(m, n, wid.z, row[j]);
+                    store_c(m, n, wid.z, acc[2u * i + j / 4u][j % 4u]);
                 }
             }
         }

@@ -72,30 +72,18 @@ impl CenterLossConfig {
             return Err(Error::Config("num_classes must be at least 1".into()));
         }
         if self.num_classes > u32::MAX as usize - 1 {
-            return Err(Error::Config(format!(
-                "num_classes {} does not fit a u32 label",
-                self.num_classes
-            )));
+            return Err(Error::Config(format!("num_classes {} does not fit a u32 label", self.num_classes)));
         }
         if self.feat_dim == 0 {
             return Err(Error::Config("feat_dim must be at least 1".into()));
         }
         if !(self.alpha > 0.0 && self.alpha <= 1.0) {
-            return Err(Error::Config(format!(
-                "alpha must be in (0, 1], got {}",
-                self.alpha
-            )));
+            return Err(Error::Config(format!("alpha must be in (0, 1], got {}", self.alpha)));
         }
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
-            return Err(Error::Config(format!(
-                "lambda must be finite and >= 0, got {}",
-                self.lambda
-            )));
+            return Err(Error::Config(format!("lambda must be finite and >= 0, got {}", self.lambda)));
         }
-        if self
-            .max_chunk_bytes
-            .is_some_and(|b| b < 4 * self.feat_dim as u64)
-        {
+        if self.max_chunk_bytes.is_some_and(|b| b < 4 * self.feat_dim as u64) {
             return Err(Error::Config(format!(
                 "max_chunk_bytes must hold at least one center row ({} bytes)",
                 4 * self.feat_dim
@@ -117,16 +105,8 @@ impl CenterLossConfig {
     pub fn validate_batch(&self, features: &[f32], labels: &[u32]) -> Result<usize> {
         let batch = labels.len();
         check_len("features", batch * self.feat_dim, features.len())?;
-        if let Some((index, &label)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= self.num_classes)
-        {
-            return Err(Error::LabelOutOfRange {
-                index,
-                label,
-                num_classes: self.num_classes,
-            });
+        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= self.num_classes) {
+            return Err(Error::LabelOutOfRange { index, label, num_classes: self.num_classes });
         }
         check_finite("features", features)?;
         Ok(batch)
@@ -138,22 +118,14 @@ pub fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(
     if expected == actual {
         Ok(())
     } else {
-        Err(Error::Shape {
-            what,
-            expected,
-            actual,
-        })
+        Err(Error::Shape { what, expected, actual })
     }
 }
 
 /// `Error::NonFinite` naming the first NaN or infinity.
 pub fn check_finite(what: &'static str, values: &[f32]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(Error::NonFinite {
-            what,
-            index,
-            value: values[index],
-        }),
+        Some(index) => Err(Error::NonFinite { what, index, value: values[index] }),
         None => Ok(()),
     }
 }

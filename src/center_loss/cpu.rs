@@ -66,10 +66,7 @@ impl CenterLossCpu {
                 grad[i * dim + d] = scale * diff;
             }
         }
-        Ok(CpuStepOutput {
-            loss: 0.5 * scale * sum_sq,
-            grad,
-        })
+        Ok(CpuStepOutput { loss: 0.5 * scale * sum_sq, grad })
     }
 
     /// The loss alone.
@@ -109,13 +106,7 @@ mod tests {
     use crate::Reduction;
 
     fn cfg(k: usize, d: usize) -> CenterLossConfig {
-        CenterLossConfig {
-            num_classes: k,
-            feat_dim: d,
-            alpha: 0.5,
-            lambda: 2.0,
-            ..Default::default()
-        }
+        CenterLossConfig { num_classes: k, feat_dim: d, alpha: 0.5, lambda: 2.0, ..Default::default() }
     }
 
     #[test]
@@ -149,11 +140,7 @@ mod tests {
     #[test]
     fn update_ignores_lambda() {
         let mut a = CenterLossCpu::new(cfg(2, 2)).unwrap();
-        let mut b = CenterLossCpu::new(CenterLossConfig {
-            lambda: 0.0,
-            ..cfg(2, 2)
-        })
-        .unwrap();
+        let mut b = CenterLossCpu::new(CenterLossConfig { lambda: 0.0, ..cfg(2, 2) }).unwrap();
         let x = [1.0, 2.0, 3.0, 4.0];
         a.step(&x, &[1, 1]).unwrap();
         b.step(&x, &[1, 1]).unwrap();

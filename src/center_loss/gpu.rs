@@ -86,9 +86,7 @@ pub struct CenterLossBinding {
 
 impl std::fmt::Debug for CenterLossBinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CenterLossBinding")
-            .field("batch", &self.batch)
-            .finish_non_exhaustive()
+        f.debug_struct("CenterLossBinding").field("batch", &self.batch).finish_non_exhaustive()
     }
 }
 
@@ -211,39 +209,20 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const SORT_STAGE_BYTES: u64 = 8;
 
 /// One shader module to build: (label, kernel file, import aliases).
-pub(crate) type ShaderSpec = (
-    &'static str,
-    &'static str,
-    Vec<(&'static str, &'static str)>,
-);
+pub(crate) type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
 
 /// Every shader module a mode needs.
 pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool) -> Vec<ShaderSpec> {
-    let accum = (
-        "accum",
-        if native_atomics {
-            "accum_native"
-        } else {
-            "accum_cas"
-        },
-    );
+    let accum = ("accum", if native_atomics { "accum_native" } else { "accum_cas" });
     let mut plan = vec![
-        (
-            "forward",
-            "center_forward",
-            vec![("accumulate", "accumulate_none")],
-        ),
+        ("forward", "center_forward", vec![("accumulate", "accumulate_none")]),
         ("reduce", "loss_reduce", vec![]),
         ("finalize", "status_finalize", vec![]),
     ];
     match update {
         UpdateMode::Atomic => plan.extend([
             ("claim", "center_claim", vec![accum]),
-            (
-                "forward_accumulate",
-                "center_forward",
-                vec![("accumulate", "accumulate_atomic"), accum],
-            ),
+            ("forward_accumulate", "center_forward", vec![("accumulate", "accumulate_atomic"), accum]),
             ("apply", "center_apply", vec![accum]),
             ("release", "center_release", vec![accum]),
         ]),
@@ -264,10 +243,7 @@ impl GpuCenterLoss {
         let limits = ctx.limits();
         let dim = cfg.feat_dim;
         let k = cfg.num_classes;
-        let binding_limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size)
-            .min(u32::MAX as u64);
+        let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(u32::MAX as u64);
         let chunk_bytes = binding_limit.min(cfg.max_chunk_bytes.unwrap_or(u64::MAX));
         let row_bytes = 4 * dim as u64;
         if row_bytes > chunk_bytes {
@@ -299,12 +275,7 @@ impl GpuCenterLoss {
                 .enumerate()
                 .map(|(index, start)| {
                     let rows = start..(start + rows_per_chunk).min(k);
-                    let centers = gpu::buffer(
-                        device,
-                        "centers",
-                        (rows.len() * dim * 4) as u64,
-                        gpu::STORAGE_RW,
-                    );
+                    let centers = gpu::buffer(device, "centers", (rows.len() * dim * 4) as u64, gpu::STORAGE_RW);
                     let params = ChunkParams {
                         row_start: rows.start as u32,
                         row_end: rows.end as u32,
@@ -317,20 +288,12 @@ impl GpuCenterLoss {
                         layout: &layouts.chunk,
                         entries: &[gpu::bind(0, &params), gpu::bind(1, &centers)],
                     });
-                    Chunk {
-                        rows,
-                        centers,
-                        group,
-                    }
+                    Chunk { rows, centers, group }
                 })
                 .collect();
             let status = gpu::buffer(device, "health", 16, gpu::STORAGE_RW);
-            let status_staging = gpu::buffer(
-                device,
-                "health staging",
-                16,
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            );
+            let status_staging =
+                gpu::buffer(device, "health staging", 16, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
             let slots = (cfg.update == UpdateMode::Atomic).then(|| {
                 let slots = gpu::buffer(device, "class slots", 4 * k as u64, gpu::STORAGE_RW);
                 ctx.queue().write_buffer(&slots, 0, &vec![0xff; 4 * k]);
@@ -380,9 +343,7 @@ impl GpuCenterLoss {
         self.ctx.capture(|| {
             for chunk in &self.chunks {
                 let values = &centers[chunk.rows.start * dim..chunk.rows.end * dim];
-                self.ctx
-                    .queue()
-                    .write_buffer(&chunk.centers, 0, bytemuck::cast_slice(values));
+                self.ctx.queue().write_buffer(&chunk.centers, 0, bytemuck::cast_slice(values));
             }
             self.ctx.queue().submit(None);
         })
@@ -402,10 +363,7 @@ impl GpuCenterLoss {
         for chunk in &self.chunks {
             let bytes = (chunk.rows.len() * dim * 4) as u64;
             self.ctx.capture(|| {
-                let mut encoder = self
-                    .ctx
-                    .device()
-                    .create_command_encoder(&Default::default());
+                let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
                 encoder.copy_buffer_to_buffer(&chunk.centers, 0, &staging, 0, bytes);
                 self.ctx.queue().submit([encoder.finish()]);
             })?;
@@ -425,8 +383,7 @@ impl GpuCenterLoss {
 
     /// The loss for a batch against the current centers; nothing is updated.
     pub fn loss(&mut self, features: &[f32], labels: &[u32]) -> Result<f32> {
-        self.run_host(features, labels, Pass::LossOnly)
-            .map(|o| o.loss)
+        self.run_host(features, labels, Pass::LossOnly).map(|o| o.loss)
     }
 
     /// Loss and gradient against the current centers; nothing is updated.
@@ -437,20 +394,13 @@ impl GpuCenterLoss {
     /// Reads the cumulative health counters of the GPU-resident path.
     pub fn health(&self) -> Result<GpuHealth> {
         self.ctx.capture(|| {
-            let mut encoder = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
+            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(&self.status, 0, &self.status_staging, 0, 16);
             self.ctx.queue().submit([encoder.finish()]);
         })?;
         let raw = self.ctx.read_mapped(&self.status_staging, 16)?;
         let words: &[u32] = bytemuck::cast_slice(&raw);
-        Ok(GpuHealth {
-            skipped_updates: words[1],
-            invalid_labels: words[2],
-            non_finite_values: words[3],
-        })
+        Ok(GpuHealth { skipped_updates: words[1], invalid_labels: words[2], non_finite_values: words[3] })
     }
 
     /// Zeroes the health counters.
@@ -466,9 +416,7 @@ impl GpuCenterLoss {
     pub fn bind(&self, buffers: BatchBuffers<'_>) -> Result<CenterLossBinding> {
         let batch = buffers.batch;
         if batch == 0 {
-            return Err(Error::Config(
-                "a binding needs a batch of at least 1".into(),
-            ));
+            return Err(Error::Config("a binding needs a batch of at least 1".into()));
         }
         let values = (batch * self.cfg.feat_dim) as u64 * 4;
         let storage = wgpu::BufferUsages::STORAGE;
@@ -481,12 +429,7 @@ impl GpuCenterLoss {
                 reason: format!("loss_offset {} is not a multiple of 4", buffers.loss_offset),
             });
         }
-        check_buffer(
-            "loss",
-            buffers.loss,
-            buffers.loss_offset + 4,
-            wgpu::BufferUsages::COPY_DST,
-        )?;
+        check_buffer("loss", buffers.loss, buffers.loss_offset + 4, wgpu::BufferUsages::COPY_DST)?;
         self.ctx.capture(|| {
             self.make_binding(
                 buffers.features,
@@ -502,22 +445,14 @@ impl GpuCenterLoss {
     /// Records a full step (loss, gradient, center update) for `binding` into `encoder`.
     /// Nothing is read back; labels >= K and non-finite features are counted in
     /// [`GpuCenterLoss::health`] and their step's center update is skipped.
-    pub fn encode_step(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        binding: &CenterLossBinding,
-    ) -> Result<()> {
+    pub fn encode_step(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding) -> Result<()> {
         self.check_owner(binding)?;
         self.record(encoder, binding, binding.batch, Pass::Step);
         Ok(())
     }
 
     /// Records loss and gradient only (no center update) for `binding` into `encoder`.
-    pub fn encode_forward(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        binding: &CenterLossBinding,
-    ) -> Result<()> {
+    pub fn encode_forward(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding) -> Result<()> {
         self.check_owner(binding)?;
         self.record(encoder, binding, binding.batch, Pass::Forward);
         Ok(())
@@ -527,9 +462,7 @@ impl GpuCenterLoss {
         if binding.owner == self.id {
             Ok(())
         } else {
-            Err(Error::Config(
-                "this binding was made by another GpuCenterLoss".into(),
-            ))
+            Err(Error::Config("this binding was made by another GpuCenterLoss".into()))
         }
     }
 
@@ -555,14 +488,9 @@ impl GpuCenterLoss {
 
     /// Checks that a batch of `batch` rows fits in storage bindings.
     fn check_batch_fits(&self, batch: usize) -> Result<()> {
-        let limit = self
-            .ctx
-            .limits()
-            .max_storage_buffer_binding_size
-            .min(u32::MAX as u64);
+        let limit = self.ctx.limits().max_storage_buffer_binding_size.min(u32::MAX as u64);
         // The atomic accumulators hold B*D sums and B counts; sort keys hold 2 words per padded row.
-        let largest =
-            4 * (batch * (self.cfg.feat_dim + 1)).max(2 * batch.next_power_of_two()) as u64;
+        let largest = 4 * (batch * (self.cfg.feat_dim + 1)).max(2 * batch.next_power_of_two()) as u64;
         if largest > limit {
             return Err(Error::TooLarge {
                 what: "one batch",
@@ -628,12 +556,7 @@ impl GpuCenterLoss {
                 (group, None)
             }
             None => {
-                let keys = gpu::buffer(
-                    device,
-                    "sort keys",
-                    8 * params.padded_batch as u64,
-                    gpu::STORAGE_RW,
-                );
+                let keys = gpu::buffer(device, "sort keys", 8 * params.padded_batch as u64, gpu::STORAGE_RW);
                 let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("center loss sort scratch"),
                     layout: &self.layouts.scratch,
@@ -658,8 +581,7 @@ impl GpuCenterLoss {
     /// meets the dynamic-offset alignment. A smaller power of two uses a prefix of them.
     fn sort_stages(&self, padded: u32) -> SortStages {
         let device = self.ctx.device();
-        let stride = (self.ctx.limits().min_uniform_buffer_offset_alignment as u64)
-            .max(SORT_STAGE_BYTES) as u32;
+        let stride = (self.ctx.limits().min_uniform_buffer_offset_alignment as u64).max(SORT_STAGE_BYTES) as u32;
         let mut bytes = Vec::new();
         let mut count = 0;
         let mut k = 2;
@@ -690,22 +612,12 @@ impl GpuCenterLoss {
                 }),
             }],
         });
-        SortStages {
-            stride,
-            count,
-            group,
-        }
+        SortStages { stride, count, group }
     }
 
     /// Records `pass` over the first `batch` rows of `binding` (its own batch, or fewer on
     /// the host buffers): the whole step in one compute pass, then the loss copy.
-    fn record(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        binding: &CenterLossBinding,
-        batch: u32,
-        pass: Pass,
-    ) {
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding, batch: u32, pass: Pass) {
         let batch = batch as u64;
         let dim = self.cfg.feat_dim as u64;
         let max = self.max_grid();
@@ -721,8 +633,7 @@ impl GpuCenterLoss {
             cpass.set_bind_group(0, &binding.batch_group, &[]);
             cpass.set_bind_group(1, &self.chunks[0].group, &[]);
             cpass.set_bind_group(2, &binding.scratch_group, &[]);
-            let per_chunk = |cpass: &mut wgpu::ComputePass<'_>,
-                             pipeline: &wgpu::ComputePipeline| {
+            let per_chunk = |cpass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline| {
                 cpass.set_pipeline(pipeline);
                 for chunk in &self.chunks {
                     cpass.set_bind_group(1, &chunk.group, &[]);
@@ -732,14 +643,7 @@ impl GpuCenterLoss {
             match (pass, &p.mode) {
                 (Pass::LossOnly, _) => per_chunk(&mut cpass, &p.forward_loss),
                 (Pass::Forward, _) => per_chunk(&mut cpass, &p.forward_grad),
-                (
-                    Pass::Step,
-                    ModePipelines::Atomic {
-                        claim,
-                        forward_accumulate,
-                        ..
-                    },
-                ) => {
+                (Pass::Step, ModePipelines::Atomic { claim, forward_accumulate, .. }) => {
                     cpass.set_pipeline(claim);
                     cpass.dispatch_workgroups(rows.0, rows.1, 1);
                     per_chunk(&mut cpass, forward_accumulate);
@@ -770,11 +674,7 @@ impl GpuCenterLoss {
                 (Pass::Step, ModePipelines::Sorted { update, .. }) => per_chunk(&mut cpass, update),
                 _ => {}
             }
-            cpass.set_pipeline(if pass == Pass::Step {
-                &p.finalize_step
-            } else {
-                &p.finalize_forward
-            });
+            cpass.set_pipeline(if pass == Pass::Step { &p.finalize_step } else { &p.finalize_forward });
             cpass.dispatch_workgroups(1, 1, 1);
         }
         if let Some((target, offset)) = &binding.loss_target {
@@ -802,14 +702,7 @@ impl GpuCenterLoss {
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             );
             let binding = self.make_binding(&features, &labels, &grad, capacity, false, None)?;
-            Ok::<_, Error>(HostBatch {
-                capacity,
-                features,
-                labels,
-                grad,
-                staging,
-                binding,
-            })
+            Ok::<_, Error>(HostBatch { capacity, features, labels, grad, staging, binding })
         })??;
         self.host = Some(host);
         Ok(())
@@ -818,30 +711,20 @@ impl GpuCenterLoss {
     fn run_host(&mut self, features: &[f32], labels: &[u32], pass: Pass) -> Result<StepOutput> {
         let batch = self.cfg.validate_batch(features, labels)?;
         if batch == 0 {
-            return Ok(StepOutput {
-                loss: 0.0,
-                grad: Vec::new(),
-            });
+            return Ok(StepOutput { loss: 0.0, grad: Vec::new() });
         }
         self.ensure_host_capacity(batch)?;
         let Some(host) = &self.host else {
             return Err(Error::Config("host buffers missing".into()));
         };
         let params = self.step_params(batch, false);
-        let grad_bytes = if pass == Pass::LossOnly {
-            0
-        } else {
-            (batch * self.cfg.feat_dim) as u64 * 4
-        };
+        let grad_bytes = if pass == Pass::LossOnly { 0 } else { (batch * self.cfg.feat_dim) as u64 * 4 };
         let queue = self.ctx.queue();
         self.ctx.capture(|| {
             queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
             queue.write_buffer(&host.features, 0, bytemuck::cast_slice(features));
             queue.write_buffer(&host.labels, 0, bytemuck::cast_slice(labels));
-            let mut encoder = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
+            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
             self.record(&mut encoder, &host.binding, batch as u32, pass);
             encoder.copy_buffer_to_buffer(&host.binding.loss_scratch, 0, &host.staging, 0, 4);
             if grad_bytes > 0 {
@@ -851,10 +734,7 @@ impl GpuCenterLoss {
         })?;
         let raw = self.ctx.read_mapped(&host.staging, 8 + grad_bytes)?;
         let words: &[f32] = bytemuck::cast_slice(&raw);
-        Ok(StepOutput {
-            loss: words[0],
-            grad: words[2..].to_vec(),
-        })
+        Ok(StepOutput { loss: words[0], grad: words[2..].to_vec() })
     }
 }
 
@@ -865,23 +745,12 @@ enum Pass {
     LossOnly,
 }
 
-fn check_buffer(
-    what: &'static str,
-    buffer: &wgpu::Buffer,
-    needed: u64,
-    usage: wgpu::BufferUsages,
-) -> Result<()> {
+fn check_buffer(what: &'static str, buffer: &wgpu::Buffer, needed: u64, usage: wgpu::BufferUsages) -> Result<()> {
     if buffer.size() < needed {
-        return Err(Error::Buffer {
-            what,
-            reason: format!("holds {} bytes, needs {needed}", buffer.size()),
-        });
+        return Err(Error::Buffer { what, reason: format!("holds {} bytes, needs {needed}", buffer.size()) });
     }
     if !buffer.usage().contains(usage) {
-        return Err(Error::Buffer {
-            what,
-            reason: format!("needs usage {usage:?}, has {:?}", buffer.usage()),
-        });
+        return Err(Error::Buffer { what, reason: format!("needs usage {usage:?}, has {:?}", buffer.usage()) });
     }
     Ok(())
 }
@@ -897,10 +766,7 @@ fn uniform(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
 
 fn create_layouts(device: &wgpu::Device, update: UpdateMode) -> Layouts {
     let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| {
-        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(label),
-            entries,
-        })
+        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
     };
     let batch = layout(
         "center loss batch",
@@ -915,25 +781,15 @@ fn create_layouts(device: &wgpu::Device, update: UpdateMode) -> Layouts {
     );
     let chunk = layout(
         "center chunk",
-        &[
-            gpu::uniform_entry(0, std::mem::size_of::<ChunkParams>() as u64, false),
-            gpu::storage_entry(1, false, 4),
-        ],
+        &[gpu::uniform_entry(0, std::mem::size_of::<ChunkParams>() as u64, false), gpu::storage_entry(1, false, 4)],
     );
     let scratch = match update {
-        UpdateMode::Atomic => layout(
-            "atomic scratch",
-            &[
-                gpu::storage_entry(0, false, 4),
-                gpu::storage_entry(1, false, 4),
-            ],
-        ),
+        UpdateMode::Atomic => {
+            layout("atomic scratch", &[gpu::storage_entry(0, false, 4), gpu::storage_entry(1, false, 4)])
+        }
         UpdateMode::Deterministic => layout("sort scratch", &[gpu::storage_entry(0, false, 8)]),
     };
-    let stage = layout(
-        "sort stage",
-        &[gpu::uniform_entry(0, SORT_STAGE_BYTES, true)],
-    );
+    let stage = layout("sort stage", &[gpu::uniform_entry(0, SORT_STAGE_BYTES, true)]);
     let main = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some("center loss"),
         bind_group_layouts: &[Some(&batch), Some(&chunk), Some(&scratch)],
@@ -944,14 +800,7 @@ fn create_layouts(device: &wgpu::Device, update: UpdateMode) -> Layouts {
         bind_group_layouts: &[Some(&batch), Some(&chunk), Some(&scratch), Some(&stage)],
         immediate_size: 0,
     });
-    Layouts {
-        batch,
-        chunk,
-        scratch,
-        stage,
-        main,
-        sort,
-    }
+    Layouts { batch, chunk, scratch, stage, main, sort }
 }
 
 fn create_pipelines(
@@ -969,20 +818,14 @@ fn create_pipelines(
         });
         modules.insert(label, module);
     }
-    let make =
-        |label: &str, module: &str, layout: &wgpu::PipelineLayout, constants: &[(&str, f64)]| {
-            gpu::compute_pipeline(device, label, layout, &modules[module], constants)
-        };
+    let make = |label: &str, module: &str, layout: &wgpu::PipelineLayout, constants: &[(&str, f64)]| {
+        gpu::compute_pipeline(device, label, layout, &modules[module], constants)
+    };
     let main = &layouts.main;
     let mode = match update {
         UpdateMode::Atomic => ModePipelines::Atomic {
             claim: make("center_claim", "claim", main, &[]),
-            forward_accumulate: make(
-                "center_forward (accumulate)",
-                "forward_accumulate",
-                main,
-                &[],
-            ),
+            forward_accumulate: make("center_forward (accumulate)", "forward_accumulate", main, &[]),
             apply: make("center_apply", "apply", main, &[]),
             release: make("center_release", "release", main, &[]),
         },
@@ -994,20 +837,10 @@ fn create_pipelines(
     };
     Ok(Pipelines {
         forward_grad: make("center_forward", "forward", main, &[]),
-        forward_loss: make(
-            "center_forward (loss only)",
-            "forward",
-            main,
-            &[("WRITE_GRAD", 0.0)],
-        ),
+        forward_loss: make("center_forward (loss only)", "forward", main, &[("WRITE_GRAD", 0.0)]),
         reduce: make("loss_reduce", "reduce", main, &[]),
         finalize_step: make("status_finalize", "finalize", main, &[]),
-        finalize_forward: make(
-            "status_finalize (forward)",
-            "finalize",
-            main,
-            &[("COUNT_SKIPPED", 0.0)],
-        ),
+        finalize_forward: make("status_finalize (forward)", "finalize", main, &[("COUNT_SKIPPED", 0.0)]),
         mode,
     })
 }

@@ -44,8 +44,7 @@ impl GpuContext {
 
     /// The asynchronous form of [`GpuContext::new`].
     pub async fn new_async() -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = select_adapter(&instance).await?;
         let info = adapter.get_info();
         let wanted = wgpu::Features::SHADER_FLOAT32_ATOMIC
@@ -59,14 +58,10 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) =
-            adapter
-                .request_device(&descriptor)
-                .await
-                .map_err(|e| Error::Device {
-                    adapter: info.name.clone(),
-                    reason: e.to_string(),
-                })?;
+        let (device, queue) = adapter
+            .request_device(&descriptor)
+            .await
+            .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -75,10 +70,7 @@ impl GpuContext {
                 v.push(e.to_string());
             }
         }));
-        log::info!(
-            "centerloss GPU context: {}",
-            summary(&info, device.features())
-        );
+        log::info!("centerloss GPU context: {}", summary(&info, device.features()));
         Ok(Self {
             inner: Arc::new(Inner {
                 _instance: instance,
@@ -129,15 +121,12 @@ impl GpuContext {
 
     /// Whether the device has native `atomic<f32>` (`SHADER_FLOAT32_ATOMIC`).
     pub fn has_float_atomics(&self) -> bool {
-        self.features()
-            .contains(wgpu::Features::SHADER_FLOAT32_ATOMIC)
+        self.features().contains(wgpu::Features::SHADER_FLOAT32_ATOMIC)
     }
 
     /// Whether GPU timestamp queries can time command encoders.
     pub fn has_timestamps(&self) -> bool {
-        self.features().contains(
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
-        )
+        self.features().contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     }
 
     /// Runs `f` inside validation, out-of-memory and internal error scopes and returns the
@@ -148,11 +137,8 @@ impl GpuContext {
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
-        let errors = [
-            pollster::block_on(validation.pop()),
-            pollster::block_on(oom.pop()),
-            pollster::block_on(internal.pop()),
-        ];
+        let errors =
+            [pollster::block_on(validation.pop()), pollster::block_on(oom.pop()), pollster::block_on(internal.pop())];
         if let Some(e) = errors.into_iter().flatten().next() {
             return Err(Error::Gpu(e.to_string()));
         }
@@ -166,16 +152,9 @@ impl GpuContext {
         key: &'static str,
         make: impl FnOnce() -> Result<T>,
     ) -> Result<Arc<T>> {
-        let mut cache = self
-            .inner
-            .cache
-            .lock()
-            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        let mut cache = self.inner.cache.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
         if let Some(hit) = cache.get(key) {
-            return hit
-                .clone()
-                .downcast::<T>()
-                .map_err(|_| Error::Gpu(format!("cache entry {key} has another type")));
+            return hit.clone().downcast::<T>().map_err(|_| Error::Gpu(format!("cache entry {key} has another type")));
         }
         let value = Arc::new(make()?);
         cache.insert(key, value.clone());
@@ -184,11 +163,7 @@ impl GpuContext {
 
     /// Returns (and clears) an error that reached the uncaptured-error handler.
     fn take_uncaptured(&self) -> Result<()> {
-        let mut errors = self
-            .inner
-            .uncaptured
-            .lock()
-            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        let mut errors = self.inner.uncaptured.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
         let first = errors.drain(..).next();
         match first {
             Some(e) => Err(Error::Gpu(e)),
@@ -198,11 +173,7 @@ impl GpuContext {
 
     /// Blocks until all submitted work has finished.
     pub fn wait_idle(&self) -> Result<()> {
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::Gpu(e.to_string()))
+        self.inner.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
     }
 
     /// Maps `buffer` (usage `MAP_READ`) for reading, waits, and returns its first `len` bytes.
@@ -220,9 +191,7 @@ impl GpuContext {
             .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
             .map_err(|e| Error::Readback(e.to_string()))?;
         let bytes = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Readback(e.to_string()))?;
+            let view = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
             view.to_vec()
         };
         buffer.unmap();
@@ -250,19 +219,13 @@ async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
         let wanted = wanted.to_lowercase();
         let adapters = instance.enumerate_adapters(backends).await;
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
-            .ok_or_else(|| {
-                Error::NoAdapter(format!(
-                    "WGPU_ADAPTER_NAME={wanted:?} matches none of the adapters found: {names:?}"
-                ))
-            });
+        return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&wanted)).ok_or_else(|| {
+            Error::NoAdapter(format!("WGPU_ADAPTER_NAME={wanted:?} matches none of the adapters found: {names:?}"))
+        });
     }
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::from_env()
-                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
             force_fallback_adapter: false,
             compatible_surface: None,
             ..Default::default()

@@ -54,12 +54,7 @@ pub fn uniform_entry(binding: u32, size: u64, dynamic: bool) -> wgpu::BindGroupL
 }
 
 /// Creates a buffer of `size` bytes (rounded up to 4, at least 4).
-pub fn buffer(
-    device: &wgpu::Device,
-    label: &str,
-    size: u64,
-    usage: wgpu::BufferUsages,
-) -> wgpu::Buffer {
+pub fn buffer(device: &wgpu::Device, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: size.max(4).next_multiple_of(4),
@@ -69,9 +64,8 @@ pub fn buffer(
 }
 
 /// Storage usage for a buffer the host writes and reads back.
-pub const STORAGE_RW: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_DST)
-    .union(wgpu::BufferUsages::COPY_SRC);
+pub const STORAGE_RW: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST).union(wgpu::BufferUsages::COPY_SRC);
 
 /// A compute pipeline for the `main` entry of `module`, with pipeline-overridable constants.
 pub fn compute_pipeline(
@@ -86,20 +80,14 @@ pub fn compute_pipeline(
         layout: Some(layout),
         module,
         entry_point: Some("main"),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            constants,
-            zero_initialize_workgroup_memory: false,
-        },
+        compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
         cache: None,
     })
 }
 
 /// Whole-buffer binding entry.
 pub fn bind(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
-    }
+    wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }
 }
 
 #[cfg(test)]

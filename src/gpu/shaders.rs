@@ -44,21 +44,12 @@ fn lookup(table: &[(&str, &'static str)], name: &str) -> Result<&'static str> {
         .ok_or_else(|| Error::Config(format!("no WGSL source named `{name}`")))
 }
 
-fn expand(
-    name: &str,
-    source: &str,
-    aliases: &[(&str, &str)],
-    seen: &mut Vec<String>,
-    out: &mut String,
-) -> Result<()> {
+fn expand(name: &str, source: &str, aliases: &[(&str, &str)], seen: &mut Vec<String>, out: &mut String) -> Result<()> {
     for line in source.lines() {
         match line.trim().strip_prefix("#import ") {
             Some(import) => {
                 let import = import.trim();
-                let target = aliases
-                    .iter()
-                    .find(|(a, _)| *a == import)
-                    .map_or(import, |(_, t)| *t);
+                let target = aliases.iter().find(|(a, _)| *a == import).map_or(import, |(_, t)| *t);
                 if seen.iter().any(|s| s == target) {
                     continue;
                 }
@@ -82,11 +73,7 @@ mod tests {
 
     #[test]
     fn imports_resolve_once_and_follow_aliases() {
-        let src = compose(
-            "center_forward",
-            &[("accumulate", "accumulate_atomic"), ("accum", "accum_cas")],
-        )
-        .unwrap();
+        let src = compose("center_forward", &[("accumulate", "accumulate_atomic"), ("accum", "accum_cas")]).unwrap();
         assert_eq!(src.matches("fn linear_workgroup").count(), 1);
         assert!(src.contains("atomicCompareExchangeWeak"));
         assert!(!src.contains("#import"));
@@ -102,14 +89,11 @@ mod tests {
         let mut built = std::collections::BTreeSet::new();
         for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
             for native in [true, false] {
-                let nn = crate::nn::KERNEL_TABLE
-                    .iter()
-                    .map(|k| (k.name, k.name, Vec::new()));
+                let nn = crate::nn::KERNEL_TABLE.iter().map(|k| (k.name, k.name, Vec::new()));
                 for (label, kernel, aliases) in shader_plan(update, native).into_iter().chain(nn) {
                     let source = compose(kernel, &aliases).unwrap();
-                    let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
-                        panic!("{label} ({kernel}): {}", e.emit_to_string(&source))
-                    });
+                    let module = naga::front::wgsl::parse_str(&source)
+                        .unwrap_or_else(|e| panic!("{label} ({kernel}): {}", e.emit_to_string(&source)));
                     let caps = if native {
                         naga::valid::Capabilities::SHADER_FLOAT32_ATOMIC
                     } else {
@@ -117,18 +101,13 @@ mod tests {
                     };
                     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
                         .validate(&module)
-                        .unwrap_or_else(|e| {
-                            panic!("{label} ({kernel}): {}", e.emit_to_string(&source))
-                        });
+                        .unwrap_or_else(|e| panic!("{label} ({kernel}): {}", e.emit_to_string(&source)));
                     built.insert(kernel);
                 }
             }
         }
         for (kernel, _) in KERNELS {
-            assert!(
-                built.contains(kernel),
-                "kernel {kernel} is built by no mode"
-            );
+            assert!(built.contains(kernel), "kernel {kernel} is built by no mode");
         }
     }
 }

@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
-use super::kernels::{Kernels, Op};
+use super::kernels::{Constants, Kernels, Op};
 use super::spec::{LayerSpec, Shape};
 use crate::gpu::{self, GpuContext};
 use crate::{Error, Result};
@@ -74,6 +74,7 @@ pub struct Graph {
     backward: Vec<Vec<Op>>,
     params: Vec<Param>,
     dummy: wgpu::Buffer,
+    dummy_uniform: wgpu::Buffer,
 }
 
 #[repr(C)]
@@ -87,25 +88,6 @@ struct GemmParams {
     b_stride_k: u32,
     b_stride_n: u32,
     flags: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    batch: u32,
-    in_c: u32,
-    in_h: u32,
-    in_w: u32,
-    out_c: u32,
-    out_h: u32,
-    out_w: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride: u32,
-    pad: u32,
-    has_bias: u32,
-    k_per_slice: u32,
-    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -130,7 +112,8 @@ struct PoolParams {
     stride: u32,
 }
 
-const GEMM_TILE: usize = 64;
+/// Outputs of one GEMM workgroup (64 x 64 or 32 x 128).
+const GEMM_TILE_OUTPUTS: usize = 4096;
 const GEMM_TILE_K: usize = 16;
 /// Workgroups a weight-gradient GEMM should have at least before K is split.
 const SPLIT_K_TARGET: usize = 64;
@@ -139,17 +122,10 @@ impl Graph {
     /// An empty graph for batches of `batch` samples; `seed` drives weight initialisation.
     pub fn new(ctx: &GpuContext, batch: usize, seed: u64) -> Result<Self> {
         if batch == 0 || batch > 65_535 {
-            return Err(Error::Config(format!(
-                "batch size must be in 1..=65535, got {batch}"
-            )));
+            return Err(Error::Config(format!("batch size must be in 1..=65535, got {batch}")));
         }
         let kernels = Kernels::for_context(ctx)?;
-        let dummy = gpu::buffer(
-            ctx.device(),
-            "unused binding",
-            16,
-            wgpu::BufferUsages::STORAGE,
-        );
+        let dummy = gpu::buffer(ctx.device(), "unused binding", 16, wgpu::BufferUsages::STORAGE);
         Ok(Self {
             ctx: ctx.clone(),
             kernels,
@@ -159,6 +135,7 @@ impl Graph {
             backward: Vec::new(),
             params: Vec::new(),
             dummy,
+            dummy_uniform: gpu::buffer(ctx.device(), "unused uniform", 16, wgpu::BufferUsages::UNIFORM),
         })
     }
 
@@ -205,33 +182,19 @@ impl Graph {
     /// parameters' names and errors.
     pub fn layer(&mut self, x: &Tensor, spec: &LayerSpec, name: &str) -> Result<Tensor> {
         let out_grad = true;
-        let fail =
-            |why: String| Error::Config(format!("layer {name} ({}): {why}", spec.describe()));
+        let fail = |why: String| Error::Config(format!("layer {name} ({}): {why}", spec.describe()));
         let [c, h, w] = x.shape;
         let ctx = self.ctx.clone();
         ctx.capture(|| match spec {
-            LayerSpec::Conv2d {
-                out_channels,
-                kernel,
-                stride,
-                pad,
-                bias,
-            } => {
+            LayerSpec::Conv2d { out_channels, kernel, stride, pad, bias } => {
                 if *out_channels == 0 || *kernel == 0 || *stride == 0 {
-                    return Err(fail(
-                        "channels, kernel and stride must be at least 1".into(),
-                    ));
+                    return Err(fail("channels, kernel and stride must be at least 1".into()));
                 }
                 if h + 2 * pad < *kernel || w + 2 * pad < *kernel {
-                    return Err(fail(format!(
-                        "input {c}x{h}x{w} is smaller than the kernel"
-                    )));
+                    return Err(fail(format!("input {c}x{h}x{w} is smaller than the kernel")));
                 }
-                let out_shape = [
-                    *out_channels,
-                    (h + 2 * pad - kernel) / stride + 1,
-                    (w + 2 * pad - kernel) / stride + 1,
-                ];
+                let out_shape =
+                    [*out_channels, (h + 2 * pad - kernel) / stride + 1, (w + 2 * pad - kernel) / stride + 1];
                 let y = self.tensor(out_shape, out_grad);
                 self.conv(x, &y, *kernel, *stride, *pad, *bias, name)?;
                 Ok(y)
@@ -241,14 +204,9 @@ impl Graph {
                     return Err(fail("kernel and stride must be at least 1".into()));
                 }
                 if h < *kernel || w < *kernel {
-                    return Err(fail(format!(
-                        "input {c}x{h}x{w} is smaller than the window"
-                    )));
+                    return Err(fail(format!("input {c}x{h}x{w} is smaller than the window")));
                 }
-                let y = self.tensor(
-                    [c, (h - kernel) / stride + 1, (w - kernel) / stride + 1],
-                    out_grad,
-                );
+                let y = self.tensor([c, (h - kernel) / stride + 1, (w - kernel) / stride + 1], out_grad);
                 self.maxpool(x, &y, *kernel, *stride)?;
                 Ok(y)
             }
@@ -265,10 +223,7 @@ impl Graph {
                 self.linear(x, &y, *bias, name)?;
                 Ok(y)
             }
-            LayerSpec::Flatten => Ok(Tensor {
-                shape: [c * h * w, 1, 1],
-                ..x.clone()
-            }),
+            LayerSpec::Flatten => Ok(Tensor { shape: [c * h * w, 1, 1], ..x.clone() }),
             LayerSpec::L2Norm => {
                 let y = self.tensor(x.shape, out_grad);
                 self.l2norm(x, &y)?;
@@ -281,13 +236,11 @@ impl Graph {
 
     fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
-        self.ctx
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("layer params"),
-                contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("layer params"),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     fn op(
@@ -297,15 +250,32 @@ impl Graph {
         storage: &[&wgpu::Buffer],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        self.kernels
-            .op(self.ctx.device(), kernel, uniform, storage, grid)
+        self.kernels.op(kernel, &[], uniform, storage, grid)
+    }
+
+    /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128
+    /// when M is at most 32 (so that few output channels do not waste half the tile).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_op(
+        &self,
+        kernel: &'static str,
+        constants: &[(&'static str, f64)],
+        uniform: &wgpu::Buffer,
+        storage: &[&wgpu::Buffer],
+        m: usize,
+        n: usize,
+        slices: usize,
+    ) -> Result<Op> {
+        let tile_m = if m <= 32 { 32 } else { 64 };
+        let tile_n = GEMM_TILE_OUTPUTS / tile_m;
+        let mut constants = constants.to_vec();
+        constants.push(("TILE_M", tile_m as f64));
+        let grid = (n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, slices as u32);
+        self.kernels.op(kernel, &constants, uniform, storage, grid)
     }
 
     fn grid1(&self, invocations: usize) -> (u32, u32, u32) {
-        let (x, y) = gpu::grid(
-            invocations as u64,
-            self.ctx.limits().max_compute_workgroups_per_dimension,
-        );
+        let (x, y) = gpu::grid(invocations as u64, self.ctx.limits().max_compute_workgroups_per_dimension);
         (x, y, 1)
     }
 
@@ -321,31 +291,20 @@ impl Graph {
         });
         let grad = gpu::buffer(device, "param grad", 4 * len as u64, gpu::STORAGE_RW);
         let velocity = gpu::buffer(device, "param velocity", 4 * len as u64, gpu::STORAGE_RW);
-        self.params.push(Param {
-            name,
-            kind,
-            len,
-            value,
-            grad,
-            velocity,
-        });
+        self.params.push(Param { name, kind, len, value, grad, velocity });
         self.params.len() - 1
     }
 
     /// He (Kaiming) normal initialisation for a layer feeding a (P)ReLU.
     fn he_normal(&mut self, len: usize, fan_in: usize) -> Vec<f32> {
         let normal = Normal::new(0.0, (2.0 / fan_in as f64).sqrt()).expect("finite std");
-        (0..len)
-            .map(|_| normal.sample(&mut self.rng) as f32)
-            .collect()
+        (0..len).map(|_| normal.sample(&mut self.rng) as f32).collect()
     }
 
     /// Xavier uniform initialisation (the classifier).
     pub(crate) fn xavier_uniform(&mut self, len: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
         let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-        (0..len)
-            .map(|_| self.rng.random_range(-bound..=bound))
-            .collect()
+        (0..len).map(|_| self.rng.random_range(-bound..=bound)).collect()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -364,103 +323,67 @@ impl Graph {
         let taps = in_c * kernel * kernel;
         let weight = self.he_normal(out_c * taps, taps);
         let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bi =
-            bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
+        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
         // Split-K for the weight gradient, whose reduction runs over batch * pixels.
         let reduce = self.batch * out_h * out_w;
-        let tiles = out_c.div_ceil(GEMM_TILE) * taps.div_ceil(GEMM_TILE);
-        let wanted = SPLIT_K_TARGET
-            .div_ceil(tiles)
-            .clamp(1, (reduce / 512).max(1));
+        let tiles = out_c.div_ceil(64) * taps.div_ceil(64);
+        let wanted = SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1));
         let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
         let slices = reduce.div_ceil(k_per_slice);
-        let params = ConvParams {
-            batch: self.batch as u32,
-            in_c: in_c as u32,
-            in_h: in_h as u32,
-            in_w: in_w as u32,
-            out_c: out_c as u32,
-            out_h: out_h as u32,
-            out_w: out_w as u32,
-            kernel_h: kernel as u32,
-            kernel_w: kernel as u32,
-            stride: stride as u32,
-            pad: pad as u32,
-            has_bias: bias as u32,
-            k_per_slice: k_per_slice as u32,
-            _pad: [0; 3],
+        let constants: Constants = vec![
+            ("BATCH", self.batch as f64),
+            ("IN_C", in_c as f64),
+            ("IN_H", in_h as f64),
+            ("IN_W", in_w as f64),
+            ("OUT_C", out_c as f64),
+            ("OUT_H", out_h as f64),
+            ("OUT_W", out_w as f64),
+            ("KERNEL", kernel as f64),
+            ("STRIDE", stride as f64),
+            ("PAD", pad as f64),
+            ("HAS_BIAS", bias as u8 as f64),
+            ("K_PER_SLICE", k_per_slice as f64),
+        ];
+        let conv_op = |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, z): (usize, usize, usize)| {
+            g.gemm_op(kernel, &constants, &g.dummy_uniform, storage, m, n, z)
         };
-        let u = self.uniform(&params);
-        let gemm_grid = |m: usize, n: usize, z: usize| {
-            (
-                n.div_ceil(GEMM_TILE) as u32,
-                m.div_ceil(GEMM_TILE) as u32,
-                z as u32,
-            )
-        };
+        let gemm_grid = |m: usize, n: usize, z: usize| (m, n, z);
         let wv = self.params[wi].value.clone();
         let wg = self.params[wi].grad.clone();
         let bias_value = bi.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
-        let fwd = self.op(
+        let fwd = conv_op(
+            self,
             "conv2d_forward",
-            &u,
             &[&wv, &x.buffer, &bias_value, &y.buffer],
             gemm_grid(out_c, self.batch * out_h * out_w, 1),
         )?;
         self.forward.push(fwd);
 
-        let dy = y
-            .grad
-            .clone()
-            .ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let dy = y.grad.clone().ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
         let mut group = Vec::new();
         if slices == 1 {
-            group.push(self.op(
-                "conv2d_backward_weight",
-                &u,
-                &[&dy, &x.buffer, &wg],
-                gemm_grid(out_c, taps, 1),
-            )?);
+            group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &wg], gemm_grid(out_c, taps, 1))?);
         } else {
-            let partial = gpu::buffer(
-                self.ctx.device(),
-                "split-k partials",
-                4 * (slices * out_c * taps) as u64,
-                gpu::STORAGE_RW,
-            );
-            group.push(self.op(
+            let partial =
+                gpu::buffer(self.ctx.device(), "split-k partials", 4 * (slices * out_c * taps) as u64, gpu::STORAGE_RW);
+            group.push(conv_op(
+                self,
                 "conv2d_backward_weight",
-                &u,
                 &[&dy, &x.buffer, &partial],
                 gemm_grid(out_c, taps, slices),
             )?);
-            let su = self.uniform(&Quad {
-                a: (out_c * taps) as u32,
-                b: slices as u32,
-                c: 1,
-                d: 0,
-            });
-            group.push(self.op(
-                "sum_slices",
-                &su,
-                &[&partial, &wg],
-                self.grid1(out_c * taps),
-            )?);
+            let su = self.uniform(&Quad { a: (out_c * taps) as u32, b: slices as u32, c: 1, d: 0 });
+            group.push(self.op("sum_slices", &su, &[&partial, &wg], self.grid1(out_c * taps))?);
         }
         if let Some(bi) = bi {
-            let cu = self.uniform(&Quad {
-                a: self.batch as u32,
-                b: out_c as u32,
-                c: (out_h * out_w) as u32,
-                d: 0,
-            });
+            let cu = self.uniform(&Quad { a: self.batch as u32, b: out_c as u32, c: (out_h * out_w) as u32, d: 0 });
             let bg = self.params[bi].grad.clone();
             group.push(self.op("channel_sum", &cu, &[&dy, &bg], (out_c as u32, 1, 1))?);
         }
         if let Some(dx) = &x.grad {
-            group.push(self.op(
+            group.push(conv_op(
+                self,
                 "conv2d_backward_input",
-                &u,
                 &[&wv, &dy, dx],
                 gemm_grid(in_c, self.batch * in_h * in_w, 1),
             )?);
@@ -478,19 +401,12 @@ impl Graph {
     }
 
     /// The classifier: a linear layer with Xavier initialisation.
-    pub(crate) fn classifier(
-        &mut self,
-        x: &Tensor,
-        classes: usize,
-        bias: bool,
-        name: &str,
-    ) -> Result<Tensor> {
+    pub(crate) fn classifier(&mut self, x: &Tensor, classes: usize, bias: bool, name: &str) -> Result<Tensor> {
         let i = x.per_sample();
         let y = self.tensor([classes, 1, 1], true);
         let weight = self.xavier_uniform(classes * i, i, classes);
         let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bi =
-            bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
+        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
         let ctx = self.ctx.clone();
         ctx.capture(|| self.linear_ops(x, &y, wi, bi, self.batch, i, classes))??;
         Ok(y)
@@ -517,47 +433,28 @@ impl Graph {
             b_stride_n: strides[3] as u32,
             flags,
         };
-        let grid = |m: usize, n: usize| {
-            (
-                n.div_ceil(GEMM_TILE) as u32,
-                m.div_ceil(GEMM_TILE) as u32,
-                1,
-            )
-        };
+
         let wv = self.params[wi].value.clone();
         let wg = self.params[wi].grad.clone();
         let bias_value = bi.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
         // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
         let u = self.uniform(&gemm(b, o, i, [i, 1, 1, i], bi.is_some() as u32));
-        let fwd = self.op(
-            "gemm",
-            &u,
-            &[&x.buffer, &wv, &bias_value, &y.buffer],
-            grid(b, o),
-        )?;
+        let fwd = self.gemm_op("gemm", &[], &u, &[&x.buffer, &wv, &bias_value, &y.buffer], b, o, 1)?;
         self.forward.push(fwd);
-        let dy = y
-            .grad
-            .clone()
-            .ok_or_else(|| Error::Config("linear output has no gradient".into()))?;
+        let dy = y.grad.clone().ok_or_else(|| Error::Config("linear output has no gradient".into()))?;
         let mut group = Vec::new();
         // dW[o, i] = dY[b, o]^T X[b, i]
         let u = self.uniform(&gemm(o, i, b, [1, o, i, 1], 0));
-        group.push(self.op("gemm", &u, &[&dy, &x.buffer, &self.dummy, &wg], grid(o, i))?);
+        group.push(self.gemm_op("gemm", &[], &u, &[&dy, &x.buffer, &self.dummy, &wg], o, i, 1)?);
         if let Some(bi) = bi {
-            let cu = self.uniform(&Quad {
-                a: b as u32,
-                b: o as u32,
-                c: 1,
-                d: 0,
-            });
+            let cu = self.uniform(&Quad { a: b as u32, b: o as u32, c: 1, d: 0 });
             let bg = self.params[bi].grad.clone();
             group.push(self.op("channel_sum", &cu, &[&dy, &bg], (o as u32, 1, 1))?);
         }
         if let Some(dx) = &x.grad {
             // dX[b, i] = dY[b, o] W[o, i]
             let u = self.uniform(&gemm(b, i, o, [o, 1, i, 1], 0));
-            group.push(self.op("gemm", &u, &[&dy, &wv, &self.dummy, dx], grid(b, i))?);
+            group.push(self.gemm_op("gemm", &[], &u, &[&dy, &wv, &self.dummy, dx], b, i, 1)?);
         }
         self.backward.push(group);
         Ok(())
@@ -577,27 +474,14 @@ impl Graph {
             stride: stride as u32,
         };
         let u = self.uniform(&params);
-        let argmax = gpu::buffer(
-            self.ctx.device(),
-            "argmax",
-            4 * (self.batch * y.per_sample()) as u64,
-            gpu::STORAGE_RW,
-        );
-        let fwd = self.op(
-            "maxpool_forward",
-            &u,
-            &[&x.buffer, &y.buffer, &argmax],
-            self.grid1(self.batch * y.per_sample()),
-        )?;
+        let argmax =
+            gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
+        let fwd =
+            self.op("maxpool_forward", &u, &[&x.buffer, &y.buffer, &argmax], self.grid1(self.batch * y.per_sample()))?;
         self.forward.push(fwd);
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
-            group.push(self.op(
-                "maxpool_backward",
-                &u,
-                &[dy, &argmax, dx],
-                self.grid1(self.batch * x.per_sample()),
-            )?);
+            group.push(self.op("maxpool_backward", &u, &[dy, &argmax, dx], self.grid1(self.batch * x.per_sample()))?);
         }
         self.backward.push(group);
         Ok(())
@@ -606,50 +490,18 @@ impl Graph {
     fn prelu(&mut self, x: &Tensor, y: &Tensor, shared: bool, name: &str) -> Result<()> {
         let [c, h, w] = x.shape;
         let (channels, pixels) = if shared { (1, c * h * w) } else { (c, h * w) };
-        let si = self.param(
-            format!("{name}.slope"),
-            ParamKind::Slope,
-            vec![0.25; channels],
-        );
+        let si = self.param(format!("{name}.slope"), ParamKind::Slope, vec![0.25; channels]);
         let len = self.batch * c * h * w;
-        let eu = self.uniform(&Quad {
-            a: len as u32,
-            b: channels as u32,
-            c: pixels as u32,
-            d: 0,
-        });
+        let eu = self.uniform(&Quad { a: len as u32, b: channels as u32, c: pixels as u32, d: 0 });
         let sv = self.params[si].value.clone();
         let sg = self.params[si].grad.clone();
-        let fwd = self.op(
-            "prelu_forward",
-            &eu,
-            &[&x.buffer, &sv, &y.buffer],
-            self.grid1(len),
-        )?;
+        let fwd = self.op("prelu_forward", &eu, &[&x.buffer, &sv, &y.buffer], self.grid1(len))?;
         self.forward.push(fwd);
-        let dy = y
-            .grad
-            .clone()
-            .ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
-        let cu = self.uniform(&Quad {
-            a: self.batch as u32,
-            b: channels as u32,
-            c: pixels as u32,
-            d: 0,
-        });
-        let mut group = vec![self.op(
-            "prelu_slope_grad",
-            &cu,
-            &[&x.buffer, &dy, &sg],
-            (channels as u32, 1, 1),
-        )?];
+        let dy = y.grad.clone().ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let cu = self.uniform(&Quad { a: self.batch as u32, b: channels as u32, c: pixels as u32, d: 0 });
+        let mut group = vec![self.op("prelu_slope_grad", &cu, &[&x.buffer, &dy, &sg], (channels as u32, 1, 1))?];
         if let Some(dx) = &x.grad {
-            group.push(self.op(
-                "prelu_backward",
-                &eu,
-                &[&x.buffer, &sv, &dy, dx],
-                self.grid1(len),
-            )?);
+            group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid1(len))?);
         }
         self.backward.push(group);
         Ok(())
@@ -657,66 +509,29 @@ impl Graph {
 
     fn l2norm(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
         let dim = x.per_sample();
-        let u = self.uniform(&Quad {
-            a: self.batch as u32,
-            b: dim as u32,
-            c: 1e-10f32.to_bits(),
-            d: 0,
-        });
-        let norms = gpu::buffer(
-            self.ctx.device(),
-            "l2 norms",
-            4 * self.batch as u64,
-            gpu::STORAGE_RW,
-        );
-        let fwd = self.op(
-            "l2norm_forward",
-            &u,
-            &[&x.buffer, &y.buffer, &norms],
-            self.grid1(self.batch),
-        )?;
+        let u = self.uniform(&Quad { a: self.batch as u32, b: dim as u32, c: 1e-10f32.to_bits(), d: 0 });
+        let norms = gpu::buffer(self.ctx.device(), "l2 norms", 4 * self.batch as u64, gpu::STORAGE_RW);
+        let fwd = self.op("l2norm_forward", &u, &[&x.buffer, &y.buffer, &norms], self.grid1(self.batch))?;
         self.forward.push(fwd);
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
-            group.push(self.op(
-                "l2norm_backward",
-                &u,
-                &[&y.buffer, &norms, dy, dx],
-                self.grid1(self.batch),
-            )?);
+            group.push(self.op("l2norm_backward", &u, &[&y.buffer, &norms, dy, dx], self.grid1(self.batch))?);
         }
         self.backward.push(group);
         Ok(())
     }
 
-    fn residual(
-        &mut self,
-        x: &Tensor,
-        body: &[LayerSpec],
-        shortcut: &[LayerSpec],
-        name: &str,
-    ) -> Result<Tensor> {
+    fn residual(&mut self, x: &Tensor, body: &[LayerSpec], shortcut: &[LayerSpec], name: &str) -> Result<Tensor> {
         // Gradients from the two branches land in their own buffers and are summed into
         // x's gradient by a group that runs after both branches' backward groups.
         let sum_slot = self.backward.len();
         self.backward.push(Vec::new());
-        let branch_input = |g: &Self| Tensor {
-            grad: x
-                .grad
-                .as_ref()
-                .map(|_| g.tensor(x.shape, true).grad.unwrap()),
-            ..x.clone()
-        };
+        let branch_input =
+            |g: &Self| Tensor { grad: x.grad.as_ref().map(|_| g.tensor(x.shape, true).grad.unwrap()), ..x.clone() };
         let xb = branch_input(self);
         let u = self.sequence(&xb, body, &format!("{name}.body"))?;
         let (s, xs_grad) = if shortcut.is_empty() {
-            (
-                Tensor {
-                    grad: None,
-                    ..x.clone()
-                },
-                None,
-            )
+            (Tensor { grad: None, ..x.clone() }, None)
         } else {
             let xs = branch_input(self);
             let s = self.sequence(&xs, shortcut, &format!("{name}.shortcut"))?;
@@ -730,28 +545,11 @@ impl Graph {
         }
         // y's gradient is the body output's gradient buffer itself (d(u + s)/du = 1); a
         // projection shortcut gets a copy of it.
-        let dy = u
-            .grad
-            .clone()
-            .ok_or_else(|| Error::Config(format!("residual block {name}: empty body")))?;
-        let y = Tensor {
-            shape: u.shape,
-            buffer: self.tensor(u.shape, false).buffer,
-            grad: Some(dy.clone()),
-        };
+        let dy = u.grad.clone().ok_or_else(|| Error::Config(format!("residual block {name}: empty body")))?;
+        let y = Tensor { shape: u.shape, buffer: self.tensor(u.shape, false).buffer, grad: Some(dy.clone()) };
         let len = self.batch * y.per_sample();
-        let eu = self.uniform(&Quad {
-            a: len as u32,
-            b: 1,
-            c: 1,
-            d: 0,
-        });
-        let fwd = self.op(
-            "add",
-            &eu,
-            &[&u.buffer, &s.buffer, &y.buffer],
-            self.grid1(len),
-        )?;
+        let eu = self.uniform(&Quad { a: len as u32, b: 1, c: 1, d: 0 });
+        let fwd = self.op("add", &eu, &[&u.buffer, &s.buffer, &y.buffer], self.grid1(len))?;
         self.forward.push(fwd);
         let mut copy_in = Vec::new();
         if let Some(sg) = &s.grad {
@@ -762,12 +560,7 @@ impl Graph {
         self.backward.push(copy_in);
         if let (Some(dx), Some(db)) = (&x.grad, &xb.grad) {
             let xlen = self.batch * x.per_sample();
-            let xu = self.uniform(&Quad {
-                a: xlen as u32,
-                b: 1,
-                c: 1,
-                d: 0,
-            });
+            let xu = self.uniform(&Quad { a: xlen as u32, b: 1, c: 1, d: 0 });
             let other = xs_grad.as_ref().unwrap_or(&dy);
             let sum = self.op("add", &xu, &[db, other, dx], self.grid1(xlen))?;
             self.backward[sum_slot].push(sum);
@@ -791,11 +584,7 @@ impl Graph {
     }
 
     /// Records the backward groups in `range`, last first.
-    pub fn record_backward_groups(
-        &self,
-        cpass: &mut wgpu::ComputePass<'_>,
-        range: std::ops::Range<usize>,
-    ) {
+    pub fn record_backward_groups(&self, cpass: &mut wgpu::ComputePass<'_>, range: std::ops::Range<usize>) {
         for group in self.backward[range].iter().rev() {
             self.kernels.record(cpass, group);
         }
@@ -825,10 +614,7 @@ impl Graph {
     /// Runs forward (and, with `backward`, backward) once and waits.
     pub fn run(&self, backward: bool) -> Result<()> {
         self.ctx.capture(|| {
-            let mut encoder = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
+            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
             {
                 let mut cpass = encoder.begin_compute_pass(&Default::default());
                 self.record_forward(&mut cpass);
@@ -844,17 +630,9 @@ impl Graph {
     /// Writes `values` (the whole batch) into `buffer`.
     pub fn write(&self, buffer: &wgpu::Buffer, values: &[f32]) -> Result<()> {
         if values.len() as u64 * 4 > buffer.size() {
-            return Err(Error::Shape {
-                what: "tensor",
-                expected: buffer.size() as usize / 4,
-                actual: values.len(),
-            });
+            return Err(Error::Shape { what: "tensor", expected: buffer.size() as usize / 4, actual: values.len() });
         }
-        self.ctx.capture(|| {
-            self.ctx
-                .queue()
-                .write_buffer(buffer, 0, bytemuck::cast_slice(values))
-        })
+        self.ctx.capture(|| self.ctx.queue().write_buffer(buffer, 0, bytemuck::cast_slice(values)))
     }
 
     /// Reads the first `len` values of `buffer`.
@@ -866,12 +644,8 @@ impl Graph {
 /// Copies the first `len` f32 values of a `COPY_SRC` buffer back to the host.
 pub fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
     let bytes = 4 * len as u64;
-    let staging = gpu::buffer(
-        ctx.device(),
-        "readback",
-        bytes,
-        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-    );
+    let staging =
+        gpu::buffer(ctx.device(), "readback", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
     ctx.capture(|| {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);

@@ -2,7 +2,7 @@
 //! layout (a uniform at binding 0, then storage buffers), created once per device.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::gpu::{self, shaders, GpuContext};
 use crate::{Error, Result};
@@ -26,19 +26,15 @@ pub(crate) struct KernelSpec {
 }
 
 const fn k(name: &'static str, uniform_bytes: u64, storage: &'static [Access]) -> KernelSpec {
-    KernelSpec {
-        name,
-        uniform_bytes,
-        storage,
-    }
+    KernelSpec { name, uniform_bytes, storage }
 }
 
 /// Every trainer kernel in `shaders/`.
 pub(crate) const KERNEL_TABLE: &[KernelSpec] = &[
     k("gemm", 32, &[R, R, R, W]),
-    k("conv2d_forward", 64, &[R, R, R, W]),
-    k("conv2d_backward_input", 64, &[R, R, W]),
-    k("conv2d_backward_weight", 64, &[R, R, W]),
+    k("conv2d_forward", 16, &[R, R, R, W]),
+    k("conv2d_backward_input", 16, &[R, R, W]),
+    k("conv2d_backward_weight", 16, &[R, R, W]),
     k("sum_slices", 16, &[R, W]),
     k("channel_sum", 16, &[R, W]),
     k("prelu_forward", 16, &[R, R, W]),
@@ -54,17 +50,29 @@ pub(crate) const KERNEL_TABLE: &[KernelSpec] = &[
     k("sgd_momentum", 16, &[R, W, W]),
 ];
 
-/// One recorded dispatch: a kernel, its bind group, its grid.
+/// One recorded dispatch: a pipeline, its bind group, its grid.
 #[derive(Clone)]
 pub(crate) struct Op {
-    pub kernel: &'static str,
+    pub pipeline: wgpu::ComputePipeline,
     pub group: wgpu::BindGroup,
     pub grid: (u32, u32, u32),
 }
 
-/// The pipelines and layouts of every trainer kernel.
+/// Pipeline-overridable constants of one specialised pipeline.
+pub(crate) type Constants = Vec<(&'static str, f64)>;
+
+struct Compiled {
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    module: wgpu::ShaderModule,
+}
+
+/// The shader modules and layouts of every trainer kernel, and their pipelines (one per
+/// set of pipeline constants, made on first use and then shared).
 pub(crate) struct Kernels {
-    pipelines: HashMap<&'static str, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+    device: wgpu::Device,
+    compiled: HashMap<&'static str, Compiled>,
+    pipelines: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
 }
 
 impl Kernels {
@@ -76,7 +84,7 @@ impl Kernels {
     fn new(ctx: &GpuContext) -> Result<Self> {
         let device = ctx.device();
         ctx.capture(|| {
-            let mut pipelines = HashMap::new();
+            let mut compiled = HashMap::new();
             for spec in KERNEL_TABLE {
                 let mut entries = vec![gpu::uniform_entry(0, spec.uniform_bytes, false)];
                 for (i, access) in spec.storage.iter().enumerate() {
@@ -86,61 +94,63 @@ impl Kernels {
                     label: Some(spec.name),
                     entries: &entries,
                 });
-                let pipeline_layout =
-                    device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some(spec.name),
-                        bind_group_layouts: &[Some(&layout)],
-                        immediate_size: 0,
-                    });
+                let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(spec.name),
+                    bind_group_layouts: &[Some(&layout)],
+                    immediate_size: 0,
+                });
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(spec.name),
                     source: wgpu::ShaderSource::Wgsl(shaders::compose(spec.name, &[])?.into()),
                 });
-                let pipeline =
-                    gpu::compute_pipeline(device, spec.name, &pipeline_layout, &module, &[]);
-                pipelines.insert(spec.name, (pipeline, layout));
+                compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
             }
-            Ok(Self { pipelines })
+            Ok(Self { device: device.clone(), compiled, pipelines: Mutex::new(HashMap::new()) })
         })?
     }
 
-    /// A bind group for `kernel`: `uniform` at binding 0, `storage` at 1, 2, ...
+    fn compiled(&self, kernel: &str) -> Result<&Compiled> {
+        self.compiled.get(kernel).ok_or_else(|| Error::Config(format!("no kernel named {kernel}")))
+    }
+
+    /// The pipeline of `kernel` specialised with `constants`.
+    pub fn pipeline(&self, kernel: &'static str, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, format!("{constants:?}"));
+        let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let c = self.compiled(kernel)?;
+        let p = gpu::compute_pipeline(&self.device, kernel, &c.pipeline_layout, &c.module, constants);
+        cache.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0,
+    /// `storage` at 1, 2, ...
     pub fn op(
         &self,
-        device: &wgpu::Device,
         kernel: &'static str,
+        constants: &[(&'static str, f64)],
         uniform: &wgpu::Buffer,
         storage: &[&wgpu::Buffer],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        let (_, layout) = self
-            .pipelines
-            .get(kernel)
-            .ok_or_else(|| Error::Config(format!("no kernel named {kernel}")))?;
+        let layout = &self.compiled(kernel)?.layout;
         let mut entries = vec![gpu::bind(0, uniform)];
-        entries.extend(
-            storage
-                .iter()
-                .enumerate()
-                .map(|(i, b)| gpu::bind(i as u32 + 1, b)),
-        );
-        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        entries.extend(storage.iter().enumerate().map(|(i, b)| gpu::bind(i as u32 + 1, b)));
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel),
             layout,
             entries: &entries,
         });
-        Ok(Op {
-            kernel,
-            group,
-            grid,
-        })
+        Ok(Op { pipeline: self.pipeline(kernel, constants)?, group, grid })
     }
 
     /// Records `ops` in order into `cpass`.
     pub fn record(&self, cpass: &mut wgpu::ComputePass<'_>, ops: &[Op]) {
         for op in ops {
-            let (pipeline, _) = &self.pipelines[op.kernel];
-            cpass.set_pipeline(pipeline);
+            cpass.set_pipeline(&op.pipeline);
             cpass.set_bind_group(0, &op.group, &[]);
             cpass.dispatch_workgroups(op.grid.0, op.grid.1, op.grid.2);
         }

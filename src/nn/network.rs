@@ -8,10 +8,7 @@ use super::kernels::Op;
 use super::optimizer::SgdConfig;
 use super::spec::NetworkSpec;
 use crate::gpu::{self, GpuContext};
-use crate::{
-    BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result,
-    UpdateMode,
-};
+use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result, UpdateMode};
 
 /// How a network is trained.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,52 +139,29 @@ impl Network {
             return Err(Error::Config("num_classes must be at least 1".into()));
         }
         if !(cfg.sgd.lr.is_finite() && cfg.sgd.lr > 0.0) {
-            return Err(Error::Config(format!(
-                "learning rate must be finite and > 0, got {}",
-                cfg.sgd.lr
-            )));
+            return Err(Error::Config(format!("learning rate must be finite and > 0, got {}", cfg.sgd.lr)));
         }
         let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
         let input = graph.input(spec.input, false);
         let embedding = graph.sequence(&input, &spec.trunk, "trunk")?;
-        let embedding = Tensor {
-            shape: [embedding.per_sample(), 1, 1],
-            ..embedding
-        };
+        let embedding = Tensor { shape: [embedding.per_sample(), 1, 1], ..embedding };
         let trunk_groups = graph.backward_groups();
-        let logits = graph.classifier(
-            &embedding,
-            spec.num_classes,
-            spec.classifier_bias,
-            "classifier",
-        )?;
+        let logits = graph.classifier(&embedding, spec.num_classes, spec.classifier_bias, "classifier")?;
         let device = ctx.device();
         let b = cfg.batch;
         let labels = gpu::buffer(device, "labels", 4 * b as u64, gpu::STORAGE_RW);
         let metrics = gpu::buffer(device, "metrics", 16, gpu::STORAGE_RW);
-        let metrics_staging = gpu::buffer(
-            device,
-            "metrics staging",
-            16,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
+        let metrics_staging =
+            gpu::buffer(device, "metrics staging", 16, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let row_stats = gpu::buffer(device, "row stats", 8 * b as u64, gpu::STORAGE_RW);
-        let dlogits = logits
-            .grad
-            .clone()
-            .ok_or_else(|| Error::Config("logits have no gradient".into()))?;
+        let dlogits = logits.grad.clone().ok_or_else(|| Error::Config("logits have no gradient".into()))?;
         let su = graph.make_uniform(&SoftmaxUniform {
             batch: b as u32,
             classes: spec.num_classes as u32,
             grad_scale: 1.0 / b as f32,
             _pad: 0,
         });
-        let ru = graph.make_uniform(&ReduceUniform {
-            rows: b as u32,
-            cols: 2,
-            out_offset: 0,
-            scale: 1.0 / b as f32,
-        });
+        let ru = graph.make_uniform(&ReduceUniform { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
         let head = vec![
             graph.make_op(
                 "softmax_cross_entropy",
@@ -200,22 +174,9 @@ impl Network {
         let max_grid = ctx.limits().max_compute_workgroups_per_dimension;
         let mut sgd = Vec::new();
         for p in graph.params() {
-            let u = graph.make_uniform(&SgdUniform {
-                len: p.len as u32,
-                lr: 0.0,
-                momentum: 0.0,
-                decay: 0.0,
-            });
+            let u = graph.make_uniform(&SgdUniform { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
             let (x, y) = gpu::grid(p.len as u64, max_grid);
-            sgd.push((
-                graph.make_op(
-                    "sgd_momentum",
-                    &u,
-                    &[&p.grad, &p.value, &p.velocity],
-                    (x, y, 1),
-                )?,
-                u,
-            ));
+            sgd.push((graph.make_op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity], (x, y, 1))?, u));
         }
         let center = if cfg.lambda > 0.0 {
             let cl = GpuCenterLoss::new(
@@ -230,10 +191,7 @@ impl Network {
                     ..Default::default()
                 },
             )?;
-            let grad = embedding
-                .grad
-                .as_ref()
-                .ok_or_else(|| Error::Config("embedding has no gradient".into()))?;
+            let grad = embedding.grad.as_ref().ok_or_else(|| Error::Config("embedding has no gradient".into()))?;
             let binding = cl.bind(BatchBuffers {
                 features: &embedding.buffer,
                 labels: &labels,
@@ -247,10 +205,7 @@ impl Network {
         } else if cfg.lambda == 0.0 {
             None
         } else {
-            return Err(Error::Config(format!(
-                "lambda must be finite and >= 0, got {}",
-                cfg.lambda
-            )));
+            return Err(Error::Config(format!("lambda must be finite and >= 0, got {}", cfg.lambda)));
         };
         let mut net = Self {
             spec,
@@ -348,16 +303,8 @@ impl Network {
     fn check_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
         crate::center_loss::check_len("images", self.cfg.batch * self.input_len(), images.len())?;
         crate::center_loss::check_len("labels", self.cfg.batch, labels.len())?;
-        if let Some((index, &label)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= self.spec.num_classes)
-        {
-            return Err(Error::LabelOutOfRange {
-                index,
-                label,
-                num_classes: self.spec.num_classes,
-            });
+        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= self.spec.num_classes) {
+            return Err(Error::LabelOutOfRange { index, label, num_classes: self.spec.num_classes });
         }
         crate::center_loss::check_finite("images", images)
     }
@@ -365,12 +312,7 @@ impl Network {
     /// One training step on a full batch: forward, softmax + lambda * center loss,
     /// backward, center update, SGD. With `read_metrics` the step's scalars are read back
     /// (a wait for the GPU); otherwise nothing is.
-    pub fn train_step(
-        &mut self,
-        images: &[f32],
-        labels: &[u32],
-        read_metrics: bool,
-    ) -> Result<Option<StepMetrics>> {
+    pub fn train_step(&mut self, images: &[f32], labels: &[u32], read_metrics: bool) -> Result<Option<StepMetrics>> {
         self.check_batch(images, labels)?;
         self.apply_schedule()?;
         let ctx = self.graph.context().clone();
@@ -385,8 +327,7 @@ impl Network {
             }
             {
                 let mut cpass = encoder.begin_compute_pass(&Default::default());
-                self.graph
-                    .record_backward_groups(&mut cpass, 0..self.trunk_groups);
+                self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
                 let ops: Vec<Op> = self.sgd.iter().map(|(op, _)| op.clone()).collect();
                 self.graph.record_ops(&mut cpass, &ops);
             }
@@ -410,18 +351,12 @@ impl Network {
         self.graph.record_forward(&mut cpass);
         self.graph.record_ops(&mut cpass, &self.head);
         if backward {
-            self.graph.record_backward_groups(
-                &mut cpass,
-                self.trunk_groups..self.graph.backward_groups(),
-            );
+            self.graph.record_backward_groups(&mut cpass, self.trunk_groups..self.graph.backward_groups());
         }
     }
 
     fn read_metrics(&self) -> Result<StepMetrics> {
-        let raw = self
-            .graph
-            .context()
-            .read_mapped(&self.metrics_staging, 16)?;
+        let raw = self.graph.context().read_mapped(&self.metrics_staging, 16)?;
         let v: &[f32] = bytemuck::cast_slice(&raw);
         Ok(StepMetrics {
             softmax_loss: v[0],
@@ -436,10 +371,8 @@ impl Network {
         self.check_batch(images, labels)?;
         let ctx = self.graph.context().clone();
         ctx.capture(|| {
-            ctx.queue()
-                .write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
-            ctx.queue()
-                .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+            ctx.queue().write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
+            ctx.queue().write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             self.record_loss_and_head_backward(&mut encoder, false);
             if let Some((cl, binding)) = &self.center {
@@ -458,10 +391,8 @@ impl Network {
         self.check_batch(images, labels)?;
         let ctx = self.graph.context().clone();
         ctx.capture(|| {
-            ctx.queue()
-                .write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
-            ctx.queue()
-                .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+            ctx.queue().write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
+            ctx.queue().write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             self.record_loss_and_head_backward(&mut encoder, true);
             if let Some((cl, binding)) = &self.center {
@@ -469,17 +400,12 @@ impl Network {
             }
             {
                 let mut cpass = encoder.begin_compute_pass(&Default::default());
-                self.graph
-                    .record_backward_groups(&mut cpass, 0..self.trunk_groups);
+                self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
             }
             ctx.queue().submit([encoder.finish()]);
             Ok::<_, Error>(())
         })??;
-        self.graph
-            .params()
-            .iter()
-            .map(|p| read_buffer(&ctx, &p.grad, p.len))
-            .collect()
+        self.graph.params().iter().map(|p| read_buffer(&ctx, &p.grad, p.len)).collect()
     }
 
     /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
@@ -503,8 +429,7 @@ impl Network {
             chunk[..rows * per].copy_from_slice(&images[start * per..(start + rows) * per]);
             chunk[rows * per..].fill(0.0);
             ctx.capture(|| {
-                ctx.queue()
-                    .write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(&chunk));
+                ctx.queue().write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(&chunk));
                 let mut encoder = ctx.device().create_command_encoder(&Default::default());
                 {
                     let mut cpass = encoder.begin_compute_pass(&Default::default());
@@ -523,20 +448,12 @@ impl Network {
     /// Reads every parameter's values, in [`Graph::params`] order.
     pub fn param_values(&self) -> Result<Vec<Vec<f32>>> {
         let ctx = self.graph.context();
-        self.graph
-            .params()
-            .iter()
-            .map(|p| read_buffer(ctx, &p.value, p.len))
-            .collect()
+        self.graph.params().iter().map(|p| read_buffer(ctx, &p.value, p.len)).collect()
     }
 
     /// Overwrites parameter `index` with `values`.
     pub fn set_param(&mut self, index: usize, values: &[f32]) -> Result<()> {
-        let p = self
-            .graph
-            .params()
-            .get(index)
-            .ok_or_else(|| Error::Config(format!("no parameter {index}")))?;
+        let p = self.graph.params().get(index).ok_or_else(|| Error::Config(format!("no parameter {index}")))?;
         crate::center_loss::check_len("parameter", p.len, values.len())?;
         crate::center_loss::check_finite("parameter", values)?;
         self.graph.write(&p.value, values)

@@ -58,10 +58,7 @@ pub struct MultiStep {
 
 impl Default for MultiStep {
     fn default() -> Self {
-        Self {
-            milestones: Vec::new(),
-            gamma: 0.1,
-        }
+        Self { milestones: Vec::new(), gamma: 0.1 }
     }
 }
 
@@ -79,10 +76,7 @@ mod tests {
 
     #[test]
     fn multistep_drops_at_milestones() {
-        let s = MultiStep {
-            milestones: vec![10, 20],
-            gamma: 0.1,
-        };
+        let s = MultiStep { milestones: vec![10, 20], gamma: 0.1 };
         assert_eq!(s.lr_at(1.0, 0), 1.0);
         assert_eq!(s.lr_at(1.0, 9), 1.0);
         assert!((s.lr_at(1.0, 10) - 0.1).abs() < 1e-7);

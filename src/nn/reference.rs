@@ -94,19 +94,11 @@ pub fn conv2d_backward(
 }
 
 /// Linear forward: `x` [b, i], `w` [o, i] -> [b, o].
-pub fn linear(
-    x: &[f64],
-    w: &[f64],
-    bias: Option<&[f64]>,
-    b: usize,
-    i: usize,
-    o: usize,
-) -> Vec<f64> {
+pub fn linear(x: &[f64], w: &[f64], bias: Option<&[f64]>, b: usize, i: usize, o: usize) -> Vec<f64> {
     let mut y = vec![0.0; b * o];
     for n in 0..b {
         for j in 0..o {
-            y[n * o + j] = bias.map_or(0.0, |bb| bb[j])
-                + (0..i).map(|t| x[n * i + t] * w[j * i + t]).sum::<f64>();
+            y[n * o + j] = bias.map_or(0.0, |bb| bb[j]) + (0..i).map(|t| x[n * i + t] * w[j * i + t]).sum::<f64>();
         }
     }
     y
@@ -139,15 +131,7 @@ pub fn linear_backward(
 
 /// Max pooling forward (floor mode, no padding); returns values and arg-max indices
 /// (first maximum in window order).
-pub fn maxpool(
-    x: &[f64],
-    b: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    s: usize,
-) -> (Vec<f64>, Vec<usize>) {
+pub fn maxpool(x: &[f64], b: usize, c: usize, h: usize, w: usize, k: usize, s: usize) -> (Vec<f64>, Vec<usize>) {
     let oh = (h - k) / s + 1;
     let ow = (w - k) / s + 1;
     let mut y = Vec::with_capacity(b * c * oh * ow);
@@ -183,25 +167,11 @@ pub fn maxpool_backward(dy: &[f64], arg: &[usize], input_len: usize) -> Vec<f64>
 
 /// PReLU forward with `slopes.len()` channels over `pixels` values each.
 pub fn prelu(x: &[f64], slopes: &[f64], pixels: usize) -> Vec<f64> {
-    x.iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if v > 0.0 {
-                v
-            } else {
-                slopes[(i / pixels) % slopes.len()] * v
-            }
-        })
-        .collect()
+    x.iter().enumerate().map(|(i, &v)| if v > 0.0 { v } else { slopes[(i / pixels) % slopes.len()] * v }).collect()
 }
 
 /// PReLU backward: (dx, dslopes).
-pub fn prelu_backward(
-    x: &[f64],
-    slopes: &[f64],
-    dy: &[f64],
-    pixels: usize,
-) -> (Vec<f64>, Vec<f64>) {
+pub fn prelu_backward(x: &[f64], slopes: &[f64], dy: &[f64], pixels: usize) -> (Vec<f64>, Vec<f64>) {
     let mut ds = vec![0.0; slopes.len()];
     let dx = x
         .iter()
@@ -221,11 +191,7 @@ pub fn prelu_backward(
 }
 
 /// Softmax cross-entropy over rows of `logits` [b, classes]: (mean loss, d logits, accuracy).
-pub fn softmax_cross_entropy(
-    logits: &[f64],
-    labels: &[u32],
-    classes: usize,
-) -> (f64, Vec<f64>, f64) {
+pub fn softmax_cross_entropy(logits: &[f64], labels: &[u32], classes: usize) -> (f64, Vec<f64>, f64) {
     let b = labels.len();
     let mut grad = vec![0.0; logits.len()];
     let mut loss = 0.0;
@@ -235,14 +201,10 @@ pub fn softmax_cross_entropy(
         let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = row.iter().map(|z| (z - max).exp()).sum();
         loss += sum.ln() + max - row[y as usize];
-        let argmax = row
-            .iter()
-            .enumerate()
-            .fold(0, |best, (c, &z)| if z > row[best] { c } else { best });
+        let argmax = row.iter().enumerate().fold(0, |best, (c, &z)| if z > row[best] { c } else { best });
         correct += (argmax == y as usize) as usize;
         for c in 0..classes {
-            grad[n * classes + c] =
-                ((row[c] - max).exp() / sum - (c == y as usize) as u8 as f64) / b as f64;
+            grad[n * classes + c] = ((row[c] - max).exp() / sum - (c == y as usize) as u8 as f64) / b as f64;
         }
     }
     (loss / b as f64, grad, correct as f64 / b as f64)

@@ -54,13 +54,7 @@ pub enum LayerSpec {
 impl LayerSpec {
     /// A convolution with bias.
     pub fn conv(out_channels: usize, kernel: usize, stride: usize, pad: usize) -> Self {
-        Self::Conv2d {
-            out_channels,
-            kernel,
-            stride,
-            pad,
-            bias: true,
-        }
+        Self::Conv2d { out_channels, kernel, stride, pad, bias: true }
     }
 
     /// Per-channel PReLU.
@@ -71,13 +65,7 @@ impl LayerSpec {
     /// A short name for error messages and summaries.
     pub fn describe(&self) -> String {
         match self {
-            Self::Conv2d {
-                out_channels,
-                kernel,
-                stride,
-                pad,
-                ..
-            } => {
+            Self::Conv2d { out_channels, kernel, stride, pad, .. } => {
                 format!("conv {kernel}x{kernel}/{stride} pad {pad} -> {out_channels}")
             }
             Self::MaxPool { kernel, stride } => format!("maxpool {kernel}/{stride}"),
@@ -86,11 +74,7 @@ impl LayerSpec {
             Self::Flatten => "flatten".into(),
             Self::L2Norm => "l2norm".into(),
             Self::Residual { body, shortcut } => {
-                format!(
-                    "residual ({} layers, {} shortcut layers)",
-                    body.len(),
-                    shortcut.len()
-                )
+                format!("residual ({} layers, {} shortcut layers)", body.len(), shortcut.len())
             }
         }
     }
@@ -116,10 +100,7 @@ impl NetworkSpec {
     /// then a 2-D embedding + PReLU, then 10 classes without bias. Input 1x28x28.
     pub fn lenet_plus_plus() -> Self {
         let conv = |c| LayerSpec::conv(c, 5, 1, 2);
-        let pool = |k, s| LayerSpec::MaxPool {
-            kernel: k,
-            stride: s,
-        };
+        let pool = |k, s| LayerSpec::MaxPool { kernel: k, stride: s };
         Self {
             input: [1, 28, 28],
             trunk: vec![
@@ -138,10 +119,7 @@ impl NetworkSpec {
                 conv(128),
                 LayerSpec::prelu(),
                 pool(3, 2),
-                LayerSpec::Linear {
-                    out_features: 2,
-                    bias: true,
-                },
+                LayerSpec::Linear { out_features: 2, bias: true },
                 LayerSpec::prelu(),
             ],
             num_classes: 10,
@@ -168,15 +146,7 @@ impl NetworkSpec {
                 shortcut: vec![],
             });
         }
-        trunk.push(LayerSpec::Linear {
-            out_features: embed_dim,
-            bias: true,
-        });
-        Self {
-            input: [channels, 64, 64],
-            trunk,
-            num_classes,
-            classifier_bias: true,
-        }
+        trunk.push(LayerSpec::Linear { out_features: embed_dim, bias: true });
+        Self { input: [channels, 64, 64], trunk, num_classes, classifier_bias: true }
     }
 }

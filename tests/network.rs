@@ -44,7 +44,7 @@ fn finite_difference_gradient_check() {
     // (where the one-sided slopes disagree): the loss is only piecewise smooth.
     let eps = 2e-3f32;
     let (mut num, mut ana) = (Vec::new(), Vec::new());
-    let mut loss_at = |net: &mut Network, pi: usize, w: &[f32]| {
+    let loss_at = |net: &mut Network, pi: usize, w: &[f32]| {
         net.set_param(pi, w).unwrap();
         net.evaluate_loss(&images, &labels).unwrap().total_loss() as f64
     };

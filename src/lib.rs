@@ -27,9 +27,12 @@
 
 pub mod center_loss;
 pub mod checkpoint;
+pub mod data;
 mod error;
+pub mod eval;
 pub mod gpu;
 pub mod nn;
+pub mod plot;
 
 pub use center_loss::cpu;
 pub use center_loss::{

@@ -273,6 +273,44 @@ pub fn compactness(embeddings: &[f32], dim: usize, labels: &[u32]) -> Compactnes
     Compactness { intra, inter, ratio: if inter > 0.0 { intra / inter } else { f64::INFINITY } }
 }
 
+/// Projects rows of `dim` values on their two leading principal components (power
+/// iteration on the covariance, deflated once).
+pub fn pca_2d(embeddings: &[f32], dim: usize) -> Vec<[f32; 2]> {
+    let n = embeddings.len() / dim.max(1);
+    if n == 0 {
+        return Vec::new();
+    }
+    let mean: Vec<f64> =
+        (0..dim).map(|d| embeddings.iter().skip(d).step_by(dim).map(|&v| v as f64).sum::<f64>() / n as f64).collect();
+    let centered: Vec<f64> = embeddings.iter().enumerate().map(|(i, &v)| v as f64 - mean[i % dim]).collect();
+    let cov_times = |v: &[f64]| -> Vec<f64> {
+        let mut out = vec![0.0; dim];
+        for row in centered.chunks(dim) {
+            let p = dot(row, v);
+            out.iter_mut().zip(row).for_each(|(o, &r)| *o += p * r);
+        }
+        out
+    };
+    let mut axes: Vec<Vec<f64>> = Vec::new();
+    for a in 0..2 {
+        let mut v: Vec<f64> = (0..dim).map(|d| if d % 2 == a { 1.0 } else { 0.5 }).collect();
+        for _ in 0..100 {
+            let mut w = cov_times(&v);
+            for prev in &axes {
+                let p = dot(&w, prev);
+                w.iter_mut().zip(prev).for_each(|(x, &q)| *x -= p * q);
+            }
+            let norm = dot(&w, &w).sqrt();
+            if norm == 0.0 {
+                break;
+            }
+            v = w.into_iter().map(|x| x / norm).collect();
+        }
+        axes.push(v);
+    }
+    centered.chunks(dim).map(|row| [dot(row, &axes[0]) as f32, dot(row, &axes[1]) as f32]).collect()
+}
+
 /// Verification on all genuine pairs and as many seeded impostor pairs, rank-1, and the
 /// compactness of the L2-normalised embeddings.
 pub fn evaluate(embeddings: &[f32], dim: usize, labels: &[u32], seed: u64) -> EvalReport {

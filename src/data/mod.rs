@@ -1,6 +1,8 @@
 //! Data: MNIST IDX files, the built-in procedural face set, image folders, and the batch
 //! plumbing shared by the examples (shuffling, augmentation).
 
+pub mod faces;
+pub mod folder;
 pub mod mnist;
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng};

@@ -2,6 +2,7 @@
 //! momentum, softmax cross-entropy plus center loss in one GPU step, and the presets
 //! LeNet++ (the paper's MNIST network) and a small face-embedding residual network.
 
+mod fit;
 mod graph;
 mod kernels;
 mod network;
@@ -9,6 +10,7 @@ mod optimizer;
 pub mod reference;
 mod spec;
 
+pub use fit::{fit, FitOptions, FitReport};
 pub use graph::{read_buffer, Graph, Param, ParamKind, Tensor};
 #[cfg(test)]
 pub(crate) use kernels::KERNEL_TABLE;

@@ -128,13 +128,13 @@ impl NetworkSpec {
     }
 
     /// A small residual face-embedding network with PReLU in the spirit of the paper's
-    /// Face-ResNet, for `channels` x 64 x 64 inputs: conv 5x5 stride 2 (16) + PReLU and a
+    /// Face-ResNet, for `channels` x `resolution` x `resolution` inputs (64 by default): conv 5x5 stride 2 (16) + PReLU and a
     /// 2x2 max pool to 16 x 16, then three stages of widths 16, 32, 64 at 16, 8 and 4 pixels
     /// (each: a strided conv 3x3 + PReLU where the width grows, then a residual unit of two
     /// conv 3x3 + PReLU), then a linear embedding of `embed_dim` (where center loss
     /// applies) and the classifier. About 10 MFLOP per image forward, sized so that a few
     /// epochs on a few thousand images take minutes on a CPU Vulkan driver.
-    pub fn face_resnet(channels: usize, embed_dim: usize, num_classes: usize) -> Self {
+    pub fn face_resnet(channels: usize, resolution: usize, embed_dim: usize, num_classes: usize) -> Self {
         let unit = |width| LayerSpec::Residual {
             body: vec![
                 LayerSpec::conv(width, 3, 1, 1),
@@ -154,6 +154,6 @@ impl NetworkSpec {
             trunk.extend([LayerSpec::conv(width, 3, 2, 1), LayerSpec::prelu(), unit(width)]);
         }
         trunk.push(LayerSpec::Linear { out_features: embed_dim, bias: true });
-        Self { input: [channels, 64, 64], trunk, num_classes, classifier_bias: true }
+        Self { input: [channels, resolution, resolution], trunk, num_classes, classifier_bias: true }
     }
 }

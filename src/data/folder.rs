@@ -1,0 +1,204 @@
+//! Real face data: an image folder `ROOT/<identity>/<image>` (the layout of LFW,
+//! CASIA-WebFace and the AT&T/ORL faces; PGM, PNG or JPEG, grey or colour), or a list file
+//! of `path label` lines. Images are centre-cropped to a square and resized to the network
+//! input. Unreadable or truncated images are reported with their path and skipped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+
+use super::Dataset;
+use crate::eval::Pair;
+use crate::{Error, Result};
+
+/// A loaded image folder.
+#[derive(Clone, Debug, Default)]
+pub struct ImageFolder {
+    /// All readable images, labelled by identity index.
+    pub data: Dataset,
+    /// Identity names, by label.
+    pub identities: Vec<String>,
+    /// The file of each image.
+    pub paths: Vec<PathBuf>,
+    /// Files that could not be read, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+const EXTENSIONS: [&str; 6] = ["pgm", "png", "jpg", "jpeg", "ppm", "pnm"];
+
+fn is_image(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let io = |source| Error::Io { path: dir.display().to_string(), source };
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    Ok(entries)
+}
+
+/// Decodes `path`, centre-crops it to a square and resizes it to `shape` (grey or RGB),
+/// scaled to [-1, 1].
+pub fn load_image(path: &Path, shape: [usize; 3]) -> std::result::Result<Vec<f32>, String> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())?;
+    let (w, h) = (img.width(), img.height());
+    let side = w.min(h);
+    let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
+    let [c, oh, ow] = shape;
+    let img = img.resize_exact(ow as u32, oh as u32, FilterType::Triangle);
+    let scale = |v: u8| v as f32 / 127.5 - 1.0;
+    Ok(match c {
+        1 => img.to_luma8().pixels().map(|p| scale(p.0[0])).collect(),
+        3 => {
+            let rgb = img.to_rgb8();
+            (0..3).flat_map(|ch| rgb.pixels().map(move |p| scale(p.0[ch])).collect::<Vec<_>>()).collect()
+        }
+        _ => return Err(format!("unsupported channel count {c}")),
+    })
+}
+
+impl ImageFolder {
+    /// Reads `root/<identity>/<image>`; identities in name order, labelled from 0.
+    /// An identity folder without readable images is skipped; no images at all is an error.
+    pub fn load(root: &Path, shape: [usize; 3]) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::Data(format!("{} is not a folder of identity folders", root.display())));
+        }
+        let mut items = Vec::new();
+        for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for file in sorted_entries(&dir)?.into_iter().filter(|p| p.is_file() && is_image(p)) {
+                items.push((file, name.clone()));
+            }
+        }
+        Self::from_items(
+            items,
+            shape,
+            &format!("{} holds no readable images in ROOT/<identity>/<image>", root.display()),
+        )
+    }
+
+    /// Reads a list file of `path label` lines (paths relative to the list's folder; the
+    /// label is any identity name or number).
+    pub fn load_list(list: &Path, shape: [usize; 3]) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(list).map_err(|source| Error::Io { path: list.display().to_string(), source })?;
+        let base = list.parent().unwrap_or(Path::new("."));
+        let mut items = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (path, label) = line
+                .rsplit_once(char::is_whitespace)
+                .ok_or_else(|| Error::Data(format!("{}:{}: expected `path label`", list.display(), n + 1)))?;
+            items.push((base.join(path.trim()), label.to_string()));
+        }
+        Self::from_items(items, shape, &format!("{} lists no readable images", list.display()))
+    }
+
+    fn from_items(items: Vec<(PathBuf, String)>, shape: [usize; 3], empty: &str) -> Result<Self> {
+        let mut out = ImageFolder { data: Dataset { shape, ..Default::default() }, ..Default::default() };
+        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
+        for (path, name) in items {
+            match load_image(&path, shape) {
+                Ok(pixels) => {
+                    let next = ids.len() as u32;
+                    let label = *ids.entry(name.clone()).or_insert(next);
+                    if label == next {
+                        out.identities.push(name);
+                    }
+                    out.data.images.extend(pixels);
+                    out.data.labels.push(label);
+                    out.paths.push(path);
+                }
+                Err(why) => {
+                    log::warn!("skipping {}: {why}", path.display());
+                    out.skipped.push((path, why));
+                }
+            }
+        }
+        if out.data.is_empty() {
+            return Err(Error::Data(empty.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Holds out `fraction` of the identities (chosen with `seed`, at least one) for
+    /// evaluation. Returns (train, test), each relabelled from 0, and the test identities'
+    /// names.
+    pub fn split_identities(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset, Vec<String>)> {
+        let n = self.identities.len();
+        if n < 2 {
+            return Err(Error::Data(format!("{n} identity: need at least 2 to hold some out")));
+        }
+        let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let test_ids: Vec<u32> = order[..held].to_vec();
+        let pick = |keep: &dyn Fn(u32) -> bool| {
+            let idx: Vec<usize> = (0..self.data.len()).filter(|&i| keep(self.data.labels[i])).collect();
+            let mut d = self.data.select(&idx);
+            let mut map = BTreeMap::new();
+            for l in d.labels.iter_mut() {
+                let next = map.len() as u32;
+                *l = *map.entry(*l).or_insert(next);
+            }
+            d
+        };
+        let train = pick(&|l| !test_ids.contains(&l));
+        let test = pick(&|l| test_ids.contains(&l));
+        let mut names: Vec<String> = test_ids.iter().map(|&l| self.identities[l as usize].clone()).collect();
+        names.sort();
+        Ok((train, test, names))
+    }
+}
+
+/// Parses an LFW-style `pairs.txt` (`name i j` genuine, `name1 i name2 j` impostor, images
+/// numbered from 1 within each identity in name order; a first line of counts is skipped)
+/// into pairs of indices of `images`, given for each image its identity name and its
+/// 1-based number within the identity.
+pub fn parse_pairs(text: &str, images: &[(String, usize)]) -> Result<Vec<Pair>> {
+    let index: BTreeMap<(&str, usize), usize> =
+        images.iter().enumerate().map(|(i, (n, k))| ((n.as_str(), *k), i)).collect();
+    let find = |name: &str, num: &str, line: usize| -> Result<usize> {
+        let k: usize = num.parse().map_err(|_| Error::Data(format!("pairs line {line}: bad image number {num}")))?;
+        index.get(&(name, k)).copied().ok_or_else(|| Error::Data(format!("pairs line {line}: no image {name} {k}")))
+    };
+    let mut pairs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [name, i, j] => pairs.push(Pair { a: find(name, i, n + 1)?, b: find(name, j, n + 1)?, genuine: true }),
+            [a, i, b, j] => pairs.push(Pair { a: find(a, i, n + 1)?, b: find(b, j, n + 1)?, genuine: false }),
+            [] => {}
+            _ if n == 0 => {}
+            _ => return Err(Error::Data(format!("pairs line {}: expected 3 or 4 fields", n + 1))),
+        }
+    }
+    Ok(pairs)
+}
+
+/// For each image of a folder, its identity name and 1-based number within the identity.
+pub fn numbered(folder: &ImageFolder) -> Vec<(String, usize)> {
+    let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+    folder
+        .data
+        .labels
+        .iter()
+        .map(|&l| {
+            let k = seen.entry(l).or_insert(0);
+            *k += 1;
+            (folder.identities[l as usize].clone(), *k)
+        })
+        .collect()
+}

@@ -1,0 +1,91 @@
+//! Image-folder reading on small generated trees (PGM, PNG, JPEG), a corrupt file and an
+//! empty identity folder; list files; pairs files; the identity split.
+
+use std::path::Path;
+
+use centerloss::data::folder::{numbered, parse_pairs, ImageFolder};
+use centerloss::Error;
+
+fn write_images(dir: &Path, name: &str, count: usize, shade: u8) {
+    let id = dir.join(name);
+    std::fs::create_dir_all(&id).unwrap();
+    for i in 0..count {
+        let img = image::GrayImage::from_fn(24, 20, |x, y| image::Luma([shade.wrapping_add((x + y + i as u32) as u8)]));
+        let ext = ["pgm", "png", "jpg"][i % 3];
+        img.save(id.join(format!("{name}_{:04}.{ext}", i + 1))).unwrap();
+    }
+}
+
+fn tree(tag: &str) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("centerloss-folder-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&root).ok();
+    write_images(&root, "alice", 3, 10);
+    write_images(&root, "bob", 4, 200);
+    write_images(&root, "carol", 2, 90);
+    // A truncated PNG, a non-image file and an empty identity folder.
+    std::fs::write(root.join("bob/bob_9999.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    std::fs::write(root.join("bob/notes.txt"), b"not an image").unwrap();
+    std::fs::create_dir_all(root.join("dave")).unwrap();
+    root
+}
+
+#[test]
+fn reads_pgm_png_jpeg_and_skips_what_it_cannot_read() {
+    let root = tree("read");
+    let f = ImageFolder::load(&root, [1, 16, 16]).unwrap();
+    assert_eq!(f.identities, vec!["alice", "bob", "carol"]);
+    assert_eq!(f.data.len(), 9);
+    assert_eq!(f.data.labels, vec![0, 0, 0, 1, 1, 1, 1, 2, 2]);
+    assert_eq!(f.data.images.len(), 9 * 256);
+    assert!(f.data.images.iter().all(|v| (-1.0..=1.0).contains(v)));
+    assert_eq!(f.skipped.len(), 1);
+    assert!(f.skipped[0].0.ends_with("bob/bob_9999.png"));
+    // Dark alice and bright bob stay apart after resizing.
+    let mean = |i: usize| f.data.image(i).iter().sum::<f32>() / 256.0;
+    assert!(mean(0) < -0.5 && mean(3) > 0.5, "{} {}", mean(0), mean(3));
+    let rgb = ImageFolder::load(&root, [3, 8, 8]).unwrap();
+    assert_eq!(rgb.data.images.len(), 9 * 3 * 64);
+
+    let (train, test, held) = f.split_identities(0.34, 5).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(train.len() + test.len(), 9);
+    assert_eq!(test.num_classes(), 1);
+    assert_eq!(train.num_classes(), 2);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn empty_or_missing_folders_are_clear_errors() {
+    let root = std::env::temp_dir().join(format!("centerloss-folder-empty-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("nobody")).unwrap();
+    let err = ImageFolder::load(&root, [1, 8, 8]).unwrap_err();
+    assert!(matches!(err, Error::Data(_)) && err.to_string().contains("no readable images"), "{err}");
+    let err = ImageFolder::load(&root.join("missing"), [1, 8, 8]).unwrap_err();
+    assert!(err.to_string().contains("not a folder"), "{err}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn list_files_and_pairs_files() {
+    let root = tree("list");
+    let list = root.join("list.txt");
+    std::fs::write(
+        &list,
+        "# path label\nalice/alice_0001.pgm 7\nbob/bob_0002.png 3\nalice/alice_0002.png 7\nbob/bob_9999.png 3\n",
+    )
+    .unwrap();
+    let f = ImageFolder::load_list(&list, [1, 8, 8]).unwrap();
+    assert_eq!(f.data.labels, vec![0, 1, 0]);
+    assert_eq!(f.identities, vec!["7", "3"]);
+    assert_eq!(f.skipped.len(), 1);
+    std::fs::write(&list, "alice/alice_0001.pgm\n").unwrap();
+    assert!(ImageFolder::load_list(&list, [1, 8, 8]).is_err());
+
+    let all = ImageFolder::load(&root, [1, 8, 8]).unwrap();
+    let pairs = parse_pairs("10\t300\nalice 1 3\nalice 2 bob 4\n", &numbered(&all)).unwrap();
+    assert_eq!(pairs.len(), 2);
+    assert!(pairs[0].genuine && !pairs[1].genuine);
+    assert_eq!((pairs[0].a, pairs[0].b, pairs[1].a, pairs[1].b), (0, 2, 1, 6));
+    assert!(parse_pairs("alice 1 9\n", &numbered(&all)).is_err());
+    std::fs::remove_dir_all(&root).ok();
+}

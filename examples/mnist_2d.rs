@@ -6,9 +6,8 @@
 
 use std::path::PathBuf;
 
-use centerloss::data::{mnist::Mnist, Augment, Dataset};
-use centerloss::nn::{fit, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
-use centerloss::{eval, plot, GpuContext, UpdateMode};
+use centerloss::experiments::mnist::{run, MnistOptions};
+use centerloss::GpuContext;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -41,7 +40,7 @@ struct Args {
     /// Use at most this many test images (0: all).
     #[arg(long, default_value_t = 0)]
     max_test: usize,
-    /// Where plots go.
+    /// Where the plots go.
     #[arg(long, default_value = "out/mnist_2d")]
     out: PathBuf,
     /// Write the numbers as JSON here.
@@ -49,104 +48,46 @@ struct Args {
     report_json: Option<PathBuf>,
 }
 
-fn truncate(d: &Dataset, max: usize) -> Dataset {
-    if max == 0 || max >= d.len() {
-        d.clone()
-    } else {
-        d.select(&(0..max).collect::<Vec<_>>())
-    }
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
-    let args = Args::parse();
+    let a = Args::parse();
     let ctx = GpuContext::new()?;
     eprintln!("adapter: {}", ctx.adapter_summary());
-    let mnist = Mnist::load(&args.data)?;
-    let train = truncate(&mnist.train, args.max_train);
-    let test = truncate(&mnist.test, args.max_test);
-    eprintln!(
+    let opts = MnistOptions {
+        data: a.data,
+        lambdas: a.lambdas,
+        alpha: a.alpha,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+        max_train: a.max_train,
+        max_test: a.max_test,
+        out: a.out,
+        progress: true,
+    };
+    let report = run(&ctx, &opts)?;
+    println!(
         "MNIST: {} training images{}, {} test images",
-        train.len(),
-        if mnist.full_train_set { "" } else { " (first 8 000 of t10k)" },
-        test.len()
+        report.train_images,
+        if report.full_train_set { "" } else { " (the first 8 000 of t10k)" },
+        report.test_images
     );
-    std::fs::create_dir_all(&args.out)?;
-    let steps = (train.len() / args.batch * args.epochs) as u64;
-    let mut runs = Vec::new();
-    println!("| lambda | test accuracy | intra | inter | intra/inter | images/s |");
-    println!("|---|---|---|---|---|---|");
-    for &lambda in &args.lambdas {
-        let sgd = SgdConfig {
-            lr: args.lr,
-            schedule: MultiStep { milestones: vec![steps * 6 / 10, steps * 85 / 100], gamma: 0.1 },
-            ..Default::default()
-        };
-        let cfg = TrainConfig {
-            batch: args.batch,
-            sgd,
-            lambda,
-            alpha: args.alpha,
-            center_update: UpdateMode::Atomic,
-            seed: args.seed,
-        };
-        let mut net = Network::new(&ctx, NetworkSpec::lenet_plus_plus(), cfg)?;
-        let opts = FitOptions {
-            epochs: args.epochs,
-            augment: Augment { flip: false, crop_pad: 2 },
-            seed: args.seed,
-            label: format!("lambda {lambda}"),
-            ..Default::default()
-        };
-        let fitted = fit(&mut net, &train, &opts)?;
-        let out = net.infer(&test.images)?;
-        let predictions = out.predictions(10);
-        let accuracy = predictions.iter().zip(&test.labels).filter(|(p, y)| p == y).count() as f64 / test.len() as f64;
-        let c = eval::compactness(&out.embeddings, 2, &test.labels);
-        let points: Vec<[f32; 2]> = out.embeddings.chunks(2).map(|p| [p[0], p[1]]).collect();
-        let centers = match net.center_loss() {
-            Some(cl) => cl.centers()?.chunks(2).map(|p| [p[0], p[1]]).collect(),
-            None => eval::class_means(&out.embeddings, 2, &test.labels)
-                .values()
-                .map(|m| [m[0] as f32, m[1] as f32])
-                .collect::<Vec<_>>(),
-        };
-        let png = args.out.join(format!("features_lambda_{lambda}.png"));
-        let title = format!("LeNet++ test features, lambda = {lambda} (accuracy {:.2}%)", 100.0 * accuracy);
-        plot::scatter_2d(&png, &title, &points, &test.labels, Some(&centers))?;
+    println!("| lambda | test accuracy | intra | inter | intra/inter | images/s |\n|---|---|---|---|---|---|");
+    for r in &report.runs {
         println!(
-            "| {lambda} | {:.2}% | {:.3} | {:.3} | {:.3} | {:.1} |",
-            100.0 * accuracy,
-            c.intra,
-            c.inter,
-            c.ratio,
-            fitted.images_per_second
+            "| {} | {:.2}% | {:.3} | {:.3} | {:.3} | {:.1} |",
+            r.lambda,
+            100.0 * r.test_accuracy,
+            r.intra_class_distance,
+            r.inter_center_distance,
+            r.intra_inter_ratio,
+            r.images_per_second
         );
-        eprintln!("wrote {}", png.display());
-        runs.push(serde_json::json!({
-            "lambda": lambda,
-            "test_accuracy": accuracy,
-            "intra_class_distance": c.intra,
-            "inter_center_distance": c.inter,
-            "intra_inter_ratio": c.ratio,
-            "images_per_second": fitted.images_per_second,
-            "train_seconds": fitted.train_seconds,
-            "steps": fitted.steps,
-            "plot": png.display().to_string(),
-        }));
     }
-    if let Some(path) = &args.report_json {
-        let report = serde_json::json!({
-            "adapter": ctx.adapter_summary(),
-            "train_images": train.len(),
-            "test_images": test.len(),
-            "epochs": args.epochs,
-            "batch": args.batch,
-            "alpha": args.alpha,
-            "seed": args.seed,
-            "runs": runs,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("plots in {}", opts.out.display());
+    if let Some(path) = &a.report_json {
+        std::fs::write(path, serde_json::to_string_pretty(&report.to_json(&opts))?)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -25,11 +25,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod center_loss;
 pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod eval;
+pub mod experiments;
 pub mod gpu;
 pub mod nn;
 pub mod plot;

@@ -3,8 +3,10 @@
 
 mod context;
 pub mod shaders;
+mod timing;
 
 pub use context::GpuContext;
+pub use timing::GpuTimer;
 
 use std::num::NonZeroU64;
 

@@ -16,7 +16,7 @@ pub const KERNELS: &[(&str, &str)] = sources!("":
     "gemm", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "sum_slices",
     "channel_sum", "prelu_forward", "prelu_backward", "prelu_slope_grad", "add",
     "maxpool_forward", "maxpool_backward", "softmax_cross_entropy", "reduce_rows",
-    "l2norm_forward", "l2norm_backward", "sgd_momentum",
+    "l2norm_forward", "l2norm_backward", "sgd_momentum", "bandwidth_copy",
 );
 
 /// Helpers pulled in with `#import NAME`.

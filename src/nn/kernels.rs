@@ -48,6 +48,7 @@ pub(crate) const KERNEL_TABLE: &[KernelSpec] = &[
     k("l2norm_forward", 16, &[R, W, W]),
     k("l2norm_backward", 16, &[R, R, R, W]),
     k("sgd_momentum", 16, &[R, W, W]),
+    k("bandwidth_copy", 16, &[R, W]),
 ];
 
 /// One recorded dispatch: a pipeline, its bind group, its grid.

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Center-loss step in PyTorch on the CPU, the peers of `centerloss`'s GPU step.
+
+Two formulations, timed on the same shapes as the Rust benchmarks:
+  distmat  the widely used one: a full B x K distance matrix, centers learned by a separate
+           SGD optimizer with the 1/lambda gradient rescaling (O(B*K*D) per step)
+  indexed  the best plain-PyTorch form of the paper's rule: index_select for the gather,
+           unique + index_add_ for the per-class average update (O(B*D) per step)
+
+Prints a table, or JSON lines with --json. Exits 0 (saying so) when torch is missing.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+SHAPES_B = [128, 512, 2048]
+SHAPES_D = [2, 128, 512]
+SHAPES_K = [10, 10575, 100000]
+
+
+def distmat_step(torch, x, labels, centers, opt, lam, num_classes):
+    # The popular implementation (a B x K distance matrix, masked).
+    b = x.size(0)
+    distmat = x.pow(2).sum(dim=1, keepdim=True).expand(b, num_classes) + \
+        centers.pow(2).sum(dim=1, keepdim=True).expand(num_classes, b).t()
+    distmat = torch.addmm(distmat, x, centers.t(), beta=1, alpha=-2)
+    classes = torch.arange(num_classes)
+    mask = labels.unsqueeze(1).expand(b, num_classes).eq(classes.expand(b, num_classes))
+    dist = distmat * mask.float()
+    loss = lam * dist.clamp(min=1e-12, max=1e12).sum() / b
+    opt.zero_grad()
+    if x.grad is not None:
+        x.grad = None
+    loss.backward()
+    centers.grad.data *= 1.0 / lam  # the popular rescaling, so the centers' rate is alpha
+    opt.step()
+    return loss.item(), x.grad
+
+
+def indexed_step(torch, x, labels, centers, lam, alpha):
+    # The paper's rule, O(B*D): gather, loss, gradient, per-class scatter-average update.
+    b = x.size(0)
+    with torch.no_grad():
+        c = centers.index_select(0, labels)
+        diff = x - c
+        loss = lam * 0.5 * diff.pow(2).sum() / b
+        grad = diff * (lam / b)
+        uniq, inv = torch.unique(labels, return_inverse=True)
+        counts = torch.bincount(inv, minlength=uniq.numel()).to(x.dtype)
+        sums = torch.zeros(uniq.numel(), x.size(1)).index_add_(0, inv, -diff)
+        centers.index_add_(0, uniq, -alpha * sums / (1.0 + counts).unsqueeze(1))
+    return loss.item(), grad
+
+
+def min_bytes(b, d, distinct):
+    """The least bytes a step moves (as the Rust harness counts them): read x, read the
+    gathered centers, write the gradient, read and write each touched center row, read
+    the labels."""
+    return 4 * (3 * b * d + 2 * distinct * d + b)
+
+
+def time_case(torch, kind, b, d, k, reps, lam=0.01, alpha=0.5):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(b, d, generator=g) * 2 - 1
+    labels = torch.randint(0, k, (b,), generator=g)
+    distinct = int(torch.unique(labels).numel())
+    if kind == "distmat":
+        centers = torch.nn.Parameter(torch.zeros(k, d))
+        opt = torch.optim.SGD([centers], lr=alpha)
+        run = lambda: distmat_step(torch, x0.clone().requires_grad_(True), labels, centers, opt, lam, k)
+    else:
+        centers = torch.zeros(k, d)
+        run = lambda: indexed_step(torch, x0, labels, centers, lam, alpha)
+    run()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), min_bytes(b, d, distinct)
+
+
+def lenet_plus_plus(torch):
+    nn = torch.nn
+    def conv(i, o):
+        return [nn.Conv2d(i, o, 5, padding=2), nn.PReLU(o)]
+    layers = conv(1, 32) + conv(32, 32) + [nn.MaxPool2d(2, 2)] + conv(32, 64) + conv(64, 64) + \
+        [nn.MaxPool2d(2, 2)] + conv(64, 128) + conv(128, 128) + [nn.MaxPool2d(3, 2), nn.Flatten(),
+                                                                nn.Linear(128 * 3 * 3, 2), nn.PReLU(2)]
+    return nn.Sequential(*layers), 2, 10, (1, 28, 28)
+
+
+def face_resnet(torch):
+    """The same network as NetworkSpec::face_resnet(1, 64, 128, 150)."""
+    nn = torch.nn
+
+    class Unit(nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(w, w, 3, padding=1), nn.PReLU(w), nn.Conv2d(w, w, 3, padding=1), nn.PReLU(w))
+
+        def forward(self, x):
+            return x + self.body(x)
+
+    layers = [nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.PReLU(16), nn.MaxPool2d(2, 2), Unit(16)]
+    for i, o in [(16, 32), (32, 64)]:
+        layers += [nn.Conv2d(i, o, 3, stride=2, padding=1), nn.PReLU(o), Unit(o)]
+    layers += [nn.Flatten(), nn.Linear(64 * 4 * 4, 128)]
+    return nn.Sequential(*layers), 128, 150, (1, 64, 64)
+
+
+def time_training(torch, make, batch, reps, lam=0.01, alpha=0.5):
+    """Images per second of SGD steps on softmax + center loss (indexed form)."""
+    net, dim, classes, shape = make(torch)
+    head = torch.nn.Linear(dim, classes)
+    opt = torch.optim.SGD(list(net.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    centers = torch.zeros(classes, dim)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((batch,) + shape, generator=g) * 2 - 1
+    y = torch.randint(0, classes, (batch,), generator=g)
+
+    def step():
+        opt.zero_grad()
+        emb = net(x)
+        loss = torch.nn.functional.cross_entropy(head(emb), y)
+        c = centers.index_select(0, y)
+        loss = loss + lam * 0.5 * (emb - c).pow(2).sum() / batch
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            indexed_step(torch, emb.detach(), y, centers, lam, alpha)
+
+    step()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--shapes", default=None, help="B,D,K;B,D,K;... (default: the full grid)")
+    ap.add_argument("--trainer", action="store_true", help="time LeNet++ (batch 128) and the face network (batch 64) training instead")
+    ap.add_argument("--max-distmat", type=float, default=3e10,
+                    help="skip the distmat formulation above this many B*K*D (it takes minutes and GBs)")
+    args = ap.parse_args()
+    try:
+        import torch
+    except Exception as e:  # torch missing or unloadable
+        print(f"peers.py: PyTorch is not available ({e.__class__.__name__}: {e}); no peer figures.", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"torch": None, "reason": str(e)}))
+        return 0
+    if args.trainer:
+        for name, make, batch in [("lenet_plus_plus", lenet_plus_plus, 128), ("face_resnet", face_resnet, 64)]:
+            ips = time_training(torch, make, batch, args.reps)
+            row = {"net": name, "batch": batch, "images_per_second": ips, "torch": torch.__version__}
+            print(json.dumps(row) if args.json else f"{name} batch {batch}: {ips:.1f} images/s (PyTorch {torch.__version__})", flush=True)
+        return 0
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
+    else:
+        shapes = [(b, d, k) for b in SHAPES_B for d in SHAPES_D for k in SHAPES_K]
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if args.json:
+        print(json.dumps(meta))
+    else:
+        print(f"PyTorch {meta['torch']} on the CPU, {meta['threads']} threads; median of {args.reps} steps")
+        print("| formulation | B | D | K | ms/step | GB/s (min bytes) |")
+        print("|---|---|---|---|---|---|")
+    for (b, d, k) in shapes:
+        for kind in ["distmat", "indexed"]:
+            if kind == "distmat" and b * k * d > args.max_distmat:
+                row = {"formulation": kind, "B": b, "D": d, "K": k, "seconds": None, "skipped": "B*K*D too large"}
+            else:
+                seconds, nbytes = time_case(torch, kind, b, d, k, args.reps)
+                row = {"formulation": kind, "B": b, "D": d, "K": k, "seconds": seconds, "gbps": nbytes / seconds / 1e9}
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                s = row["seconds"]
+                ms = "skipped" if s is None else f"{1e3 * s:.3f}"
+                gbps = "" if s is None else f"{row['gbps']:.2f}"
+                print(f"| {kind} | {b} | {d} | {k} | {ms} | {gbps} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

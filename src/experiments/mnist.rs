@@ -1,0 +1,199 @@
+//! The paper's MNIST experiment (Wen et al. 2016, Figures 2 and 3): LeNet++ with a 2-D
+//! embedding, trained with softmax alone (lambda = 0) and softmax + center loss per lambda.
+
+use std::path::PathBuf;
+
+use crate::data::{mnist::Mnist, Augment, Dataset};
+use crate::nn::{fit, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::{eval, plot, GpuContext, Result, UpdateMode};
+
+/// Settings of [`run`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MnistOptions {
+    /// Folder with the IDX files.
+    pub data: PathBuf,
+    /// Center-loss weights to train with; 0 is softmax alone.
+    pub lambdas: Vec<f32>,
+    /// Center learning rate.
+    pub alpha: f32,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Learning rate (divided by 10 at 60% and 85% of training).
+    pub lr: f32,
+    /// Seed.
+    pub seed: u64,
+    /// At most this many training images (0: all).
+    pub max_train: usize,
+    /// At most this many test images (0: all).
+    pub max_test: usize,
+    /// Where the plots go.
+    pub out: PathBuf,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl Default for MnistOptions {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("../shared/data/mnist"),
+            lambdas: vec![0.0, 0.001, 0.01, 0.1],
+            alpha: 0.5,
+            epochs: 8,
+            batch: 128,
+            lr: 0.01,
+            seed: 1,
+            max_train: 0,
+            max_test: 0,
+            out: PathBuf::from("out/mnist_2d"),
+            progress: true,
+        }
+    }
+}
+
+/// One lambda's results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MnistRun {
+    /// The center-loss weight.
+    pub lambda: f32,
+    /// Test accuracy.
+    pub test_accuracy: f64,
+    /// Mean distance of a test feature to its class mean.
+    pub intra_class_distance: f64,
+    /// Mean distance between class means.
+    pub inter_center_distance: f64,
+    /// Their ratio.
+    pub intra_inter_ratio: f64,
+    /// Training images per second.
+    pub images_per_second: f64,
+    /// Training seconds.
+    pub train_seconds: f64,
+    /// The scatter plot written.
+    pub plot: PathBuf,
+}
+
+/// The whole experiment's results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MnistReport {
+    /// Adapter summary.
+    pub adapter: String,
+    /// Images trained on and tested on.
+    pub train_images: usize,
+    /// Images tested on.
+    pub test_images: usize,
+    /// Whether the training images came from the train files (false: the first 8 000 of t10k).
+    pub full_train_set: bool,
+    /// One entry per lambda.
+    pub runs: Vec<MnistRun>,
+}
+
+impl MnistReport {
+    /// The report as the JSON object `{"runs": [{"lambda": ..., ...}], ...}`.
+    pub fn to_json(&self, opts: &MnistOptions) -> serde_json::Value {
+        let runs: Vec<serde_json::Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "lambda": r.lambda,
+                    "test_accuracy": r.test_accuracy,
+                    "intra_class_distance": r.intra_class_distance,
+                    "inter_center_distance": r.inter_center_distance,
+                    "intra_inter_ratio": r.intra_inter_ratio,
+                    "images_per_second": r.images_per_second,
+                    "train_seconds": r.train_seconds,
+                    "plot": r.plot.display().to_string(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "adapter": self.adapter,
+            "train_images": self.train_images,
+            "test_images": self.test_images,
+            "full_train_set": self.full_train_set,
+            "epochs": opts.epochs,
+            "batch": opts.batch,
+            "alpha": opts.alpha,
+            "lr": opts.lr,
+            "seed": opts.seed,
+            "runs": runs,
+        })
+    }
+}
+
+fn truncate(d: &Dataset, max: usize) -> Dataset {
+    if max == 0 || max >= d.len() {
+        d.clone()
+    } else {
+        d.select(&(0..max).collect::<Vec<_>>())
+    }
+}
+
+/// Trains and evaluates LeNet++ once per lambda; writes one scatter plot per lambda.
+pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
+    let mnist = Mnist::load(&opts.data)?;
+    let train = truncate(&mnist.train, opts.max_train);
+    let test = truncate(&mnist.test, opts.max_test);
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|source| crate::Error::Io { path: opts.out.display().to_string(), source })?;
+    let steps = (train.len() / opts.batch.max(1) * opts.epochs) as u64;
+    let mut runs = Vec::new();
+    for &lambda in &opts.lambdas {
+        let sgd = SgdConfig {
+            lr: opts.lr,
+            schedule: MultiStep { milestones: vec![steps * 6 / 10, steps * 85 / 100], gamma: 0.1 },
+            ..Default::default()
+        };
+        let cfg = TrainConfig {
+            batch: opts.batch,
+            sgd,
+            lambda,
+            alpha: opts.alpha,
+            center_update: UpdateMode::Atomic,
+            seed: opts.seed,
+        };
+        let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg)?;
+        let fit_opts = FitOptions {
+            epochs: opts.epochs,
+            augment: Augment { flip: false, crop_pad: 2 },
+            seed: opts.seed,
+            label: format!("lambda {lambda}"),
+            progress: opts.progress,
+            ..Default::default()
+        };
+        let fitted = fit(&mut net, &train, &fit_opts)?;
+        let out = net.infer(&test.images)?;
+        let accuracy = out.predictions(10).iter().zip(&test.labels).filter(|(p, y)| p == y).count() as f64
+            / test.len().max(1) as f64;
+        let c = eval::compactness(&out.embeddings, 2, &test.labels);
+        let points: Vec<[f32; 2]> = out.embeddings.chunks(2).map(|p| [p[0], p[1]]).collect();
+        let centers: Vec<[f32; 2]> = match net.center_loss() {
+            Some(cl) => cl.centers()?.chunks(2).map(|p| [p[0], p[1]]).collect(),
+            None => eval::class_means(&out.embeddings, 2, &test.labels)
+                .values()
+                .map(|m| [m[0] as f32, m[1] as f32])
+                .collect(),
+        };
+        let png = opts.out.join(format!("features_lambda_{lambda}.png"));
+        let title = format!("LeNet++ test features, lambda = {lambda} (accuracy {:.2}%)", 100.0 * accuracy);
+        plot::scatter_2d(&png, &title, &points, &test.labels, Some(&centers))?;
+        runs.push(MnistRun {
+            lambda,
+            test_accuracy: accuracy,
+            intra_class_distance: c.intra,
+            inter_center_distance: c.inter,
+            intra_inter_ratio: c.ratio,
+            images_per_second: fitted.images_per_second,
+            train_seconds: fitted.train_seconds,
+            plot: png,
+        });
+    }
+    Ok(MnistReport {
+        adapter: ctx.adapter_summary(),
+        train_images: train.len(),
+        test_images: test.len(),
+        full_train_set: mnist.full_train_set,
+        runs,
+    })
+}

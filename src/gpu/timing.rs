@@ -1,0 +1,63 @@
+//! GPU timestamps around recorded work: the time the GPU spent, not the host's wall clock.
+
+use super::{buffer, GpuContext};
+use crate::{Error, Result};
+
+/// Timestamp queries written into command encoders in begin/end pairs.
+pub struct GpuTimer {
+    ctx: GpuContext,
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    pairs: u32,
+}
+
+impl GpuTimer {
+    /// A timer for up to `pairs` intervals, or `None` when the device cannot time encoders
+    /// (no `TIMESTAMP_QUERY` and `TIMESTAMP_QUERY_INSIDE_ENCODERS`).
+    pub fn new(ctx: &GpuContext, pairs: u32) -> Option<Self> {
+        if !ctx.has_timestamps() || pairs == 0 {
+            return None;
+        }
+        let device = ctx.device();
+        let count = 2 * pairs;
+        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let bytes = 8 * count as u64;
+        let resolve =
+            buffer(device, "timestamps", bytes, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let staging =
+            buffer(device, "timestamps staging", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        Some(Self { ctx: ctx.clone(), queries, resolve, staging, pairs })
+    }
+
+    /// Marks the start of interval `i`.
+    pub fn begin(&self, encoder: &mut wgpu::CommandEncoder, i: u32) {
+        encoder.write_timestamp(&self.queries, 2 * i);
+    }
+
+    /// Marks the end of interval `i`.
+    pub fn end(&self, encoder: &mut wgpu::CommandEncoder, i: u32) {
+        encoder.write_timestamp(&self.queries, 2 * i + 1);
+    }
+
+    /// Records the copy of every interval's timestamps for [`GpuTimer::read_seconds`].
+    pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.resolve_query_set(&self.queries, 0..2 * self.pairs, &self.resolve, 0);
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, 8 * 2 * self.pairs as u64);
+    }
+
+    /// The length of each interval in seconds (after the resolving submission).
+    pub fn read_seconds(&self) -> Result<Vec<f64>> {
+        let raw = self.ctx.read_mapped(&self.staging, 8 * 2 * self.pairs as u64)?;
+        let ticks: &[u64] = bytemuck::cast_slice(&raw);
+        let period = self.ctx.queue().get_timestamp_period() as f64;
+        if period <= 0.0 {
+            return Err(Error::Gpu("the queue reports no timestamp period".into()));
+        }
+        Ok(ticks.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period * 1e-9).collect())
+    }
+}

@@ -1,0 +1,111 @@
+//! Short end-to-end runs of the two examples' pipelines (library functions the examples
+//! wrap): the MNIST 2-D experiment on ../shared/data/mnist when present, and the face job
+//! on a small built-in set, with --compare and --resume.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use centerloss::data::faces::FaceSetConfig;
+use centerloss::experiments::faces::{self, FaceOptions, FaceSource};
+use centerloss::experiments::mnist::{self, MnistOptions};
+use common::gpu;
+
+fn out_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("centerloss-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}
+
+#[test]
+fn mnist_2d_short_run() {
+    let Some(ctx) = gpu() else { return };
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
+    if !data.join("t10k-images-idx3-ubyte.gz").exists() && !data.join("t10k-images-idx3-ubyte").exists() {
+        println!("SKIP: no MNIST at {}", data.display());
+        return;
+    }
+    let opts = MnistOptions {
+        data,
+        lambdas: vec![0.0, 0.1],
+        epochs: 1,
+        batch: 16,
+        max_train: 32,
+        max_test: 48,
+        out: out_dir("mnist"),
+        progress: false,
+        ..Default::default()
+    };
+    let report = mnist::run(&ctx, &opts).unwrap();
+    assert_eq!((report.train_images, report.test_images), (32, 48));
+    let json = report.to_json(&opts);
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        for key in [
+            "lambda",
+            "test_accuracy",
+            "intra_class_distance",
+            "inter_center_distance",
+            "intra_inter_ratio",
+            "images_per_second",
+        ] {
+            assert!(run[key].is_number(), "{key} missing in {run}");
+        }
+        assert!((0.0..=1.0).contains(&run["test_accuracy"].as_f64().unwrap()));
+    }
+    for r in &report.runs {
+        assert!(std::fs::metadata(&r.plot).unwrap().len() > 1000, "plot {} is empty", r.plot.display());
+    }
+    std::fs::remove_dir_all(&opts.out).ok();
+}
+
+#[test]
+fn face_job_short_run_with_compare_and_resume() {
+    let Some(ctx) = gpu() else { return };
+    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
+    let opts = FaceOptions {
+        source: FaceSource::BuiltIn(set),
+        resolution: 32,
+        epochs: 1,
+        batch: 16,
+        embed_dim: 16,
+        compare: true,
+        out: out_dir("faces"),
+        progress: false,
+        ..Default::default()
+    };
+    let report = faces::run(&ctx, &opts).unwrap();
+    let json = report.to_json();
+    for variant in ["softmax", "center"] {
+        for key in [
+            "verification_accuracy",
+            "roc_auc",
+            "tar_at_far_1e-3",
+            "tar_at_far_1e-2",
+            "eer",
+            "rank1",
+            "intra_inter_ratio",
+            "train_seconds",
+            "images_per_second",
+        ] {
+            assert!(json[variant][key].is_number(), "{variant}.{key} missing in {json}");
+        }
+        // 4 identities of 8 images: 4 * 28 genuine pairs and as many impostors.
+        assert_eq!(json[variant]["genuine_pairs"], 112);
+        assert_eq!(json[variant]["impostor_pairs"], 112);
+        assert!(opts.out.join(format!("pca_{variant}.png")).exists());
+        assert!(opts.out.join(format!("{variant}.safetensors")).exists());
+    }
+    assert!(std::fs::metadata(&report.roc_plot).unwrap().len() > 1000);
+    assert!(report.table().contains("| center (lambda 0.02)"));
+
+    // Resume the center-loss variant for a second epoch.
+    let resumed =
+        FaceOptions { epochs: 2, compare: false, resume: Some(opts.out.join("center.safetensors")), ..opts.clone() };
+    let again = faces::run(&ctx, &resumed).unwrap();
+    assert_eq!(again.variants.len(), 1);
+    let both = FaceOptions { compare: true, ..resumed };
+    assert!(faces::run(&ctx, &both).is_err(), "--resume with --compare must be refused");
+    std::fs::remove_dir_all(&opts.out).ok();
+}

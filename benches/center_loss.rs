@@ -19,6 +19,7 @@ fn center_loss(c: &mut Criterion) {
         }
     };
     eprintln!("adapter: {}", ctx.adapter_summary());
+    eprintln!("GPU step times: {}", if ctx.has_timestamps() { "GPU timestamp queries" } else { "wall clock" });
     let mut group = c.benchmark_group("center_loss_step");
     group.sample_size(10);
     for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {

@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     resolution: usize,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 5)]
     epochs: usize,
     /// Batch size.
     #[arg(long, default_value_t = 64)]
@@ -53,7 +53,7 @@ struct Args {
     #[arg(long, default_value_t = 0.05)]
     lr: f32,
     /// Center-loss weight.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = 0.01)]
     lambda: f32,
     /// Center learning rate.
     #[arg(long, default_value_t = 0.5)]

@@ -6,14 +6,13 @@
 // Labels >= K write no center access: grad 0, flagged in status. Non-finite x is flagged.
 
 #import common
+#import tree_sum
 #import batch_bindings
 #import chunk_bindings
 #import accumulate
 
 // false for loss-only evaluation.
 override WRITE_GRAD: bool = true;
-
-var<workgroup> tree: array<f32, WORKGROUP_SIZE>;
 
 fn write_grad(e: u32, g: f32) {
     if params.grad_accumulate != 0u {
@@ -61,15 +60,8 @@ fn main(
             accumulate(label, d, -diff);
         }
     }
-    tree[lid] = sq;
-    workgroupBarrier();
-    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            tree[lid] = tree[lid] + tree[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = tree_sum(lid, sq);
     if lid == 0u && wg < params.partials_per_chunk {
-        loss_scratch.partials[chunk.index * params.partials_per_chunk + wg] = tree[0];
+        loss_scratch.partials[chunk.index * params.partials_per_chunk + wg] = total;
     }
 }

@@ -3,6 +3,7 @@
 // mean loss and accuracy from per-row statistics.
 
 #import common
+#import tree_sum
 
 struct ReduceParams {
     rows: u32,
@@ -15,23 +16,14 @@ struct ReduceParams {
 @group(0) @binding(1) var<storage, read> values: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> tree: array<f32, WORKGROUP_SIZE>;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     var sum = 0.0;
     for (var r = lid; r < rp.rows; r = r + WORKGROUP_SIZE) {
         sum = sum + values[r * rp.cols + wid.x];
     }
-    tree[lid] = sum;
-    workgroupBarrier();
-    for (var s = WORKGROUP_SIZE / 2u; s > 0u; s = s / 2u) {
-        if lid < s {
-            tree[lid] = tree[lid] + tree[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let total = tree_sum(lid, sum);
     if lid == 0u {
-        out[rp.out_offset + wid.x] = rp.scale * tree[0];
+        out[rp.out_offset + wid.x] = rp.scale * total;
     }
 }

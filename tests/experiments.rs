@@ -98,7 +98,7 @@ fn face_job_short_run_with_compare_and_resume() {
         assert!(opts.out.join(format!("{variant}.safetensors")).exists());
     }
     assert!(std::fs::metadata(&report.roc_plot).unwrap().len() > 1000);
-    assert!(report.table().contains("| center (lambda 0.02)"));
+    assert!(report.table().contains("| center (lambda 0.01)"));
 
     // Resume the center-loss variant for a second epoch.
     let resumed =

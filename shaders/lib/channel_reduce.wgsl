@@ -2,6 +2,8 @@
 // per channel, strided partial sums, then a tree in workgroup memory (no float atomics).
 // The including kernel defines channel_term(flat index) -> f32.
 
+#import tree_sum
+
 struct ChannelParams {
     batch: u32,
     channels: u32,
@@ -11,8 +13,6 @@ struct ChannelParams {
 
 @group(0) @binding(0) var<uniform> shape: ChannelParams;
 
-var<workgroup> tree: array<f32, WORKGROUP_SIZE>;
-
 fn channel_sum(c: u32, lid: u32) -> f32 {
     let count = shape.batch * shape.pixels;
     var sum = 0.0;
@@ -21,13 +21,5 @@ fn channel_sum(c: u32, lid: u32) -> f32 {
         let p = t - b * shape.pixels;
         sum = sum + channel_term((b * shape.channels + c) * shape.pixels + p);
     }
-    tree[lid] = sum;
-    workgroupBarrier();
-    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            tree[lid] = tree[lid] + tree[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return tree[0];
+    return tree_sum(lid, sum);
 }

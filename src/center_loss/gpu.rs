@@ -266,6 +266,8 @@ impl GpuCenterLoss {
         let native_atomics = ctx.has_float_atomics() && !cfg.force_cas_atomics;
         let device = ctx.device();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let table_bytes = 4 * (k * dim) as u64;
+        let num_buffers = k.div_ceil(rows_per_chunk);
 
         ctx.capture(|| {
             let layouts = create_layouts(device, cfg.update);
@@ -312,6 +314,13 @@ impl GpuCenterLoss {
                 pipelines,
                 host: None,
             })
+        })
+        .map_err(|e| match e {
+            Error::Gpu(why) => Error::Gpu(format!(
+                "creating the {k} x {dim} center table ({table_bytes} bytes in {num_buffers} buffers of at most \
+                 {chunk_bytes} bytes) failed: {why}"
+            )),
+            other => other,
         })?
     }
 

@@ -142,7 +142,7 @@ pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
     for &lambda in &opts.lambdas {
         let sgd = SgdConfig {
             lr: opts.lr,
-            schedule: MultiStep { milestones: vec![steps * 6 / 10, steps * 85 / 100], gamma: 0.1 },
+            schedule: MultiStep::at_fractions(steps, &[0.6, 0.85], 0.1),
             ..Default::default()
         };
         let cfg = TrainConfig {

@@ -529,7 +529,17 @@ impl Graph {
         let branch_input =
             |g: &Self| Tensor { grad: x.grad.as_ref().map(|_| g.tensor(x.shape, true).grad.unwrap()), ..x.clone() };
         let xb = branch_input(self);
+        let first_body_param = self.params.len();
         let u = self.sequence(&xb, body, &format!("{name}.body"))?;
+        // The body's last weights start at zero, so the block starts as the identity (as
+        // in Fixup and zero-initialised residual branches): without normalisation layers,
+        // stacked residual units otherwise grow the activations and training can diverge.
+        if let Some(last) =
+            (first_body_param..self.params.len()).rev().find(|&i| self.params[i].kind == ParamKind::Weight)
+        {
+            let p = &self.params[last];
+            self.ctx.queue().write_buffer(&p.value, 0, &vec![0u8; 4 * p.len]);
+        }
         let (s, xs_grad) = if shortcut.is_empty() {
             (Tensor { grad: None, ..x.clone() }, None)
         } else {

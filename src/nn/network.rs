@@ -112,6 +112,17 @@ struct ReduceUniform {
     scale: f32,
 }
 
+/// What a recorded pass over a batch does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Forward, backward, center update, SGD.
+    Train,
+    /// Forward and the loss terms only.
+    Evaluate,
+    /// Forward and backward, no update.
+    Gradients,
+}
+
 /// A network on the GPU with its optimizer state and (when lambda > 0) its centers.
 pub struct Network {
     spec: NetworkSpec,
@@ -315,34 +326,44 @@ impl Network {
     pub fn train_step(&mut self, images: &[f32], labels: &[u32], read_metrics: bool) -> Result<Option<StepMetrics>> {
         self.check_batch(images, labels)?;
         self.apply_schedule()?;
-        let ctx = self.graph.context().clone();
-        ctx.capture(|| {
-            let queue = ctx.queue();
-            queue.write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
-            queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            self.record_loss_and_head_backward(&mut encoder, true);
-            if let Some((cl, binding)) = &self.center {
-                cl.encode_step(&mut encoder, binding)?;
-            }
-            {
-                let mut cpass = encoder.begin_compute_pass(&Default::default());
-                self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
-                let ops: Vec<Op> = self.sgd.iter().map(|(op, _)| op.clone()).collect();
-                self.graph.record_ops(&mut cpass, &ops);
-            }
-            if read_metrics {
-                encoder.copy_buffer_to_buffer(&self.metrics, 0, &self.metrics_staging, 0, 16);
-            }
-            queue.submit([encoder.finish()]);
-            Ok::<_, Error>(())
-        })??;
+        self.run_batch(images, labels, Pass::Train, read_metrics)?;
         self.step += 1;
         if read_metrics {
             Ok(Some(self.read_metrics()?))
         } else {
             Ok(None)
         }
+    }
+
+    /// Uploads a batch and records one pass over it in a single submission.
+    fn run_batch(&self, images: &[f32], labels: &[u32], pass: Pass, read_metrics: bool) -> Result<()> {
+        let ctx = self.graph.context();
+        ctx.capture(|| {
+            let queue = ctx.queue();
+            queue.write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
+            queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            self.record_loss_and_head_backward(&mut encoder, pass != Pass::Evaluate);
+            if let Some((cl, binding)) = &self.center {
+                match pass {
+                    Pass::Train => cl.encode_step(&mut encoder, binding)?,
+                    _ => cl.encode_forward(&mut encoder, binding)?,
+                }
+            }
+            if pass != Pass::Evaluate {
+                let mut cpass = encoder.begin_compute_pass(&Default::default());
+                self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
+                if pass == Pass::Train {
+                    let ops: Vec<Op> = self.sgd.iter().map(|(op, _)| op.clone()).collect();
+                    self.graph.record_ops(&mut cpass, &ops);
+                }
+            }
+            if read_metrics {
+                encoder.copy_buffer_to_buffer(&self.metrics, 0, &self.metrics_staging, 0, 16);
+            }
+            queue.submit([encoder.finish()]);
+            Ok::<_, Error>(())
+        })?
     }
 
     /// Forward, softmax head and the classifier's backward group (or only the loss).
@@ -369,19 +390,7 @@ impl Network {
     /// centers). Used for gradient checks and validation.
     pub fn evaluate_loss(&mut self, images: &[f32], labels: &[u32]) -> Result<StepMetrics> {
         self.check_batch(images, labels)?;
-        let ctx = self.graph.context().clone();
-        ctx.capture(|| {
-            ctx.queue().write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
-            ctx.queue().write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            self.record_loss_and_head_backward(&mut encoder, false);
-            if let Some((cl, binding)) = &self.center {
-                cl.encode_forward(&mut encoder, binding)?;
-            }
-            encoder.copy_buffer_to_buffer(&self.metrics, 0, &self.metrics_staging, 0, 16);
-            ctx.queue().submit([encoder.finish()]);
-            Ok::<_, Error>(())
-        })??;
+        self.run_batch(images, labels, Pass::Evaluate, true)?;
         self.read_metrics()
     }
 
@@ -389,23 +398,9 @@ impl Network {
     /// without updating anything. Returns them in [`Graph::params`] order.
     pub fn gradients(&mut self, images: &[f32], labels: &[u32]) -> Result<Vec<Vec<f32>>> {
         self.check_batch(images, labels)?;
-        let ctx = self.graph.context().clone();
-        ctx.capture(|| {
-            ctx.queue().write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
-            ctx.queue().write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            self.record_loss_and_head_backward(&mut encoder, true);
-            if let Some((cl, binding)) = &self.center {
-                cl.encode_forward(&mut encoder, binding)?;
-            }
-            {
-                let mut cpass = encoder.begin_compute_pass(&Default::default());
-                self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
-            }
-            ctx.queue().submit([encoder.finish()]);
-            Ok::<_, Error>(())
-        })??;
-        self.graph.params().iter().map(|p| read_buffer(&ctx, &p.grad, p.len)).collect()
+        self.run_batch(images, labels, Pass::Gradients, false)?;
+        let ctx = self.graph.context();
+        self.graph.params().iter().map(|p| read_buffer(ctx, &p.grad, p.len)).collect()
     }
 
     /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.

@@ -63,6 +63,11 @@ impl Default for MultiStep {
 }
 
 impl MultiStep {
+    /// Drops by `gamma` at the given fractions of `total_steps` (e.g. 0.6 and 0.85).
+    pub fn at_fractions(total_steps: u64, fractions: &[f64], gamma: f32) -> Self {
+        Self { milestones: fractions.iter().map(|f| (total_steps as f64 * f) as u64).collect(), gamma }
+    }
+
     /// The learning rate at `step` for a base rate `base`.
     pub fn lr_at(&self, base: f32, step: u64) -> f32 {
         let drops = self.milestones.iter().filter(|&&m| step >= m).count();

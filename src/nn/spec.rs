@@ -42,7 +42,8 @@ pub enum LayerSpec {
     Flatten,
     /// Divide each sample by its L2 norm.
     L2Norm,
-    /// `body(x) + shortcut(x)`; an empty shortcut is the identity.
+    /// `body(x) + shortcut(x)`; an empty shortcut is the identity. The body's last weights
+    /// are initialised to zero, so the block starts as the shortcut alone.
     Residual {
         /// The main branch.
         body: Vec<LayerSpec>,

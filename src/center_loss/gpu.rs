@@ -207,6 +207,8 @@ impl std::fmt::Debug for GpuCenterLoss {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const SORT_STAGE_BYTES: u64 = 8;
+/// Elements per invocation of `center_forward` (its `PER_INVOCATION`).
+const FORWARD_PER_INVOCATION: u64 = 8;
 
 /// One shader module to build: (label, kernel file, import aliases).
 pub(crate) type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
@@ -479,8 +481,13 @@ impl GpuCenterLoss {
         self.ctx.limits().max_compute_workgroups_per_dimension
     }
 
+    /// The grid of the forward kernel (`FORWARD_PER_INVOCATION` elements per invocation).
+    fn forward_grid(&self, batch: usize) -> (u32, u32) {
+        gpu::grid(((batch * self.cfg.feat_dim) as u64).div_ceil(FORWARD_PER_INVOCATION), self.max_grid())
+    }
+
     fn step_params(&self, batch: usize, grad_accumulate: bool) -> StepParams {
-        let (x, y) = gpu::grid((batch * self.cfg.feat_dim) as u64, self.max_grid());
+        let (x, y) = self.forward_grid(batch);
         StepParams {
             batch: batch as u32,
             dim: self.cfg.feat_dim as u32,
@@ -632,6 +639,7 @@ impl GpuCenterLoss {
         let max = self.max_grid();
         let rows = gpu::grid(batch, max);
         let elements = gpu::grid(batch * dim, max);
+        let forward = self.forward_grid(batch as usize);
         let padded = gpu::grid(batch.next_power_of_two(), max);
         let p = &self.pipelines;
         {
@@ -642,20 +650,20 @@ impl GpuCenterLoss {
             cpass.set_bind_group(0, &binding.batch_group, &[]);
             cpass.set_bind_group(1, &self.chunks[0].group, &[]);
             cpass.set_bind_group(2, &binding.scratch_group, &[]);
-            let per_chunk = |cpass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline| {
+            let per_chunk = |cpass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline, grid: (u32, u32)| {
                 cpass.set_pipeline(pipeline);
                 for chunk in &self.chunks {
                     cpass.set_bind_group(1, &chunk.group, &[]);
-                    cpass.dispatch_workgroups(elements.0, elements.1, 1);
+                    cpass.dispatch_workgroups(grid.0, grid.1, 1);
                 }
             };
             match (pass, &p.mode) {
-                (Pass::LossOnly, _) => per_chunk(&mut cpass, &p.forward_loss),
-                (Pass::Forward, _) => per_chunk(&mut cpass, &p.forward_grad),
+                (Pass::LossOnly, _) => per_chunk(&mut cpass, &p.forward_loss, forward),
+                (Pass::Forward, _) => per_chunk(&mut cpass, &p.forward_grad, forward),
                 (Pass::Step, ModePipelines::Atomic { claim, forward_accumulate, .. }) => {
                     cpass.set_pipeline(claim);
                     cpass.dispatch_workgroups(rows.0, rows.1, 1);
-                    per_chunk(&mut cpass, forward_accumulate);
+                    per_chunk(&mut cpass, forward_accumulate, forward);
                 }
                 (Pass::Step, ModePipelines::Sorted { init, bitonic, .. }) => {
                     cpass.set_pipeline(init);
@@ -669,18 +677,18 @@ impl GpuCenterLoss {
                             cpass.dispatch_workgroups(padded.0, padded.1, 1);
                         }
                     }
-                    per_chunk(&mut cpass, &p.forward_grad);
+                    per_chunk(&mut cpass, &p.forward_grad, forward);
                 }
             }
             cpass.set_pipeline(&p.reduce);
             cpass.dispatch_workgroups(1, 1, 1);
             match (pass, &p.mode) {
                 (Pass::Step, ModePipelines::Atomic { apply, release, .. }) => {
-                    per_chunk(&mut cpass, apply);
+                    per_chunk(&mut cpass, apply, elements);
                     cpass.set_pipeline(release);
                     cpass.dispatch_workgroups(rows.0, rows.1, 1);
                 }
-                (Pass::Step, ModePipelines::Sorted { update, .. }) => per_chunk(&mut cpass, update),
+                (Pass::Step, ModePipelines::Sorted { update, .. }) => per_chunk(&mut cpass, update, elements),
                 _ => {}
             }
             cpass.set_pipeline(if pass == Pass::Step { &p.finalize_step } else { &p.finalize_forward });

@@ -23,10 +23,12 @@ pub(crate) struct KernelSpec {
     pub name: &'static str,
     pub uniform_bytes: u64,
     pub storage: &'static [Access],
+    /// Size of one element of the storage arrays (their minimum binding size).
+    pub element_bytes: u64,
 }
 
 const fn k(name: &'static str, uniform_bytes: u64, storage: &'static [Access]) -> KernelSpec {
-    KernelSpec { name, uniform_bytes, storage }
+    KernelSpec { name, uniform_bytes, storage, element_bytes: 4 }
 }
 
 /// Every trainer kernel in `shaders/`.
@@ -48,7 +50,7 @@ pub(crate) const KERNEL_TABLE: &[KernelSpec] = &[
     k("l2norm_forward", 16, &[R, W, W]),
     k("l2norm_backward", 16, &[R, R, R, W]),
     k("sgd_momentum", 16, &[R, W, W]),
-    k("bandwidth_copy", 16, &[R, W]),
+    KernelSpec { name: "bandwidth_copy", uniform_bytes: 16, storage: &[R, W], element_bytes: 16 },
 ];
 
 /// One recorded dispatch: a pipeline, its bind group, its grid.
@@ -89,7 +91,7 @@ impl Kernels {
             for spec in KERNEL_TABLE {
                 let mut entries = vec![gpu::uniform_entry(0, spec.uniform_bytes, false)];
                 for (i, access) in spec.storage.iter().enumerate() {
-                    entries.push(gpu::storage_entry(i as u32 + 1, *access == Access::Read, 4));
+                    entries.push(gpu::storage_entry(i as u32 + 1, *access == Access::Read, spec.element_bytes));
                 }
                 let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some(spec.name),

@@ -6,19 +6,14 @@
 //! with the ceiling. `cargo bench --bench center_loss`; the full report with PyTorch
 //! peers is `cargo run --release --example bench_report`.
 
-use centerloss::bench::{copy_bandwidth, cpu_center_loss_seconds, duration, CenterLossBench, CenterLossCase};
-use centerloss::{GpuContext, UpdateMode};
+use centerloss::bench::{
+    context_or_skip, copy_bandwidth, cpu_center_loss_seconds, duration, CenterLossBench, CenterLossCase,
+};
+use centerloss::UpdateMode;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn center_loss(c: &mut Criterion) {
-    let ctx = match GpuContext::new() {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("SKIP: {e}");
-            return;
-        }
-    };
-    eprintln!("adapter: {}", ctx.adapter_summary());
+    let Some(ctx) = context_or_skip() else { return };
     eprintln!("GPU step times: {}", if ctx.has_timestamps() { "GPU timestamp queries" } else { "wall clock" });
     let mut group = c.benchmark_group("center_loss_step");
     group.sample_size(10);

@@ -2,20 +2,12 @@
 //! training steps of LeNet++ at batch 128 and the face network at batch 64.
 //! `cargo bench --bench trainer`.
 
-use centerloss::bench::{duration, gemm_gflops, trainer_images_per_second};
+use centerloss::bench::{context_or_skip, duration, gemm_gflops, trainer_images_per_second};
 use centerloss::nn::NetworkSpec;
-use centerloss::GpuContext;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn trainer(c: &mut Criterion) {
-    let ctx = match GpuContext::new() {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("SKIP: {e}");
-            return;
-        }
-    };
-    eprintln!("adapter: {}", ctx.adapter_summary());
+    let Some(ctx) = context_or_skip() else { return };
     let mut gemm = c.benchmark_group("gemm");
     gemm.sample_size(10);
     for n in [128usize, 256, 512, 1024] {

@@ -110,6 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out: a.out,
         compare: a.compare,
         progress: true,
+        ..Default::default()
     };
     let report = run(&ctx, &opts)?;
     println!("\nHeld-out identities ({}):\n{}", report.data, report.table());

@@ -189,9 +189,9 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, samples: usize) -> Result<(f
     let src = gpu::buffer(ctx.device(), "copy src", bytes, gpu::STORAGE_RW);
     let dst = gpu::buffer(ctx.device(), "copy dst", bytes, gpu::STORAGE_RW);
     let len = (bytes / 16) as u32;
-    let u = graph.make_uniform(&[len, 0, 0, 0]);
+    let u = graph.uniform(&[len, 0, 0, 0]);
     let (x, y) = gpu::grid(len as u64, ctx.limits().max_compute_workgroups_per_dimension);
-    let op = graph.make_op("bandwidth_copy", &u, &[&src, &dst], (x, y, 1))?;
+    let op = graph.op("bandwidth_copy", &u, &[&src, &dst], (x, y, 1))?;
     let iters = 4;
     let timing = time_recorded(ctx, iters, samples, &|enc| {
         let mut pass = enc.begin_compute_pass(&Default::default());
@@ -232,6 +232,20 @@ pub fn trainer_images_per_second(ctx: &GpuContext, spec: NetworkSpec, batch: usi
     }
     ctx.wait_idle()?;
     Ok((steps * batch) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The GPU context for a benchmark, or `None` after printing why there is none.
+pub fn context_or_skip() -> Option<GpuContext> {
+    match GpuContext::new() {
+        Ok(ctx) => {
+            eprintln!("adapter: {}", ctx.adapter_summary());
+            Some(ctx)
+        }
+        Err(e) => {
+            eprintln!("SKIP: {e}");
+            None
+        }
+    }
 }
 
 /// A duration from seconds (criterion's `iter_custom`).

@@ -62,6 +62,9 @@ pub struct FaceOptions {
     pub out: PathBuf,
     /// Also train softmax alone with the same seed, data and budget.
     pub compare: bool,
+    /// How the centers are updated; deterministic by default, so that a run with the same
+    /// options reproduces its table bit for bit on the same adapter.
+    pub center_update: UpdateMode,
     /// Show progress bars.
     pub progress: bool,
 }
@@ -83,6 +86,7 @@ impl Default for FaceOptions {
             resume: None,
             out: PathBuf::from("out/faces"),
             compare: false,
+            center_update: UpdateMode::Deterministic,
             progress: true,
         }
     }
@@ -246,7 +250,7 @@ fn train_variant(
         sgd,
         lambda,
         alpha: opts.alpha,
-        center_update: UpdateMode::Atomic,
+        center_update: opts.center_update,
         seed: opts.seed,
     };
     let spec = NetworkSpec::face_resnet(data.train.shape[0], opts.resolution, opts.embed_dim, data.train.num_classes());

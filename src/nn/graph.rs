@@ -234,7 +234,8 @@ impl Graph {
         .and_then(|r| r)
     }
 
-    fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
+    /// A uniform buffer holding `value`.
+    pub(crate) fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
         self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("layer params"),
@@ -243,7 +244,8 @@ impl Graph {
         })
     }
 
-    fn op(
+    /// A dispatch of a trainer kernel on this graph's device.
+    pub(crate) fn op(
         &self,
         kernel: &'static str,
         uniform: &wgpu::Buffer,
@@ -603,22 +605,6 @@ impl Graph {
     /// Records extra dispatches (the loss head, the optimizer).
     pub(crate) fn record_ops(&self, cpass: &mut wgpu::ComputePass<'_>, ops: &[Op]) {
         self.kernels.record(cpass, ops);
-    }
-
-    /// Builds a dispatch of a trainer kernel on this graph's device.
-    pub(crate) fn make_op(
-        &self,
-        kernel: &'static str,
-        uniform: &wgpu::Buffer,
-        storage: &[&wgpu::Buffer],
-        grid: (u32, u32, u32),
-    ) -> Result<Op> {
-        self.op(kernel, uniform, storage, grid)
-    }
-
-    /// A uniform buffer holding `value`.
-    pub(crate) fn make_uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
-        self.uniform(value)
     }
 
     /// Runs forward (and, with `backward`, backward) once and waits.

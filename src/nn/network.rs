@@ -166,28 +166,28 @@ impl Network {
             gpu::buffer(device, "metrics staging", 16, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let row_stats = gpu::buffer(device, "row stats", 8 * b as u64, gpu::STORAGE_RW);
         let dlogits = logits.grad.clone().ok_or_else(|| Error::Config("logits have no gradient".into()))?;
-        let su = graph.make_uniform(&SoftmaxUniform {
+        let su = graph.uniform(&SoftmaxUniform {
             batch: b as u32,
             classes: spec.num_classes as u32,
             grad_scale: 1.0 / b as f32,
             _pad: 0,
         });
-        let ru = graph.make_uniform(&ReduceUniform { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
+        let ru = graph.uniform(&ReduceUniform { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
         let head = vec![
-            graph.make_op(
+            graph.op(
                 "softmax_cross_entropy",
                 &su,
                 &[&logits.buffer, &labels, &dlogits, &row_stats],
                 (b as u32, 1, 1),
             )?,
-            graph.make_op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
+            graph.op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
         ];
         let max_grid = ctx.limits().max_compute_workgroups_per_dimension;
         let mut sgd = Vec::new();
         for p in graph.params() {
-            let u = graph.make_uniform(&SgdUniform { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
+            let u = graph.uniform(&SgdUniform { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
             let (x, y) = gpu::grid(p.len as u64, max_grid);
-            sgd.push((graph.make_op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity], (x, y, 1))?, u));
+            sgd.push((graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity], (x, y, 1))?, u));
         }
         let center = if cfg.lambda > 0.0 {
             let cl = GpuCenterLoss::new(

@@ -134,7 +134,10 @@ pub struct Network {
     logits: Tensor,
     trunk_groups: usize,
     head: Vec<Op>,
-    sgd: Vec<(Op, wgpu::Buffer)>,
+    /// One SGD dispatch per parameter, and the uniform each reads (rewritten when the
+    /// scheduled learning rate changes).
+    sgd_ops: Vec<Op>,
+    sgd_uniforms: Vec<wgpu::Buffer>,
     metrics: wgpu::Buffer,
     metrics_staging: wgpu::Buffer,
     center: Option<(GpuCenterLoss, CenterLossBinding)>,
@@ -183,11 +186,12 @@ impl Network {
             graph.op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
         ];
         let max_grid = ctx.limits().max_compute_workgroups_per_dimension;
-        let mut sgd = Vec::new();
+        let (mut sgd_ops, mut sgd_uniforms) = (Vec::new(), Vec::new());
         for p in graph.params() {
             let u = graph.uniform(&SgdUniform { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
             let (x, y) = gpu::grid(p.len as u64, max_grid);
-            sgd.push((graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity], (x, y, 1))?, u));
+            sgd_ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity], (x, y, 1))?);
+            sgd_uniforms.push(u);
         }
         let center = if cfg.lambda > 0.0 {
             let cl = GpuCenterLoss::new(
@@ -228,7 +232,8 @@ impl Network {
             logits,
             trunk_groups,
             head,
-            sgd,
+            sgd_ops,
+            sgd_uniforms,
             metrics,
             metrics_staging,
             center,
@@ -299,7 +304,7 @@ impl Network {
         self.lr = lr;
         let ctx = self.graph.context();
         ctx.capture(|| {
-            for (p, (_, u)) in self.graph.params().iter().zip(&self.sgd) {
+            for (p, u) in self.graph.params().iter().zip(&self.sgd_uniforms) {
                 let value = SgdUniform {
                     len: p.len as u32,
                     lr,
@@ -354,8 +359,7 @@ impl Network {
                 let mut cpass = encoder.begin_compute_pass(&Default::default());
                 self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
                 if pass == Pass::Train {
-                    let ops: Vec<Op> = self.sgd.iter().map(|(op, _)| op.clone()).collect();
-                    self.graph.record_ops(&mut cpass, &ops);
+                    self.graph.record_ops(&mut cpass, &self.sgd_ops);
                 }
             }
             if read_metrics {

@@ -1,6 +1,49 @@
 //! Plain-Rust f64 twins of the trainer's layers: the specification the GPU kernels are
 //! tested against. Tensors are NCHW slices; `b` is the batch size.
 
+/// Calls `tap(y, x, w)` for every (output, input, weight) index triple of a convolution
+/// whose input position lies inside the image (zero padding contributes nothing).
+#[allow(clippy::too_many_arguments)]
+fn conv_taps(
+    b: usize,
+    ic: usize,
+    h: usize,
+    wd: usize,
+    oc: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    mut tap: impl FnMut(usize, usize, usize),
+) {
+    let oh = (h + 2 * pad - k) / stride + 1;
+    let ow = (wd + 2 * pad - k) / stride + 1;
+    for n in 0..b {
+        for o in 0..oc {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let yi = ((n * oc + o) * oh + oy) * ow + ox;
+                    for c in 0..ic {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * stride + ky) as isize - pad as isize;
+                                let ix = (ox * stride + kx) as isize - pad as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                tap(
+                                    yi,
+                                    ((n * ic + c) * h + iy as usize) * wd + ix as usize,
+                                    ((o * ic + c) * k + ky) * k + kx,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Convolution forward: `x` [b, ic, h, w], `w` [oc, ic, k, k], `bias` [oc] -> [b, oc, oh, ow].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
@@ -16,32 +59,9 @@ pub fn conv2d(
     stride: usize,
     pad: usize,
 ) -> Vec<f64> {
-    let oh = (h + 2 * pad - k) / stride + 1;
-    let ow = (wd + 2 * pad - k) / stride + 1;
-    let mut y = vec![0.0; b * oc * oh * ow];
-    for n in 0..b {
-        for o in 0..oc {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut s = bias.map_or(0.0, |bb| bb[o]);
-                    for c in 0..ic {
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let iy = (oy * stride + ky) as isize - pad as isize;
-                                let ix = (ox * stride + kx) as isize - pad as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                                    continue;
-                                }
-                                s += w[((o * ic + c) * k + ky) * k + kx]
-                                    * x[((n * ic + c) * h + iy as usize) * wd + ix as usize];
-                            }
-                        }
-                    }
-                    y[((n * oc + o) * oh + oy) * ow + ox] = s;
-                }
-            }
-        }
-    }
+    let pixels = ((h + 2 * pad - k) / stride + 1) * ((wd + 2 * pad - k) / stride + 1);
+    let mut y: Vec<f64> = (0..b * oc * pixels).map(|i| bias.map_or(0.0, |bb| bb[(i / pixels) % oc])).collect();
+    conv_taps(b, ic, h, wd, oc, k, stride, pad, |yi, xi, wi| y[yi] += w[wi] * x[xi]);
     y
 }
 
@@ -60,36 +80,17 @@ pub fn conv2d_backward(
     stride: usize,
     pad: usize,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let oh = (h + 2 * pad - k) / stride + 1;
-    let ow = (wd + 2 * pad - k) / stride + 1;
+    let pixels = dy.len() / (b * oc).max(1);
     let mut dx = vec![0.0; x.len()];
     let mut dw = vec![0.0; w.len()];
     let mut db = vec![0.0; oc];
-    for n in 0..b {
-        for o in 0..oc {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let g = dy[((n * oc + o) * oh + oy) * ow + ox];
-                    db[o] += g;
-                    for c in 0..ic {
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let iy = (oy * stride + ky) as isize - pad as isize;
-                                let ix = (ox * stride + kx) as isize - pad as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                                    continue;
-                                }
-                                let xi = ((n * ic + c) * h + iy as usize) * wd + ix as usize;
-                                let wi = ((o * ic + c) * k + ky) * k + kx;
-                                dw[wi] += g * x[xi];
-                                dx[xi] += g * w[wi];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    for (i, g) in dy.iter().enumerate() {
+        db[(i / pixels) % oc] += g;
     }
+    conv_taps(b, ic, h, wd, oc, k, stride, pad, |yi, xi, wi| {
+        dw[wi] += dy[yi] * x[xi];
+        dx[xi] += dy[yi] * w[wi];
+    });
     (dx, dw, db)
 }
 

@@ -32,7 +32,6 @@ fn main(
     let sum = acc_take(row * params.dim + d);
     let count = acc_load(count_index(row));
     if atomicLoad(&status[0]) == 0u {
-        let idx = center_index(label, d);
-        centers[idx] = centers[idx] - params.alpha * sum / (1.0 + count);
+        center_store(label, d, center_load(label, d) - params.alpha * sum / (1.0 + count));
     }
 }

@@ -46,7 +46,7 @@ fn element(e: u32) -> f32 {
         return 0.0;
     }
     let x = features[e];
-    let diff = x - centers[center_index(label, d)];
+    let diff = x - center_load(label, d);
     if !is_finite_f32(x) {
         atomicOr(&status[0], FLAG_NON_FINITE);
         atomicAdd(&status[3], 1u);

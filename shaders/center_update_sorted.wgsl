@@ -31,8 +31,7 @@ fn main(
     if atomicLoad(&status[0]) != 0u {
         return;
     }
-    let idx = center_index(label, d);
-    let c = centers[idx];
+    let c = center_load(label, d);
     var sum = 0.0;
     var n = 0u;
     for (var q = p; q < params.batch; q = q + 1u) {
@@ -43,5 +42,5 @@ fn main(
         sum = sum + (c - features[key.y * params.dim + d]);
         n = n + 1u;
     }
-    centers[idx] = c - params.alpha * sum / (1.0 + f32(n));
+    center_store(label, d, c - params.alpha * sum / (1.0 + f32(n)));
 }

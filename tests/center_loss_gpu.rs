@@ -113,13 +113,22 @@ fn fifty_steps_with_drifting_centers() {
 
 #[test]
 fn center_table_split_over_many_buffers() {
-    // 5 rows per buffer: 23 classes over 5 buffers, labels crossing every boundary.
+    // 5 rows per buffer: 23 classes over 5 buffers, labels crossing every boundary; bound
+    // one, two or (the default, where the adapter allows) four buffers per dispatch.
     for variant in VARIANTS {
-        let cfg = CenterLossConfig { max_chunk_bytes: Some(4 * 3 * 5), ..config(23, 3, variant, Reduction::Mean) };
-        if let Some(ctx) = gpu() {
-            assert_eq!(GpuCenterLoss::new(&ctx, cfg.clone()).unwrap().num_center_buffers(), 5);
+        for (bindings, passes) in [(Some(1), 5), (Some(2), 3), (None, 2)] {
+            let cfg = CenterLossConfig {
+                max_chunk_bytes: Some(4 * 3 * 5),
+                center_bindings: bindings,
+                ..config(23, 3, variant, Reduction::Mean)
+            };
+            if let Some(ctx) = gpu() {
+                let cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
+                assert_eq!(cl.num_center_buffers(), 5);
+                assert_eq!(cl.center_passes(), passes, "{variant:?} with {bindings:?} bindings");
+            }
+            compare(cfg, 41, 3, 200, &random_labels(41, 23));
         }
-        compare(cfg, 41, 3, 200, &random_labels(41, 23));
     }
 }
 

@@ -48,7 +48,14 @@ pub struct CenterLossConfig {
     /// Caps the bytes of one center-table buffer below the adapter's storage-binding
     /// limit (the table is split over several buffers). `None`: the adapter's limit.
     pub max_chunk_bytes: Option<u64>,
+    /// How many center-table buffers one dispatch binds, 1 to [`MAX_CENTER_BINDINGS`], so
+    /// that a table split over several buffers is still walked once per step. `None`: as
+    /// many as the adapter's per-stage storage-buffer limit allows.
+    pub center_bindings: Option<usize>,
 }
+
+/// The most center-table buffers one dispatch binds.
+pub const MAX_CENTER_BINDINGS: usize = 4;
 
 impl Default for CenterLossConfig {
     fn default() -> Self {
@@ -61,6 +68,7 @@ impl Default for CenterLossConfig {
             update: UpdateMode::Atomic,
             force_cas_atomics: false,
             max_chunk_bytes: None,
+            center_bindings: None,
         }
     }
 }
@@ -87,6 +95,12 @@ impl CenterLossConfig {
             return Err(Error::Config(format!(
                 "max_chunk_bytes must hold at least one center row ({} bytes)",
                 4 * self.feat_dim
+            )));
+        }
+        if self.center_bindings.is_some_and(|n| !(1..=MAX_CENTER_BINDINGS).contains(&n)) {
+            return Err(Error::Config(format!(
+                "center_bindings must be 1 to {MAX_CENTER_BINDINGS}, got {:?}",
+                self.center_bindings
             )));
         }
         Ok(())

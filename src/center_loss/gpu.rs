@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::{Pod, Zeroable};
 
-use super::config::{check_finite, check_len, CenterLossConfig, UpdateMode};
+use super::config::{check_finite, check_len, CenterLossConfig, UpdateMode, MAX_CENTER_BINDINGS};
 use crate::gpu::{self, shaders, GpuContext};
 use crate::{Error, Result};
 
@@ -126,14 +126,13 @@ struct ChunkParams {
     row_start: u32,
     row_end: u32,
     index: u32,
-    _pad: u32,
+    rows_per_buffer: u32,
 }
 
 /// One buffer of the center table.
 struct Chunk {
     rows: Range<usize>,
     centers: wgpu::Buffer,
-    group: wgpu::BindGroup,
 }
 
 struct Layouts {
@@ -187,6 +186,9 @@ pub struct GpuCenterLoss {
     id: u64,
     native_atomics: bool,
     chunks: Vec<Chunk>,
+    /// Bind groups of up to `center_bindings` consecutive chunks: each step dispatches every
+    /// center kernel once per group.
+    chunk_groups: Vec<wgpu::BindGroup>,
     status: wgpu::Buffer,
     status_staging: wgpu::Buffer,
     slots: Option<wgpu::Buffer>,
@@ -213,9 +215,18 @@ const FORWARD_PER_INVOCATION: u64 = 8;
 /// One shader module to build: (label, kernel file, import aliases).
 pub(crate) type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
 
-/// Every shader module a mode needs.
-pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool) -> Vec<ShaderSpec> {
+/// Storage buffers per shader stage that the center kernels bind besides the centers:
+/// features, labels, grad, loss scratch, health; then slots and accumulators (atomic mode)
+/// or sort keys (deterministic).
+fn storage_bindings_besides_centers(update: UpdateMode) -> u32 {
+    5 + if update == UpdateMode::Atomic { 2 } else { 1 }
+}
+
+/// Every shader module a mode needs; `center_bindings` > 1 selects the kernels that bind
+/// several center buffers at once.
+pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindings: usize) -> Vec<ShaderSpec> {
     let accum = ("accum", if native_atomics { "accum_native" } else { "accum_cas" });
+    let chunk = ("chunk_bindings", if center_bindings > 1 { "chunk_bindings_4" } else { "chunk_bindings" });
     let mut plan = vec![
         ("forward", "center_forward", vec![("accumulate", "accumulate_none")]),
         ("reduce", "loss_reduce", vec![]),
@@ -233,6 +244,9 @@ pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool) -> Vec<Shade
             ("bitonic", "bitonic_step", vec![]),
             ("update_sorted", "center_update_sorted", vec![]),
         ]),
+    }
+    for (_, _, aliases) in &mut plan {
+        aliases.push(chunk);
     }
     plan
 }
@@ -270,29 +284,49 @@ impl GpuCenterLoss {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let table_bytes = 4 * (k * dim) as u64;
         let num_buffers = k.div_ceil(rows_per_chunk);
+        let bindings_allowed =
+            limits.max_storage_buffers_per_shader_stage.saturating_sub(storage_bindings_besides_centers(cfg.update));
+        // Buffers per group; more than one needs every binding of `chunk_bindings_4`.
+        let center_bindings = match cfg.center_bindings.unwrap_or(MAX_CENTER_BINDINGS).min(num_buffers) {
+            n if n > 1 && bindings_allowed as usize >= MAX_CENTER_BINDINGS => n,
+            _ => 1,
+        };
+        let layout_bindings = if center_bindings > 1 { MAX_CENTER_BINDINGS } else { 1 };
 
         ctx.capture(|| {
-            let layouts = create_layouts(device, cfg.update);
-            let pipelines = create_pipelines(device, &layouts, cfg.update, native_atomics)?;
-            let chunks = (0..k)
+            let layouts = create_layouts(device, cfg.update, layout_bindings);
+            let pipelines = create_pipelines(device, &layouts, cfg.update, native_atomics, layout_bindings)?;
+            let chunks: Vec<Chunk> = (0..k)
                 .step_by(rows_per_chunk)
-                .enumerate()
-                .map(|(index, start)| {
+                .map(|start| {
                     let rows = start..(start + rows_per_chunk).min(k);
                     let centers = gpu::buffer(device, "centers", (rows.len() * dim * 4) as u64, gpu::STORAGE_RW);
+                    Chunk { rows, centers }
+                })
+                .collect();
+            // Bindings a group leaves unused hold distinct placeholders (never indexed).
+            let placeholders: Vec<wgpu::Buffer> = (1..layout_bindings)
+                .map(|_| gpu::buffer(device, "unused center binding", 4, gpu::STORAGE_RW))
+                .collect();
+            let chunk_groups = chunks
+                .chunks(center_bindings)
+                .enumerate()
+                .map(|(index, group)| {
                     let params = ChunkParams {
-                        row_start: rows.start as u32,
-                        row_end: rows.end as u32,
+                        row_start: group[0].rows.start as u32,
+                        row_end: group[group.len() - 1].rows.end as u32,
                         index: index as u32,
-                        _pad: 0,
+                        rows_per_buffer: rows_per_chunk as u32,
                     };
                     let params = uniform(device, "chunk params", bytemuck::bytes_of(&params));
-                    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    let mut entries = vec![gpu::bind(0, &params)];
+                    let buffers = group.iter().map(|c| &c.centers).chain(&placeholders);
+                    entries.extend(buffers.take(layout_bindings).enumerate().map(|(i, b)| gpu::bind(1 + i as u32, b)));
+                    device.create_bind_group(&wgpu::BindGroupDescriptor {
                         label: Some("center chunk"),
                         layout: &layouts.chunk,
-                        entries: &[gpu::bind(0, &params), gpu::bind(1, &centers)],
-                    });
-                    Chunk { rows, centers, group }
+                        entries: &entries,
+                    })
                 })
                 .collect();
             let status = gpu::buffer(device, "health", 16, gpu::STORAGE_RW);
@@ -309,6 +343,7 @@ impl GpuCenterLoss {
                 id,
                 native_atomics,
                 chunks,
+                chunk_groups,
                 status,
                 status_staging,
                 slots,
@@ -344,6 +379,13 @@ impl GpuCenterLoss {
     /// How many buffers the center table is split over.
     pub fn num_center_buffers(&self) -> usize {
         self.chunks.len()
+    }
+
+    /// How many times each center kernel walks the batch per step: once per group of
+    /// center buffers bound together (1 unless the table spans more buffers than one
+    /// dispatch binds, see [`CenterLossConfig::center_bindings`]).
+    pub fn center_passes(&self) -> usize {
+        self.chunk_groups.len()
     }
 
     /// Replaces the centers with `centers` (K*D finite values, row-major).
@@ -497,7 +539,7 @@ impl GpuCenterLoss {
             alpha: self.cfg.alpha,
             grad_accumulate: grad_accumulate as u32,
             partials_per_chunk: x * y,
-            num_chunks: self.chunks.len() as u32,
+            num_chunks: self.chunk_groups.len() as u32,
             _pad: [0; 3],
         }
     }
@@ -648,12 +690,12 @@ impl GpuCenterLoss {
                 timestamp_writes: None,
             });
             cpass.set_bind_group(0, &binding.batch_group, &[]);
-            cpass.set_bind_group(1, &self.chunks[0].group, &[]);
+            cpass.set_bind_group(1, &self.chunk_groups[0], &[]);
             cpass.set_bind_group(2, &binding.scratch_group, &[]);
             let per_chunk = |cpass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline, grid: (u32, u32)| {
                 cpass.set_pipeline(pipeline);
-                for chunk in &self.chunks {
-                    cpass.set_bind_group(1, &chunk.group, &[]);
+                for group in &self.chunk_groups {
+                    cpass.set_bind_group(1, group, &[]);
                     cpass.dispatch_workgroups(grid.0, grid.1, 1);
                 }
             };
@@ -781,7 +823,7 @@ fn uniform(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     })
 }
 
-fn create_layouts(device: &wgpu::Device, update: UpdateMode) -> Layouts {
+fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_bindings: usize) -> Layouts {
     let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| {
         device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
     };
@@ -796,10 +838,9 @@ fn create_layouts(device: &wgpu::Device, update: UpdateMode) -> Layouts {
             gpu::storage_entry(5, false, 16),
         ],
     );
-    let chunk = layout(
-        "center chunk",
-        &[gpu::uniform_entry(0, std::mem::size_of::<ChunkParams>() as u64, false), gpu::storage_entry(1, false, 4)],
-    );
+    let mut chunk_entries = vec![gpu::uniform_entry(0, std::mem::size_of::<ChunkParams>() as u64, false)];
+    chunk_entries.extend((1..=center_bindings as u32).map(|b| gpu::storage_entry(b, false, 4)));
+    let chunk = layout("center chunk", &chunk_entries);
     let scratch = match update {
         UpdateMode::Atomic => {
             layout("atomic scratch", &[gpu::storage_entry(0, false, 4), gpu::storage_entry(1, false, 4)])
@@ -825,9 +866,10 @@ fn create_pipelines(
     layouts: &Layouts,
     update: UpdateMode,
     native_atomics: bool,
+    center_bindings: usize,
 ) -> Result<Pipelines> {
     let mut modules = std::collections::HashMap::new();
-    for (label, kernel, aliases) in shader_plan(update, native_atomics) {
+    for (label, kernel, aliases) in shader_plan(update, native_atomics, center_bindings) {
         let source = shaders::compose(kernel, &aliases)?;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(label),

@@ -5,7 +5,7 @@ mod config;
 pub mod cpu;
 mod gpu;
 
-pub use config::{check_finite, check_len, CenterLossConfig, Reduction, UpdateMode};
+pub use config::{check_finite, check_len, CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
 pub use gpu::{BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, StepOutput};
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ struct Args {
     /// Built-in set: images per identity.
     #[arg(long, default_value_t = 20)]
     images_per_identity: usize,
+    /// Built-in set: scale of every nuisance (pose, light, expression, noise, occlusion).
+    #[arg(long, default_value_t = FaceSetConfig::default().difficulty)]
+    difficulty: f32,
     /// Colour input (3 channels) instead of grey.
     #[arg(long)]
     rgb: bool,
@@ -90,6 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             train_identities: a.identities,
             test_identities: a.eval_identities,
             images_per_identity: a.images_per_identity,
+            difficulty: a.difficulty,
             seed: a.seed,
             ..Default::default()
         }),

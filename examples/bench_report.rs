@@ -97,6 +97,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    // Where the time of the headline step goes, kernel by kernel.
+    let mut profiles = Vec::new();
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let case = CenterLossCase { batch: 512, dim: 512, classes: 10_575, update };
+        if let Some(kernels) = CenterLossBench::new(&ctx, case, 1)?.profile(samples)? {
+            profiles.push((update, kernels));
+        }
+    }
+    let passes = CenterLossBench::new(
+        &ctx,
+        CenterLossCase { batch: 512, dim: 512, classes: 100_000, update: UpdateMode::Atomic },
+        1,
+    )?;
+    let (k100k_buffers, k100k_passes) = (passes.center_buffers(), passes.center_passes());
+    drop(passes);
     // The CPU reference, same shapes (atomic rows only: it has no modes).
     let mut cpu = HashMap::new();
     for &(case, _, _) in rows.iter().filter(|r| r.0.update == UpdateMode::Atomic) {
@@ -207,6 +222,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "\nK independence (atomic, B = 512, D = 512): K = 100 000 takes {:.2}x the time of K = 10.",
             large / small
         )?;
+    }
+    writeln!(
+        md,
+        "The K = 100 000 table ({} MB) is held in {k100k_buffers} buffer(s) on this adapter, walked in {k100k_passes} pass(es) per step.",
+        100_000 * 512 * 4 / 1_000_000
+    )?;
+    if !profiles.is_empty() {
+        writeln!(md, "\n### Where the step's time goes (B = 512, D = 512, K = 10 575)\n")?;
+        writeln!(md, "GPU timestamps around each dispatch, each in a compute pass of its own (`GpuCenterLoss::profile_step`); median of {samples} steps.\n")?;
+        writeln!(md, "| mode | kernel | dispatches | us per step | share |\n|---|---|---|---|---|")?;
+        for (update, kernels) in &profiles {
+            let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+            for k in kernels {
+                writeln!(
+                    md,
+                    "| {update:?} | {} | {} | {:.1} | {:.0}% |",
+                    k.kernel,
+                    k.dispatches,
+                    1e6 * k.seconds,
+                    100.0 * k.seconds / total
+                )?;
+            }
+        }
     }
     writeln!(md, "\n## GEMM (tiled, workgroup memory)\n\n| M = N = K | GFLOP/s |\n|---|---|")?;
     for (n, g) in &gemm {

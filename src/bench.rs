@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use wgpu::util::DeviceExt;
 
+use crate::center_loss::KernelTime;
 use crate::cpu::CenterLossCpu;
 use crate::gpu::{self, GpuContext, GpuTimer};
 use crate::nn::{Graph, LayerSpec, Network, NetworkSpec, TrainConfig};
@@ -146,6 +147,22 @@ impl CenterLossBench {
     pub fn min_bytes(&self) -> u64 {
         let (b, d) = (self.case.batch as u64, self.case.dim as u64);
         4 * (3 * b * d + 2 * self.distinct_classes as u64 * d + b)
+    }
+
+    /// GPU time of each kernel of the step ([`GpuCenterLoss::profile_step`]); `None`
+    /// without timestamps.
+    pub fn profile(&self, samples: usize) -> Result<Option<Vec<KernelTime>>> {
+        self.cl.profile_step(&self.binding, samples)
+    }
+
+    /// How many buffers hold the center table.
+    pub fn center_buffers(&self) -> usize {
+        self.cl.num_center_buffers()
+    }
+
+    /// How many times each center kernel walks the batch per step.
+    pub fn center_passes(&self) -> usize {
+        self.cl.center_passes()
     }
 
     /// Median seconds per step, `iters` steps recorded per sample.

@@ -182,3 +182,52 @@ fn bind_checks_buffers() {
     let mut enc = ctx.device().create_command_encoder(&Default::default());
     assert!(matches!(other.encode_step(&mut enc, &binding), Err(Error::Config(_))));
 }
+
+#[test]
+fn profiled_steps_time_every_kernel_and_still_step() {
+    let Some(ctx) = gpu() else { return };
+    if !ctx.has_timestamps() {
+        return;
+    }
+    let (b, d, k) = (37, 6, 9);
+    for (update, kernels) in [
+        (
+            UpdateMode::Atomic,
+            vec!["center_claim", "center_forward", "loss_reduce", "center_apply", "center_release", "status_finalize"],
+        ),
+        (
+            UpdateMode::Deterministic,
+            vec![
+                "sort_keys_init",
+                "bitonic_step",
+                "center_forward",
+                "loss_reduce",
+                "center_update_sorted",
+                "status_finalize",
+            ],
+        ),
+    ] {
+        let mut r = rng(30);
+        let mut cl = GpuCenterLoss::new(&ctx, cfg(update)).unwrap();
+        let mut cpu = CenterLossCpu::new(cfg(update)).unwrap();
+        let init = uniform(&mut r, k * d, 1.0);
+        cl.set_centers(&init).unwrap();
+        cpu.set_centers(&init).unwrap();
+        let (x, y) = (uniform(&mut r, b * d, 1.0), labels(&mut r, b, k));
+        let caller = caller_buffers(&ctx, &x, &y);
+        let binding = cl.bind(bind(&caller, b, false)).unwrap();
+        let profile = cl.profile_step(&binding, 3).unwrap().expect("the adapter has timestamps");
+        let names: Vec<&str> = profile.iter().map(|t| t.kernel).collect();
+        assert_eq!(names, kernels, "{update:?}");
+        assert!(profile.iter().all(|t| t.seconds > 0.0 && t.seconds.is_finite()), "{profile:?}");
+        if update == UpdateMode::Deterministic {
+            // 64 padded rows: 6 * 7 / 2 bitonic stages.
+            assert_eq!(profile[1].dispatches, 21);
+        }
+        // Three real steps ran.
+        for _ in 0..3 {
+            cpu.step(&x, &y).unwrap();
+        }
+        assert!(rel_err(&cl.centers().unwrap(), cpu.centers()) < 1e-5, "{update:?}");
+    }
+}

@@ -11,7 +11,7 @@ struct StepParams {
     alpha: f32,
     // 1: grad += g (the caller sums several losses), 0: grad = g.
     grad_accumulate: u32,
-    // Loss partial sums written per chunk dispatch (workgroups of the forward grid).
+    // Loss partial sums written per chunk dispatch (invocations of the forward grid).
     partials_per_chunk: u32,
     num_chunks: u32,
     _pad0: u32,

@@ -211,6 +211,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const SORT_STAGE_BYTES: u64 = 8;
 /// Elements per invocation of `center_forward` (its `PER_INVOCATION`).
 const FORWARD_PER_INVOCATION: u64 = 8;
+/// `WORKGROUP_SIZE` of the center kernels: the forward kernel writes one loss partial per
+/// invocation.
+const FORWARD_WORKGROUP_SIZE: u32 = 256;
 
 /// One shader module to build: (label, kernel file, import aliases).
 pub(crate) type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
@@ -538,7 +541,7 @@ impl GpuCenterLoss {
             grad_scale: self.cfg.grad_scale(batch) as f32,
             alpha: self.cfg.alpha,
             grad_accumulate: grad_accumulate as u32,
-            partials_per_chunk: x * y,
+            partials_per_chunk: x * y * FORWARD_WORKGROUP_SIZE,
             num_chunks: self.chunk_groups.len() as u32,
             _pad: [0; 3],
         }
@@ -673,17 +676,71 @@ impl GpuCenterLoss {
         SortStages { stride, count, group }
     }
 
-    /// Records `pass` over the first `batch` rows of `binding` (its own batch, or fewer on
-    /// the host buffers): the whole step in one compute pass, then the loss copy.
-    fn record(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding, batch: u32, pass: Pass) {
+    /// The dispatches of `pass` over the first `batch` rows of `binding`, in order.
+    fn plan<'a>(&'a self, binding: &'a CenterLossBinding, batch: u32, pass: Pass) -> Vec<Dispatch<'a>> {
         let batch = batch as u64;
         let dim = self.cfg.feat_dim as u64;
         let max = self.max_grid();
         let rows = gpu::grid(batch, max);
-        let elements = gpu::grid(batch * dim, max);
+        let _elements = gpu::grid(batch * dim, max);
         let forward = self.forward_grid(batch as usize);
         let padded = gpu::grid(batch.next_power_of_two(), max);
         let p = &self.pipelines;
+        let mut plan = Vec::new();
+        let once = |plan: &mut Vec<Dispatch<'a>>, kernel, pipeline, grid| {
+            plan.push(Dispatch { kernel, pipeline, chunk_group: None, stage: None, grid })
+        };
+        let per_group = |plan: &mut Vec<Dispatch<'a>>, kernel, pipeline, grid| {
+            plan.extend(self.chunk_groups.iter().map(|g| Dispatch {
+                kernel,
+                pipeline,
+                chunk_group: Some(g),
+                stage: None,
+                grid,
+            }))
+        };
+        match (pass, &p.mode) {
+            (Pass::LossOnly, _) => per_group(&mut plan, "center_forward", &p.forward_loss, forward),
+            (Pass::Forward, _) => per_group(&mut plan, "center_forward", &p.forward_grad, forward),
+            (Pass::Step, ModePipelines::Atomic { claim, forward_accumulate, .. }) => {
+                once(&mut plan, "center_claim", claim, rows);
+                per_group(&mut plan, "center_forward", forward_accumulate, forward);
+            }
+            (Pass::Step, ModePipelines::Sorted { init, bitonic, .. }) => {
+                once(&mut plan, "sort_keys_init", init, padded);
+                if let Some(stages) = &binding.sort_stages {
+                    let n = batch.next_power_of_two().trailing_zeros();
+                    let used = n * (n + 1) / 2;
+                    plan.extend((0..used.min(stages.count)).map(|s| Dispatch {
+                        kernel: "bitonic_step",
+                        pipeline: bitonic,
+                        chunk_group: None,
+                        stage: Some((&stages.group, s * stages.stride)),
+                        grid: padded,
+                    }));
+                }
+                per_group(&mut plan, "center_forward", &p.forward_grad, forward);
+            }
+        }
+        once(&mut plan, "loss_reduce", &p.reduce, (1, 1));
+        match (pass, &p.mode) {
+            (Pass::Step, ModePipelines::Atomic { apply, release, .. }) => {
+                per_group(&mut plan, "center_apply", apply, _elements);
+                once(&mut plan, "center_release", release, rows);
+            }
+            (Pass::Step, ModePipelines::Sorted { update, .. }) => {
+                per_group(&mut plan, "center_update_sorted", update, _elements)
+            }
+            _ => {}
+        }
+        let finalize = if pass == Pass::Step { &p.finalize_step } else { &p.finalize_forward };
+        once(&mut plan, "status_finalize", finalize, (1, 1));
+        plan
+    }
+
+    /// Records `pass` over the first `batch` rows of `binding` (its own batch, or fewer on
+    /// the host buffers): the whole step in one compute pass, then the loss copy.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding, batch: u32, pass: Pass) {
         {
             let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("center loss"),
@@ -692,53 +749,60 @@ impl GpuCenterLoss {
             cpass.set_bind_group(0, &binding.batch_group, &[]);
             cpass.set_bind_group(1, &self.chunk_groups[0], &[]);
             cpass.set_bind_group(2, &binding.scratch_group, &[]);
-            let per_chunk = |cpass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline, grid: (u32, u32)| {
-                cpass.set_pipeline(pipeline);
-                for group in &self.chunk_groups {
-                    cpass.set_bind_group(1, group, &[]);
-                    cpass.dispatch_workgroups(grid.0, grid.1, 1);
-                }
-            };
-            match (pass, &p.mode) {
-                (Pass::LossOnly, _) => per_chunk(&mut cpass, &p.forward_loss, forward),
-                (Pass::Forward, _) => per_chunk(&mut cpass, &p.forward_grad, forward),
-                (Pass::Step, ModePipelines::Atomic { claim, forward_accumulate, .. }) => {
-                    cpass.set_pipeline(claim);
-                    cpass.dispatch_workgroups(rows.0, rows.1, 1);
-                    per_chunk(&mut cpass, forward_accumulate, forward);
-                }
-                (Pass::Step, ModePipelines::Sorted { init, bitonic, .. }) => {
-                    cpass.set_pipeline(init);
-                    cpass.dispatch_workgroups(padded.0, padded.1, 1);
-                    if let Some(stages) = &binding.sort_stages {
-                        let n = batch.next_power_of_two().trailing_zeros();
-                        let used = n * (n + 1) / 2;
-                        cpass.set_pipeline(bitonic);
-                        for s in 0..used.min(stages.count) {
-                            cpass.set_bind_group(3, &stages.group, &[s * stages.stride]);
-                            cpass.dispatch_workgroups(padded.0, padded.1, 1);
-                        }
-                    }
-                    per_chunk(&mut cpass, &p.forward_grad, forward);
-                }
+            for dispatch in self.plan(binding, batch, pass) {
+                dispatch.record(&mut cpass);
             }
-            cpass.set_pipeline(&p.reduce);
-            cpass.dispatch_workgroups(1, 1, 1);
-            match (pass, &p.mode) {
-                (Pass::Step, ModePipelines::Atomic { apply, release, .. }) => {
-                    per_chunk(&mut cpass, apply, elements);
-                    cpass.set_pipeline(release);
-                    cpass.dispatch_workgroups(rows.0, rows.1, 1);
-                }
-                (Pass::Step, ModePipelines::Sorted { update, .. }) => per_chunk(&mut cpass, update, elements),
-                _ => {}
-            }
-            cpass.set_pipeline(if pass == Pass::Step { &p.finalize_step } else { &p.finalize_forward });
-            cpass.dispatch_workgroups(1, 1, 1);
         }
         if let Some((target, offset)) = &binding.loss_target {
             encoder.copy_buffer_to_buffer(&binding.loss_scratch, 0, target, *offset, 4);
         }
+    }
+
+    /// Times each kernel of a full step on `binding` with GPU timestamps, every dispatch in
+    /// a compute pass of its own: (kernel, dispatches per step, median seconds per step
+    /// summed over its dispatches), in step order. The step runs `samples` times (it does
+    /// update the centers). `None` when the device cannot write timestamps in encoders.
+    pub fn profile_step(&self, binding: &CenterLossBinding, samples: usize) -> Result<Option<Vec<KernelTime>>> {
+        self.check_owner(binding)?;
+        let plan = self.plan(binding, binding.batch, Pass::Step);
+        let Some(timer) = gpu::GpuTimer::new(&self.ctx, plan.len() as u32) else {
+            return Ok(None);
+        };
+        let mut per_dispatch: Vec<Vec<f64>> = vec![Vec::new(); plan.len()];
+        for _ in 0..samples.max(1) {
+            self.ctx.capture(|| {
+                let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+                for (i, dispatch) in plan.iter().enumerate() {
+                    timer.begin(&mut encoder, i as u32);
+                    {
+                        let mut cpass = encoder.begin_compute_pass(&Default::default());
+                        cpass.set_bind_group(0, &binding.batch_group, &[]);
+                        cpass.set_bind_group(1, &self.chunk_groups[0], &[]);
+                        cpass.set_bind_group(2, &binding.scratch_group, &[]);
+                        dispatch.record(&mut cpass);
+                    }
+                    timer.end(&mut encoder, i as u32);
+                }
+                timer.resolve(&mut encoder);
+                self.ctx.queue().submit([encoder.finish()]);
+            })?;
+            for (times, t) in per_dispatch.iter_mut().zip(timer.read_seconds()?) {
+                times.push(t);
+            }
+        }
+        let mut kernels: Vec<KernelTime> = Vec::new();
+        for (dispatch, mut times) in plan.iter().zip(per_dispatch) {
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            match kernels.iter_mut().find(|k| k.kernel == dispatch.kernel) {
+                Some(k) => {
+                    k.dispatches += 1;
+                    k.seconds += median;
+                }
+                None => kernels.push(KernelTime { kernel: dispatch.kernel, dispatches: 1, seconds: median }),
+            }
+        }
+        Ok(Some(kernels))
     }
 
     /// Grows the host-path buffers to hold `batch` rows.
@@ -794,6 +858,39 @@ impl GpuCenterLoss {
         let raw = self.ctx.read_mapped(&host.staging, 8 + grad_bytes)?;
         let words: &[f32] = bytemuck::cast_slice(&raw);
         Ok(StepOutput { loss: words[0], grad: words[2..].to_vec() })
+    }
+}
+
+/// The GPU time of one kernel in a step ([`GpuCenterLoss::profile_step`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// The kernel's WGSL file name.
+    pub kernel: &'static str,
+    /// How many times a step dispatches it.
+    pub dispatches: usize,
+    /// Median seconds per step, all its dispatches together.
+    pub seconds: f64,
+}
+
+/// One dispatch of a step: its pipeline, the bind groups it changes, its grid.
+struct Dispatch<'a> {
+    kernel: &'static str,
+    pipeline: &'a wgpu::ComputePipeline,
+    chunk_group: Option<&'a wgpu::BindGroup>,
+    stage: Option<(&'a wgpu::BindGroup, u32)>,
+    grid: (u32, u32),
+}
+
+impl Dispatch<'_> {
+    fn record(&self, cpass: &mut wgpu::ComputePass<'_>) {
+        cpass.set_pipeline(self.pipeline);
+        if let Some(group) = self.chunk_group {
+            cpass.set_bind_group(1, group, &[]);
+        }
+        if let Some((group, offset)) = self.stage {
+            cpass.set_bind_group(3, group, &[offset]);
+        }
+        cpass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
     }
 }
 

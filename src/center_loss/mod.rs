@@ -6,7 +6,7 @@ pub mod cpu;
 mod gpu;
 
 pub use config::{check_finite, check_len, CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
-pub use gpu::{BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, StepOutput};
+pub use gpu::{BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, KernelTime, StepOutput};
 
 #[cfg(test)]
 pub(crate) use gpu::shader_plan;

@@ -23,7 +23,7 @@ pub const KERNELS: &[(&str, &str)] = sources!("":
 pub const LIBRARY: &[(&str, &str)] = sources!("lib/":
     "common", "batch_bindings", "chunk_bindings", "chunk_bindings_4", "scratch_atomic", "scratch_sorted",
     "accum_native", "accum_cas", "accumulate_none", "accumulate_atomic",
-    "gemm_core", "conv_params", "channel_reduce", "elementwise", "pool_params", "row_params", "tree_sum",
+    "element_walk", "gemm_core", "conv_params", "channel_reduce", "elementwise", "pool_params", "row_params", "tree_sum",
 );
 
 /// Returns the kernel named `kernel` with its imports resolved. `aliases` maps an import

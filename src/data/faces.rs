@@ -24,7 +24,10 @@ pub struct FaceSetConfig {
     pub resolution: usize,
     /// Three colour channels instead of one grey channel.
     pub rgb: bool,
-    /// Scales every nuisance (pose, light, expression, noise, occlusion); 1 is the default.
+    /// Scales every nuisance (pose, light, expression, noise, occlusion). The default 0.6
+    /// keeps the set hard (softmax alone stays well short of perfect verification) while a
+    /// 5-epoch run on a CPU driver converges far enough for the low-FAR tail to mean
+    /// something; at 1.0 that run ends at ~50% training accuracy.
     pub difficulty: f32,
     /// Seed of everything.
     pub seed: u64,
@@ -38,7 +41,7 @@ impl Default for FaceSetConfig {
             images_per_identity: 20,
             resolution: 64,
             rgb: false,
-            difficulty: 1.0,
+            difficulty: 0.6,
             seed: 7,
         }
     }

@@ -163,6 +163,7 @@ enum ModePipelines {
     Sorted {
         init: wgpu::ComputePipeline,
         bitonic: wgpu::ComputePipeline,
+        local_sort: wgpu::ComputePipeline,
         update: wgpu::ComputePipeline,
     },
 }
@@ -209,6 +210,15 @@ impl std::fmt::Debug for GpuCenterLoss {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const SORT_STAGE_BYTES: u64 = 8;
+/// Keys one workgroup of `bitonic_local` sorts in workgroup memory (`LOCAL_KEYS`).
+const LOCAL_SORT_KEYS: u32 = 512;
+
+/// The position of bitonic stage (k, j) (powers of two, j < k) in stage order: k = 2, 4, ...
+/// and for each k, j = k/2 down to 1.
+fn stage_index(k: u32, j: u32) -> u32 {
+    let m = k.trailing_zeros();
+    m * (m - 1) / 2 + (m - 1 - j.trailing_zeros())
+}
 /// Elements per invocation of `center_forward` (its `PER_INVOCATION`).
 const FORWARD_PER_INVOCATION: u64 = 8;
 /// `WORKGROUP_SIZE` of the center kernels: the forward kernel writes one loss partial per
@@ -245,6 +255,7 @@ pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindi
         UpdateMode::Deterministic => plan.extend([
             ("sort_init", "sort_keys_init", vec![]),
             ("bitonic", "bitonic_step", vec![]),
+            ("bitonic_local", "bitonic_local", vec![]),
             ("update_sorted", "center_update_sorted", vec![]),
         ]),
     }
@@ -638,8 +649,9 @@ impl GpuCenterLoss {
         })
     }
 
-    /// Uniforms (k, j) for every stage of a bitonic sort of `padded` keys, at a stride that
-    /// meets the dynamic-offset alignment. A smaller power of two uses a prefix of them.
+    /// Uniforms (k, j) for every stage of a bitonic sort of `padded` keys, in stage order
+    /// ([`stage_index`]), at a stride that meets the dynamic-offset alignment. A smaller
+    /// power of two uses a prefix of them.
     fn sort_stages(&self, padded: u32) -> SortStages {
         let device = self.ctx.device();
         let stride = (self.ctx.limits().min_uniform_buffer_offset_alignment as u64).max(SORT_STAGE_BYTES) as u32;
@@ -706,18 +718,37 @@ impl GpuCenterLoss {
                 once(&mut plan, "center_claim", claim, rows);
                 per_group(&mut plan, "center_forward", forward_accumulate, forward);
             }
-            (Pass::Step, ModePipelines::Sorted { init, bitonic, .. }) => {
+            (Pass::Step, ModePipelines::Sorted { init, bitonic, local_sort, .. }) => {
                 once(&mut plan, "sort_keys_init", init, padded);
                 if let Some(stages) = &binding.sort_stages {
-                    let n = batch.next_power_of_two().trailing_zeros();
-                    let used = n * (n + 1) / 2;
-                    plan.extend((0..used.min(stages.count)).map(|s| Dispatch {
-                        kernel: "bitonic_step",
-                        pipeline: bitonic,
-                        chunk_group: None,
-                        stage: Some((&stages.group, s * stages.stride)),
-                        grid: padded,
-                    }));
+                    let padded_keys = batch.next_power_of_two() as u32;
+                    // One workgroup per block of LOCAL_SORT_KEYS keys, one invocation per pair.
+                    let blocks = gpu::grid(padded_keys.div_ceil(2) as u64, max);
+                    let stage = |kernel, pipeline, k: u32, j: u32, grid| {
+                        let index = stage_index(k, j).min(stages.count.saturating_sub(1));
+                        Dispatch {
+                            kernel,
+                            pipeline,
+                            chunk_group: None,
+                            stage: Some((&stages.group, index * stages.stride)),
+                            grid,
+                        }
+                    };
+                    if padded_keys >= 2 {
+                        // Sort each block locally, then per merge: the stages whose partners
+                        // are a block or more apart globally, the rest locally.
+                        plan.push(stage("bitonic_local", local_sort, 2, 1, blocks));
+                        let mut k = 2 * LOCAL_SORT_KEYS;
+                        while k <= padded_keys {
+                            let mut j = k / 2;
+                            while j >= LOCAL_SORT_KEYS {
+                                plan.push(stage("bitonic_step", bitonic, k, j, padded));
+                                j /= 2;
+                            }
+                            plan.push(stage("bitonic_local", local_sort, k, j, blocks));
+                            k *= 2;
+                        }
+                    }
                 }
                 per_group(&mut plan, "center_forward", &p.forward_grad, forward);
             }
@@ -988,6 +1019,7 @@ fn create_pipelines(
         UpdateMode::Deterministic => ModePipelines::Sorted {
             init: make("sort_keys_init", "sort_init", main, &[]),
             bitonic: make("bitonic_step", "bitonic", &layouts.sort, &[]),
+            local_sort: make("bitonic_local", "bitonic_local", &layouts.sort, &[]),
             update: make("center_update_sorted", "update_sorted", main, &[]),
         },
     };

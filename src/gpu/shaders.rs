@@ -12,7 +12,7 @@ macro_rules! sources {
 /// Kernels: each file holds one `main` entry point.
 pub const KERNELS: &[(&str, &str)] = sources!("":
     "center_forward", "loss_reduce", "center_claim", "center_apply", "center_release",
-    "status_finalize", "sort_keys_init", "bitonic_step", "center_update_sorted",
+    "status_finalize", "sort_keys_init", "bitonic_step", "bitonic_local", "center_update_sorted",
     "gemm", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "sum_slices",
     "channel_sum", "prelu_forward", "prelu_backward", "prelu_slope_grad", "add",
     "maxpool_forward", "maxpool_backward", "softmax_cross_entropy", "reduce_rows",

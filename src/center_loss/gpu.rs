@@ -239,7 +239,14 @@ fn storage_bindings_besides_centers(update: UpdateMode) -> u32 {
 /// several center buffers at once.
 pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindings: usize) -> Vec<ShaderSpec> {
     let accum = ("accum", if native_atomics { "accum_native" } else { "accum_cas" });
-    let chunk = ("chunk_bindings", if center_bindings > 1 { "chunk_bindings_4" } else { "chunk_bindings" });
+    let chunk = (
+        "chunk_bindings",
+        match center_bindings {
+            1 => "chunk_bindings",
+            2 => "chunk_bindings_2",
+            _ => "chunk_bindings_4",
+        },
+    );
     let mut plan = vec![
         ("forward", "center_forward", vec![("accumulate", "accumulate_none")]),
         ("reduce", "loss_reduce", vec![]),
@@ -300,12 +307,13 @@ impl GpuCenterLoss {
         let num_buffers = k.div_ceil(rows_per_chunk);
         let bindings_allowed =
             limits.max_storage_buffers_per_shader_stage.saturating_sub(storage_bindings_besides_centers(cfg.update));
-        // Buffers per group; more than one needs every binding of `chunk_bindings_4`.
+        // Buffers per group; more than one needs `chunk_bindings_2` or every binding of
+        // `chunk_bindings_4` (the storage-buffer limit is checked for four).
         let center_bindings = match cfg.center_bindings.unwrap_or(MAX_CENTER_BINDINGS).min(num_buffers) {
             n if n > 1 && bindings_allowed as usize >= MAX_CENTER_BINDINGS => n,
             _ => 1,
         };
-        let layout_bindings = if center_bindings > 1 { MAX_CENTER_BINDINGS } else { 1 };
+        let layout_bindings = if center_bindings > 2 { MAX_CENTER_BINDINGS } else { center_bindings };
 
         ctx.capture(|| {
             let layouts = create_layouts(device, cfg.update, layout_bindings);

@@ -21,7 +21,7 @@ pub const KERNELS: &[(&str, &str)] = sources!("":
 
 /// Helpers pulled in with `#import NAME`.
 pub const LIBRARY: &[(&str, &str)] = sources!("lib/":
-    "common", "batch_bindings", "chunk_bindings", "chunk_bindings_4", "scratch_atomic", "scratch_sorted",
+    "common", "batch_bindings", "chunk_bindings", "chunk_bindings_2", "chunk_bindings_4", "scratch_atomic", "scratch_sorted",
     "accum_native", "accum_cas", "accumulate_none", "accumulate_atomic",
     "element_walk", "gemm_core", "conv_params", "channel_reduce", "elementwise", "pool_params", "row_params", "tree_sum",
 );
@@ -88,7 +88,7 @@ mod tests {
         use crate::UpdateMode;
         let mut built = std::collections::BTreeSet::new();
         for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
-            for (native, center_bindings) in [(true, 1), (false, 1), (true, 4), (false, 4)] {
+            for (native, center_bindings) in [(true, 1), (false, 1), (true, 2), (false, 2), (true, 4), (false, 4)] {
                 let nn = crate::nn::KERNEL_TABLE.iter().map(|k| (k.name, k.name, Vec::new()));
                 for (label, kernel, aliases) in shader_plan(update, native, center_bindings).into_iter().chain(nn) {
                     let source = compose(kernel, &aliases).unwrap();

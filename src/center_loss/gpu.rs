@@ -569,8 +569,11 @@ impl GpuCenterLoss {
     /// Checks that a batch of `batch` rows fits in storage bindings.
     fn check_batch_fits(&self, batch: usize) -> Result<()> {
         let limit = self.ctx.limits().max_storage_buffer_binding_size.min(u32::MAX as u64);
-        // The atomic accumulators hold B*D sums and B counts; sort keys hold 2 words per padded row.
-        let largest = 4 * (batch * (self.cfg.feat_dim + 1)).max(2 * batch.next_power_of_two()) as u64;
+        // The atomic accumulators hold B*D sums and B counts; sort keys hold 2 words per padded
+        // row; the loss scratch one partial per forward invocation and center pass.
+        let params = self.step_params(batch, false);
+        let partials = 1 + params.partials_per_chunk as usize * params.num_chunks as usize;
+        let largest = 4 * (batch * (self.cfg.feat_dim + 1)).max(2 * batch.next_power_of_two()).max(partials) as u64;
         if largest > limit {
             return Err(Error::TooLarge {
                 what: "one batch",

@@ -39,7 +39,7 @@ fn main(
         if key.x != label {
             break;
         }
-        sum = sum + (c - features[key.y * params.dim + d]);
+        sum = sum + (c - feature(key.y * params.dim + d));
         n = n + 1u;
     }
     center_store(label, d, c - params.alpha * sum / (1.0 + f32(n)));

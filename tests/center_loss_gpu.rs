@@ -113,12 +113,13 @@ fn fifty_steps_with_drifting_centers() {
 
 #[test]
 fn center_table_split_over_many_buffers() {
-    // 5 rows per buffer: 23 classes over 5 buffers, labels crossing every boundary; bound
+    // 5 rows (of 3 floats padded to 4) per buffer: 23 classes over 5 buffers, labels
+    // crossing every boundary; bound
     // one, two or (the default, where the adapter allows) four buffers per dispatch.
     for variant in VARIANTS {
         for (bindings, passes) in [(Some(1), 5), (Some(2), 3), (None, 2)] {
             let cfg = CenterLossConfig {
-                max_chunk_bytes: Some(4 * 3 * 5),
+                max_chunk_bytes: Some(4 * 4 * 5),
                 center_bindings: bindings,
                 ..config(23, 3, variant, Reduction::Mean)
             };

@@ -116,10 +116,11 @@ fn encoded_steps_match_the_cpu_reference() {
 #[test]
 fn poisoned_batches_are_skipped_and_reported() {
     let Some(ctx) = gpu() else { return };
-    let (b, d, k) = (12, 6, 9);
-    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+    let (b, k) = (12, 9);
+    // D = 8 takes the vec4 forward kernel, D = 6 the scalar one.
+    for (update, d) in [(UpdateMode::Atomic, 6), (UpdateMode::Deterministic, 6), (UpdateMode::Atomic, 8)] {
         let mut r = rng(20);
-        let mut cl = GpuCenterLoss::new(&ctx, cfg(update)).unwrap();
+        let mut cl = GpuCenterLoss::new(&ctx, CenterLossConfig { feat_dim: d, ..cfg(update) }).unwrap();
         let init = uniform(&mut r, k * d, 1.0);
         cl.set_centers(&init).unwrap();
         let mut x = uniform(&mut r, b * d, 1.0);
@@ -135,18 +136,20 @@ fn poisoned_batches_are_skipped_and_reported() {
         let grad = read_f32(&ctx, &bad_labels.grad);
         assert!(grad[3 * d..4 * d].iter().all(|&g| g == 0.0));
 
-        // ... then a NaN feature with good labels.
+        // ... then a NaN and an infinite feature with good labels.
         y[3] = 0;
         y[7] = 1;
         x[5] = f32::NAN;
+        x[6] = f32::INFINITY;
         let bad_x = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&bad_x, b, false)).unwrap();
         submit_step(&ctx, &cl, &binding);
         assert_eq!(cl.centers().unwrap(), init);
-        assert_eq!(cl.health().unwrap(), GpuHealth { skipped_updates: 2, invalid_labels: 2, non_finite_values: 1 });
+        assert_eq!(cl.health().unwrap(), GpuHealth { skipped_updates: 2, invalid_labels: 2, non_finite_values: 2 });
 
         // A clean step afterwards updates again; the counters stay until reset.
         x[5] = 0.0;
+        x[6] = 0.0;
         let good = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&good, b, false)).unwrap();
         submit_step(&ctx, &cl, &binding);

@@ -14,22 +14,23 @@ struct StepParams {
     // Loss partial sums written per chunk dispatch (invocations of the forward grid).
     partials_per_chunk: u32,
     num_chunks: u32,
-    _pad0: u32,
+    // Floats per center row in the center buffers: D rounded up to a multiple of 4.
+    center_stride: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
-// loss: the reduced loss of the last step; partials: one workgroup sum each.
+// loss: the reduced loss of the last step; partials: one per forward invocation.
 struct LossScratch {
     loss: f32,
     partials: array<f32>,
 }
 
 @group(0) @binding(0) var<uniform> params: StepParams;
-@group(0) @binding(1) var<storage, read> features: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> loss_scratch: LossScratch;
+// features (binding 1) and grad (binding 3): batch_data or batch_data_vec4.
+#import batch_data
 // [0] poison flags of the step in flight, [1] skipped center updates,
 // [2] rows with a label >= K, [3] non-finite feature values (all cumulative).
 @group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>, 4>;

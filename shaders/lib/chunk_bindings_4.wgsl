@@ -1,58 +1,52 @@
-// Group 1: up to four buffers of the center table, rows [row_start, row_end) with
-// rows_per_buffer rows in each, so that a split table is walked once per step.
-// Unused bindings hold a placeholder that no label reaches.
+// Group 1: up to four buffers of the center table bound together, so that a split table is
+// walked once per step. Unused bindings hold a placeholder that no label reaches.
+// Branches, not a switch: a CPU driver then skips the buffers no lane touches.
 
-struct ChunkParams {
-    row_start: u32,
-    row_end: u32,
-    // Which group of center buffers this is (the loss partials it writes).
-    index: u32,
-    rows_per_buffer: u32,
-}
+#import chunk_params
 
-@group(1) @binding(0) var<uniform> chunk: ChunkParams;
-@group(1) @binding(1) var<storage, read_write> centers0: array<f32>;
-@group(1) @binding(2) var<storage, read_write> centers1: array<f32>;
-@group(1) @binding(3) var<storage, read_write> centers2: array<f32>;
-@group(1) @binding(4) var<storage, read_write> centers3: array<f32>;
+@group(1) @binding(1) var<storage, read_write> centers0: array<vec4<f32>>;
+@group(1) @binding(2) var<storage, read_write> centers1: array<vec4<f32>>;
+@group(1) @binding(3) var<storage, read_write> centers2: array<vec4<f32>>;
+@group(1) @binding(4) var<storage, read_write> centers3: array<vec4<f32>>;
 
-fn in_chunk(label: u32) -> bool {
-    return label >= chunk.row_start && label < chunk.row_end;
-}
-
-// (buffer, index in it) of element d of center `label`.
-fn center_place(label: u32, d: u32) -> vec2<u32> {
-    let local = label - chunk.row_start;
-    let buffer = local / chunk.rows_per_buffer;
-    return vec2<u32>(buffer, (local - buffer * chunk.rows_per_buffer) * params.dim + d);
+// Word w of buffer b.
+fn center_word(b: u32, w: u32) -> vec4<f32> {
+    if b < 2u {
+        if b == 0u {
+            return centers0[w];
+        }
+        return centers1[w];
+    }
+    if b == 2u {
+        return centers2[w];
+    }
+    return centers3[w];
 }
 
 fn center_load(label: u32, d: u32) -> f32 {
     let at = center_place(label, d);
-    // Branches, not a switch: a CPU driver then skips the buffers no lane touches.
-    if at.x < 2u {
-        if at.x == 0u {
-            return centers0[at.y];
-        }
-        return centers1[at.y];
-    }
-    if at.x == 2u {
-        return centers2[at.y];
-    }
-    return centers3[at.y];
+    return center_word(at.x, at.y / 4u)[at.y % 4u];
+}
+
+// Elements d .. d + 3 (d a multiple of 4).
+fn center_load4(label: u32, d: u32) -> vec4<f32> {
+    let at = center_place(label, d);
+    return center_word(at.x, at.y / 4u);
 }
 
 fn center_store(label: u32, d: u32, value: f32) {
     let at = center_place(label, d);
+    let w = at.y / 4u;
+    let j = at.y % 4u;
     if at.x < 2u {
         if at.x == 0u {
-            centers0[at.y] = value;
+            centers0[w][j] = value;
         } else {
-            centers1[at.y] = value;
+            centers1[w][j] = value;
         }
     } else if at.x == 2u {
-        centers2[at.y] = value;
+        centers2[w][j] = value;
     } else {
-        centers3[at.y] = value;
+        centers3[w][j] = value;
     }
 }

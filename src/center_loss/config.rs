@@ -91,10 +91,11 @@ impl CenterLossConfig {
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
             return Err(Error::Config(format!("lambda must be finite and >= 0, got {}", self.lambda)));
         }
-        if self.max_chunk_bytes.is_some_and(|b| b < 4 * self.feat_dim as u64) {
+        // The GPU stores center rows padded to a multiple of 4 floats.
+        let row_bytes = 4 * self.feat_dim.next_multiple_of(4) as u64;
+        if self.max_chunk_bytes.is_some_and(|b| b < row_bytes) {
             return Err(Error::Config(format!(
-                "max_chunk_bytes must hold at least one center row ({} bytes)",
-                4 * self.feat_dim
+                "max_chunk_bytes must hold at least one center row ({row_bytes} bytes)"
             )));
         }
         if self.center_bindings.is_some_and(|n| !(1..=MAX_CENTER_BINDINGS).contains(&n)) {

@@ -116,7 +116,8 @@ struct StepParams {
     grad_accumulate: u32,
     partials_per_chunk: u32,
     num_chunks: u32,
-    _pad: [u32; 3],
+    center_stride: u32,
+    _pad: [u32; 2],
 }
 
 /// Mirrors `ChunkParams` in `shaders/lib/chunk_bindings.wgsl`.
@@ -219,8 +220,20 @@ fn stage_index(k: u32, j: u32) -> u32 {
     let m = k.trailing_zeros();
     m * (m - 1) / 2 + (m - 1 - j.trailing_zeros())
 }
-/// Elements per invocation of `center_forward` (its `PER_INVOCATION`).
+/// Elements per invocation of `center_forward` (its `PER_INVOCATION`); `center_forward_vec4`
+/// handles as many vec4 words, four times the elements.
 const FORWARD_PER_INVOCATION: u64 = 8;
+
+/// Floats per row in the center buffers: D rounded up to a multiple of 4, so that rows
+/// start on vec4 words.
+fn center_stride(dim: usize) -> usize {
+    dim.next_multiple_of(4)
+}
+
+/// Whether the forward pass reads features, centers and gradient as vec4 words.
+fn vec4_forward(dim: usize) -> bool {
+    dim.is_multiple_of(4)
+}
 /// `WORKGROUP_SIZE` of the center kernels: the forward kernel writes one loss partial per
 /// invocation.
 const FORWARD_WORKGROUP_SIZE: u32 = 256;
@@ -236,8 +249,13 @@ fn storage_bindings_besides_centers(update: UpdateMode) -> u32 {
 }
 
 /// Every shader module a mode needs; `center_bindings` > 1 selects the kernels that bind
-/// several center buffers at once.
-pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindings: usize) -> Vec<ShaderSpec> {
+/// several center buffers at once, `vec4` the forward kernel for D divisible by 4.
+pub(crate) fn shader_plan(
+    update: UpdateMode,
+    native_atomics: bool,
+    center_bindings: usize,
+    vec4: bool,
+) -> Vec<ShaderSpec> {
     let accum = ("accum", if native_atomics { "accum_native" } else { "accum_cas" });
     let chunk = (
         "chunk_bindings",
@@ -247,15 +265,20 @@ pub(crate) fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindi
             _ => "chunk_bindings_4",
         },
     );
+    let (forward, data) = if vec4 {
+        ("center_forward_vec4", ("batch_data", "batch_data_vec4"))
+    } else {
+        ("center_forward", ("batch_data", "batch_data"))
+    };
     let mut plan = vec![
-        ("forward", "center_forward", vec![("accumulate", "accumulate_none")]),
+        ("forward", forward, vec![("accumulate", "accumulate_none"), data]),
         ("reduce", "loss_reduce", vec![]),
         ("finalize", "status_finalize", vec![]),
     ];
     match update {
         UpdateMode::Atomic => plan.extend([
             ("claim", "center_claim", vec![accum]),
-            ("forward_accumulate", "center_forward", vec![("accumulate", "accumulate_atomic"), accum]),
+            ("forward_accumulate", forward, vec![("accumulate", "accumulate_atomic"), accum, data]),
             ("apply", "center_apply", vec![accum]),
             ("release", "center_release", vec![accum]),
         ]),
@@ -282,7 +305,7 @@ impl GpuCenterLoss {
         let k = cfg.num_classes;
         let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(u32::MAX as u64);
         let chunk_bytes = binding_limit.min(cfg.max_chunk_bytes.unwrap_or(u64::MAX));
-        let row_bytes = 4 * dim as u64;
+        let row_bytes = 4 * center_stride(dim) as u64;
         if row_bytes > chunk_bytes {
             return Err(Error::TooLarge {
                 what: "one center row",
@@ -303,7 +326,7 @@ impl GpuCenterLoss {
         let native_atomics = ctx.has_float_atomics() && !cfg.force_cas_atomics;
         let device = ctx.device();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let table_bytes = 4 * (k * dim) as u64;
+        let table_bytes = row_bytes * k as u64;
         let num_buffers = k.div_ceil(rows_per_chunk);
         let bindings_allowed =
             limits.max_storage_buffers_per_shader_stage.saturating_sub(storage_bindings_besides_centers(cfg.update));
@@ -316,19 +339,20 @@ impl GpuCenterLoss {
         let layout_bindings = if center_bindings > 2 { MAX_CENTER_BINDINGS } else { center_bindings };
 
         ctx.capture(|| {
-            let layouts = create_layouts(device, cfg.update, layout_bindings);
-            let pipelines = create_pipelines(device, &layouts, cfg.update, native_atomics, layout_bindings)?;
+            let vec4 = vec4_forward(dim);
+            let layouts = create_layouts(device, cfg.update, layout_bindings, vec4);
+            let pipelines = create_pipelines(device, &layouts, cfg.update, native_atomics, layout_bindings, vec4)?;
             let chunks: Vec<Chunk> = (0..k)
                 .step_by(rows_per_chunk)
                 .map(|start| {
                     let rows = start..(start + rows_per_chunk).min(k);
-                    let centers = gpu::buffer(device, "centers", (rows.len() * dim * 4) as u64, gpu::STORAGE_RW);
+                    let centers = gpu::buffer(device, "centers", rows.len() as u64 * row_bytes, gpu::STORAGE_RW);
                     Chunk { rows, centers }
                 })
                 .collect();
             // Bindings a group leaves unused hold distinct placeholders (never indexed).
             let placeholders: Vec<wgpu::Buffer> = (1..layout_bindings)
-                .map(|_| gpu::buffer(device, "unused center binding", 4, gpu::STORAGE_RW))
+                .map(|_| gpu::buffer(device, "unused center binding", 16, gpu::STORAGE_RW))
                 .collect();
             let chunk_groups = chunks
                 .chunks(center_bindings)
@@ -416,9 +440,18 @@ impl GpuCenterLoss {
         check_len("centers", self.cfg.num_classes * dim, centers.len())?;
         check_finite("centers", centers)?;
         self.ctx.capture(|| {
+            let stride = center_stride(dim);
             for chunk in &self.chunks {
                 let values = &centers[chunk.rows.start * dim..chunk.rows.end * dim];
-                self.ctx.queue().write_buffer(&chunk.centers, 0, bytemuck::cast_slice(values));
+                if stride == dim {
+                    self.ctx.queue().write_buffer(&chunk.centers, 0, bytemuck::cast_slice(values));
+                } else {
+                    let mut padded = vec![0.0f32; chunk.rows.len() * stride];
+                    for (row, out) in values.chunks(dim).zip(padded.chunks_mut(stride)) {
+                        out[..dim].copy_from_slice(row);
+                    }
+                    self.ctx.queue().write_buffer(&chunk.centers, 0, bytemuck::cast_slice(&padded));
+                }
             }
             self.ctx.queue().submit(None);
         })
@@ -427,23 +460,26 @@ impl GpuCenterLoss {
     /// Reads the centers back: K*D values, row-major.
     pub fn centers(&self) -> Result<Vec<f32>> {
         let dim = self.cfg.feat_dim;
+        let stride = center_stride(dim);
         let largest = self.chunks.iter().map(|c| c.rows.len()).max().unwrap_or(0);
         let staging = gpu::buffer(
             self.ctx.device(),
             "centers staging",
-            (largest * dim * 4) as u64,
+            (largest * stride * 4) as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
         let mut out = Vec::with_capacity(self.cfg.num_classes * dim);
         for chunk in &self.chunks {
-            let bytes = (chunk.rows.len() * dim * 4) as u64;
+            let bytes = (chunk.rows.len() * stride * 4) as u64;
             self.ctx.capture(|| {
                 let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
                 encoder.copy_buffer_to_buffer(&chunk.centers, 0, &staging, 0, bytes);
                 self.ctx.queue().submit([encoder.finish()]);
             })?;
             let data = self.ctx.read_mapped(&staging, bytes)?;
-            out.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&data));
+            for row in bytemuck::cast_slice::<u8, f32>(&data).chunks(stride) {
+                out.extend_from_slice(&row[..dim]);
+            }
         }
         Ok(out)
     }
@@ -547,7 +583,8 @@ impl GpuCenterLoss {
 
     /// The grid of the forward kernel (`FORWARD_PER_INVOCATION` elements per invocation).
     fn forward_grid(&self, batch: usize) -> (u32, u32) {
-        gpu::grid(((batch * self.cfg.feat_dim) as u64).div_ceil(FORWARD_PER_INVOCATION), self.max_grid())
+        let per_invocation = FORWARD_PER_INVOCATION * if vec4_forward(self.cfg.feat_dim) { 4 } else { 1 };
+        gpu::grid(((batch * self.cfg.feat_dim) as u64).div_ceil(per_invocation), self.max_grid())
     }
 
     fn step_params(&self, batch: usize, grad_accumulate: bool) -> StepParams {
@@ -562,7 +599,8 @@ impl GpuCenterLoss {
             grad_accumulate: grad_accumulate as u32,
             partials_per_chunk: x * y * FORWARD_WORKGROUP_SIZE,
             num_chunks: self.chunk_groups.len() as u32,
-            _pad: [0; 3],
+            center_stride: center_stride(self.cfg.feat_dim) as u32,
+            _pad: [0; 2],
         }
     }
 
@@ -962,7 +1000,7 @@ fn uniform(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     })
 }
 
-fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_bindings: usize) -> Layouts {
+fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_bindings: usize, vec4: bool) -> Layouts {
     let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| {
         device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
     };
@@ -970,15 +1008,15 @@ fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_bindings: us
         "center loss batch",
         &[
             gpu::uniform_entry(0, std::mem::size_of::<StepParams>() as u64, false),
-            gpu::storage_entry(1, true, 4),
+            gpu::storage_entry(1, true, if vec4 { 16 } else { 4 }),
             gpu::storage_entry(2, true, 4),
-            gpu::storage_entry(3, false, 4),
+            gpu::storage_entry(3, false, if vec4 { 16 } else { 4 }),
             gpu::storage_entry(4, false, 8),
             gpu::storage_entry(5, false, 16),
         ],
     );
     let mut chunk_entries = vec![gpu::uniform_entry(0, std::mem::size_of::<ChunkParams>() as u64, false)];
-    chunk_entries.extend((1..=center_bindings as u32).map(|b| gpu::storage_entry(b, false, 4)));
+    chunk_entries.extend((1..=center_bindings as u32).map(|b| gpu::storage_entry(b, false, 16)));
     let chunk = layout("center chunk", &chunk_entries);
     let scratch = match update {
         UpdateMode::Atomic => {
@@ -1006,9 +1044,10 @@ fn create_pipelines(
     update: UpdateMode,
     native_atomics: bool,
     center_bindings: usize,
+    vec4: bool,
 ) -> Result<Pipelines> {
     let mut modules = std::collections::HashMap::new();
-    for (label, kernel, aliases) in shader_plan(update, native_atomics, center_bindings) {
+    for (label, kernel, aliases) in shader_plan(update, native_atomics, center_bindings, vec4) {
         let source = shaders::compose(kernel, &aliases)?;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(label),

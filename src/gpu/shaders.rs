@@ -11,7 +11,7 @@ macro_rules! sources {
 
 /// Kernels: each file holds one `main` entry point.
 pub const KERNELS: &[(&str, &str)] = sources!("":
-    "center_forward", "loss_reduce", "center_claim", "center_apply", "center_release",
+    "center_forward", "center_forward_vec4", "loss_reduce", "center_claim", "center_apply", "center_release",
     "status_finalize", "sort_keys_init", "bitonic_step", "bitonic_local", "center_update_sorted",
     "gemm", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "sum_slices",
     "channel_sum", "prelu_forward", "prelu_backward", "prelu_slope_grad", "add",
@@ -21,7 +21,7 @@ pub const KERNELS: &[(&str, &str)] = sources!("":
 
 /// Helpers pulled in with `#import NAME`.
 pub const LIBRARY: &[(&str, &str)] = sources!("lib/":
-    "common", "batch_bindings", "chunk_bindings", "chunk_bindings_2", "chunk_bindings_4", "scratch_atomic", "scratch_sorted",
+    "common", "batch_bindings", "batch_data", "batch_data_vec4", "chunk_params", "chunk_bindings", "chunk_bindings_2", "chunk_bindings_4", "scratch_atomic", "scratch_sorted",
     "accum_native", "accum_cas", "accumulate_none", "accumulate_atomic",
     "element_walk", "gemm_core", "conv_params", "channel_reduce", "elementwise", "pool_params", "row_params", "tree_sum",
 );
@@ -88,9 +88,17 @@ mod tests {
         use crate::UpdateMode;
         let mut built = std::collections::BTreeSet::new();
         for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
-            for (native, center_bindings) in [(true, 1), (false, 1), (true, 2), (false, 2), (true, 4), (false, 4)] {
+            for (native, center_bindings, vec4) in [
+                (true, 1, false),
+                (false, 1, true),
+                (true, 2, true),
+                (false, 2, false),
+                (true, 4, true),
+                (false, 4, false),
+            ] {
                 let nn = crate::nn::KERNEL_TABLE.iter().map(|k| (k.name, k.name, Vec::new()));
-                for (label, kernel, aliases) in shader_plan(update, native, center_bindings).into_iter().chain(nn) {
+                for (label, kernel, aliases) in shader_plan(update, native, center_bindings, vec4).into_iter().chain(nn)
+                {
                     let source = compose(kernel, &aliases).unwrap();
                     let module = naga::front::wgsl::parse_str(&source)
                         .unwrap_or_else(|e| panic!("{label} ({kernel}): {}", e.emit_to_string(&source)));

@@ -20,6 +20,8 @@ fn in_chunk(label: u32) -> bool {
 // (buffer, float index in it) of element d of center `label`.
 fn center_place(label: u32, d: u32) -> vec2<u32> {
     let local = label - chunk.row_start;
-    let buffer = local / chunk.rows_per_buffer;
+    // At most four buffers: compares, not a division per access.
+    let rows = chunk.rows_per_buffer;
+    let buffer = u32(local >= rows) + u32(local >= 2u * rows) + u32(local >= 3u * rows);
     return vec2<u32>(buffer, (local - buffer * chunk.rows_per_buffer) * params.center_stride + d);
 }

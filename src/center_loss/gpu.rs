@@ -214,15 +214,19 @@ const SORT_STAGE_BYTES: u64 = 8;
 /// Keys one workgroup of `bitonic_local` sorts in workgroup memory (`LOCAL_KEYS`).
 const LOCAL_SORT_KEYS: u32 = 512;
 
+/// Elements per invocation of `center_forward` (its `PER_INVOCATION`); `center_forward_vec4`
+/// handles as many vec4 words, four times the elements.
+const FORWARD_PER_INVOCATION: u64 = 8;
+/// `WORKGROUP_SIZE` of the center kernels: the forward kernel writes one loss partial per
+/// invocation.
+const FORWARD_WORKGROUP_SIZE: u32 = 256;
+
 /// The position of bitonic stage (k, j) (powers of two, j < k) in stage order: k = 2, 4, ...
 /// and for each k, j = k/2 down to 1.
 fn stage_index(k: u32, j: u32) -> u32 {
     let m = k.trailing_zeros();
     m * (m - 1) / 2 + (m - 1 - j.trailing_zeros())
 }
-/// Elements per invocation of `center_forward` (its `PER_INVOCATION`); `center_forward_vec4`
-/// handles as many vec4 words, four times the elements.
-const FORWARD_PER_INVOCATION: u64 = 8;
 
 /// Floats per row in the center buffers: D rounded up to a multiple of 4, so that rows
 /// start on vec4 words.
@@ -234,9 +238,6 @@ fn center_stride(dim: usize) -> usize {
 fn vec4_forward(dim: usize) -> bool {
     dim.is_multiple_of(4)
 }
-/// `WORKGROUP_SIZE` of the center kernels: the forward kernel writes one loss partial per
-/// invocation.
-const FORWARD_WORKGROUP_SIZE: u32 = 256;
 
 /// One shader module to build: (label, kernel file, import aliases).
 pub(crate) type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
@@ -581,7 +582,8 @@ impl GpuCenterLoss {
         self.ctx.limits().max_compute_workgroups_per_dimension
     }
 
-    /// The grid of the forward kernel (`FORWARD_PER_INVOCATION` elements per invocation).
+    /// The grid of the forward kernel (`FORWARD_PER_INVOCATION` elements or vec4 words per
+    /// invocation).
     fn forward_grid(&self, batch: usize) -> (u32, u32) {
         let per_invocation = FORWARD_PER_INVOCATION * if vec4_forward(self.cfg.feat_dim) { 4 } else { 1 };
         gpu::grid(((batch * self.cfg.feat_dim) as u64).div_ceil(per_invocation), self.max_grid())
@@ -743,7 +745,7 @@ impl GpuCenterLoss {
         let dim = self.cfg.feat_dim as u64;
         let max = self.max_grid();
         let rows = gpu::grid(batch, max);
-        let _elements = gpu::grid(batch * dim, max);
+        let elements = gpu::grid(batch * dim, max);
         let forward = self.forward_grid(batch as usize);
         let padded = gpu::grid(batch.next_power_of_two(), max);
         let p = &self.pipelines;
@@ -805,11 +807,11 @@ impl GpuCenterLoss {
         once(&mut plan, "loss_reduce", &p.reduce, (1, 1));
         match (pass, &p.mode) {
             (Pass::Step, ModePipelines::Atomic { apply, release, .. }) => {
-                per_group(&mut plan, "center_apply", apply, _elements);
+                per_group(&mut plan, "center_apply", apply, elements);
                 once(&mut plan, "center_release", release, rows);
             }
             (Pass::Step, ModePipelines::Sorted { update, .. }) => {
-                per_group(&mut plan, "center_update_sorted", update, _elements)
+                per_group(&mut plan, "center_update_sorted", update, elements)
             }
             _ => {}
         }

@@ -8,21 +8,11 @@
 #import common
 #import batch_bindings
 #import scratch_sorted
+#import sort_stage
 
 const LOCAL_KEYS: u32 = 2u * WORKGROUP_SIZE;
 
-struct SortStage {
-    k: u32,
-    j: u32,
-}
-
-@group(3) @binding(0) var<uniform> stage: SortStage;
-
 var<workgroup> block: array<vec2<u32>, LOCAL_KEYS>;
-
-fn key_greater(a: vec2<u32>, b: vec2<u32>) -> bool {
-    return a.x > b.x || (a.x == b.x && a.y > b.y);
-}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
@@ -48,8 +38,7 @@ fn main(
         if i + j < size {
             let a = block[i];
             let b = block[i + j];
-            let ascending = ((base + i) & k) == 0u;
-            if key_greater(a, b) == ascending {
+            if out_of_order(a, b, base + i, k) {
                 block[i] = b;
                 block[i + j] = a;
             }

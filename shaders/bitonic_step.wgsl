@@ -1,20 +1,10 @@
 // Deterministic mode: one compare-exchange stage (k, j) of a bitonic sort of the keys,
-// ascending by (label, row). Keys are unique, so the order is total and reproducible.
+// in the order of sort_stage.
 
 #import common
 #import batch_bindings
 #import scratch_sorted
-
-struct SortStage {
-    k: u32,
-    j: u32,
-}
-
-@group(3) @binding(0) var<uniform> stage: SortStage;
-
-fn key_greater(a: vec2<u32>, b: vec2<u32>) -> bool {
-    return a.x > b.x || (a.x == b.x && a.y > b.y);
-}
+#import sort_stage
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
@@ -32,8 +22,7 @@ fn main(
     }
     let a = keys[i];
     let b = keys[partner];
-    let ascending = (i & stage.k) == 0u;
-    if key_greater(a, b) == ascending {
+    if out_of_order(a, b, i, stage.k) {
         keys[i] = b;
         keys[partner] = a;
     }

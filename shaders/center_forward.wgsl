@@ -9,6 +9,7 @@
 #import batch_bindings
 #import chunk_bindings
 #import accumulate
+#import forward_report
 #import element_walk
 
 // false for loss-only evaluation.
@@ -31,8 +32,7 @@ fn element(e: u32, row: u32, d: u32) -> f32 {
                 write_grad(e, 0.0);
             }
             if d == 0u {
-                atomicOr(&status[0], FLAG_BAD_LABEL);
-                atomicAdd(&status[2], 1u);
+                report_bad_label();
             }
         }
         return 0.0;
@@ -43,8 +43,7 @@ fn element(e: u32, row: u32, d: u32) -> f32 {
     let x = features[e];
     let diff = x - center_load(label, d);
     if !is_finite_f32(x) {
-        atomicOr(&status[0], FLAG_NON_FINITE);
-        atomicAdd(&status[3], 1u);
+        report_non_finite(1u);
     }
     if WRITE_GRAD {
         write_grad(e, params.grad_scale * diff);
@@ -69,10 +68,5 @@ fn main(
         }
         walk_next(&walk);
     }
-    // One partial per invocation, summed in a fixed order by loss_reduce: no workgroup
-    // barriers here (a tree reduction per workgroup cost ~40% of this kernel on lavapipe).
-    let slot = wg * WORKGROUP_SIZE + lid;
-    if slot < params.partials_per_chunk {
-        loss_scratch.partials[chunk.index * params.partials_per_chunk + slot] = sq;
-    }
+    write_loss_partial(wg, lid, sq);
 }

@@ -9,6 +9,7 @@
 #import batch_bindings
 #import chunk_bindings
 #import accumulate
+#import forward_report
 
 // false for loss-only evaluation.
 override WRITE_GRAD: bool = true;
@@ -37,8 +38,7 @@ fn word(w: u32, row: u32, d: u32) -> f32 {
                 write_grad(w, vec4<f32>(0.0));
             }
             if d == 0u {
-                atomicOr(&status[0], FLAG_BAD_LABEL);
-                atomicAdd(&status[2], 1u);
+                report_bad_label();
             }
         }
         return 0.0;
@@ -50,8 +50,7 @@ fn word(w: u32, row: u32, d: u32) -> f32 {
     let diff = x - center_load4(label, d);
     let bad = non_finite_count(x);
     if bad != 0u {
-        atomicOr(&status[0], FLAG_NON_FINITE);
-        atomicAdd(&status[3], bad);
+        report_non_finite(bad);
     }
     if WRITE_GRAD {
         write_grad(w, params.grad_scale * diff);
@@ -79,9 +78,5 @@ fn main(
             sq = sq + word(w, row, 4u * w - row * params.dim);
         }
     }
-    // One partial per invocation, summed in a fixed order by loss_reduce.
-    let slot = wg * WORKGROUP_SIZE + lid;
-    if slot < params.partials_per_chunk {
-        loss_scratch.partials[chunk.index * params.partials_per_chunk + slot] = sq;
-    }
+    write_loss_partial(wg, lid, sq);
 }

@@ -2,6 +2,7 @@
 // four), so that a split table is walked once per step.
 
 #import chunk_params
+#import chunk_words
 
 @group(1) @binding(1) var<storage, read_write> centers0: array<vec4<f32>>;
 @group(1) @binding(2) var<storage, read_write> centers1: array<vec4<f32>>;
@@ -12,17 +13,6 @@ fn center_word(b: u32, w: u32) -> vec4<f32> {
         return centers0[w];
     }
     return centers1[w];
-}
-
-fn center_load(label: u32, d: u32) -> f32 {
-    let at = center_place(label, d);
-    return center_word(at.x, at.y / 4u)[at.y % 4u];
-}
-
-// Elements d .. d + 3 (d a multiple of 4).
-fn center_load4(label: u32, d: u32) -> vec4<f32> {
-    let at = center_place(label, d);
-    return center_word(at.x, at.y / 4u);
 }
 
 fn center_store(label: u32, d: u32, value: f32) {

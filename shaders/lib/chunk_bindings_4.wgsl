@@ -3,6 +3,7 @@
 // Branches, not a switch: a CPU driver then skips the buffers no lane touches.
 
 #import chunk_params
+#import chunk_words
 
 @group(1) @binding(1) var<storage, read_write> centers0: array<vec4<f32>>;
 @group(1) @binding(2) var<storage, read_write> centers1: array<vec4<f32>>;
@@ -21,17 +22,6 @@ fn center_word(b: u32, w: u32) -> vec4<f32> {
         return centers2[w];
     }
     return centers3[w];
-}
-
-fn center_load(label: u32, d: u32) -> f32 {
-    let at = center_place(label, d);
-    return center_word(at.x, at.y / 4u)[at.y % 4u];
-}
-
-// Elements d .. d + 3 (d a multiple of 4).
-fn center_load4(label: u32, d: u32) -> vec4<f32> {
-    let at = center_place(label, d);
-    return center_word(at.x, at.y / 4u);
 }
 
 fn center_store(label: u32, d: u32, value: f32) {

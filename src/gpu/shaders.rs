@@ -21,7 +21,9 @@ pub const KERNELS: &[(&str, &str)] = sources!("":
 
 /// Helpers pulled in with `#import NAME`.
 pub const LIBRARY: &[(&str, &str)] = sources!("lib/":
-    "common", "batch_bindings", "batch_data", "batch_data_vec4", "chunk_params", "chunk_bindings", "chunk_bindings_2", "chunk_bindings_4", "scratch_atomic", "scratch_sorted",
+    "common", "batch_bindings", "batch_data", "batch_data_vec4", "chunk_params", "chunk_bindings",
+    "chunk_bindings_2", "chunk_bindings_4", "chunk_words", "forward_report", "sort_stage",
+    "scratch_atomic", "scratch_sorted",
     "accum_native", "accum_cas", "accumulate_none", "accumulate_atomic",
     "element_walk", "gemm_core", "conv_params", "channel_reduce", "elementwise", "pool_params", "row_params", "tree_sum",
 );

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use centerloss::bench::{copy_bandwidth, cpu_center_loss_seconds, gemm_gflops, trainer_images_per_second};
 use centerloss::bench::{CenterLossBench, CenterLossCase, Clock};
+use centerloss::gpu::median;
 use centerloss::nn::NetworkSpec;
 use centerloss::{GpuContext, UpdateMode};
 use clap::Parser;
@@ -274,11 +275,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     print!("{md}");
     eprintln!("wrote {}", args.out.display());
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn date() -> String {

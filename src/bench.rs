@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 
 use crate::center_loss::KernelTime;
 use crate::cpu::CenterLossCpu;
-use crate::gpu::{self, GpuContext, GpuTimer};
+use crate::gpu::{self, median, GpuContext, GpuTimer};
 use crate::nn::{Graph, LayerSpec, Network, NetworkSpec, TrainConfig};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, GpuCenterLoss, Result, UpdateMode};
 
@@ -38,11 +38,6 @@ pub struct Timing {
     pub seconds: f64,
     /// The clock.
     pub clock: Clock,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Times `record` (which records `iters` iterations into the encoder) `samples` times, with

@@ -91,8 +91,7 @@ impl CenterLossConfig {
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
             return Err(Error::Config(format!("lambda must be finite and >= 0, got {}", self.lambda)));
         }
-        // The GPU stores center rows padded to a multiple of 4 floats.
-        let row_bytes = 4 * self.feat_dim.next_multiple_of(4) as u64;
+        let row_bytes = 4 * center_stride(self.feat_dim) as u64;
         if self.max_chunk_bytes.is_some_and(|b| b < row_bytes) {
             return Err(Error::Config(format!(
                 "max_chunk_bytes must hold at least one center row ({row_bytes} bytes)"
@@ -126,6 +125,12 @@ impl CenterLossConfig {
         check_finite("features", features)?;
         Ok(batch)
     }
+}
+
+/// Floats per center row in the GPU's center buffers: D rounded up to a multiple of 4, so
+/// that rows start on vec4 words.
+pub(crate) fn center_stride(dim: usize) -> usize {
+    dim.next_multiple_of(4)
 }
 
 /// `Error::Shape` unless `actual == expected`.

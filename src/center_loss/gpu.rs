@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::{Pod, Zeroable};
 
-use super::config::{check_finite, check_len, CenterLossConfig, UpdateMode, MAX_CENTER_BINDINGS};
+use super::config::{center_stride, check_finite, check_len, CenterLossConfig, UpdateMode, MAX_CENTER_BINDINGS};
 use crate::gpu::{self, shaders, GpuContext};
 use crate::{Error, Result};
 
@@ -226,12 +226,6 @@ const FORWARD_WORKGROUP_SIZE: u32 = 256;
 fn stage_index(k: u32, j: u32) -> u32 {
     let m = k.trailing_zeros();
     m * (m - 1) / 2 + (m - 1 - j.trailing_zeros())
-}
-
-/// Floats per row in the center buffers: D rounded up to a multiple of 4, so that rows
-/// start on vec4 words.
-fn center_stride(dim: usize) -> usize {
-    dim.next_multiple_of(4)
 }
 
 /// Whether the forward pass reads features, centers and gradient as vec4 words.
@@ -820,17 +814,25 @@ impl GpuCenterLoss {
         plan
     }
 
+    /// A compute pass with `binding`'s groups and the first center group bound.
+    fn begin_pass<'e>(
+        &self,
+        encoder: &'e mut wgpu::CommandEncoder,
+        binding: &CenterLossBinding,
+    ) -> wgpu::ComputePass<'e> {
+        let mut cpass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("center loss"), timestamp_writes: None });
+        cpass.set_bind_group(0, &binding.batch_group, &[]);
+        cpass.set_bind_group(1, &self.chunk_groups[0], &[]);
+        cpass.set_bind_group(2, &binding.scratch_group, &[]);
+        cpass
+    }
+
     /// Records `pass` over the first `batch` rows of `binding` (its own batch, or fewer on
     /// the host buffers): the whole step in one compute pass, then the loss copy.
     fn record(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding, batch: u32, pass: Pass) {
         {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("center loss"),
-                timestamp_writes: None,
-            });
-            cpass.set_bind_group(0, &binding.batch_group, &[]);
-            cpass.set_bind_group(1, &self.chunk_groups[0], &[]);
-            cpass.set_bind_group(2, &binding.scratch_group, &[]);
+            let mut cpass = self.begin_pass(encoder, binding);
             for dispatch in self.plan(binding, batch, pass) {
                 dispatch.record(&mut cpass);
             }
@@ -856,13 +858,8 @@ impl GpuCenterLoss {
                 let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
                 for (i, dispatch) in plan.iter().enumerate() {
                     timer.begin(&mut encoder, i as u32);
-                    {
-                        let mut cpass = encoder.begin_compute_pass(&Default::default());
-                        cpass.set_bind_group(0, &binding.batch_group, &[]);
-                        cpass.set_bind_group(1, &self.chunk_groups[0], &[]);
-                        cpass.set_bind_group(2, &binding.scratch_group, &[]);
-                        dispatch.record(&mut cpass);
-                    }
+                    // Each dispatch in a pass of its own, ended before the timestamp.
+                    dispatch.record(&mut self.begin_pass(&mut encoder, binding));
                     timer.end(&mut encoder, i as u32);
                 }
                 timer.resolve(&mut encoder);
@@ -873,9 +870,8 @@ impl GpuCenterLoss {
             }
         }
         let mut kernels: Vec<KernelTime> = Vec::new();
-        for (dispatch, mut times) in plan.iter().zip(per_dispatch) {
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
+        for (dispatch, times) in plan.iter().zip(per_dispatch) {
+            let median = gpu::median(times);
             match kernels.iter_mut().find(|k| k.kernel == dispatch.kernel) {
                 Some(k) => {
                     k.dispatches += 1;

@@ -6,7 +6,7 @@ pub mod shaders;
 mod timing;
 
 pub use context::GpuContext;
-pub use timing::GpuTimer;
+pub use timing::{median, GpuTimer};
 
 use std::num::NonZeroU64;
 

@@ -3,6 +3,12 @@
 use super::{buffer, GpuContext};
 use crate::{Error, Result};
 
+/// The median of timing samples (the upper one of an even count).
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
 /// Timestamp queries written into command encoders in begin/end pairs.
 pub struct GpuTimer {
     ctx: GpuContext,

@@ -8,6 +8,7 @@ use centerloss::{
     BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth, UpdateMode,
 };
 use common::{gpu, labels, rel_err, rng, uniform};
+use rand::rngs::StdRng;
 use wgpu::util::DeviceExt;
 
 struct Caller {
@@ -67,17 +68,24 @@ fn cfg(update: UpdateMode) -> CenterLossConfig {
     CenterLossConfig { num_classes: 9, feat_dim: 6, alpha: 0.3, lambda: 0.5, update, ..Default::default() }
 }
 
+/// The GPU module and the f64 reference for `cfg(update)`, from the same random centers.
+fn gpu_and_reference(ctx: &GpuContext, update: UpdateMode, r: &mut StdRng) -> (GpuCenterLoss, CenterLossCpu) {
+    let config = cfg(update);
+    let init = uniform(r, config.num_classes * config.feat_dim, 1.0);
+    let mut cl = GpuCenterLoss::new(ctx, config.clone()).unwrap();
+    let mut cpu = CenterLossCpu::new(config).unwrap();
+    cl.set_centers(&init).unwrap();
+    cpu.set_centers(&init).unwrap();
+    (cl, cpu)
+}
+
 #[test]
 fn encoded_steps_match_the_cpu_reference() {
     let Some(ctx) = gpu() else { return };
     let (b, d, k) = (37, 6, 9);
     for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
         let mut r = rng(10);
-        let mut cl = GpuCenterLoss::new(&ctx, cfg(update)).unwrap();
-        let mut cpu = CenterLossCpu::new(cfg(update)).unwrap();
-        let init = uniform(&mut r, k * d, 1.0);
-        cl.set_centers(&init).unwrap();
-        cpu.set_centers(&init).unwrap();
+        let (cl, mut cpu) = gpu_and_reference(&ctx, update, &mut r);
         let x = uniform(&mut r, b * d, 1.0);
         let y = labels(&mut r, b, k);
         let caller = caller_buffers(&ctx, &x, &y);
@@ -211,11 +219,7 @@ fn profiled_steps_time_every_kernel_and_still_step() {
         ),
     ] {
         let mut r = rng(30);
-        let mut cl = GpuCenterLoss::new(&ctx, cfg(update)).unwrap();
-        let mut cpu = CenterLossCpu::new(cfg(update)).unwrap();
-        let init = uniform(&mut r, k * d, 1.0);
-        cl.set_centers(&init).unwrap();
-        cpu.set_centers(&init).unwrap();
+        let (cl, mut cpu) = gpu_and_reference(&ctx, update, &mut r);
         let (x, y) = (uniform(&mut r, b * d, 1.0), labels(&mut r, b, k));
         let caller = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&caller, b, false)).unwrap();

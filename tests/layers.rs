@@ -73,11 +73,21 @@ fn conv2d_matches_reference() {
             let (r, y) = run_layer(&ctx, b, [ic, h, w], spec, 10 + i as u64);
             let wt = f64s(&r.params[0]);
             let bt = bias.then(|| f64s(&r.params[1]));
-            let yref = cpu::conv2d(&f64s(&r.x), &wt, bt.as_deref(), b, ic, h, w, oc, k, s, p);
+            let shape = cpu::ConvShape {
+                batch: b,
+                in_channels: ic,
+                height: h,
+                width: w,
+                out_channels: oc,
+                kernel: k,
+                stride: s,
+                pad: p,
+            };
+            let yref = cpu::conv2d(&f64s(&r.x), &wt, bt.as_deref(), shape);
             assert_eq!(y.shape, [oc, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1]);
             let case = format!("case {i} bias {bias}");
             assert!(rel(&r.y, &yref) < TOL, "forward {case}: {}", rel(&r.y, &yref));
-            let (dx, dw, db) = cpu::conv2d_backward(&f64s(&r.x), &wt, &f64s(&r.dy), b, ic, h, w, oc, k, s, p);
+            let (dx, dw, db) = cpu::conv2d_backward(&f64s(&r.x), &wt, &f64s(&r.dy), shape);
             assert!(rel(&r.dx, &dx) < TOL, "dx {case}: {}", rel(&r.dx, &dx));
             assert!(rel(&r.grads[0], &dw) < TOL, "dw {case}: {}", rel(&r.grads[0], &dw));
             if bias {

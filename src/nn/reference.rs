@@ -1,22 +1,41 @@
 //! Plain-Rust f64 twins of the trainer's layers: the specification the GPU kernels are
 //! tested against. Tensors are NCHW slices; `b` is the batch size.
 
+/// The shape of a convolution: NCHW input, square kernel, one stride and padding for both
+/// axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Batch size.
+    pub batch: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl ConvShape {
+    /// Output height and width.
+    pub fn output_size(&self) -> (usize, usize) {
+        let out = |n: usize| (n + 2 * self.pad - self.kernel) / self.stride + 1;
+        (out(self.height), out(self.width))
+    }
+}
+
 /// Calls `tap(y, x, w)` for every (output, input, weight) index triple of a convolution
 /// whose input position lies inside the image (zero padding contributes nothing).
-#[allow(clippy::too_many_arguments)]
-fn conv_taps(
-    b: usize,
-    ic: usize,
-    h: usize,
-    wd: usize,
-    oc: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    mut tap: impl FnMut(usize, usize, usize),
-) {
-    let oh = (h + 2 * pad - k) / stride + 1;
-    let ow = (wd + 2 * pad - k) / stride + 1;
+fn conv_taps(s: ConvShape, mut tap: impl FnMut(usize, usize, usize)) {
+    let ConvShape { batch: b, in_channels: ic, height: h, width: wd, out_channels: oc, kernel: k, stride, pad } = s;
+    let (oh, ow) = s.output_size();
     for n in 0..b {
         for o in 0..oc {
             for oy in 0..oh {
@@ -45,49 +64,25 @@ fn conv_taps(
 }
 
 /// Convolution forward: `x` [b, ic, h, w], `w` [oc, ic, k, k], `bias` [oc] -> [b, oc, oh, ow].
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    x: &[f64],
-    w: &[f64],
-    bias: Option<&[f64]>,
-    b: usize,
-    ic: usize,
-    h: usize,
-    wd: usize,
-    oc: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-) -> Vec<f64> {
-    let pixels = ((h + 2 * pad - k) / stride + 1) * ((wd + 2 * pad - k) / stride + 1);
-    let mut y: Vec<f64> = (0..b * oc * pixels).map(|i| bias.map_or(0.0, |bb| bb[(i / pixels) % oc])).collect();
-    conv_taps(b, ic, h, wd, oc, k, stride, pad, |yi, xi, wi| y[yi] += w[wi] * x[xi]);
+pub fn conv2d(x: &[f64], w: &[f64], bias: Option<&[f64]>, s: ConvShape) -> Vec<f64> {
+    let (oh, ow) = s.output_size();
+    let (pixels, oc) = (oh * ow, s.out_channels);
+    let mut y: Vec<f64> = (0..s.batch * oc * pixels).map(|i| bias.map_or(0.0, |bb| bb[(i / pixels) % oc])).collect();
+    conv_taps(s, |yi, xi, wi| y[yi] += w[wi] * x[xi]);
     y
 }
 
 /// Convolution backward: returns (dx, dw, dbias) for output gradient `dy`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward(
-    x: &[f64],
-    w: &[f64],
-    dy: &[f64],
-    b: usize,
-    ic: usize,
-    h: usize,
-    wd: usize,
-    oc: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let pixels = dy.len() / (b * oc).max(1);
+pub fn conv2d_backward(x: &[f64], w: &[f64], dy: &[f64], s: ConvShape) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (oh, ow) = s.output_size();
+    let (pixels, oc) = (oh * ow, s.out_channels);
     let mut dx = vec![0.0; x.len()];
     let mut dw = vec![0.0; w.len()];
     let mut db = vec![0.0; oc];
     for (i, g) in dy.iter().enumerate() {
         db[(i / pixels) % oc] += g;
     }
-    conv_taps(b, ic, h, wd, oc, k, stride, pad, |yi, xi, wi| {
+    conv_taps(s, |yi, xi, wi| {
         dw[wi] += dy[yi] * x[xi];
         dx[xi] += dy[yi] * w[wi];
     });

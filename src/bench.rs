@@ -4,14 +4,32 @@
 
 use std::time::{Duration, Instant};
 
+use bytemuck::{Pod, Zeroable};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use wgpu::util::DeviceExt;
 
 use crate::center_loss::KernelTime;
 use crate::cpu::CenterLossCpu;
-use crate::gpu::{self, median, GpuContext, GpuTimer};
+use crate::gpu::{self, median, Access, GpuContext, GpuTimer, KernelSet, KernelSpec};
 use crate::nn::{Graph, LayerSpec, Network, NetworkSpec, TrainConfig};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, GpuCenterLoss, Result, UpdateMode};
+
+/// Mirrors `CopyParams` in `shaders/bench/bandwidth_copy.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct CopyParams {
+    len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// The benchmarks' own kernel (`shaders/bench/`): a copy that moves 16 bytes per invocation.
+pub const KERNELS: &[KernelSpec] = &[KernelSpec {
+    name: "bandwidth_copy",
+    uniform_bytes: std::mem::size_of::<CopyParams>() as u64,
+    storage: &[Access::Read, Access::Write],
+    element_bytes: 16,
+}];
 
 /// How a time was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,15 +133,11 @@ impl CenterLossBench {
         let mut distinct = y.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        let usage = wgpu::BufferUsages::STORAGE | gpu::STORAGE_RW;
-        let init = |label, contents: &[u8]| {
-            ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
-        };
         let buffers = [
-            init("bench features", bytemuck::cast_slice(&x)),
-            init("bench labels", bytemuck::cast_slice(&y)),
-            gpu::buffer(ctx.device(), "bench grad", 4 * x.len() as u64, usage),
-            gpu::buffer(ctx.device(), "bench loss", 16, usage),
+            gpu::storage_init(ctx.device(), "bench features", &x),
+            gpu::storage_init(ctx.device(), "bench labels", &y),
+            gpu::buffer(ctx.device(), "bench grad", 4 * x.len() as u64, gpu::STORAGE_RW),
+            gpu::buffer(ctx.device(), "bench loss", 16, gpu::STORAGE_RW),
         ];
         let binding = cl.bind(BatchBuffers {
             features: &buffers[0],
@@ -197,18 +211,18 @@ pub fn cpu_center_loss_seconds(case: CenterLossCase, seed: u64, samples: usize) 
 pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, samples: usize) -> Result<(f64, Timing)> {
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let bytes = bytes.min(limit) / 16 * 16;
-    let graph = Graph::new(ctx, 1, 0)?;
+    let kernels = KernelSet::for_context(ctx, "bench kernels", KERNELS)?;
     let src = gpu::buffer(ctx.device(), "copy src", bytes, gpu::STORAGE_RW);
     let dst = gpu::buffer(ctx.device(), "copy dst", bytes, gpu::STORAGE_RW);
     let len = (bytes / 16) as u32;
-    let u = graph.uniform(&[len, 0, 0, 0]);
+    let u = gpu::uniform(ctx.device(), "copy params", &CopyParams { len, _pad0: 0, _pad1: 0, _pad2: 0 });
     let (x, y) = gpu::grid(len as u64, ctx.limits().max_compute_workgroups_per_dimension);
-    let op = graph.op("bandwidth_copy", &u, &[&src, &dst], (x, y, 1))?;
+    let op = ctx.capture(|| kernels.op("bandwidth_copy", &[], &u, &[&src, &dst], (x, y, 1)))??;
     let iters = 4;
     let timing = time_recorded(ctx, iters, samples, &|enc| {
         let mut pass = enc.begin_compute_pass(&Default::default());
         for _ in 0..iters {
-            graph.record_ops(&mut pass, std::slice::from_ref(&op));
+            gpu::record_ops(&mut pass, std::slice::from_ref(&op));
         }
     })?;
     Ok((2.0 * bytes as f64 / timing.seconds / 1e9, timing))
@@ -263,4 +277,16 @@ pub fn context_or_skip() -> Option<GpuContext> {
 /// A duration from seconds (criterion's `iter_custom`).
 pub fn duration(seconds: f64) -> Duration {
     Duration::from_secs_f64(seconds.max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::shaders::{layout, mirror};
+
+    #[test]
+    fn copy_params_mirror_the_wgsl() {
+        let module = mirror::module("bandwidth_copy", &[]);
+        mirror::assert_struct(&module, "CopyParams", layout!(CopyParams { len, _pad0, _pad1, _pad2 }));
+    }
 }

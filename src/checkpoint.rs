@@ -12,7 +12,9 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::nn::{read_buffer, Network};
+use crate::error::check_finite;
+use crate::gpu::read_buffer;
+use crate::nn::Network;
 use crate::{Error, Result};
 
 const FORMAT: &str = "centerloss-checkpoint-v1";
@@ -30,8 +32,8 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
     let ctx = net.graph().context();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in net.graph().params() {
-        let value = read_buffer(ctx, &p.value, p.len)?;
-        let velocity = read_buffer(ctx, &p.velocity, p.len)?;
+        let value: Vec<f32> = read_buffer(ctx, &p.value, p.len)?;
+        let velocity: Vec<f32> = read_buffer(ctx, &p.velocity, p.len)?;
         tensors.push((format!("param/{}", p.name), Dtype::F32, vec![p.len], bytemuck::cast_slice(&value).to_vec()));
         tensors.push((
             format!("velocity/{}", p.name),
@@ -100,7 +102,7 @@ pub fn load(net: &mut Network, path: &Path) -> Result<()> {
             ));
         }
         let values: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        crate::center_loss::check_finite("checkpoint tensor", &values)
+        check_finite("checkpoint tensor", &values)
             .map_err(|_| ck_err(path, format!("tensor {name} holds NaN or inf")))?;
         Ok(values)
     };

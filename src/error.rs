@@ -1,4 +1,4 @@
-//! The crate's error type.
+//! The crate's error type, and the input checks every module shares.
 
 /// Everything that can go wrong in `centerloss`. No public path panics on bad input:
 /// it returns one of these, and leaves the centers as they were.
@@ -100,3 +100,20 @@ pub enum Error {
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// [`Error::Shape`] unless `actual == expected`.
+pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::Shape { what, expected, actual })
+    }
+}
+
+/// [`Error::NonFinite`] naming the first NaN or infinity.
+pub(crate) fn check_finite(what: &'static str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(Error::NonFinite { what, index, value: values[index] }),
+        None => Ok(()),
+    }
+}

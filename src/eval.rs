@@ -6,16 +6,7 @@ use std::collections::BTreeMap;
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
-/// A pair of samples to verify: same identity or not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pair {
-    /// First sample.
-    pub a: usize,
-    /// Second sample.
-    pub b: usize,
-    /// Whether both are the same identity.
-    pub genuine: bool,
-}
+use crate::data::Pair;
 
 /// Verification results.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -31,9 +31,11 @@ pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod eval;
+#[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod gpu;
 pub mod nn;
+#[cfg(feature = "plot")]
 pub mod plot;
 
 pub use center_loss::cpu;

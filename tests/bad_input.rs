@@ -21,7 +21,7 @@ fn bad_configs_are_config_errors() {
         CenterLossConfig { lambda: -0.1, ..cfg(UpdateMode::Atomic) },
         CenterLossConfig { lambda: f32::INFINITY, ..cfg(UpdateMode::Atomic) },
         CenterLossConfig { lambda: f32::NAN, ..cfg(UpdateMode::Atomic) },
-        CenterLossConfig { max_chunk_bytes: Some(8), ..cfg(UpdateMode::Atomic) },
+        CenterLossConfig { max_buffer_bytes: Some(8), ..cfg(UpdateMode::Atomic) },
         CenterLossConfig { center_bindings: Some(0), ..cfg(UpdateMode::Atomic) },
         CenterLossConfig { center_bindings: Some(5), ..cfg(UpdateMode::Atomic) },
     ];

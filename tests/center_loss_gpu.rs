@@ -119,7 +119,7 @@ fn center_table_split_over_many_buffers() {
     for variant in VARIANTS {
         for (bindings, passes) in [(Some(1), 5), (Some(2), 3), (None, 2)] {
             let cfg = CenterLossConfig {
-                max_chunk_bytes: Some(4 * 4 * 5),
+                max_buffer_bytes: Some(4 * 4 * 5),
                 center_bindings: bindings,
                 ..config(23, 3, variant, Reduction::Mean)
             };

@@ -1,9 +1,11 @@
 //! Image-folder reading on small generated trees (PGM, PNG, JPEG), a corrupt file and an
 //! empty identity folder; list files; pairs files; the identity split.
+#![cfg(feature = "images")]
 
 use std::path::Path;
 
-use centerloss::data::folder::{numbered, parse_pairs, ImageFolder};
+use centerloss::data::folder::{numbered, ImageFolder};
+use centerloss::data::parse_pairs;
 use centerloss::Error;
 
 fn write_images(dir: &Path, name: &str, count: usize, shade: u8) {

@@ -1,6 +1,7 @@
 //! Short end-to-end runs of the two examples' pipelines (library functions the examples
 //! wrap): the MNIST 2-D experiment on ../shared/data/mnist when present, and the face job
 //! on a small built-in set, with --compare and --resume.
+#![cfg(feature = "experiments")]
 
 mod common;
 

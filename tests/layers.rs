@@ -3,7 +3,8 @@
 
 mod common;
 
-use centerloss::nn::{read_buffer, reference as cpu, Graph, LayerSpec, Tensor};
+use centerloss::gpu::read_buffer;
+use centerloss::nn::{reference as cpu, Graph, LayerSpec, Tensor};
 use centerloss::GpuContext;
 use common::{gpu, rng, uniform};
 

@@ -33,16 +33,7 @@ fn caller_buffers(ctx: &GpuContext, x: &[f32], y: &[u32]) -> Caller {
 }
 
 fn read_f32(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Vec<f32> {
-    let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = ctx.device().create_command_encoder(&Default::default());
-    enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    ctx.queue().submit([enc.finish()]);
-    bytemuck::cast_slice(&ctx.read_mapped(&staging, buffer.size()).unwrap()).to_vec()
+    centerloss::gpu::read_buffer(ctx, buffer, buffer.size() as usize / 4).unwrap()
 }
 
 fn bind<'a>(c: &'a Caller, batch: usize, accumulate_grad: bool) -> BatchBuffers<'a> {

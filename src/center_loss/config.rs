@@ -1,5 +1,7 @@
-//! Configuration shared by the GPU module and the CPU reference, and input validation.
+//! Configuration shared by the GPU module and the CPU reference, and the rules a batch
+//! must meet.
 
+use crate::error::{check_finite, check_len};
 use crate::{Error, Result};
 
 /// How the per-sample terms are combined into the loss and its gradient.
@@ -47,7 +49,7 @@ pub struct CenterLossConfig {
     pub force_cas_atomics: bool,
     /// Caps the bytes of one center-table buffer below the adapter's storage-binding
     /// limit (the table is split over several buffers). `None`: the adapter's limit.
-    pub max_chunk_bytes: Option<u64>,
+    pub max_buffer_bytes: Option<u64>,
     /// How many center-table buffers one dispatch binds, 1 to [`MAX_CENTER_BINDINGS`], so
     /// that a table split over several buffers is still walked once per step. `None`: as
     /// many as the adapter's per-stage storage-buffer limit allows.
@@ -67,7 +69,7 @@ impl Default for CenterLossConfig {
             reduction: Reduction::Mean,
             update: UpdateMode::Atomic,
             force_cas_atomics: false,
-            max_chunk_bytes: None,
+            max_buffer_bytes: None,
             center_bindings: None,
         }
     }
@@ -92,9 +94,9 @@ impl CenterLossConfig {
             return Err(Error::Config(format!("lambda must be finite and >= 0, got {}", self.lambda)));
         }
         let row_bytes = 4 * center_stride(self.feat_dim) as u64;
-        if self.max_chunk_bytes.is_some_and(|b| b < row_bytes) {
+        if self.max_buffer_bytes.is_some_and(|b| b < row_bytes) {
             return Err(Error::Config(format!(
-                "max_chunk_bytes must hold at least one center row ({row_bytes} bytes)"
+                "max_buffer_bytes must hold at least one center row ({row_bytes} bytes)"
             )));
         }
         if self.center_bindings.is_some_and(|n| !(1..=MAX_CENTER_BINDINGS).contains(&n)) {
@@ -119,11 +121,17 @@ impl CenterLossConfig {
     pub fn validate_batch(&self, features: &[f32], labels: &[u32]) -> Result<usize> {
         let batch = labels.len();
         check_len("features", batch * self.feat_dim, features.len())?;
-        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= self.num_classes) {
-            return Err(Error::LabelOutOfRange { index, label, num_classes: self.num_classes });
-        }
+        self.check_labels(labels)?;
         check_finite("features", features)?;
         Ok(batch)
+    }
+
+    /// [`Error::LabelOutOfRange`] naming the first label that is not below K.
+    pub fn check_labels(&self, labels: &[u32]) -> Result<()> {
+        match labels.iter().enumerate().find(|(_, &l)| l as usize >= self.num_classes) {
+            Some((index, &label)) => Err(Error::LabelOutOfRange { index, label, num_classes: self.num_classes }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -131,21 +139,4 @@ impl CenterLossConfig {
 /// that rows start on vec4 words.
 pub(crate) fn center_stride(dim: usize) -> usize {
     dim.next_multiple_of(4)
-}
-
-/// `Error::Shape` unless `actual == expected`.
-pub fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Error::Shape { what, expected, actual })
-    }
-}
-
-/// `Error::NonFinite` naming the first NaN or infinity.
-pub fn check_finite(what: &'static str, values: &[f32]) -> Result<()> {
-    match values.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(Error::NonFinite { what, index, value: values[index] }),
-        None => Ok(()),
-    }
 }

@@ -1,7 +1,8 @@
 //! The plain-Rust reference: the same semantics as the GPU module, computed in f64.
 //! Usable without a GPU, and the specification every GPU test compares against.
 
-use super::config::{check_finite, check_len, CenterLossConfig};
+use super::config::CenterLossConfig;
+use crate::error::{check_finite, check_len};
 use crate::Result;
 
 /// Result of one CPU step, in f64.

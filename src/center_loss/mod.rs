@@ -5,8 +5,7 @@ mod config;
 pub mod cpu;
 mod gpu;
 
-pub use config::{check_finite, check_len, CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
-pub use gpu::{BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, KernelTime, StepOutput};
-
-#[cfg(test)]
-pub(crate) use gpu::shader_plan;
+pub use config::{CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
+pub use gpu::{
+    shader_plan, BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, KernelTime, ShaderSpec, StepOutput,
+};

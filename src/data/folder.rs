@@ -10,7 +10,6 @@ use image::imageops::FilterType;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use super::Dataset;
-use crate::eval::Pair;
 use crate::{Error, Result};
 
 /// A loaded image folder.
@@ -161,31 +160,6 @@ impl ImageFolder {
         names.sort();
         Ok((train, test, names))
     }
-}
-
-/// Parses an LFW-style `pairs.txt` (`name i j` genuine, `name1 i name2 j` impostor, images
-/// numbered from 1 within each identity in name order; a first line of counts is skipped)
-/// into pairs of indices of `images`, given for each image its identity name and its
-/// 1-based number within the identity.
-pub fn parse_pairs(text: &str, images: &[(String, usize)]) -> Result<Vec<Pair>> {
-    let index: BTreeMap<(&str, usize), usize> =
-        images.iter().enumerate().map(|(i, (n, k))| ((n.as_str(), *k), i)).collect();
-    let find = |name: &str, num: &str, line: usize| -> Result<usize> {
-        let k: usize = num.parse().map_err(|_| Error::Data(format!("pairs line {line}: bad image number {num}")))?;
-        index.get(&(name, k)).copied().ok_or_else(|| Error::Data(format!("pairs line {line}: no image {name} {k}")))
-    };
-    let mut pairs = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f.as_slice() {
-            [name, i, j] => pairs.push(Pair { a: find(name, i, n + 1)?, b: find(name, j, n + 1)?, genuine: true }),
-            [a, i, b, j] => pairs.push(Pair { a: find(a, i, n + 1)?, b: find(b, j, n + 1)?, genuine: false }),
-            [] => {}
-            _ if n == 0 => {}
-            _ => return Err(Error::Data(format!("pairs line {}: expected 3 or 4 fields", n + 1))),
-        }
-    }
-    Ok(pairs)
 }
 
 /// For each image of a folder, its identity name and 1-based number within the identity.

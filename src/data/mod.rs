@@ -1,9 +1,14 @@
-//! Data: MNIST IDX files, the built-in procedural face set, image folders, and the batch
-//! plumbing shared by the examples (shuffling, augmentation).
+//! Data: MNIST IDX files, the built-in procedural face set, image folders, verification
+//! pairs, and the batch plumbing shared by the examples (shuffling, augmentation).
 
 pub mod faces;
+#[cfg(feature = "images")]
 pub mod folder;
+#[cfg(feature = "mnist")]
 pub mod mnist;
+pub mod pairs;
+
+pub use pairs::{parse_pairs, Pair};
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng};
 

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use crate::data::faces::FaceSetConfig;
-use crate::data::folder::{numbered, parse_pairs, ImageFolder};
-use crate::data::{Augment, Dataset};
-use crate::eval::{self, EvalReport, Pair};
+use crate::data::folder::{numbered, ImageFolder};
+use crate::data::{parse_pairs, Augment, Dataset, Pair};
+use crate::eval::{self, EvalReport};
 use crate::nn::{fit, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 

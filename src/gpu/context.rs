@@ -175,28 +175,6 @@ impl GpuContext {
     pub fn wait_idle(&self) -> Result<()> {
         self.inner.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
     }
-
-    /// Maps `buffer` (usage `MAP_READ`) for reading, waits, and returns its first `len` bytes.
-    pub fn read_mapped(&self, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let slice = buffer.slice(..len);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            sender.send(r).ok();
-        });
-        self.wait_idle()?;
-        pollster::block_on(receiver.receive())
-            .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let bytes = {
-            let view = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            view.to_vec()
-        };
-        buffer.unmap();
-        Ok(bytes)
-    }
 }
 
 fn summary(info: &wgpu::AdapterInfo, features: wgpu::Features) -> String {

@@ -1,11 +1,16 @@
-//! GPU plumbing shared by every kernel: the context, the WGSL sources, dispatch grids,
-//! bind group layout entries and buffer helpers.
+//! The GPU toolkit every subsystem uses: the context, the WGSL sources, the kernel registry
+//! and pipeline cache, bind-group layout entries, uniform and storage buffers, read-back,
+//! dispatch grids and GPU timestamps. It knows nothing of center loss or the trainer.
 
 mod context;
+mod kernels;
+mod readback;
 pub mod shaders;
 mod timing;
 
 pub use context::GpuContext;
+pub use kernels::{compute_pipeline, record_ops, shader_module, Access, Constants, KernelSet, KernelSpec, Op};
+pub use readback::{read_buffer, Staging};
 pub use timing::{median, GpuTimer};
 
 use std::num::NonZeroU64;
@@ -69,21 +74,28 @@ pub fn buffer(device: &wgpu::Device, label: &str, size: u64, usage: wgpu::Buffer
 pub const STORAGE_RW: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST).union(wgpu::BufferUsages::COPY_SRC);
 
-/// A compute pipeline for the `main` entry of `module`, with pipeline-overridable constants.
-pub fn compute_pipeline(
-    device: &wgpu::Device,
-    label: &str,
-    layout: &wgpu::PipelineLayout,
-    module: &wgpu::ShaderModule,
-    constants: &[(&str, f64)],
-) -> wgpu::ComputePipeline {
-    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+/// A uniform buffer holding `value` (a `#[repr(C)]` mirror of a WGSL struct).
+pub fn uniform<T: bytemuck::Pod>(device: &wgpu::Device, label: &str, value: &T) -> wgpu::Buffer {
+    uniform_bytes(device, label, bytemuck::bytes_of(value))
+}
+
+/// A uniform buffer holding `bytes` (e.g. a table read through dynamic offsets).
+pub fn uniform_bytes(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
-        layout: Some(layout),
-        module,
-        entry_point: Some("main"),
-        compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
-        cache: None,
+        contents: bytes,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
+/// A storage buffer initialised with `values` ([`STORAGE_RW`] usage).
+pub fn storage_init<T: bytemuck::Pod>(device: &wgpu::Device, label: &str, values: &[T]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::cast_slice(values),
+        usage: STORAGE_RW,
     })
 }
 

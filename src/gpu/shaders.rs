@@ -1,49 +1,46 @@
-//! The WGSL sources: one file per kernel in `shaders/`, helpers in `shaders/lib/`,
-//! joined by a tiny `#import NAME` step (each helper once, aliases chosen per device).
+//! The WGSL sources, discovered under `shaders/` by `build.rs` and embedded in the binary:
+//! one file per kernel in a folder per family (`center_loss/`, `nn/`, `bench/`), helpers in
+//! the families' `lib/` folders and in `common/`, joined by a tiny `#import NAME` step
+//! (each helper once, aliases chosen per device).
 
 use crate::{Error, Result};
 
-macro_rules! sources {
-    ($dir:literal: $($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../shaders/", $dir, $name, ".wgsl")))),*]
-    };
+/// One embedded WGSL file.
+#[derive(Clone, Copy, Debug)]
+pub struct Source {
+    /// The file stem, unique across `shaders/`: the kernel's or helper's name.
+    pub name: &'static str,
+    /// The folder below `shaders/` it sits in (`center_loss`, `nn`, `bench`, `common`).
+    pub family: &'static str,
+    /// Whether it is a helper pulled in by `#import` (under `lib/` or `common/`).
+    pub helper: bool,
+    /// The WGSL text.
+    pub text: &'static str,
 }
 
-/// Kernels: each file holds one `main` entry point.
-pub const KERNELS: &[(&str, &str)] = sources!("":
-    "center_forward", "center_forward_vec4", "loss_reduce", "center_claim", "center_apply", "center_release",
-    "status_finalize", "sort_keys_init", "bitonic_step", "bitonic_local", "center_update_sorted",
-    "gemm", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "sum_slices",
-    "channel_sum", "prelu_forward", "prelu_backward", "prelu_slope_grad", "add",
-    "maxpool_forward", "maxpool_backward", "softmax_cross_entropy", "reduce_rows",
-    "l2norm_forward", "l2norm_backward", "sgd_momentum", "bandwidth_copy",
-);
+include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
 
-/// Helpers pulled in with `#import NAME`.
-pub const LIBRARY: &[(&str, &str)] = sources!("lib/":
-    "common", "batch_bindings", "batch_data", "batch_data_vec4", "chunk_params", "chunk_bindings",
-    "chunk_bindings_2", "chunk_bindings_4", "chunk_words", "forward_report", "sort_stage",
-    "scratch_atomic", "scratch_sorted",
-    "accum_native", "accum_cas", "accumulate_none", "accumulate_atomic",
-    "element_walk", "gemm_core", "conv_params", "channel_reduce", "elementwise", "pool_params", "row_params", "tree_sum",
-);
+/// Every kernel file (each holds one `main` entry point).
+pub fn kernels() -> impl Iterator<Item = &'static Source> {
+    SOURCES.iter().filter(|s| !s.helper)
+}
 
 /// Returns the kernel named `kernel` with its imports resolved. `aliases` maps an import
-/// name to the library file that serves it (e.g. `("accum", "accum_cas")`).
+/// name to the helper that serves it (e.g. `("accum", "accum_cas")`).
 pub fn compose(kernel: &str, aliases: &[(&str, &str)]) -> Result<String> {
-    let source = lookup(KERNELS, kernel)?;
+    let source = lookup(kernel, false)?;
     let mut out = String::with_capacity(source.len() * 2);
     let mut seen = Vec::new();
     expand(kernel, source, aliases, &mut seen, &mut out)?;
     Ok(out)
 }
 
-fn lookup(table: &[(&str, &'static str)], name: &str) -> Result<&'static str> {
-    table
+fn lookup(name: &str, helper: bool) -> Result<&'static str> {
+    SOURCES
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
-        .ok_or_else(|| Error::Config(format!("no WGSL source named `{name}`")))
+        .find(|s| s.name == name && s.helper == helper)
+        .map(|s| s.text)
+        .ok_or_else(|| Error::Config(format!("no WGSL {} named `{name}`", if helper { "helper" } else { "kernel" })))
 }
 
 fn expand(name: &str, source: &str, aliases: &[(&str, &str)], seen: &mut Vec<String>, out: &mut String) -> Result<()> {
@@ -56,8 +53,8 @@ fn expand(name: &str, source: &str, aliases: &[(&str, &str)], seen: &mut Vec<Str
                     continue;
                 }
                 seen.push(target.to_string());
-                let body = lookup(LIBRARY, target)
-                    .map_err(|_| Error::Config(format!("`{name}` imports unknown `{import}`")))?;
+                let body =
+                    lookup(target, true).map_err(|_| Error::Config(format!("`{name}` imports unknown `{import}`")))?;
                 expand(target, body, aliases, seen, out)?;
             }
             None => {
@@ -68,6 +65,65 @@ fn expand(name: &str, source: &str, aliases: &[(&str, &str)], seen: &mut Vec<Str
     }
     Ok(())
 }
+
+/// Test helpers that hold a Rust value against its WGSL twin, read by naga: the one source
+/// of a value shared by both sides is the WGSL file, and each subsystem's tests compare
+/// its constants and `#[repr(C)]` uniform mirrors with it.
+#[cfg(test)]
+pub(crate) mod mirror {
+    use naga::{Expression, Literal, TypeInner};
+
+    /// The module of `kernel` composed with `aliases`, parsed by naga.
+    pub fn module(kernel: &str, aliases: &[(&str, &str)]) -> naga::Module {
+        let source = super::compose(kernel, aliases).unwrap();
+        naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{kernel}: {}", e.emit_to_string(&source)))
+    }
+
+    /// The value of the WGSL `const` (or the default of the `override`) `name`.
+    pub fn constant(module: &naga::Module, name: &str) -> u64 {
+        let named = |n: &Option<String>| n.as_deref() == Some(name);
+        let init = module
+            .constants
+            .iter()
+            .find(|(_, c)| named(&c.name))
+            .map(|(_, c)| c.init)
+            .or_else(|| module.overrides.iter().find(|(_, o)| named(&o.name)).and_then(|(_, o)| o.init))
+            .unwrap_or_else(|| panic!("no WGSL constant named {name}"));
+        match module.global_expressions[init] {
+            Expression::Literal(Literal::U32(v)) => v as u64,
+            Expression::Literal(Literal::I32(v)) => v as u64,
+            Expression::Literal(Literal::AbstractInt(v)) => v as u64,
+            ref other => panic!("WGSL constant {name} is {other:?}, not an integer literal"),
+        }
+    }
+
+    /// Asserts that the WGSL struct `name` has exactly the fields of `layout` (name and byte
+    /// offset, in order) and its size: `layout` comes from [`super::layout!`].
+    pub fn assert_struct(module: &naga::Module, name: &str, layout: (usize, &[(&str, usize)])) {
+        let (size, fields) = layout;
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no WGSL struct named {name}"));
+        let TypeInner::Struct { members, span } = &ty.inner else { panic!("WGSL type {name} is not a struct") };
+        let wgsl: Vec<(&str, usize)> =
+            members.iter().map(|m| (m.name.as_deref().unwrap_or(""), m.offset as usize)).collect();
+        assert_eq!(wgsl, fields, "{name}: WGSL fields (left) against the Rust mirror (right)");
+        assert_eq!(*span as usize, size, "{name}: WGSL size against the Rust mirror's");
+    }
+}
+
+/// `(size, [(field, byte offset), ...])` of a `#[repr(C)]` struct, for
+/// `mirror::assert_struct`.
+#[cfg(test)]
+macro_rules! layout {
+    ($t:ty { $($f:ident),* $(,)? }) => {
+        (std::mem::size_of::<$t>(), &[$((stringify!($f), std::mem::offset_of!($t, $f))),*][..])
+    };
+}
+#[cfg(test)]
+pub(crate) use layout;
 
 #[cfg(test)]
 mod tests {
@@ -82,42 +138,18 @@ mod tests {
         assert!(compose("no_such_kernel", &[]).is_err());
     }
 
-    /// Parses and validates every composed shader that any mode builds, with naga, on no
-    /// adapter at all; and checks that every kernel file is built by some mode.
     #[test]
-    fn every_shader_variant_validates_with_naga() {
-        use crate::center_loss::shader_plan;
-        use crate::UpdateMode;
-        let mut built = std::collections::BTreeSet::new();
-        for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
-            for (native, center_bindings, vec4) in [
-                (true, 1, false),
-                (false, 1, true),
-                (true, 2, true),
-                (false, 2, false),
-                (true, 4, true),
-                (false, 4, false),
-            ] {
-                let nn = crate::nn::KERNEL_TABLE.iter().map(|k| (k.name, k.name, Vec::new()));
-                for (label, kernel, aliases) in shader_plan(update, native, center_bindings, vec4).into_iter().chain(nn)
-                {
-                    let source = compose(kernel, &aliases).unwrap();
-                    let module = naga::front::wgsl::parse_str(&source)
-                        .unwrap_or_else(|e| panic!("{label} ({kernel}): {}", e.emit_to_string(&source)));
-                    let caps = if native {
-                        naga::valid::Capabilities::SHADER_FLOAT32_ATOMIC
-                    } else {
-                        naga::valid::Capabilities::empty()
-                    };
-                    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-                        .validate(&module)
-                        .unwrap_or_else(|e| panic!("{label} ({kernel}): {}", e.emit_to_string(&source)));
-                    built.insert(kernel);
-                }
-            }
-        }
-        for (kernel, _) in KERNELS {
-            assert!(built.contains(kernel), "kernel {kernel} is built by no mode");
-        }
+    fn sources_are_discovered_by_family() {
+        let family = |name: &str| SOURCES.iter().find(|s| s.name == name).map(|s| (s.family, s.helper));
+        assert_eq!(family("center_forward"), Some(("center_loss", false)));
+        assert_eq!(family("gemm_core"), Some(("nn", true)));
+        assert_eq!(family("common"), Some(("common", true)));
+        assert_eq!(family("bandwidth_copy"), Some(("bench", false)));
+    }
+
+    #[test]
+    fn the_workgroup_size_is_the_one_in_common_wgsl() {
+        let module = mirror::module("add", &[]);
+        assert_eq!(mirror::constant(&module, "WORKGROUP_SIZE"), crate::gpu::WORKGROUP_SIZE as u64);
     }
 }

@@ -1,6 +1,6 @@
 //! GPU timestamps around recorded work: the time the GPU spent, not the host's wall clock.
 
-use super::{buffer, GpuContext};
+use super::{buffer, GpuContext, Staging};
 use crate::{Error, Result};
 
 /// The median of timing samples (the upper one of an even count).
@@ -14,7 +14,7 @@ pub struct GpuTimer {
     ctx: GpuContext,
     queries: wgpu::QuerySet,
     resolve: wgpu::Buffer,
-    staging: wgpu::Buffer,
+    staging: Staging,
     pairs: u32,
 }
 
@@ -35,8 +35,7 @@ impl GpuTimer {
         let bytes = 8 * count as u64;
         let resolve =
             buffer(device, "timestamps", bytes, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-        let staging =
-            buffer(device, "timestamps staging", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let staging = Staging::new(device, "timestamps staging", bytes);
         Some(Self { ctx: ctx.clone(), queries, resolve, staging, pairs })
     }
 
@@ -53,13 +52,12 @@ impl GpuTimer {
     /// Records the copy of every interval's timestamps for [`GpuTimer::read_seconds`].
     pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
         encoder.resolve_query_set(&self.queries, 0..2 * self.pairs, &self.resolve, 0);
-        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, 8 * 2 * self.pairs as u64);
+        self.staging.copy_from(encoder, &self.resolve, 0, 0, 8 * 2 * self.pairs as u64);
     }
 
     /// The length of each interval in seconds (after the resolving submission).
     pub fn read_seconds(&self) -> Result<Vec<f64>> {
-        let raw = self.ctx.read_mapped(&self.staging, 8 * 2 * self.pairs as u64)?;
-        let ticks: &[u64] = bytemuck::cast_slice(&raw);
+        let ticks: Vec<u64> = self.staging.read_values(&self.ctx, 2 * self.pairs as usize)?;
         let period = self.ctx.queue().get_timestamp_period() as f64;
         if period <= 0.0 {
             return Err(Error::Gpu("the queue reports no timestamp period".into()));

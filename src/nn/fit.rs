@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::network::{Network, StepMetrics};
@@ -72,13 +71,7 @@ pub fn fit(net: &mut Network, data: &Dataset, opts: &FitOptions) -> Result<FitRe
     }
     let per_epoch = data.len() / batch;
     let total = (per_epoch * opts.epochs.saturating_sub(opts.start_epoch)) as u64;
-    let bar = if opts.progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(opts.label.clone());
+    let bar = Progress::new(total, opts.progress, &opts.label);
     let mut report = FitReport::default();
     let start = Instant::now();
     let mut images = vec![0.0f32; batch * data.image_len()];
@@ -102,7 +95,7 @@ pub fn fit(net: &mut Network, data: &Dataset, opts: &FitOptions) -> Result<FitRe
                 }
                 report.history.push((net.step_count(), m));
                 let rate = (report.steps + 1) as f64 * batch as f64 / start.elapsed().as_secs_f64();
-                bar.set_message(format!(
+                bar.message(format!(
                     "epoch {}/{} softmax {:.4} center {:.4} acc {:.3} {:.0} img/s",
                     epoch + 1,
                     opts.epochs,
@@ -121,4 +114,58 @@ pub fn fit(net: &mut Network, data: &Dataset, opts: &FitOptions) -> Result<FitRe
     report.images_per_second = report.steps as f64 * batch as f64 / report.train_seconds.max(1e-9);
     bar.finish();
     Ok(report)
+}
+
+/// The progress bar of [`fit`] (indicatif, with the `progress` feature).
+#[cfg(feature = "progress")]
+struct Progress(indicatif::ProgressBar);
+
+#[cfg(feature = "progress")]
+impl Progress {
+    fn new(total: u64, show: bool, label: &str) -> Self {
+        let bar = if show { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        Self(bar)
+    }
+
+    fn message(&self, message: String) {
+        self.0.set_message(message);
+    }
+
+    fn inc(&self, steps: u64) {
+        self.0.inc(steps);
+    }
+
+    fn finish(&self) {
+        self.0.finish();
+    }
+}
+
+/// Without the `progress` feature, [`fit`] reports through `log` instead of a bar.
+#[cfg(not(feature = "progress"))]
+struct Progress {
+    show: bool,
+    label: String,
+}
+
+#[cfg(not(feature = "progress"))]
+impl Progress {
+    fn new(_total: u64, show: bool, label: &str) -> Self {
+        Self { show, label: label.to_string() }
+    }
+
+    fn message(&self, message: String) {
+        if self.show {
+            log::info!("{} {message}", self.label);
+        }
+    }
+
+    fn inc(&self, _steps: u64) {}
+
+    fn finish(&self) {}
 }

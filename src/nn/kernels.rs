@@ -1,161 +1,191 @@
-//! The trainer's compute pipelines: one per WGSL kernel, each with an explicit bind group
-//! layout (a uniform at binding 0, then storage buffers), created once per device.
+//! The trainer kernels' interfaces: the table the GPU toolkit builds them from, and the
+//! `#[repr(C)]` mirrors of their WGSL uniforms (a unit test compares each mirror with the
+//! WGSL struct's field names and offsets, read by naga).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::mem::size_of;
 
-use crate::gpu::{self, shaders, GpuContext};
-use crate::{Error, Result};
+use bytemuck::{Pod, Zeroable};
 
-/// How a kernel uses one storage binding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// `var<storage, read>`
-    Read,
-    /// `var<storage, read_write>`
-    Write,
-}
-
+use crate::gpu::{Access, KernelSpec};
 use Access::{Read as R, Write as W};
 
-/// A kernel's interface: its uniform's size and its storage bindings 1..
-pub(crate) struct KernelSpec {
-    pub name: &'static str,
-    pub uniform_bytes: u64,
-    pub storage: &'static [Access],
-    /// Size of one element of the storage arrays (their minimum binding size).
-    pub element_bytes: u64,
+/// Mirrors `GemmParams` in `shaders/nn/gemm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct GemmParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub a_stride_m: u32,
+    pub a_stride_k: u32,
+    pub b_stride_k: u32,
+    pub b_stride_n: u32,
+    /// Bit 0: add bias[n]; bit 1: add to the existing C.
+    pub flags: u32,
 }
 
-const fn k(name: &'static str, uniform_bytes: u64, storage: &'static [Access]) -> KernelSpec {
-    KernelSpec { name, uniform_bytes, storage, element_bytes: 4 }
+/// Mirrors `ConvUniform` in `shaders/nn/lib/conv_params.wgsl` (the shapes are pipeline
+/// constants; the uniform only fills binding 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct ConvUniform {
+    pub unused: [u32; 4],
 }
 
-/// Every trainer kernel in `shaders/`.
-pub(crate) const KERNEL_TABLE: &[KernelSpec] = &[
-    k("gemm", 32, &[R, R, R, W]),
-    k("conv2d_forward", 16, &[R, R, R, W]),
-    k("conv2d_backward_input", 16, &[R, R, W]),
-    k("conv2d_backward_weight", 16, &[R, R, W]),
-    k("sum_slices", 16, &[R, W]),
-    k("channel_sum", 16, &[R, W]),
-    k("prelu_forward", 16, &[R, R, W]),
-    k("prelu_backward", 16, &[R, R, R, W]),
-    k("prelu_slope_grad", 16, &[R, R, W]),
-    k("add", 16, &[R, R, W]),
-    k("maxpool_forward", 32, &[R, W, W]),
-    k("maxpool_backward", 32, &[R, R, W]),
-    k("softmax_cross_entropy", 16, &[R, R, W, W]),
-    k("reduce_rows", 16, &[R, W]),
-    k("l2norm_forward", 16, &[R, W, W]),
-    k("l2norm_backward", 16, &[R, R, R, W]),
-    k("sgd_momentum", 16, &[R, W, W]),
-    KernelSpec { name: "bandwidth_copy", uniform_bytes: 16, storage: &[R, W], element_bytes: 16 },
+/// Mirrors `ElementParams` in `shaders/nn/lib/elementwise.wgsl`: element-wise kernels over
+/// `len` values of an NCHW tensor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct ElementParams {
+    pub len: u32,
+    /// Channels (PReLU), or split-K slices (`sum_slices`).
+    pub channels: u32,
+    /// Pixels per channel.
+    pub pixels: u32,
+    pub _pad: u32,
+}
+
+/// Mirrors `ChannelParams` in `shaders/nn/lib/channel_reduce.wgsl`: per-channel sums over
+/// batch and pixels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct ChannelParams {
+    pub batch: u32,
+    pub channels: u32,
+    pub pixels: u32,
+    pub _pad: u32,
+}
+
+/// Mirrors `RowParams` in `shaders/nn/lib/row_params.wgsl`: row-wise kernels over [rows, dim].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct RowParams {
+    pub rows: u32,
+    pub dim: u32,
+    pub eps: f32,
+    pub _pad: u32,
+}
+
+/// Mirrors `PoolParams` in `shaders/nn/lib/pool_params.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct PoolParams {
+    pub batch: u32,
+    pub channels: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub kernel: u32,
+    pub stride: u32,
+}
+
+/// Mirrors `SgdParams` in `shaders/nn/sgd_momentum.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct SgdParams {
+    pub len: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub decay: f32,
+}
+
+/// Mirrors `SoftmaxParams` in `shaders/nn/softmax_cross_entropy.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct SoftmaxParams {
+    pub batch: u32,
+    pub classes: u32,
+    pub grad_scale: f32,
+    pub _pad: u32,
+}
+
+/// Mirrors `ReduceParams` in `shaders/nn/reduce_rows.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct ReduceParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub out_offset: u32,
+    pub scale: f32,
+}
+
+const fn uniform<T>() -> u64 {
+    size_of::<T>() as u64
+}
+
+/// Every trainer kernel in `shaders/nn/`: its uniform and its storage bindings.
+pub const KERNELS: &[KernelSpec] = &[
+    KernelSpec::new("gemm", uniform::<GemmParams>(), &[R, R, R, W]),
+    KernelSpec::new("conv2d_forward", uniform::<ConvUniform>(), &[R, R, R, W]),
+    KernelSpec::new("conv2d_backward_input", uniform::<ConvUniform>(), &[R, R, W]),
+    KernelSpec::new("conv2d_backward_weight", uniform::<ConvUniform>(), &[R, R, W]),
+    KernelSpec::new("sum_slices", uniform::<ElementParams>(), &[R, W]),
+    KernelSpec::new("channel_sum", uniform::<ChannelParams>(), &[R, W]),
+    KernelSpec::new("prelu_forward", uniform::<ElementParams>(), &[R, R, W]),
+    KernelSpec::new("prelu_backward", uniform::<ElementParams>(), &[R, R, R, W]),
+    KernelSpec::new("prelu_slope_grad", uniform::<ChannelParams>(), &[R, R, W]),
+    KernelSpec::new("add", uniform::<ElementParams>(), &[R, R, W]),
+    KernelSpec::new("maxpool_forward", uniform::<PoolParams>(), &[R, W, W]),
+    KernelSpec::new("maxpool_backward", uniform::<PoolParams>(), &[R, R, W]),
+    KernelSpec::new("softmax_cross_entropy", uniform::<SoftmaxParams>(), &[R, R, W, W]),
+    KernelSpec::new("reduce_rows", uniform::<ReduceParams>(), &[R, W]),
+    KernelSpec::new("l2norm_forward", uniform::<RowParams>(), &[R, W, W]),
+    KernelSpec::new("l2norm_backward", uniform::<RowParams>(), &[R, R, R, W]),
+    KernelSpec::new("sgd_momentum", uniform::<SgdParams>(), &[R, W, W]),
 ];
 
-/// One recorded dispatch: a pipeline, its bind group, its grid.
-#[derive(Clone)]
-pub(crate) struct Op {
-    pub pipeline: wgpu::ComputePipeline,
-    pub group: wgpu::BindGroup,
-    pub grid: (u32, u32, u32),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::shaders::{layout, mirror};
+    use crate::nn::graph::{GEMM_TILE_K, GEMM_TILE_OUTPUTS};
 
-/// Pipeline-overridable constants of one specialised pipeline.
-pub(crate) type Constants = Vec<(&'static str, f64)>;
-
-struct Compiled {
-    layout: wgpu::BindGroupLayout,
-    pipeline_layout: wgpu::PipelineLayout,
-    module: wgpu::ShaderModule,
-}
-
-/// The shader modules and layouts of every trainer kernel, and their pipelines (one per
-/// set of pipeline constants, made on first use and then shared).
-pub(crate) struct Kernels {
-    device: wgpu::Device,
-    compiled: HashMap<&'static str, Compiled>,
-    pipelines: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
-}
-
-impl Kernels {
-    /// The kernels for `ctx`, built on first use and shared by every network on it.
-    pub fn for_context(ctx: &GpuContext) -> Result<Arc<Kernels>> {
-        ctx.cached("nn kernels", || Kernels::new(ctx))
-    }
-
-    fn new(ctx: &GpuContext) -> Result<Self> {
-        let device = ctx.device();
-        ctx.capture(|| {
-            let mut compiled = HashMap::new();
-            for spec in KERNEL_TABLE {
-                let mut entries = vec![gpu::uniform_entry(0, spec.uniform_bytes, false)];
-                for (i, access) in spec.storage.iter().enumerate() {
-                    entries.push(gpu::storage_entry(i as u32 + 1, *access == Access::Read, spec.element_bytes));
-                }
-                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(spec.name),
-                    entries: &entries,
-                });
-                let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(spec.name),
-                    bind_group_layouts: &[Some(&layout)],
-                    immediate_size: 0,
-                });
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(spec.name),
-                    source: wgpu::ShaderSource::Wgsl(shaders::compose(spec.name, &[])?.into()),
-                });
-                compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
-            }
-            Ok(Self { device: device.clone(), compiled, pipelines: Mutex::new(HashMap::new()) })
-        })?
-    }
-
-    fn compiled(&self, kernel: &str) -> Result<&Compiled> {
-        self.compiled.get(kernel).ok_or_else(|| Error::Config(format!("no kernel named {kernel}")))
-    }
-
-    /// The pipeline of `kernel` specialised with `constants`.
-    pub fn pipeline(&self, kernel: &'static str, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, format!("{constants:?}"));
-        let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
-        if let Some(p) = cache.get(&key) {
-            return Ok(p.clone());
+    /// Every uniform mirror and GEMM tile constant equals its WGSL twin.
+    #[test]
+    fn rust_mirrors_match_the_wgsl() {
+        let gemm = mirror::module("gemm", &[]);
+        mirror::assert_struct(
+            &gemm,
+            "GemmParams",
+            layout!(GemmParams { m, n, k, a_stride_m, a_stride_k, b_stride_k, b_stride_n, flags }),
+        );
+        assert_eq!(mirror::constant(&gemm, "TILE_OUTPUTS"), GEMM_TILE_OUTPUTS as u64);
+        assert_eq!(mirror::constant(&gemm, "TILE_K"), GEMM_TILE_K as u64);
+        let conv = mirror::module("conv2d_forward", &[]);
+        mirror::assert_struct(&conv, "ConvUniform", layout!(ConvUniform { unused }));
+        let element = layout!(ElementParams { len, channels, pixels, _pad });
+        for kernel in ["add", "prelu_forward", "prelu_backward", "sum_slices"] {
+            mirror::assert_struct(&mirror::module(kernel, &[]), "ElementParams", element);
         }
-        let c = self.compiled(kernel)?;
-        let p = gpu::compute_pipeline(&self.device, kernel, &c.pipeline_layout, &c.module, constants);
-        cache.insert(key, p.clone());
-        Ok(p)
-    }
-
-    /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0,
-    /// `storage` at 1, 2, ...
-    pub fn op(
-        &self,
-        kernel: &'static str,
-        constants: &[(&'static str, f64)],
-        uniform: &wgpu::Buffer,
-        storage: &[&wgpu::Buffer],
-        grid: (u32, u32, u32),
-    ) -> Result<Op> {
-        let layout = &self.compiled(kernel)?.layout;
-        let mut entries = vec![gpu::bind(0, uniform)];
-        entries.extend(storage.iter().enumerate().map(|(i, b)| gpu::bind(i as u32 + 1, b)));
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel),
-            layout,
-            entries: &entries,
-        });
-        Ok(Op { pipeline: self.pipeline(kernel, constants)?, group, grid })
-    }
-
-    /// Records `ops` in order into `cpass`.
-    pub fn record(&self, cpass: &mut wgpu::ComputePass<'_>, ops: &[Op]) {
-        for op in ops {
-            cpass.set_pipeline(&op.pipeline);
-            cpass.set_bind_group(0, &op.group, &[]);
-            cpass.dispatch_workgroups(op.grid.0, op.grid.1, op.grid.2);
+        let channel = layout!(ChannelParams { batch, channels, pixels, _pad });
+        for kernel in ["channel_sum", "prelu_slope_grad"] {
+            mirror::assert_struct(&mirror::module(kernel, &[]), "ChannelParams", channel);
         }
+        let rows = layout!(RowParams { rows, dim, eps, _pad });
+        for kernel in ["l2norm_forward", "l2norm_backward"] {
+            mirror::assert_struct(&mirror::module(kernel, &[]), "RowParams", rows);
+        }
+        let pool = layout!(PoolParams { batch, channels, in_h, in_w, out_h, out_w, kernel, stride });
+        for kernel in ["maxpool_forward", "maxpool_backward"] {
+            mirror::assert_struct(&mirror::module(kernel, &[]), "PoolParams", pool);
+        }
+        let sgd = mirror::module("sgd_momentum", &[]);
+        mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, decay }));
+        let softmax = mirror::module("softmax_cross_entropy", &[]);
+        mirror::assert_struct(&softmax, "SoftmaxParams", layout!(SoftmaxParams { batch, classes, grad_scale, _pad }));
+        let reduce = mirror::module("reduce_rows", &[]);
+        mirror::assert_struct(&reduce, "ReduceParams", layout!(ReduceParams { rows, cols, out_offset, scale }));
+    }
+
+    /// Every kernel of `shaders/nn/` is in the table, and only those.
+    #[test]
+    fn the_table_lists_every_nn_kernel() {
+        let mut files: Vec<&str> =
+            crate::gpu::shaders::kernels().filter(|s| s.family == "nn").map(|s| s.name).collect();
+        let mut table: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+        files.sort_unstable();
+        table.sort_unstable();
+        assert_eq!(files, table);
     }
 }

@@ -5,15 +5,15 @@
 mod fit;
 mod graph;
 mod kernels;
+mod layers;
 mod network;
 mod optimizer;
 pub mod reference;
 mod spec;
 
 pub use fit::{fit, FitOptions, FitReport};
-pub use graph::{read_buffer, Graph, Param, ParamKind, Tensor};
-#[cfg(test)]
-pub(crate) use kernels::KERNEL_TABLE;
+pub use graph::{Graph, Param, ParamKind, Tensor};
+pub use kernels::KERNELS;
 pub use network::{Inference, Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};
 pub use spec::{LayerSpec, NetworkSpec, Shape};

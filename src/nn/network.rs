@@ -1,13 +1,12 @@
 //! `Network`: a classification network trained with softmax cross-entropy plus
 //! lambda * center loss on its embedding, one GPU step per batch with no host round trip.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::graph::{read_buffer, Graph, Tensor};
-use super::kernels::Op;
+use super::graph::{Graph, Tensor};
+use super::kernels::{ReduceParams, SgdParams, SoftmaxParams};
 use super::optimizer::SgdConfig;
 use super::spec::NetworkSpec;
-use crate::gpu::{self, GpuContext};
+use crate::error::{check_finite, check_len};
+use crate::gpu::{self, GpuContext, Op, Staging};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result, UpdateMode};
 
 /// How a network is trained.
@@ -85,33 +84,6 @@ impl Inference {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SgdUniform {
-    len: u32,
-    lr: f32,
-    momentum: f32,
-    decay: f32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SoftmaxUniform {
-    batch: u32,
-    classes: u32,
-    grad_scale: f32,
-    _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ReduceUniform {
-    rows: u32,
-    cols: u32,
-    out_offset: u32,
-    scale: f32,
-}
-
 /// What a recorded pass over a batch does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pass {
@@ -139,7 +111,9 @@ pub struct Network {
     sgd_ops: Vec<Op>,
     sgd_uniforms: Vec<wgpu::Buffer>,
     metrics: wgpu::Buffer,
-    metrics_staging: wgpu::Buffer,
+    metrics_staging: Staging,
+    /// The rules of the center-loss configuration (classes, lambda), with or without centers.
+    center_cfg: CenterLossConfig,
     center: Option<(GpuCenterLoss, CenterLossBinding)>,
     step: u64,
     lr: f32,
@@ -149,9 +123,6 @@ impl Network {
     /// Builds the network, its optimizer and its centers; shapes are checked here and a
     /// mismatch is an [`Error::Config`] naming the layer.
     pub fn new(ctx: &GpuContext, spec: NetworkSpec, cfg: TrainConfig) -> Result<Self> {
-        if spec.num_classes == 0 {
-            return Err(Error::Config("num_classes must be at least 1".into()));
-        }
         if !(cfg.sgd.lr.is_finite() && cfg.sgd.lr > 0.0) {
             return Err(Error::Config(format!("learning rate must be finite and > 0, got {}", cfg.sgd.lr)));
         }
@@ -159,23 +130,32 @@ impl Network {
         let input = graph.input(spec.input, false);
         let embedding = graph.sequence(&input, &spec.trunk, "trunk")?;
         let embedding = Tensor { shape: [embedding.per_sample(), 1, 1], ..embedding };
+        let center_cfg = CenterLossConfig {
+            num_classes: spec.num_classes,
+            feat_dim: embedding.per_sample(),
+            alpha: cfg.alpha,
+            lambda: cfg.lambda,
+            reduction: Reduction::Mean,
+            update: cfg.center_update,
+            ..Default::default()
+        };
+        center_cfg.validate()?;
         let trunk_groups = graph.backward_groups();
         let logits = graph.classifier(&embedding, spec.num_classes, spec.classifier_bias, "classifier")?;
         let device = ctx.device();
         let b = cfg.batch;
         let labels = gpu::buffer(device, "labels", 4 * b as u64, gpu::STORAGE_RW);
         let metrics = gpu::buffer(device, "metrics", 16, gpu::STORAGE_RW);
-        let metrics_staging =
-            gpu::buffer(device, "metrics staging", 16, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let metrics_staging = Staging::new(device, "metrics staging", 16);
         let row_stats = gpu::buffer(device, "row stats", 8 * b as u64, gpu::STORAGE_RW);
         let dlogits = logits.grad.clone().ok_or_else(|| Error::Config("logits have no gradient".into()))?;
-        let su = graph.uniform(&SoftmaxUniform {
+        let su = graph.uniform(&SoftmaxParams {
             batch: b as u32,
             classes: spec.num_classes as u32,
             grad_scale: 1.0 / b as f32,
             _pad: 0,
         });
-        let ru = graph.uniform(&ReduceUniform { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
+        let ru = graph.uniform(&ReduceParams { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
         let head = vec![
             graph.op(
                 "softmax_cross_entropy",
@@ -188,24 +168,13 @@ impl Network {
         let max_grid = ctx.limits().max_compute_workgroups_per_dimension;
         let (mut sgd_ops, mut sgd_uniforms) = (Vec::new(), Vec::new());
         for p in graph.params() {
-            let u = graph.uniform(&SgdUniform { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
+            let u = graph.uniform(&SgdParams { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
             let (x, y) = gpu::grid(p.len as u64, max_grid);
             sgd_ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity], (x, y, 1))?);
             sgd_uniforms.push(u);
         }
         let center = if cfg.lambda > 0.0 {
-            let cl = GpuCenterLoss::new(
-                ctx,
-                CenterLossConfig {
-                    num_classes: spec.num_classes,
-                    feat_dim: embedding.per_sample(),
-                    alpha: cfg.alpha,
-                    lambda: cfg.lambda,
-                    reduction: Reduction::Mean,
-                    update: cfg.center_update,
-                    ..Default::default()
-                },
-            )?;
+            let cl = GpuCenterLoss::new(ctx, center_cfg.clone())?;
             let grad = embedding.grad.as_ref().ok_or_else(|| Error::Config("embedding has no gradient".into()))?;
             let binding = cl.bind(BatchBuffers {
                 features: &embedding.buffer,
@@ -217,10 +186,8 @@ impl Network {
                 accumulate_grad: true,
             })?;
             Some((cl, binding))
-        } else if cfg.lambda == 0.0 {
-            None
         } else {
-            return Err(Error::Config(format!("lambda must be finite and >= 0, got {}", cfg.lambda)));
+            None
         };
         let mut net = Self {
             spec,
@@ -236,6 +203,7 @@ impl Network {
             sgd_uniforms,
             metrics,
             metrics_staging,
+            center_cfg,
             center,
             step: 0,
             lr: f32::NAN,
@@ -305,7 +273,7 @@ impl Network {
         let ctx = self.graph.context();
         ctx.capture(|| {
             for (p, u) in self.graph.params().iter().zip(&self.sgd_uniforms) {
-                let value = SgdUniform {
+                let value = SgdParams {
                     len: p.len as u32,
                     lr,
                     momentum: self.cfg.sgd.momentum,
@@ -317,12 +285,10 @@ impl Network {
     }
 
     fn check_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
-        crate::center_loss::check_len("images", self.cfg.batch * self.input_len(), images.len())?;
-        crate::center_loss::check_len("labels", self.cfg.batch, labels.len())?;
-        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= self.spec.num_classes) {
-            return Err(Error::LabelOutOfRange { index, label, num_classes: self.spec.num_classes });
-        }
-        crate::center_loss::check_finite("images", images)
+        check_len("images", self.cfg.batch * self.input_len(), images.len())?;
+        check_len("labels", self.cfg.batch, labels.len())?;
+        self.center_cfg.check_labels(labels)?;
+        check_finite("images", images)
     }
 
     /// One training step on a full batch: forward, softmax + lambda * center loss,
@@ -363,7 +329,7 @@ impl Network {
                 }
             }
             if read_metrics {
-                encoder.copy_buffer_to_buffer(&self.metrics, 0, &self.metrics_staging, 0, 16);
+                self.metrics_staging.copy_from(&mut encoder, &self.metrics, 0, 0, 16);
             }
             queue.submit([encoder.finish()]);
             Ok::<_, Error>(())
@@ -381,8 +347,7 @@ impl Network {
     }
 
     fn read_metrics(&self) -> Result<StepMetrics> {
-        let raw = self.graph.context().read_mapped(&self.metrics_staging, 16)?;
-        let v: &[f32] = bytemuck::cast_slice(&raw);
+        let v: Vec<f32> = self.metrics_staging.read_values(self.graph.context(), 4)?;
         Ok(StepMetrics {
             softmax_loss: v[0],
             accuracy: v[1],
@@ -404,7 +369,7 @@ impl Network {
         self.check_batch(images, labels)?;
         self.run_batch(images, labels, Pass::Gradients, false)?;
         let ctx = self.graph.context();
-        self.graph.params().iter().map(|p| read_buffer(ctx, &p.grad, p.len)).collect()
+        self.graph.params().iter().map(|p| gpu::read_buffer(ctx, &p.grad, p.len)).collect()
     }
 
     /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
@@ -417,7 +382,7 @@ impl Network {
                 actual: images.len(),
             });
         }
-        crate::center_loss::check_finite("images", images)?;
+        check_finite("images", images)?;
         let n = images.len() / per;
         let b = self.cfg.batch;
         let ctx = self.graph.context();
@@ -436,8 +401,8 @@ impl Network {
                 }
                 ctx.queue().submit([encoder.finish()]);
             })?;
-            let e = read_buffer(ctx, &self.embedding.buffer, rows * self.embed_dim())?;
-            let l = read_buffer(ctx, &self.logits.buffer, rows * self.spec.num_classes)?;
+            let e: Vec<f32> = gpu::read_buffer(ctx, &self.embedding.buffer, rows * self.embed_dim())?;
+            let l: Vec<f32> = gpu::read_buffer(ctx, &self.logits.buffer, rows * self.spec.num_classes)?;
             out.embeddings.extend(e);
             out.logits.extend(l);
         }
@@ -447,14 +412,14 @@ impl Network {
     /// Reads every parameter's values, in [`Graph::params`] order.
     pub fn param_values(&self) -> Result<Vec<Vec<f32>>> {
         let ctx = self.graph.context();
-        self.graph.params().iter().map(|p| read_buffer(ctx, &p.value, p.len)).collect()
+        self.graph.params().iter().map(|p| gpu::read_buffer(ctx, &p.value, p.len)).collect()
     }
 
     /// Overwrites parameter `index` with `values`.
     pub fn set_param(&mut self, index: usize, values: &[f32]) -> Result<()> {
         let p = self.graph.params().get(index).ok_or_else(|| Error::Config(format!("no parameter {index}")))?;
-        crate::center_loss::check_len("parameter", p.len, values.len())?;
-        crate::center_loss::check_finite("parameter", values)?;
+        check_len("parameter", p.len, values.len())?;
+        check_finite("parameter", values)?;
         self.graph.write(&p.value, values)
     }
 }

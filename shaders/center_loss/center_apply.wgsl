@@ -1,4 +1,4 @@
-// Atomic mode, center update for the classes of this chunk. One invocation per (row, d);
+// Atomic mode, center update for the classes of this window. One invocation per (row, d);
 // only the row that owns its class's slot writes:
 //   c_j <- c_j - alpha * sum_{y_i = j} (c_j - x_i) / (1 + n_j)
 // The accumulator word is taken (read and zeroed) even when the step is poisoned
@@ -6,7 +6,7 @@
 
 #import common
 #import batch_bindings
-#import chunk_bindings
+#import window
 #import accum
 #import scratch_atomic
 
@@ -23,7 +23,7 @@ fn main(
     let row = e / params.dim;
     let d = e - row * params.dim;
     let label = labels[row];
-    if label >= params.num_classes || !in_chunk(label) {
+    if label >= params.num_classes || !in_window(label) {
         return;
     }
     if atomicLoad(&slots[label]) != row {

@@ -1,12 +1,12 @@
-// Group 1: one buffer of the center table (rows [row_start, row_end)).
+// Group 1: a window of one buffer of the center table (rows [row_start, row_end)).
 
-#import chunk_params
+#import window_params
 
 @group(1) @binding(1) var<storage, read_write> centers: array<vec4<f32>>;
 
 // Float index of element d of center `label` (one buffer: no division by rows_per_buffer).
 fn center_index(label: u32, d: u32) -> u32 {
-    return (label - chunk.row_start) * params.center_stride + d;
+    return (label - window.row_start) * params.center_stride + d;
 }
 
 fn center_load(label: u32, d: u32) -> f32 {

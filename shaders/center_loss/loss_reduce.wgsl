@@ -7,7 +7,7 @@
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32) {
-    let count = params.partials_per_chunk * params.num_chunks;
+    let count = params.partials_per_window * params.num_windows;
     var sum = 0.0;
     for (var k = lid; k < count; k = k + WORKGROUP_SIZE) {
         sum = sum + loss_scratch.partials[k];

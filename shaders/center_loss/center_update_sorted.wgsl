@@ -1,4 +1,4 @@
-// Deterministic mode, center update for the classes of this chunk, without float atomics.
+// Deterministic mode, center update for the classes of this window of center buffers, without float atomics.
 // One invocation per (sorted position p, d); the first position of each class's run of
 // equal labels sums that run in row order:
 //   c_j <- c_j - alpha * sum_{y_i = j} (c_j - x_i) / (1 + n_j)
@@ -6,7 +6,7 @@
 
 #import common
 #import batch_bindings
-#import chunk_bindings
+#import window
 #import scratch_sorted
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -22,7 +22,7 @@ fn main(
     let p = e / params.dim;
     let d = e - p * params.dim;
     let label = keys[p].x;
-    if label >= params.num_classes || !in_chunk(label) {
+    if label >= params.num_classes || !in_window(label) {
         return;
     }
     if p > 0u && keys[p - 1u].x == label {

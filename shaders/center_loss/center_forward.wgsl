@@ -1,4 +1,4 @@
-// Fused gather + loss + gradient, for the rows whose class lies in this chunk.
+// Fused gather + loss + gradient, for the rows whose class lies in this window.
 // Each invocation handles PER_INVOCATION feature elements (i, d) (see element_walk):
 //   diff = x[i, d] - c[y_i, d];  grad[i, d] = grad_scale * diff;  partial += diff^2
 // and, in atomic mode, acc[slot(y_i), d] += c - x (see accumulate_atomic).
@@ -7,7 +7,7 @@
 
 #import common
 #import batch_bindings
-#import chunk_bindings
+#import window
 #import accumulate
 #import forward_report
 #import element_walk
@@ -27,7 +27,7 @@ fn write_grad(e: u32, g: f32) {
 fn element(e: u32, row: u32, d: u32) -> f32 {
     let label = labels[row];
     if label >= params.num_classes {
-        if chunk.index == 0u {
+        if window.index == 0u {
             if WRITE_GRAD {
                 write_grad(e, 0.0);
             }
@@ -37,7 +37,7 @@ fn element(e: u32, row: u32, d: u32) -> f32 {
         }
         return 0.0;
     }
-    if !in_chunk(label) {
+    if !in_window(label) {
         return 0.0;
     }
     let x = features[e];

@@ -1,4 +1,4 @@
-// Reads through center_word(buffer, word), which chunk_bindings_2 and chunk_bindings_4
+// Reads through center_word(buffer, word), which window_2 and window_4
 // define over their bindings.
 
 fn center_load(label: u32, d: u32) -> f32 {

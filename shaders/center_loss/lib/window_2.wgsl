@@ -1,8 +1,8 @@
-// Group 1: two buffers of the center table bound together (chunk_bindings_4 for three or
+// Group 1: two buffers of the center table bound together (window_4 for three or
 // four), so that a split table is walked once per step.
 
-#import chunk_params
-#import chunk_words
+#import window_params
+#import window_words
 
 @group(1) @binding(1) var<storage, read_write> centers0: array<vec4<f32>>;
 @group(1) @binding(2) var<storage, read_write> centers1: array<vec4<f32>>;

@@ -13,10 +13,12 @@
 
 // 64 or 32.
 override TILE_M: u32 = 64u;
+// Outputs of one workgroup: TILE_M x TILE_N.
+const TILE_OUTPUTS: u32 = 4096u;
 const TILE_K: u32 = 16u;
 
-var<workgroup> tile_a: array<vec4<f32>, 256>; // [TILE_K][TILE_M / 4]
-var<workgroup> tile_b: array<vec4<f32>, 512>; // [TILE_K][TILE_N / 4]
+var<workgroup> tile_a: array<vec4<f32>, TILE_K * 64u / 4u>; // [TILE_K][TILE_M / 4]
+var<workgroup> tile_b: array<vec4<f32>, TILE_K * 128u / 4u>; // [TILE_K][TILE_N / 4]
 
 fn load_tile_b(k: u32, k_end: u32, col: ColB, ok: bool) -> f32 {
     if k < k_end && ok {
@@ -27,7 +29,7 @@ fn load_tile_b(k: u32, k_end: u32, col: ColB, ok: bool) -> f32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let tile_n = 4096u / TILE_M;
+    let tile_n = TILE_OUTPUTS / TILE_M;
     let tm4 = TILE_M / 4u;
     let tn4 = tile_n / 4u;
     let dims = gemm_dims();

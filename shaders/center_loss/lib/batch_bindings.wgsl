@@ -11,9 +11,9 @@ struct StepParams {
     alpha: f32,
     // 1: grad += g (the caller sums several losses), 0: grad = g.
     grad_accumulate: u32,
-    // Loss partial sums written per chunk dispatch (invocations of the forward grid).
-    partials_per_chunk: u32,
-    num_chunks: u32,
+    // Loss partial sums written per window dispatch (invocations of the forward grid).
+    partials_per_window: u32,
+    num_windows: u32,
     // Floats per center row in the center buffers: D rounded up to a multiple of 4.
     center_stride: u32,
     _pad1: u32,
@@ -34,3 +34,6 @@ struct LossScratch {
 // [0] poison flags of the step in flight, [1] skipped center updates,
 // [2] rows with a label >= K, [3] non-finite feature values (all cumulative).
 @group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>, 4>;
+// Bits of status[0], the per-step poison flags.
+const FLAG_BAD_LABEL: u32 = 1u;
+const FLAG_NON_FINITE: u32 = 2u;

@@ -1,6 +1,6 @@
 //! Runs every benchmark once, side by side, and writes BENCHMARKS.md: the center-loss step
 //! grid (both update modes) against the copy-kernel bandwidth ceiling, the f64 CPU
-//! reference and the PyTorch peers (bench/peers.py, when torch is installed); the GEMM
+//! reference and the PyTorch peers (benches/peers.py, when torch is installed); the GEMM
 //! sweep; trainer images/s next to PyTorch's on the same networks.
 //!
 //! cargo run --release --example bench_report [-- --quick] [--out BENCHMARKS.md]
@@ -29,17 +29,17 @@ struct Args {
     /// Skip the PyTorch peers.
     #[arg(long)]
     no_peers: bool,
-    /// Python interpreter for bench/peers.py.
+    /// Python interpreter for benches/peers.py.
     #[arg(long, default_value = "python3")]
     python: String,
 }
 
-/// Runs bench/peers.py and returns its JSON lines.
+/// Runs benches/peers.py and returns its JSON lines.
 fn peers(args: &Args, extra: &[&str]) -> Vec<serde_json::Value> {
     if args.no_peers {
         return Vec::new();
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/peers.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers.py");
     match Command::new(&args.python).arg(script).arg("--json").args(extra).output() {
         Ok(out) => {
             eprint!("{}", String::from_utf8_lossy(&out.stderr));
@@ -194,7 +194,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(
         md,
         "- Peers: {}\n",
-        torch_version.as_deref().map_or("PyTorch not available (bench/peers.py said so)".to_string(), |v| format!(
+        torch_version.as_deref().map_or("PyTorch not available (benches/peers.py said so)".to_string(), |v| format!(
             "PyTorch {v} on the CPU, same machine, same run"
         ))
     )?;

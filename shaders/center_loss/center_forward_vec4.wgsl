@@ -7,7 +7,7 @@
 
 #import common
 #import batch_bindings
-#import chunk_bindings
+#import window
 #import accumulate
 #import forward_report
 
@@ -33,7 +33,7 @@ fn non_finite_count(x: vec4<f32>) -> u32 {
 fn word(w: u32, row: u32, d: u32) -> f32 {
     let label = labels[row];
     if label >= params.num_classes {
-        if chunk.index == 0u {
+        if window.index == 0u {
             if WRITE_GRAD {
                 write_grad(w, vec4<f32>(0.0));
             }
@@ -43,7 +43,7 @@ fn word(w: u32, row: u32, d: u32) -> f32 {
         }
         return 0.0;
     }
-    if !in_chunk(label) {
+    if !in_window(label) {
         return 0.0;
     }
     let x = features[w];

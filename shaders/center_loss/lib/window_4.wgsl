@@ -2,8 +2,8 @@
 // walked once per step. Unused bindings hold a placeholder that no label reaches.
 // Branches, not a switch: a CPU driver then skips the buffers no lane touches.
 
-#import chunk_params
-#import chunk_words
+#import window_params
+#import window_words
 
 @group(1) @binding(1) var<storage, read_write> centers0: array<vec4<f32>>;
 @group(1) @binding(2) var<storage, read_write> centers1: array<vec4<f32>>;

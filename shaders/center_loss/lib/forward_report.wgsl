@@ -17,7 +17,7 @@ fn report_non_finite(count: u32) {
 // workgroup barriers here (a tree reduction per workgroup cost ~40% of the kernel on lavapipe).
 fn write_loss_partial(wg: u32, lid: u32, sq: f32) {
     let slot = wg * WORKGROUP_SIZE + lid;
-    if slot < params.partials_per_chunk {
-        loss_scratch.partials[chunk.index * params.partials_per_chunk + slot] = sq;
+    if slot < params.partials_per_window {
+        loss_scratch.partials[window.index * params.partials_per_window + slot] = sq;
     }
 }

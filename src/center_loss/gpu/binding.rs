@@ -1,0 +1,310 @@
+//! Batches bound to the module: the caller's buffers on the GPU-resident path
+//! ([`GpuCenterLoss::bind`]) or the module's own on the host path, with the per-batch
+//! uniform, loss scratch and the mode's scratch, made once and encoded any number of times.
+
+use std::num::NonZeroU64;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::pipelines::{vec4_forward, FORWARD_PER_INVOCATION, WORKGROUP_SIZE};
+use super::GpuCenterLoss;
+use crate::center_loss::config::center_stride;
+use crate::gpu;
+use crate::{Error, Result};
+
+/// Caller-owned buffers for the GPU-resident path ([`GpuCenterLoss::bind`]).
+///
+/// `features` (B*D f32) and `labels` (B u32) need `STORAGE` usage; `grad` (B*D f32)
+/// needs `STORAGE`; `loss` receives one f32 at `loss_offset` and needs `COPY_DST`.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchBuffers<'a> {
+    /// B*D features, row-major.
+    pub features: &'a wgpu::Buffer,
+    /// B labels.
+    pub labels: &'a wgpu::Buffer,
+    /// Receives the B*D gradient.
+    pub grad: &'a wgpu::Buffer,
+    /// Receives the loss (one f32).
+    pub loss: &'a wgpu::Buffer,
+    /// Byte offset of the loss in `loss` (a multiple of 4).
+    pub loss_offset: u64,
+    /// The batch size B.
+    pub batch: usize,
+    /// Add the gradient into `grad` instead of overwriting it (to sum it with another
+    /// loss's gradient on the same features).
+    pub accumulate_grad: bool,
+}
+
+/// Bind groups and per-batch scratch for one set of caller buffers, made once by
+/// [`GpuCenterLoss::bind`] and encoded any number of times.
+pub struct CenterLossBinding {
+    pub(super) owner: u64,
+    pub(super) batch: u32,
+    pub(super) params: wgpu::Buffer,
+    pub(super) loss_scratch: wgpu::Buffer,
+    pub(super) batch_group: wgpu::BindGroup,
+    pub(super) scratch_group: wgpu::BindGroup,
+    pub(super) sort_stages: Option<SortStages>,
+    pub(super) loss_target: Option<(wgpu::Buffer, u64)>,
+}
+
+impl std::fmt::Debug for CenterLossBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CenterLossBinding").field("batch", &self.batch).finish_non_exhaustive()
+    }
+}
+
+impl CenterLossBinding {
+    /// The batch size B this binding was made for.
+    pub fn batch(&self) -> usize {
+        self.batch as usize
+    }
+}
+
+/// The uniforms of every bitonic stage, read through a dynamic offset (group 3).
+pub(super) struct SortStages {
+    pub stride: u32,
+    pub count: u32,
+    pub group: wgpu::BindGroup,
+}
+
+/// Mirrors `StepParams` in `shaders/center_loss/lib/batch_bindings.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(super) struct StepParams {
+    pub batch: u32,
+    pub dim: u32,
+    pub num_classes: u32,
+    pub padded_batch: u32,
+    pub grad_scale: f32,
+    pub alpha: f32,
+    pub grad_accumulate: u32,
+    pub partials_per_window: u32,
+    pub num_windows: u32,
+    pub center_stride: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// Mirrors `SortStage` in `shaders/center_loss/lib/sort_stage.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(super) struct SortStage {
+    pub k: u32,
+    pub j: u32,
+}
+
+pub(super) const SORT_STAGE_BYTES: u64 = std::mem::size_of::<SortStage>() as u64;
+
+fn check_buffer(what: &'static str, buffer: &wgpu::Buffer, needed: u64, usage: wgpu::BufferUsages) -> Result<()> {
+    if buffer.size() < needed {
+        return Err(Error::Buffer { what, reason: format!("holds {} bytes, needs {needed}", buffer.size()) });
+    }
+    if !buffer.usage().contains(usage) {
+        return Err(Error::Buffer { what, reason: format!("needs usage {usage:?}, has {:?}", buffer.usage()) });
+    }
+    Ok(())
+}
+
+impl GpuCenterLoss {
+    /// Prepares the GPU-resident path for caller-owned buffers: bind groups and the
+    /// per-batch scratch, created once. Checks sizes and usages.
+    pub fn bind(&self, buffers: BatchBuffers<'_>) -> Result<CenterLossBinding> {
+        let batch = buffers.batch;
+        if batch == 0 {
+            return Err(Error::Config("a binding needs a batch of at least 1".into()));
+        }
+        let values = (batch * self.cfg.feat_dim) as u64 * 4;
+        let storage = wgpu::BufferUsages::STORAGE;
+        check_buffer("features", buffers.features, values, storage)?;
+        check_buffer("labels", buffers.labels, batch as u64 * 4, storage)?;
+        check_buffer("grad", buffers.grad, values, storage)?;
+        if !buffers.loss_offset.is_multiple_of(4) {
+            return Err(Error::Buffer {
+                what: "loss",
+                reason: format!("loss_offset {} is not a multiple of 4", buffers.loss_offset),
+            });
+        }
+        check_buffer("loss", buffers.loss, buffers.loss_offset + 4, wgpu::BufferUsages::COPY_DST)?;
+        self.ctx.capture(|| {
+            self.make_binding(
+                buffers.features,
+                buffers.labels,
+                buffers.grad,
+                batch,
+                buffers.accumulate_grad,
+                Some((buffers.loss.clone(), buffers.loss_offset)),
+            )
+        })?
+    }
+
+    pub(super) fn check_owner(&self, binding: &CenterLossBinding) -> Result<()> {
+        if binding.owner == self.id {
+            Ok(())
+        } else {
+            Err(Error::Config("this binding was made by another GpuCenterLoss".into()))
+        }
+    }
+
+    pub(super) fn max_grid(&self) -> u32 {
+        self.ctx.limits().max_compute_workgroups_per_dimension
+    }
+
+    /// The grid of the forward kernel (`FORWARD_PER_INVOCATION` elements or vec4 words per
+    /// invocation).
+    pub(super) fn forward_grid(&self, batch: usize) -> (u32, u32) {
+        let per_invocation = FORWARD_PER_INVOCATION * if vec4_forward(self.cfg.feat_dim) { 4 } else { 1 };
+        gpu::grid(((batch * self.cfg.feat_dim) as u64).div_ceil(per_invocation), self.max_grid())
+    }
+
+    pub(super) fn step_params(&self, batch: usize, grad_accumulate: bool) -> StepParams {
+        let (x, y) = self.forward_grid(batch);
+        StepParams {
+            batch: batch as u32,
+            dim: self.cfg.feat_dim as u32,
+            num_classes: self.cfg.num_classes as u32,
+            padded_batch: batch.next_power_of_two() as u32,
+            grad_scale: self.cfg.grad_scale(batch) as f32,
+            alpha: self.cfg.alpha,
+            grad_accumulate: grad_accumulate as u32,
+            partials_per_window: x * y * WORKGROUP_SIZE,
+            num_windows: self.table.windows.len() as u32,
+            center_stride: center_stride(self.cfg.feat_dim) as u32,
+            _pad1: 0,
+            _pad2: 0,
+        }
+    }
+
+    /// Checks that a batch of `batch` rows fits in storage bindings.
+    pub(super) fn check_batch_fits(&self, batch: usize) -> Result<()> {
+        let limit = self.ctx.limits().max_storage_buffer_binding_size.min(u32::MAX as u64);
+        // The atomic accumulators hold B*D sums and B counts; sort keys hold 2 words per padded
+        // row; the loss scratch one partial per forward invocation and window.
+        let params = self.step_params(batch, false);
+        let partials = 1 + params.partials_per_window as usize * params.num_windows as usize;
+        let largest = 4 * (batch * (self.cfg.feat_dim + 1)).max(2 * batch.next_power_of_two()).max(partials) as u64;
+        if largest > limit {
+            return Err(Error::TooLarge {
+                what: "one batch",
+                bytes: largest,
+                limit,
+                hint: "split the batch into smaller ones",
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn make_binding(
+        &self,
+        features: &wgpu::Buffer,
+        labels: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        batch: usize,
+        grad_accumulate: bool,
+        loss_target: Option<(wgpu::Buffer, u64)>,
+    ) -> Result<CenterLossBinding> {
+        self.check_batch_fits(batch)?;
+        let device = self.ctx.device();
+        let params = self.step_params(batch, grad_accumulate);
+        let params_buffer = gpu::uniform(device, "step params", &params);
+        let partials = params.partials_per_window as u64 * params.num_windows as u64;
+        let loss_scratch = gpu::buffer(device, "loss scratch", 4 * (1 + partials), gpu::STORAGE_RW);
+        let values = (batch * self.cfg.feat_dim) as u64 * 4;
+        fn sized(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
+            wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: NonZeroU64::new(size),
+                }),
+            }
+        }
+        let batch_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("center loss batch"),
+            layout: &self.layouts.batch,
+            entries: &[
+                gpu::bind(0, &params_buffer),
+                sized(1, features, values),
+                sized(2, labels, 4 * batch as u64),
+                sized(3, grad, values),
+                gpu::bind(4, &loss_scratch),
+                gpu::bind(5, &self.status),
+            ],
+        });
+        let (scratch_group, sort_stages) = match &self.slots {
+            Some(slots) => {
+                let acc = gpu::buffer(
+                    device,
+                    "slot accumulators",
+                    4 * (batch * (self.cfg.feat_dim + 1)) as u64,
+                    gpu::STORAGE_RW,
+                );
+                let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("center loss atomic scratch"),
+                    layout: &self.layouts.scratch,
+                    entries: &[gpu::bind(0, slots), gpu::bind(1, &acc)],
+                });
+                (group, None)
+            }
+            None => {
+                let keys = gpu::buffer(device, "sort keys", 8 * params.padded_batch as u64, gpu::STORAGE_RW);
+                let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("center loss sort scratch"),
+                    layout: &self.layouts.scratch,
+                    entries: &[gpu::bind(0, &keys)],
+                });
+                (group, Some(self.sort_stages(params.padded_batch)))
+            }
+        };
+        Ok(CenterLossBinding {
+            owner: self.id,
+            batch: batch as u32,
+            params: params_buffer,
+            loss_scratch,
+            batch_group,
+            scratch_group,
+            sort_stages,
+            loss_target,
+        })
+    }
+
+    /// Uniforms (k, j) for every stage of a bitonic sort of `padded` keys, in stage order
+    /// ([`super::plan::stage_index`]), at a stride that meets the dynamic-offset alignment.
+    /// A smaller power of two uses a prefix of them.
+    fn sort_stages(&self, padded: u32) -> SortStages {
+        let device = self.ctx.device();
+        let stride = (self.ctx.limits().min_uniform_buffer_offset_alignment as u64).max(SORT_STAGE_BYTES) as u32;
+        let mut bytes = Vec::new();
+        let mut count = 0;
+        let mut k = 2;
+        while k <= padded {
+            let mut j = k / 2;
+            while j > 0 {
+                let mut entry = vec![0u8; stride as usize];
+                entry[..SORT_STAGE_BYTES as usize].copy_from_slice(bytemuck::bytes_of(&SortStage { k, j }));
+                bytes.extend(entry);
+                count += 1;
+                j /= 2;
+            }
+            k *= 2;
+        }
+        if bytes.is_empty() {
+            bytes.resize(stride as usize, 0);
+        }
+        let buffer = gpu::uniform_bytes(device, "sort stages", &bytes);
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("sort stage"),
+            layout: &self.layouts.stage,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &buffer,
+                    offset: 0,
+                    size: NonZeroU64::new(SORT_STAGE_BYTES),
+                }),
+            }],
+        });
+        SortStages { stride, count, group }
+    }
+}

@@ -1,0 +1,88 @@
+//! The host path: `step`, `forward` and `loss` on host slices, checked before the GPU is
+//! touched, through the module's own buffers (grown to the largest batch seen).
+
+use super::binding::CenterLossBinding;
+use super::plan::Pass;
+use super::{GpuCenterLoss, StepOutput};
+use crate::gpu::{self, Staging};
+use crate::{Error, Result};
+
+/// Host-path buffers, grown to the largest batch seen.
+pub(super) struct HostBatch {
+    capacity: usize,
+    features: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    /// The loss at byte 0, the gradient from byte 8.
+    staging: Staging,
+    binding: CenterLossBinding,
+}
+
+impl GpuCenterLoss {
+    /// One training step: loss and gradient for the batch, then the center update.
+    ///
+    /// `features` holds B*D values, `labels` B values below K. On any bad input the
+    /// error comes back before the GPU is touched and the centers stay as they were.
+    pub fn step(&mut self, features: &[f32], labels: &[u32]) -> Result<StepOutput> {
+        self.run_host(features, labels, Pass::Step)
+    }
+
+    /// The loss for a batch against the current centers; nothing is updated.
+    pub fn loss(&mut self, features: &[f32], labels: &[u32]) -> Result<f32> {
+        self.run_host(features, labels, Pass::LossOnly).map(|o| o.loss)
+    }
+
+    /// Loss and gradient against the current centers; nothing is updated.
+    pub fn forward(&mut self, features: &[f32], labels: &[u32]) -> Result<StepOutput> {
+        self.run_host(features, labels, Pass::Forward)
+    }
+
+    /// Grows the host-path buffers to hold `batch` rows.
+    fn ensure_host_capacity(&mut self, batch: usize) -> Result<()> {
+        if self.host.as_ref().is_some_and(|h| h.capacity >= batch) {
+            return Ok(());
+        }
+        let capacity = batch.max(self.host.as_ref().map_or(0, |h| h.capacity * 2));
+        self.check_batch_fits(capacity)?;
+        let device = self.ctx.device();
+        let values = (capacity * self.cfg.feat_dim) as u64 * 4;
+        let host = self.ctx.capture(|| {
+            let features = gpu::buffer(device, "host features", values, gpu::STORAGE_RW);
+            let labels = gpu::buffer(device, "host labels", 4 * capacity as u64, gpu::STORAGE_RW);
+            let grad = gpu::buffer(device, "host grad", values, gpu::STORAGE_RW);
+            let staging = Staging::new(device, "host staging", values + 8);
+            let binding = self.make_binding(&features, &labels, &grad, capacity, false, None)?;
+            Ok::<_, Error>(HostBatch { capacity, features, labels, grad, staging, binding })
+        })??;
+        self.host = Some(host);
+        Ok(())
+    }
+
+    fn run_host(&mut self, features: &[f32], labels: &[u32], pass: Pass) -> Result<StepOutput> {
+        let batch = self.cfg.validate_batch(features, labels)?;
+        if batch == 0 {
+            return Ok(StepOutput { loss: 0.0, grad: Vec::new() });
+        }
+        self.ensure_host_capacity(batch)?;
+        let Some(host) = &self.host else {
+            return Err(Error::Config("host buffers missing".into()));
+        };
+        let params = self.step_params(batch, false);
+        let grad_bytes = if pass == Pass::LossOnly { 0 } else { (batch * self.cfg.feat_dim) as u64 * 4 };
+        let queue = self.ctx.queue();
+        self.ctx.capture(|| {
+            queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
+            queue.write_buffer(&host.features, 0, bytemuck::cast_slice(features));
+            queue.write_buffer(&host.labels, 0, bytemuck::cast_slice(labels));
+            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+            self.record(&mut encoder, &host.binding, batch as u32, pass);
+            host.staging.copy_from(&mut encoder, &host.binding.loss_scratch, 0, 0, 4);
+            if grad_bytes > 0 {
+                host.staging.copy_from(&mut encoder, &host.grad, 0, 8, grad_bytes);
+            }
+            queue.submit([encoder.finish()]);
+        })?;
+        let words: Vec<f32> = host.staging.read_values(&self.ctx, 2 + grad_bytes as usize / 4)?;
+        Ok(StepOutput { loss: words[0], grad: words[2..].to_vec() })
+    }
+}

@@ -1,0 +1,231 @@
+//! Which shader variants a configuration needs, its bind-group layouts and its pipelines.
+//!
+//! Bind groups: 0 the batch (`StepParams`, features, labels, grad, loss scratch, health),
+//! 1 a window of center buffers, 2 the mode's scratch (slots and accumulators, or sort
+//! keys), 3 the bitonic stage (deterministic mode, a dynamic offset).
+
+use super::binding::{StepParams, SORT_STAGE_BYTES};
+use super::table::WindowParams;
+use crate::center_loss::config::UpdateMode;
+use crate::gpu;
+use crate::Result;
+
+/// Elements per invocation of `center_forward` (its `PER_INVOCATION`, element_walk.wgsl);
+/// `center_forward_vec4` handles as many vec4 words, four times the elements.
+pub(super) const FORWARD_PER_INVOCATION: u64 = 8;
+/// `WORKGROUP_SIZE` of the center kernels (common.wgsl): the forward kernel writes one loss
+/// partial per invocation.
+pub(super) const WORKGROUP_SIZE: u32 = gpu::WORKGROUP_SIZE;
+/// Keys one workgroup of `bitonic_local` sorts in workgroup memory (its `LOCAL_KEYS`).
+pub(super) const LOCAL_SORT_KEYS: u32 = 2 * WORKGROUP_SIZE;
+
+/// Whether the forward pass reads features, centers and gradient as vec4 words.
+pub(super) fn vec4_forward(dim: usize) -> bool {
+    dim.is_multiple_of(4)
+}
+
+/// One shader module to build: (label, kernel file, import aliases).
+pub type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
+
+/// Every shader module a configuration builds (for tools that validate them offline):
+/// `center_bindings` > 1 selects the kernels that bind several center buffers at once,
+/// `vec4` the forward kernel for D divisible by 4.
+pub fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindings: usize, vec4: bool) -> Vec<ShaderSpec> {
+    let accum = ("accum", if native_atomics { "accum_native" } else { "accum_cas" });
+    let window = (
+        "window",
+        match center_bindings {
+            1 => "window",
+            2 => "window_2",
+            _ => "window_4",
+        },
+    );
+    let (forward, data) = if vec4 {
+        ("center_forward_vec4", ("batch_data", "batch_data_vec4"))
+    } else {
+        ("center_forward", ("batch_data", "batch_data"))
+    };
+    let mut plan = vec![
+        ("forward", forward, vec![("accumulate", "accumulate_none"), data]),
+        ("reduce", "loss_reduce", vec![]),
+        ("finalize", "status_finalize", vec![]),
+    ];
+    match update {
+        UpdateMode::Atomic => plan.extend([
+            ("claim", "center_claim", vec![accum]),
+            ("forward_accumulate", forward, vec![("accumulate", "accumulate_atomic"), accum, data]),
+            ("apply", "center_apply", vec![accum]),
+            ("release", "center_release", vec![accum]),
+        ]),
+        UpdateMode::Deterministic => plan.extend([
+            ("sort_init", "sort_keys_init", vec![]),
+            ("bitonic", "bitonic_step", vec![]),
+            ("bitonic_local", "bitonic_local", vec![]),
+            ("update_sorted", "center_update_sorted", vec![]),
+        ]),
+    }
+    for (_, _, aliases) in &mut plan {
+        aliases.push(window);
+    }
+    plan
+}
+
+pub(super) struct Layouts {
+    pub batch: wgpu::BindGroupLayout,
+    pub window: wgpu::BindGroupLayout,
+    pub scratch: wgpu::BindGroupLayout,
+    pub stage: wgpu::BindGroupLayout,
+    pub main: wgpu::PipelineLayout,
+    pub sort: wgpu::PipelineLayout,
+}
+
+pub(super) struct Pipelines {
+    pub forward_grad: wgpu::ComputePipeline,
+    pub forward_loss: wgpu::ComputePipeline,
+    pub reduce: wgpu::ComputePipeline,
+    pub finalize_step: wgpu::ComputePipeline,
+    pub finalize_forward: wgpu::ComputePipeline,
+    pub mode: ModePipelines,
+}
+
+pub(super) enum ModePipelines {
+    Atomic {
+        claim: wgpu::ComputePipeline,
+        forward_accumulate: wgpu::ComputePipeline,
+        apply: wgpu::ComputePipeline,
+        release: wgpu::ComputePipeline,
+    },
+    Sorted {
+        init: wgpu::ComputePipeline,
+        bitonic: wgpu::ComputePipeline,
+        local_sort: wgpu::ComputePipeline,
+        update: wgpu::ComputePipeline,
+    },
+}
+
+pub(super) fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_bindings: usize, vec4: bool) -> Layouts {
+    let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| {
+        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
+    };
+    let batch = layout(
+        "center loss batch",
+        &[
+            gpu::uniform_entry(0, std::mem::size_of::<StepParams>() as u64, false),
+            gpu::storage_entry(1, true, if vec4 { 16 } else { 4 }),
+            gpu::storage_entry(2, true, 4),
+            gpu::storage_entry(3, false, if vec4 { 16 } else { 4 }),
+            gpu::storage_entry(4, false, 8),
+            gpu::storage_entry(5, false, 16),
+        ],
+    );
+    let mut window_entries = vec![gpu::uniform_entry(0, std::mem::size_of::<WindowParams>() as u64, false)];
+    window_entries.extend((1..=center_bindings as u32).map(|b| gpu::storage_entry(b, false, 16)));
+    let window = layout("center window", &window_entries);
+    let scratch = match update {
+        UpdateMode::Atomic => {
+            layout("atomic scratch", &[gpu::storage_entry(0, false, 4), gpu::storage_entry(1, false, 4)])
+        }
+        UpdateMode::Deterministic => layout("sort scratch", &[gpu::storage_entry(0, false, 8)]),
+    };
+    let stage = layout("sort stage", &[gpu::uniform_entry(0, SORT_STAGE_BYTES, true)]);
+    let main = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("center loss"),
+        bind_group_layouts: &[Some(&batch), Some(&window), Some(&scratch)],
+        immediate_size: 0,
+    });
+    let sort = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("center loss sort"),
+        bind_group_layouts: &[Some(&batch), Some(&window), Some(&scratch), Some(&stage)],
+        immediate_size: 0,
+    });
+    Layouts { batch, window, scratch, stage, main, sort }
+}
+
+pub(super) fn create_pipelines(
+    device: &wgpu::Device,
+    layouts: &Layouts,
+    update: UpdateMode,
+    native_atomics: bool,
+    center_bindings: usize,
+    vec4: bool,
+) -> Result<Pipelines> {
+    let mut modules = std::collections::HashMap::new();
+    for (label, kernel, aliases) in shader_plan(update, native_atomics, center_bindings, vec4) {
+        modules.insert(label, gpu::shader_module(device, label, kernel, &aliases)?);
+    }
+    let make = |label: &str, module: &str, layout: &wgpu::PipelineLayout, constants: &[(&str, f64)]| {
+        gpu::compute_pipeline(device, label, layout, &modules[module], constants)
+    };
+    let main = &layouts.main;
+    let mode = match update {
+        UpdateMode::Atomic => ModePipelines::Atomic {
+            claim: make("center_claim", "claim", main, &[]),
+            forward_accumulate: make("center_forward (accumulate)", "forward_accumulate", main, &[]),
+            apply: make("center_apply", "apply", main, &[]),
+            release: make("center_release", "release", main, &[]),
+        },
+        UpdateMode::Deterministic => ModePipelines::Sorted {
+            init: make("sort_keys_init", "sort_init", main, &[]),
+            bitonic: make("bitonic_step", "bitonic", &layouts.sort, &[]),
+            local_sort: make("bitonic_local", "bitonic_local", &layouts.sort, &[]),
+            update: make("center_update_sorted", "update_sorted", main, &[]),
+        },
+    };
+    Ok(Pipelines {
+        forward_grad: make("center_forward", "forward", main, &[]),
+        forward_loss: make("center_forward (loss only)", "forward", main, &[("WRITE_GRAD", 0.0)]),
+        reduce: make("loss_reduce", "reduce", main, &[]),
+        finalize_step: make("status_finalize", "finalize", main, &[]),
+        finalize_forward: make("status_finalize (forward)", "finalize", main, &[("COUNT_SKIPPED", 0.0)]),
+        mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::center_loss::gpu::binding::{SortStage, StepParams};
+    use crate::gpu::shaders::{layout, mirror};
+
+    /// Every constant and uniform the Rust side shares with the center-loss kernels equals
+    /// its WGSL twin.
+    #[test]
+    fn rust_mirrors_match_the_wgsl() {
+        let aliases = [("accumulate", "accumulate_atomic"), ("accum", "accum_cas")];
+        let forward = mirror::module("center_forward", &aliases);
+        assert_eq!(mirror::constant(&forward, "PER_INVOCATION"), FORWARD_PER_INVOCATION);
+        assert_eq!(mirror::constant(&forward, "WORKGROUP_SIZE"), WORKGROUP_SIZE as u64);
+        let vec4 = mirror::module(
+            "center_forward_vec4",
+            &[("accumulate", "accumulate_none"), ("batch_data", "batch_data_vec4")],
+        );
+        assert_eq!(mirror::constant(&vec4, "PER_INVOCATION"), FORWARD_PER_INVOCATION);
+        assert_eq!(mirror::constant(&forward, "EMPTY_SLOT"), super::super::EMPTY_SLOT as u64);
+        let local = mirror::module("bitonic_local", &[]);
+        assert_eq!(mirror::constant(&local, "LOCAL_KEYS"), LOCAL_SORT_KEYS as u64);
+        mirror::assert_struct(
+            &forward,
+            "StepParams",
+            layout!(StepParams {
+                batch,
+                dim,
+                num_classes,
+                padded_batch,
+                grad_scale,
+                alpha,
+                grad_accumulate,
+                partials_per_window,
+                num_windows,
+                center_stride,
+                _pad1,
+                _pad2
+            }),
+        );
+        mirror::assert_struct(
+            &forward,
+            "WindowParams",
+            layout!(WindowParams { row_start, row_end, index, rows_per_buffer }),
+        );
+        mirror::assert_struct(&local, "SortStage", layout!(SortStage { k, j }));
+    }
+}

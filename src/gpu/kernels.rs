@@ -1,0 +1,180 @@
+//! The kernel registry: a subsystem describes its single-group kernels in a table of
+//! [`KernelSpec`]s (a uniform at binding 0, then storage buffers); [`KernelSet`] builds
+//! their shader modules and bind-group layouts once per device, makes pipelines per set of
+//! pipeline constants on first use and shares them, and turns buffers into recorded
+//! dispatches ([`Op`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{shaders, GpuContext};
+use crate::{Error, Result};
+
+/// How a kernel uses one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    Write,
+}
+
+/// A kernel's interface: its WGSL file, its uniform's size and its storage bindings 1..
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSpec {
+    /// The kernel's WGSL file stem.
+    pub name: &'static str,
+    /// Bytes of the uniform at binding 0.
+    pub uniform_bytes: u64,
+    /// The storage bindings 1, 2, ... in order.
+    pub storage: &'static [Access],
+    /// Size of one element of the storage arrays (their minimum binding size).
+    pub element_bytes: u64,
+}
+
+impl KernelSpec {
+    /// A kernel over f32/u32 arrays.
+    pub const fn new(name: &'static str, uniform_bytes: u64, storage: &'static [Access]) -> Self {
+        Self { name, uniform_bytes, storage, element_bytes: 4 }
+    }
+}
+
+/// Pipeline-overridable constants of one specialised pipeline.
+pub type Constants = Vec<(&'static str, f64)>;
+
+/// One recorded dispatch: a pipeline, its bind group, its grid.
+#[derive(Clone, Debug)]
+pub struct Op {
+    /// The specialised pipeline.
+    pub pipeline: wgpu::ComputePipeline,
+    /// Group 0: the uniform and the storage buffers.
+    pub group: wgpu::BindGroup,
+    /// Workgroups in x, y, z.
+    pub grid: (u32, u32, u32),
+}
+
+/// Records `ops` in order into `cpass`.
+pub fn record_ops(cpass: &mut wgpu::ComputePass<'_>, ops: &[Op]) {
+    for op in ops {
+        cpass.set_pipeline(&op.pipeline);
+        cpass.set_bind_group(0, &op.group, &[]);
+        cpass.dispatch_workgroups(op.grid.0, op.grid.1, op.grid.2);
+    }
+}
+
+struct Compiled {
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    module: wgpu::ShaderModule,
+}
+
+/// The shader modules and layouts of a table of kernels on one device, and their pipelines
+/// (one per set of pipeline constants, made on first use and then shared).
+pub struct KernelSet {
+    device: wgpu::Device,
+    compiled: HashMap<&'static str, Compiled>,
+    pipelines: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
+}
+
+impl KernelSet {
+    /// The kernels of `table` on `ctx`, built on first use under `key` and shared by every
+    /// later caller on the same device.
+    pub fn for_context(ctx: &GpuContext, key: &'static str, table: &'static [KernelSpec]) -> Result<Arc<KernelSet>> {
+        ctx.cached(key, || KernelSet::new(ctx, table))
+    }
+
+    fn new(ctx: &GpuContext, table: &[KernelSpec]) -> Result<Self> {
+        let device = ctx.device();
+        ctx.capture(|| {
+            let mut compiled = HashMap::new();
+            for spec in table {
+                let mut entries = vec![super::uniform_entry(0, spec.uniform_bytes, false)];
+                for (i, access) in spec.storage.iter().enumerate() {
+                    entries.push(super::storage_entry(i as u32 + 1, *access == Access::Read, spec.element_bytes));
+                }
+                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(spec.name),
+                    entries: &entries,
+                });
+                let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(spec.name),
+                    bind_group_layouts: &[Some(&layout)],
+                    immediate_size: 0,
+                });
+                let module = shader_module(device, spec.name, spec.name, &[])?;
+                compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
+            }
+            Ok(Self { device: device.clone(), compiled, pipelines: Mutex::new(HashMap::new()) })
+        })?
+    }
+
+    fn compiled(&self, kernel: &str) -> Result<&Compiled> {
+        self.compiled.get(kernel).ok_or_else(|| Error::Config(format!("no kernel named {kernel}")))
+    }
+
+    /// The pipeline of `kernel` specialised with `constants`.
+    pub fn pipeline(&self, kernel: &'static str, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, format!("{constants:?}"));
+        let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let c = self.compiled(kernel)?;
+        let p = compute_pipeline(&self.device, kernel, &c.pipeline_layout, &c.module, constants);
+        cache.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0,
+    /// `storage` at 1, 2, ...
+    pub fn op(
+        &self,
+        kernel: &'static str,
+        constants: &[(&'static str, f64)],
+        uniform: &wgpu::Buffer,
+        storage: &[&wgpu::Buffer],
+        grid: (u32, u32, u32),
+    ) -> Result<Op> {
+        let layout = &self.compiled(kernel)?.layout;
+        let mut entries = vec![super::bind(0, uniform)];
+        entries.extend(storage.iter().enumerate().map(|(i, b)| super::bind(i as u32 + 1, b)));
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel),
+            layout,
+            entries: &entries,
+        });
+        Ok(Op { pipeline: self.pipeline(kernel, constants)?, group, grid })
+    }
+}
+
+/// The shader module of `kernel` composed with `aliases` ([`shaders::compose`]).
+pub fn shader_module(
+    device: &wgpu::Device,
+    label: &str,
+    kernel: &str,
+    aliases: &[(&str, &str)],
+) -> Result<wgpu::ShaderModule> {
+    let source = shaders::compose(kernel, aliases)?;
+    Ok(device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    }))
+}
+
+/// A compute pipeline for the `main` entry of `module`, with pipeline-overridable constants.
+pub fn compute_pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::PipelineLayout,
+    module: &wgpu::ShaderModule,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: Some(layout),
+        module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+        cache: None,
+    })
+}

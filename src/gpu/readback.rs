@@ -1,0 +1,82 @@
+//! Reading GPU buffers back to the host: the only place that makes `MAP_READ` buffers.
+//!
+//! [`Staging`] is a persistent staging buffer for what a subsystem reads every step (loss
+//! and gradient, metrics, health counters, timestamps); [`read_buffer`] is a one-shot read
+//! for what is read rarely (checkpoints, inference).
+
+use bytemuck::Pod;
+
+use super::GpuContext;
+use crate::{Error, Result};
+
+/// A host-readable staging buffer: copies are recorded into it, then it is mapped and read.
+#[derive(Debug)]
+pub struct Staging {
+    buffer: wgpu::Buffer,
+}
+
+impl Staging {
+    /// A staging buffer of `bytes` bytes (rounded up to 4, at least 4).
+    pub fn new(device: &wgpu::Device, label: &str, bytes: u64) -> Self {
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        Self { buffer: super::buffer(device, label, bytes, usage) }
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.buffer.size()
+    }
+
+    /// Records the copy of `bytes` bytes of `source` (from `source_offset`) to `offset`.
+    pub fn copy_from(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        source: &wgpu::Buffer,
+        source_offset: u64,
+        offset: u64,
+        bytes: u64,
+    ) {
+        encoder.copy_buffer_to_buffer(source, source_offset, &self.buffer, offset, bytes);
+    }
+
+    /// Waits for the submitted work, maps the buffer and returns its first `bytes` bytes.
+    pub fn read(&self, ctx: &GpuContext, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let slice = self.buffer.slice(..bytes);
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            sender.send(r).ok();
+        });
+        ctx.wait_idle()?;
+        pollster::block_on(receiver.receive())
+            .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let bytes = {
+            let view = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
+            view.to_vec()
+        };
+        self.buffer.unmap();
+        Ok(bytes)
+    }
+
+    /// The first `len` values of type `T` ([`Staging::read`]).
+    pub fn read_values<T: Pod>(&self, ctx: &GpuContext, len: usize) -> Result<Vec<T>> {
+        let bytes = self.read(ctx, (len * std::mem::size_of::<T>()) as u64)?;
+        Ok(bytes.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect())
+    }
+}
+
+/// Copies the first `len` values of a `COPY_SRC` buffer back to the host (one submission
+/// and a wait; for what is read rarely).
+pub fn read_buffer<T: Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    let bytes = (len * std::mem::size_of::<T>()) as u64;
+    let staging = Staging::new(ctx.device(), "readback", bytes);
+    ctx.capture(|| {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        staging.copy_from(&mut encoder, buffer, 0, 0, bytes);
+        ctx.queue().submit([encoder.finish()]);
+    })?;
+    staging.read_values(ctx, len)
+}

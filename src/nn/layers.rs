@@ -1,0 +1,354 @@
+//! The layers of a [`Graph`]: each adds its forward dispatches and one group of backward
+//! dispatches (convolution, linear and classifier, max pool, PReLU, L2 normalisation,
+//! residual blocks).
+
+use super::graph::{Graph, ParamKind, Tensor, GEMM_TILE_K, SPLIT_K_TARGET};
+use super::kernels::{ChannelParams, ElementParams, GemmParams, PoolParams, RowParams};
+use super::spec::LayerSpec;
+use crate::gpu::{self, Constants};
+use crate::{Error, Result};
+
+impl Graph {
+    /// Applies one layer (or residual block) to `x`, checking shapes; `name` prefixes its
+    /// parameters' names and errors.
+    pub fn layer(&mut self, x: &Tensor, spec: &LayerSpec, name: &str) -> Result<Tensor> {
+        let out_grad = true;
+        let fail = |why: String| Error::Config(format!("layer {name} ({}): {why}", spec.describe()));
+        let [c, h, w] = x.shape;
+        let ctx = self.ctx.clone();
+        ctx.capture(|| match spec {
+            LayerSpec::Conv2d { out_channels, kernel, stride, pad, bias } => {
+                if *out_channels == 0 || *kernel == 0 || *stride == 0 {
+                    return Err(fail("channels, kernel and stride must be at least 1".into()));
+                }
+                if h + 2 * pad < *kernel || w + 2 * pad < *kernel {
+                    return Err(fail(format!("input {c}x{h}x{w} is smaller than the kernel")));
+                }
+                let out_shape =
+                    [*out_channels, (h + 2 * pad - kernel) / stride + 1, (w + 2 * pad - kernel) / stride + 1];
+                let y = self.tensor(out_shape, out_grad);
+                self.conv(x, &y, *kernel, *stride, *pad, *bias, name)?;
+                Ok(y)
+            }
+            LayerSpec::MaxPool { kernel, stride } => {
+                if *kernel == 0 || *stride == 0 {
+                    return Err(fail("kernel and stride must be at least 1".into()));
+                }
+                if h < *kernel || w < *kernel {
+                    return Err(fail(format!("input {c}x{h}x{w} is smaller than the window")));
+                }
+                let y = self.tensor([c, (h - kernel) / stride + 1, (w - kernel) / stride + 1], out_grad);
+                self.maxpool(x, &y, *kernel, *stride)?;
+                Ok(y)
+            }
+            LayerSpec::PRelu { shared } => {
+                let y = self.tensor(x.shape, out_grad);
+                self.prelu(x, &y, *shared, name)?;
+                Ok(y)
+            }
+            LayerSpec::Linear { out_features, bias } => {
+                if *out_features == 0 {
+                    return Err(fail("out_features must be at least 1".into()));
+                }
+                let y = self.tensor([*out_features, 1, 1], out_grad);
+                self.linear(x, &y, *bias, name)?;
+                Ok(y)
+            }
+            LayerSpec::Flatten => Ok(Tensor { shape: [c * h * w, 1, 1], ..x.clone() }),
+            LayerSpec::L2Norm => {
+                let y = self.tensor(x.shape, out_grad);
+                self.l2norm(x, &y)?;
+                Ok(y)
+            }
+            LayerSpec::Residual { body, shortcut } => self.residual(x, body, shortcut, name),
+        })
+        .and_then(|r| r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+        name: &str,
+    ) -> Result<()> {
+        let [in_c, in_h, in_w] = x.shape;
+        let [out_c, out_h, out_w] = y.shape;
+        let taps = in_c * kernel * kernel;
+        let weight = self.he_normal(out_c * taps, taps);
+        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
+        // Split-K for the weight gradient, whose reduction runs over batch * pixels.
+        let reduce = self.batch * out_h * out_w;
+        let tiles = out_c.div_ceil(64) * taps.div_ceil(64);
+        let wanted = SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1));
+        let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
+        let slices = reduce.div_ceil(k_per_slice);
+        let constants: Constants = vec![
+            ("BATCH", self.batch as f64),
+            ("IN_C", in_c as f64),
+            ("IN_H", in_h as f64),
+            ("IN_W", in_w as f64),
+            ("OUT_C", out_c as f64),
+            ("OUT_H", out_h as f64),
+            ("OUT_W", out_w as f64),
+            ("KERNEL", kernel as f64),
+            ("STRIDE", stride as f64),
+            ("PAD", pad as f64),
+            ("HAS_BIAS", bias as u8 as f64),
+            ("K_PER_SLICE", k_per_slice as f64),
+        ];
+        let conv_op = |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, z): (usize, usize, usize)| {
+            g.gemm_op(kernel, &constants, &g.conv_uniform, storage, m, n, z)
+        };
+        let gemm_grid = |m: usize, n: usize, z: usize| (m, n, z);
+        let wv = self.params[wi].value.clone();
+        let wg = self.params[wi].grad.clone();
+        let bias_value = bi.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
+        let fwd = conv_op(
+            self,
+            "conv2d_forward",
+            &[&wv, &x.buffer, &bias_value, &y.buffer],
+            gemm_grid(out_c, self.batch * out_h * out_w, 1),
+        )?;
+        self.forward.push(fwd);
+
+        let dy = y.grad.clone().ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let mut group = Vec::new();
+        if slices == 1 {
+            group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &wg], gemm_grid(out_c, taps, 1))?);
+        } else {
+            let partial =
+                gpu::buffer(self.ctx.device(), "split-k partials", 4 * (slices * out_c * taps) as u64, gpu::STORAGE_RW);
+            group.push(conv_op(
+                self,
+                "conv2d_backward_weight",
+                &[&dy, &x.buffer, &partial],
+                gemm_grid(out_c, taps, slices),
+            )?);
+            let su = self.uniform(&ElementParams {
+                len: (out_c * taps) as u32,
+                channels: slices as u32,
+                pixels: 1,
+                _pad: 0,
+            });
+            group.push(self.op("sum_slices", &su, &[&partial, &wg], self.grid1(out_c * taps))?);
+        }
+        if let Some(bi) = bi {
+            let cu = self.uniform(&ChannelParams {
+                batch: self.batch as u32,
+                channels: out_c as u32,
+                pixels: (out_h * out_w) as u32,
+                _pad: 0,
+            });
+            let bg = self.params[bi].grad.clone();
+            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (out_c as u32, 1, 1))?);
+        }
+        if let Some(dx) = &x.grad {
+            group.push(conv_op(
+                self,
+                "conv2d_backward_input",
+                &[&wv, &dy, dx],
+                gemm_grid(in_c, self.batch * in_h * in_w, 1),
+            )?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn linear(&mut self, x: &Tensor, y: &Tensor, bias: bool, name: &str) -> Result<()> {
+        let (b, i, o) = (self.batch, x.per_sample(), y.per_sample());
+        let weight = self.he_normal(o * i, i);
+        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o]));
+        self.linear_ops(x, y, wi, bi, b, i, o)
+    }
+
+    /// The classifier: a linear layer with Xavier initialisation.
+    pub(crate) fn classifier(&mut self, x: &Tensor, classes: usize, bias: bool, name: &str) -> Result<Tensor> {
+        let i = x.per_sample();
+        let y = self.tensor([classes, 1, 1], true);
+        let weight = self.xavier_uniform(classes * i, i, classes);
+        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
+        let ctx = self.ctx.clone();
+        ctx.capture(|| self.linear_ops(x, &y, wi, bi, self.batch, i, classes))??;
+        Ok(y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn linear_ops(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        wi: usize,
+        bi: Option<usize>,
+        b: usize,
+        i: usize,
+        o: usize,
+    ) -> Result<()> {
+        let gemm = |m: usize, n: usize, k: usize, strides: [usize; 4], flags: u32| GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a_stride_m: strides[0] as u32,
+            a_stride_k: strides[1] as u32,
+            b_stride_k: strides[2] as u32,
+            b_stride_n: strides[3] as u32,
+            flags,
+        };
+
+        let wv = self.params[wi].value.clone();
+        let wg = self.params[wi].grad.clone();
+        let bias_value = bi.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
+        // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
+        let u = self.uniform(&gemm(b, o, i, [i, 1, 1, i], bi.is_some() as u32));
+        let fwd = self.gemm_op("gemm", &[], &u, &[&x.buffer, &wv, &bias_value, &y.buffer], b, o, 1)?;
+        self.forward.push(fwd);
+        let dy = y.grad.clone().ok_or_else(|| Error::Config("linear output has no gradient".into()))?;
+        let mut group = Vec::new();
+        // dW[o, i] = dY[b, o]^T X[b, i]
+        let u = self.uniform(&gemm(o, i, b, [1, o, i, 1], 0));
+        group.push(self.gemm_op("gemm", &[], &u, &[&dy, &x.buffer, &self.dummy, &wg], o, i, 1)?);
+        if let Some(bi) = bi {
+            let cu = self.uniform(&ChannelParams { batch: b as u32, channels: o as u32, pixels: 1, _pad: 0 });
+            let bg = self.params[bi].grad.clone();
+            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (o as u32, 1, 1))?);
+        }
+        if let Some(dx) = &x.grad {
+            // dX[b, i] = dY[b, o] W[o, i]
+            let u = self.uniform(&gemm(b, i, o, [o, 1, i, 1], 0));
+            group.push(self.gemm_op("gemm", &[], &u, &[&dy, &wv, &self.dummy, dx], b, i, 1)?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn maxpool(&mut self, x: &Tensor, y: &Tensor, kernel: usize, stride: usize) -> Result<()> {
+        let [c, h, w] = x.shape;
+        let [_, oh, ow] = y.shape;
+        let params = PoolParams {
+            batch: self.batch as u32,
+            channels: c as u32,
+            in_h: h as u32,
+            in_w: w as u32,
+            out_h: oh as u32,
+            out_w: ow as u32,
+            kernel: kernel as u32,
+            stride: stride as u32,
+        };
+        let u = self.uniform(&params);
+        let argmax =
+            gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
+        let fwd =
+            self.op("maxpool_forward", &u, &[&x.buffer, &y.buffer, &argmax], self.grid1(self.batch * y.per_sample()))?;
+        self.forward.push(fwd);
+        let mut group = Vec::new();
+        if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
+            group.push(self.op("maxpool_backward", &u, &[dy, &argmax, dx], self.grid1(self.batch * x.per_sample()))?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn prelu(&mut self, x: &Tensor, y: &Tensor, shared: bool, name: &str) -> Result<()> {
+        let [c, h, w] = x.shape;
+        let (channels, pixels) = if shared { (1, c * h * w) } else { (c, h * w) };
+        let si = self.param(format!("{name}.slope"), ParamKind::Slope, vec![0.25; channels]);
+        let len = self.batch * c * h * w;
+        let eu =
+            self.uniform(&ElementParams { len: len as u32, channels: channels as u32, pixels: pixels as u32, _pad: 0 });
+        let sv = self.params[si].value.clone();
+        let sg = self.params[si].grad.clone();
+        let fwd = self.op("prelu_forward", &eu, &[&x.buffer, &sv, &y.buffer], self.grid1(len))?;
+        self.forward.push(fwd);
+        let dy = y.grad.clone().ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let cu = self.uniform(&ChannelParams {
+            batch: self.batch as u32,
+            channels: channels as u32,
+            pixels: pixels as u32,
+            _pad: 0,
+        });
+        let mut group = vec![self.op("prelu_slope_grad", &cu, &[&x.buffer, &dy, &sg], (channels as u32, 1, 1))?];
+        if let Some(dx) = &x.grad {
+            group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid1(len))?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn l2norm(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
+        let dim = x.per_sample();
+        let u = self.uniform(&RowParams { rows: self.batch as u32, dim: dim as u32, eps: 1e-10, _pad: 0 });
+        let norms = gpu::buffer(self.ctx.device(), "l2 norms", 4 * self.batch as u64, gpu::STORAGE_RW);
+        let fwd = self.op("l2norm_forward", &u, &[&x.buffer, &y.buffer, &norms], self.grid1(self.batch))?;
+        self.forward.push(fwd);
+        let mut group = Vec::new();
+        if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
+            group.push(self.op("l2norm_backward", &u, &[&y.buffer, &norms, dy, dx], self.grid1(self.batch))?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    fn residual(&mut self, x: &Tensor, body: &[LayerSpec], shortcut: &[LayerSpec], name: &str) -> Result<Tensor> {
+        // Gradients from the two branches land in their own buffers and are summed into
+        // x's gradient by a group that runs after both branches' backward groups.
+        let sum_slot = self.backward.len();
+        self.backward.push(Vec::new());
+        let branch_input =
+            |g: &Self| Tensor { grad: x.grad.as_ref().map(|_| g.tensor(x.shape, true).grad.unwrap()), ..x.clone() };
+        let xb = branch_input(self);
+        let first_body_param = self.params.len();
+        let u = self.sequence(&xb, body, &format!("{name}.body"))?;
+        // The body's last weights start at zero, so the block starts as the identity (as
+        // in Fixup and zero-initialised residual branches): without normalisation layers,
+        // stacked residual units otherwise grow the activations and training can diverge.
+        if let Some(last) =
+            (first_body_param..self.params.len()).rev().find(|&i| self.params[i].kind == ParamKind::Weight)
+        {
+            let p = &self.params[last];
+            self.ctx.queue().write_buffer(&p.value, 0, &vec![0u8; 4 * p.len]);
+        }
+        let (s, xs_grad) = if shortcut.is_empty() {
+            (Tensor { grad: None, ..x.clone() }, None)
+        } else {
+            let xs = branch_input(self);
+            let s = self.sequence(&xs, shortcut, &format!("{name}.shortcut"))?;
+            (s, xs.grad)
+        };
+        if u.shape != s.shape {
+            return Err(Error::Config(format!(
+                "residual block {name}: body gives {:?} but shortcut gives {:?}",
+                u.shape, s.shape
+            )));
+        }
+        // y's gradient is the body output's gradient buffer itself (d(u + s)/du = 1); a
+        // projection shortcut gets a copy of it.
+        let dy = u.grad.clone().ok_or_else(|| Error::Config(format!("residual block {name}: empty body")))?;
+        let y = Tensor { shape: u.shape, buffer: self.tensor(u.shape, false).buffer, grad: Some(dy.clone()) };
+        let len = self.batch * y.per_sample();
+        let eu = self.uniform(&ElementParams { len: len as u32, channels: 1, pixels: 1, _pad: 0 });
+        let fwd = self.op("add", &eu, &[&u.buffer, &s.buffer, &y.buffer], self.grid1(len))?;
+        self.forward.push(fwd);
+        let mut copy_in = Vec::new();
+        if let Some(sg) = &s.grad {
+            let zero = gpu::buffer(self.ctx.device(), "zeros", 4 * len as u64, gpu::STORAGE_RW);
+            copy_in.push(self.op("add", &eu, &[&dy, &zero, sg], self.grid1(len))?);
+        }
+        // Groups run in reverse: this copy runs before both branches' backward groups.
+        self.backward.push(copy_in);
+        if let (Some(dx), Some(db)) = (&x.grad, &xb.grad) {
+            let xlen = self.batch * x.per_sample();
+            let xu = self.uniform(&ElementParams { len: xlen as u32, channels: 1, pixels: 1, _pad: 0 });
+            let other = xs_grad.as_ref().unwrap_or(&dy);
+            let sum = self.op("add", &xu, &[db, other, dx], self.grid1(xlen))?;
+            self.backward[sum_slot].push(sum);
+        }
+        Ok(y)
+    }
+}

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use centerloss::bench::{copy_bandwidth, cpu_center_loss_seconds, gemm_gflops, trainer_images_per_second};
-use centerloss::bench::{CenterLossBench, CenterLossCase, Clock};
-use centerloss::gpu::median;
+use centerloss::bench::{host_step_seconds, trainer_profile, CenterLossBench, CenterLossCase, Clock};
+use centerloss::gpu::{median, KernelChoice, KernelFamily};
 use centerloss::nn::NetworkSpec;
 use centerloss::{GpuContext, UpdateMode};
 use clap::Parser;
@@ -126,6 +126,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let last = &benches[k_values.len() - 1];
         k_rounds.push((update, medians, last.center_buffers(), last.center_passes()));
     }
+    // What a caller of `step()` waits for: upload, step and read-back, wall clock.
+    let mut host_steps = Vec::new();
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let case = CenterLossCase { batch: 512, dim: 512, classes: 10_575, update };
+        let gpu_time = rows.iter().find(|r| r.0 == case).map_or(f64::NAN, |r| r.1);
+        host_steps.push((update, gpu_time, host_step_seconds(&ctx, case, 1, samples)?));
+    }
     // The CPU reference, same shapes (atomic rows only: it has no modes).
     let mut cpu = HashMap::new();
     for &(case, _, _) in rows.iter().filter(|r| r.0.update == UpdateMode::Atomic) {
@@ -152,16 +159,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // GEMM and trainer.
     let gemm_sizes: &[usize] = if args.quick { &[256, 512] } else { &[256, 512, 1024] };
+    // Both kernel families on this adapter, the one it runs by default first.
+    let default_family = ctx.kernels();
+    let families: Vec<KernelFamily> = [default_family, KernelFamily::Gpu, KernelFamily::Cpu]
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, f)| i == 0 || f != default_family)
+        .map(|(_, f)| f)
+        .collect();
+    let family_ctx = |f: KernelFamily| {
+        ctx.with_kernels(match f {
+            KernelFamily::Gpu => KernelChoice::Gpu,
+            KernelFamily::Cpu => KernelChoice::Cpu,
+        })
+    };
     let mut gemm = Vec::new();
     for &n in gemm_sizes {
-        let (g, _) = gemm_gflops(&ctx, n, n, n, 3)?;
-        eprintln!("gemm {n}^3: {g:.2} GFLOP/s");
-        gemm.push((n, g));
+        let mut per_family = Vec::new();
+        for &f in &families {
+            let (g, _) = gemm_gflops(&family_ctx(f), n, n, n, 3)?;
+            eprintln!("gemm {n}^3 ({f:?} kernels): {g:.2} GFLOP/s");
+            per_family.push(g);
+        }
+        gemm.push((n, per_family));
     }
     let steps = if args.quick { 1 } else { 3 };
-    let lenet = trainer_images_per_second(&ctx, NetworkSpec::lenet_plus_plus(), 128, steps)?;
-    let face = trainer_images_per_second(&ctx, NetworkSpec::face_resnet(1, 64, 128, 150), 64, steps * 3)?;
-    eprintln!("trainer: LeNet++ {lenet:.1} img/s, face {face:.1} img/s");
+    let mut trainer = Vec::new();
+    for &f in &families {
+        let fctx = family_ctx(f);
+        let lenet = trainer_images_per_second(&fctx, NetworkSpec::lenet_plus_plus(), 128, steps)?;
+        let face = trainer_images_per_second(&fctx, NetworkSpec::face_resnet(1, 64, 128, 150), 64, steps * 3)?;
+        eprintln!("trainer ({f:?} kernels): LeNet++ {lenet:.1} img/s, face {face:.1} img/s");
+        trainer.push((f, lenet, face));
+    }
+    let trainer_profiles = [
+        ("LeNet++, batch 128", trainer_profile(&ctx, NetworkSpec::lenet_plus_plus(), 128, samples.min(3))?),
+        (
+            "face ResNet, batch 64",
+            trainer_profile(&ctx, NetworkSpec::face_resnet(1, 64, 128, 150), 64, samples.min(3))?,
+        ),
+    ];
     let torch_train = peers(&args, &["--trainer", "--reps", "3"]);
     let torch_ips = |net: &str| {
         torch_train
@@ -245,6 +282,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             medians[2] / medians[0]
         )?;
     }
+    writeln!(md, "\n### What a caller of `step()` waits for (B = 512, D = 512, K = 10 575)\n")?;
+    writeln!(md, "Wall clock of `GpuCenterLoss::step` on host slices (upload, the step, read-back of loss and gradient), median of {samples}; the step's GPU time from the grid above.\n")?;
+    writeln!(md, "| mode | GPU us | step() wall us |\n|---|---|---|")?;
+    for (update, gpu_time, wall) in &host_steps {
+        writeln!(md, "| {update:?} | {:.0} | {:.0} |", 1e6 * gpu_time, 1e6 * wall)?;
+    }
     if !profiles.is_empty() {
         writeln!(md, "\n### Where the step's time goes (B = 512, D = 512, K = 10 575)\n")?;
         writeln!(md, "GPU timestamps around each dispatch, each in a compute pass of its own (`GpuCenterLoss::profile_step`); median of {samples} steps.\n")?;
@@ -263,14 +306,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    writeln!(md, "\n## GEMM (tiled, workgroup memory)\n\n| M = N = K | GFLOP/s |\n|---|---|")?;
+    let heads: Vec<String> = families.iter().map(|f| format!("{f:?} kernels")).collect();
+    let rule = "|---".repeat(families.len());
+    writeln!(md, "\n## GEMM (GFLOP/s; this adapter runs the {default_family:?} kernels by default)\n")?;
+    writeln!(md, "Gpu: 64 x 64 tiles in workgroup memory. Cpu: 8 x 16 blocks per invocation straight from storage, no barriers.\n")?;
+    writeln!(md, "| M = N = K | {} |\n|---{rule}|", heads.join(" | "))?;
     for (n, g) in &gemm {
-        writeln!(md, "| {n} | {g:.2} |")?;
+        let cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();
+        writeln!(md, "| {n} | {} |", cells.join(" | "))?;
     }
-    writeln!(md, "\n## Trainer (softmax + center loss, SGD; images/s)\n\n| network | batch | centerloss (WGSL) | PyTorch CPU |\n|---|---|---|---|")?;
+    writeln!(md, "\n## Trainer (softmax + center loss, SGD; images/s)\n\n| network | batch | {} | PyTorch CPU |\n|---|---{rule}|---|", heads.join(" | "))?;
     let t = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-    writeln!(md, "| LeNet++ | 128 | {lenet:.1} | {} |", t(torch_ips("lenet_plus_plus")))?;
-    writeln!(md, "| face ResNet (64x64 grey, 128-d) | 64 | {face:.1} | {} |", t(torch_ips("face_resnet")))?;
+    let lenet: Vec<String> = trainer.iter().map(|r| format!("{:.1}", r.1)).collect();
+    let face: Vec<String> = trainer.iter().map(|r| format!("{:.1}", r.2)).collect();
+    writeln!(md, "| LeNet++ | 128 | {} | {} |", lenet.join(" | "), t(torch_ips("lenet_plus_plus")))?;
+    writeln!(md, "| face ResNet (64x64 grey, 128-d) | 64 | {} | {} |", face.join(" | "), t(torch_ips("face_resnet")))?;
+    for (name, profile) in &trainer_profiles {
+        let Some(kernels) = profile else { continue };
+        let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+        writeln!(md, "\n### Where a training step's time goes: {name} ({default_family:?} kernels)\n")?;
+        writeln!(md, "GPU timestamps around each dispatch (`Network::profile_step`); total {:.1} ms.\n", 1e3 * total)?;
+        writeln!(md, "| kernel | dispatches | ms per step | share |\n|---|---|---|---|")?;
+        let mut sorted = kernels.clone();
+        sorted.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        for k in sorted {
+            writeln!(
+                md,
+                "| {} | {} | {:.2} | {:.0}% |",
+                k.kernel,
+                k.dispatches,
+                1e3 * k.seconds,
+                100.0 * k.seconds / total
+            )?;
+        }
+    }
     std::fs::write(&args.out, &md)?;
     print!("{md}");
     eprintln!("wrote {}", args.out.display());

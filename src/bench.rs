@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use bytemuck::{Pod, Zeroable};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::center_loss::KernelTime;
 use crate::cpu::CenterLossCpu;
-use crate::gpu::{self, median, Access, GpuContext, GpuTimer, KernelSet, KernelSpec};
+use crate::gpu::{self, median, Access, GpuContext, GpuTimer, KernelSet, KernelSpec, KernelTime};
 use crate::nn::{Graph, LayerSpec, Network, NetworkSpec, TrainConfig};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, GpuCenterLoss, Result, UpdateMode};
 
@@ -211,7 +210,7 @@ pub fn cpu_center_loss_seconds(case: CenterLossCase, seed: u64, samples: usize) 
 pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, samples: usize) -> Result<(f64, Timing)> {
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let bytes = bytes.min(limit) / 16 * 16;
-    let kernels = KernelSet::for_context(ctx, "bench kernels", KERNELS)?;
+    let kernels = KernelSet::for_context(ctx, "bench kernels", KERNELS, &[])?;
     let src = gpu::buffer(ctx.device(), "copy src", bytes, gpu::STORAGE_RW);
     let dst = gpu::buffer(ctx.device(), "copy dst", bytes, gpu::STORAGE_RW);
     let len = (bytes / 16) as u32;
@@ -258,6 +257,48 @@ pub fn trainer_images_per_second(ctx: &GpuContext, spec: NetworkSpec, batch: usi
     }
     ctx.wait_idle()?;
     Ok((steps * batch) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Per-kernel GPU time of one training step of `spec` at `batch` ([`Network::profile_step`]);
+/// `None` without timestamps.
+pub fn trainer_profile(
+    ctx: &GpuContext,
+    spec: NetworkSpec,
+    batch: usize,
+    samples: usize,
+) -> Result<Option<Vec<KernelTime>>> {
+    let classes = spec.num_classes as u32;
+    let mut net = Network::new(ctx, spec, TrainConfig { batch, lambda: 0.01, ..Default::default() })?;
+    let mut rng = StdRng::seed_from_u64(0);
+    let x: Vec<f32> = (0..batch * net.input_len()).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes)).collect();
+    net.train_step(&x, &y, true)?;
+    net.profile_step(&x, &y, samples)
+}
+
+/// Median wall-clock seconds of [`GpuCenterLoss::step`] on host slices (upload, the step,
+/// the read-back of loss and gradient), after one warm-up step.
+pub fn host_step_seconds(ctx: &GpuContext, case: CenterLossCase, seed: u64, samples: usize) -> Result<f64> {
+    let cfg = CenterLossConfig {
+        num_classes: case.classes,
+        feat_dim: case.dim,
+        alpha: 0.5,
+        lambda: 0.01,
+        update: case.update,
+        ..Default::default()
+    };
+    let mut cl = GpuCenterLoss::new(ctx, cfg)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let x: Vec<f32> = (0..case.batch * case.dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let y: Vec<u32> = (0..case.batch).map(|_| rng.random_range(0..case.classes as u32)).collect();
+    cl.step(&x, &y)?;
+    let mut times = Vec::new();
+    for _ in 0..samples.max(1) {
+        let start = Instant::now();
+        std::hint::black_box(cl.step(&x, &y)?);
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
 }
 
 /// The GPU context for a benchmark, or `None` after printing why there is none.

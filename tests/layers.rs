@@ -6,7 +6,7 @@ mod common;
 use centerloss::gpu::read_buffer;
 use centerloss::nn::{reference as cpu, Graph, LayerSpec, Tensor};
 use centerloss::GpuContext;
-use common::{gpu, rng, uniform};
+use common::{gpu, kernel_variants, rng, uniform};
 
 const TOL: f64 = 1e-4;
 
@@ -58,7 +58,14 @@ fn run_layer(ctx: &GpuContext, batch: usize, shape: [usize; 3], spec: LayerSpec,
 
 #[test]
 fn conv2d_matches_reference() {
-    let Some(ctx) = gpu() else { return };
+    let Some(gpu_ctx) = gpu() else { return };
+    for ctx in kernel_variants(&gpu_ctx) {
+        conv2d_cases(&ctx);
+    }
+}
+
+fn conv2d_cases(ctx: &GpuContext) {
+    let family = ctx.kernels();
     // (batch, in_c, h, w, out_c, k, stride, pad)
     let cases = [
         (1, 1, 5, 5, 1, 1, 1, 0),
@@ -71,7 +78,7 @@ fn conv2d_matches_reference() {
     for (i, &(b, ic, h, w, oc, k, s, p)) in cases.iter().enumerate() {
         for bias in [true, false] {
             let spec = LayerSpec::Conv2d { out_channels: oc, kernel: k, stride: s, pad: p, bias };
-            let (r, y) = run_layer(&ctx, b, [ic, h, w], spec, 10 + i as u64);
+            let (r, y) = run_layer(ctx, b, [ic, h, w], spec, 10 + i as u64);
             let wt = f64s(&r.params[0]);
             let bt = bias.then(|| f64s(&r.params[1]));
             let shape = cpu::ConvShape {
@@ -86,7 +93,7 @@ fn conv2d_matches_reference() {
             };
             let yref = cpu::conv2d(&f64s(&r.x), &wt, bt.as_deref(), shape);
             assert_eq!(y.shape, [oc, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1]);
-            let case = format!("case {i} bias {bias}");
+            let case = format!("case {i} bias {bias} {family:?}");
             assert!(rel(&r.y, &yref) < TOL, "forward {case}: {}", rel(&r.y, &yref));
             let (dx, dw, db) = cpu::conv2d_backward(&f64s(&r.x), &wt, &f64s(&r.dy), shape);
             assert!(rel(&r.dx, &dx) < TOL, "dx {case}: {}", rel(&r.dx, &dx));
@@ -100,12 +107,18 @@ fn conv2d_matches_reference() {
 
 #[test]
 fn linear_matches_reference() {
-    let Some(ctx) = gpu() else { return };
+    let Some(gpu_ctx) = gpu() else { return };
+    for ctx in kernel_variants(&gpu_ctx) {
+        linear_cases(&ctx);
+    }
+}
+
+fn linear_cases(ctx: &GpuContext) {
     for (i, &(b, shape, o)) in
         [(1, [1, 1, 1], 1), (7, [13, 1, 1], 5), (129, [3, 5, 7], 65), (5, [200, 1, 1], 3)].iter().enumerate()
     {
         for bias in [true, false] {
-            let (r, _) = run_layer(&ctx, b, shape, LayerSpec::Linear { out_features: o, bias }, 30 + i as u64);
+            let (r, _) = run_layer(ctx, b, shape, LayerSpec::Linear { out_features: o, bias }, 30 + i as u64);
             let n_in: usize = shape.iter().product();
             let wt = f64s(&r.params[0]);
             let bt = bias.then(|| f64s(&r.params[1]));
@@ -125,12 +138,28 @@ fn linear_matches_reference() {
 /// bias-free linear layer: forward M x N x K = batch x out x in, and both backward GEMMs.
 #[test]
 fn gemm_on_untiled_shapes() {
-    let Some(ctx) = gpu() else { return };
-    for (i, &(m, n, k)) in [(1, 1, 1), (7, 13, 5), (129, 257, 65), (64, 64, 16), (65, 1, 300)].iter().enumerate() {
-        let (r, _) = run_layer(&ctx, m, [k, 1, 1], LayerSpec::Linear { out_features: n, bias: false }, 80 + i as u64);
+    let Some(gpu_ctx) = gpu() else { return };
+    for ctx in kernel_variants(&gpu_ctx) {
+        gemm_cases(&ctx, &[(1, 1, 1), (7, 13, 5), (129, 257, 65), (64, 64, 16), (65, 1, 300)]);
+    }
+}
+
+/// A reduction longer than 65 535: Mesa before 25.0 silently ends any shader loop after
+/// 65 535 iterations, so a GEMM that walked K one step per iteration would come out short.
+#[test]
+fn gemm_with_a_reduction_longer_than_65535() {
+    let Some(gpu_ctx) = gpu() else { return };
+    for ctx in kernel_variants(&gpu_ctx) {
+        gemm_cases(&ctx, &[(3, 5, 70_001)]);
+    }
+}
+
+fn gemm_cases(ctx: &GpuContext, shapes: &[(usize, usize, usize)]) {
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        let (r, _) = run_layer(ctx, m, [k, 1, 1], LayerSpec::Linear { out_features: n, bias: false }, 80 + i as u64);
         let wt = f64s(&r.params[0]);
         let yref = cpu::linear(&f64s(&r.x), &wt, None, m, k, n);
-        assert!(rel(&r.y, &yref) < TOL, "{m}x{n}x{k}: {}", rel(&r.y, &yref));
+        assert!(rel(&r.y, &yref) < TOL, "{m}x{n}x{k} {:?}: {}", ctx.kernels(), rel(&r.y, &yref));
         let (dx, dw, _) = cpu::linear_backward(&f64s(&r.x), &wt, &f64s(&r.dy), m, k, n);
         assert!(rel(&r.dx, &dx) < TOL, "{m}x{n}x{k} dx");
         assert!(rel(&r.grads[0], &dw) < TOL, "{m}x{n}x{k} dw");

@@ -1,5 +1,5 @@
 //! Every WGSL module any consumer builds (each center-loss configuration's variants, the
-//! trainer's kernels, the benchmark's) parses and validates with naga, on no adapter at
+//! trainer's kernels in both families, the benchmark's) parses and validates with naga, on no adapter at
 //! all; and every kernel file under `shaders/` is built by some consumer.
 
 use std::collections::BTreeSet;
@@ -15,8 +15,10 @@ fn every_shader_variant_validates_with_naga() {
         for (native, center_bindings, vec4) in
             [(true, 1, false), (false, 1, true), (true, 2, true), (false, 2, false), (true, 4, true), (false, 4, false)]
         {
+            let nn_cpu =
+                centerloss::nn::KERNELS.iter().map(|k| (k.name, k.name, centerloss::nn::CPU_KERNEL_ALIASES.to_vec()));
             let tables = centerloss::nn::KERNELS.iter().chain(centerloss::bench::KERNELS);
-            let single = tables.map(|k| (k.name, k.name, Vec::new()));
+            let single = tables.map(|k| (k.name, k.name, Vec::new())).chain(nn_cpu);
             for (label, kernel, aliases) in shader_plan(update, native, center_bindings, vec4).into_iter().chain(single)
             {
                 let source = compose(kernel, &aliases).unwrap();

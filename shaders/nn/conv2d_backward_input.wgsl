@@ -14,11 +14,23 @@ struct RowA {
     ic: u32,
 }
 
-// An input pixel: its sample and its padded position.
+// An input pixel: its sample's first output-gradient value and its padded position.
 struct ColB {
-    b: u32,
+    base: u32,
     py: i32,
     px: i32,
+}
+
+// k = (oc, ky, kx): the weights of output channel oc at that tap.
+struct StepA {
+    base: u32,
+}
+
+// k = (oc, ky, kx): the output-gradient plane of oc and the tap's offsets.
+struct StepB {
+    plane: u32,
+    ky: i32,
+    kx: i32,
 }
 
 fn gemm_dims() -> vec4<u32> {
@@ -33,18 +45,25 @@ fn a_row(m: u32) -> RowA {
 fn b_col(n: u32) -> ColB {
     let x = n % IN_W;
     let y = (n / IN_W) % IN_H;
-    return ColB(n / (IN_W * IN_H), i32(y + PAD), i32(x + PAD));
+    return ColB(n / IN_PLANE * OUT_SAMPLE, i32(y + PAD), i32(x + PAD));
 }
 
-fn load_a(row: RowA, k: u32) -> f32 {
-    return weight[(k / TAPS * IN_C + row.ic) * TAPS + k % TAPS];
+fn a_step(k: u32) -> StepA {
+    return StepA(k / TAPS * IN_C * TAPS + k % TAPS);
 }
 
-fn load_b(k: u32, col: ColB) -> f32 {
-    let oc = k / TAPS;
+fn b_step(k: u32) -> StepB {
     let tap = k % TAPS;
-    let ty = col.py - i32(tap / KERNEL);
-    let tx = col.px - i32(tap % KERNEL);
+    return StepB(k / TAPS * OUT_PLANE, i32(tap / KERNEL), i32(tap % KERNEL));
+}
+
+fn load_a(row: RowA, step: StepA) -> f32 {
+    return weight[step.base + row.ic * TAPS];
+}
+
+fn load_b(step: StepB, col: ColB) -> f32 {
+    let ty = col.py - step.ky;
+    let tx = col.px - step.kx;
     if ty < 0 || tx < 0 {
         return 0.0;
     }
@@ -53,7 +72,7 @@ fn load_b(k: u32, col: ColB) -> f32 {
     if oy * STRIDE != u32(ty) || ox * STRIDE != u32(tx) || oy >= OUT_H || ox >= OUT_W {
         return 0.0;
     }
-    return grad_out[((col.b * OUT_C + oc) * OUT_H + oy) * OUT_W + ox];
+    return grad_out[col.base + step.plane + oy * OUT_W + ox];
 }
 
 fn store_c(m: u32, n: u32, slice: u32, value: f32) {

@@ -11,14 +11,26 @@
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
 struct RowA {
-    oc: u32,
+    offset: u32,
 }
 
-// A weight tap: its input channel and offsets.
+// A weight tap: its input plane and offsets.
 struct ColB {
-    ic: u32,
+    plane: u32,
     ky: i32,
     kx: i32,
+}
+
+// k = (b, oy, ox): that output pixel's gradient in output channel 0.
+struct StepA {
+    base: u32,
+}
+
+// k = (b, oy, ox): the sample's first input value and the window's top-left position.
+struct StepB {
+    base: u32,
+    y0: i32,
+    x0: i32,
 }
 
 fn gemm_dims() -> vec4<u32> {
@@ -26,28 +38,35 @@ fn gemm_dims() -> vec4<u32> {
 }
 
 fn a_row(m: u32) -> RowA {
-    return RowA(m);
+    return RowA(m * OUT_PLANE);
 }
 
 fn b_col(n: u32) -> ColB {
     let tap = n % TAPS;
-    return ColB(n / TAPS, i32(tap / KERNEL) - i32(PAD), i32(tap % KERNEL) - i32(PAD));
+    return ColB(n / TAPS * IN_PLANE, i32(tap / KERNEL) - i32(PAD), i32(tap % KERNEL) - i32(PAD));
 }
 
-fn load_a(row: RowA, k: u32) -> f32 {
-    let pixels = OUT_H * OUT_W;
-    return grad_out[(k / pixels * OUT_C + row.oc) * pixels + k % pixels];
+fn a_step(k: u32) -> StepA {
+    return StepA(k / OUT_PLANE * OUT_SAMPLE + k % OUT_PLANE);
 }
 
-fn load_b(k: u32, col: ColB) -> f32 {
+fn b_step(k: u32) -> StepB {
     let ox = k % OUT_W;
     let oy = (k / OUT_W) % OUT_H;
-    let b = k / (OUT_W * OUT_H);
-    let idx = conv_input_index(b, col.ic, i32(oy * STRIDE) + col.ky, i32(ox * STRIDE) + col.kx);
-    if idx < 0 {
+    return StepB(k / OUT_PLANE * IN_SAMPLE, i32(oy * STRIDE), i32(ox * STRIDE));
+}
+
+fn load_a(row: RowA, step: StepA) -> f32 {
+    return grad_out[step.base + row.offset];
+}
+
+fn load_b(step: StepB, col: ColB) -> f32 {
+    let y = step.y0 + col.ky;
+    let x = step.x0 + col.kx;
+    if !inside_input(y, x) {
         return 0.0;
     }
-    return input[idx];
+    return input[step.base + col.plane + u32(y) * IN_W + u32(x)];
 }
 
 fn store_c(m: u32, n: u32, slice: u32, value: f32) {

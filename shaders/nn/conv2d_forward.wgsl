@@ -14,11 +14,23 @@ struct RowA {
     base: u32,
 }
 
-// An output pixel: its sample and the top-left input position of its window.
+// An output pixel: its sample's first input value and the top-left input position of its
+// window.
 struct ColB {
-    b: u32,
+    base: u32,
     y0: i32,
     x0: i32,
+}
+
+struct StepA {
+    k: u32,
+}
+
+// A tap (ic, ky, kx): its input plane and offsets, worked out once per k.
+struct StepB {
+    plane: u32,
+    ky: i32,
+    kx: i32,
 }
 
 fn gemm_dims() -> vec4<u32> {
@@ -33,21 +45,29 @@ fn a_row(m: u32) -> RowA {
 fn b_col(n: u32) -> ColB {
     let ox = n % OUT_W;
     let oy = (n / OUT_W) % OUT_H;
-    return ColB(n / (OUT_W * OUT_H), i32(oy * STRIDE) - i32(PAD), i32(ox * STRIDE) - i32(PAD));
+    return ColB(n / OUT_PLANE * IN_SAMPLE, i32(oy * STRIDE) - i32(PAD), i32(ox * STRIDE) - i32(PAD));
 }
 
-fn load_a(row: RowA, k: u32) -> f32 {
-    return weight[row.base + k];
+fn a_step(k: u32) -> StepA {
+    return StepA(k);
 }
 
-fn load_b(k: u32, col: ColB) -> f32 {
-    let ic = k / TAPS;
+fn b_step(k: u32) -> StepB {
     let tap = k % TAPS;
-    let idx = conv_input_index(col.b, ic, col.y0 + i32(tap / KERNEL), col.x0 + i32(tap % KERNEL));
-    if idx < 0 {
+    return StepB(k / TAPS * IN_PLANE, i32(tap / KERNEL), i32(tap % KERNEL));
+}
+
+fn load_a(row: RowA, step: StepA) -> f32 {
+    return weight[row.base + step.k];
+}
+
+fn load_b(step: StepB, col: ColB) -> f32 {
+    let y = col.y0 + step.ky;
+    let x = col.x0 + step.kx;
+    if !inside_input(y, x) {
         return 0.0;
     }
-    return input[idx];
+    return input[col.base + step.plane + u32(y) * IN_W + u32(x)];
 }
 
 fn store_c(m: u32, n: u32, slice: u32, value: f32) {

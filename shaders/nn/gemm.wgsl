@@ -34,6 +34,14 @@ struct ColB {
     base: u32,
 }
 
+struct StepA {
+    offset: u32,
+}
+
+struct StepB {
+    offset: u32,
+}
+
 fn a_row(m: u32) -> RowA {
     return RowA(m * gemm.a_stride_m);
 }
@@ -42,12 +50,20 @@ fn b_col(n: u32) -> ColB {
     return ColB(n * gemm.b_stride_n);
 }
 
-fn load_a(row: RowA, k: u32) -> f32 {
-    return a[row.base + k * gemm.a_stride_k];
+fn a_step(k: u32) -> StepA {
+    return StepA(k * gemm.a_stride_k);
 }
 
-fn load_b(k: u32, col: ColB) -> f32 {
-    return b[k * gemm.b_stride_k + col.base];
+fn b_step(k: u32) -> StepB {
+    return StepB(k * gemm.b_stride_k);
+}
+
+fn load_a(row: RowA, step: StepA) -> f32 {
+    return a[row.base + step.offset];
+}
+
+fn load_b(step: StepB, col: ColB) -> f32 {
+    return b[step.offset + col.base];
 }
 
 fn store_c(m: u32, n: u32, slice: u32, value: f32) {

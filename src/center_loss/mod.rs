@@ -6,6 +6,4 @@ pub mod cpu;
 mod gpu;
 
 pub use config::{CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
-pub use gpu::{
-    shader_plan, BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, KernelTime, ShaderSpec, StepOutput,
-};
+pub use gpu::{shader_plan, BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, ShaderSpec, StepOutput};

@@ -15,6 +15,46 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct GpuContext {
     inner: Arc<Inner>,
+    kernels: KernelFamily,
+}
+
+/// Which kernel variants the center loss and the trainer build: the GPU-shaped ones
+/// (workgroup-memory tiles, coalesced threads) or the CPU-driver ones (fewer, wider
+/// per-lane accesses, no barriers in hot loops), for Mesa's lavapipe and other software
+/// Vulkan drivers. Both compute the same sums in a fixed order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// CPU variants on a CPU adapter (`wgpu::DeviceType::Cpu`), GPU variants elsewhere.
+    #[default]
+    Auto,
+    /// The CPU-driver variants on any adapter.
+    Cpu,
+    /// The GPU variants on any adapter.
+    Gpu,
+}
+
+impl KernelChoice {
+    /// The choice named by `CENTERLOSS_KERNELS` (`auto`, `cpu` or `gpu`); `Auto` when unset.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("CENTERLOSS_KERNELS") {
+            Err(_) => Ok(Self::Auto),
+            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "auto" => Ok(Self::Auto),
+                "cpu" => Ok(Self::Cpu),
+                "gpu" => Ok(Self::Gpu),
+                other => Err(Error::Config(format!("CENTERLOSS_KERNELS={other:?}: use auto, cpu or gpu"))),
+            },
+        }
+    }
+}
+
+/// The kernel variants a context resolved [`KernelChoice`] to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelFamily {
+    /// Written for GPUs.
+    Gpu,
+    /// Written for CPU drivers.
+    Cpu,
 }
 
 struct Inner {
@@ -37,13 +77,15 @@ impl GpuContext {
     /// Opens the best adapter, blocking until the device is ready.
     ///
     /// Honours `WGPU_BACKEND` (e.g. `vulkan`, `metal`, `dx12`), `WGPU_ADAPTER_NAME`
-    /// (a case-insensitive substring of the adapter's name) and `WGPU_POWER_PREF`.
+    /// (a case-insensitive substring of the adapter's name), `WGPU_POWER_PREF` and
+    /// `CENTERLOSS_KERNELS` ([`KernelChoice::from_env`]).
     pub fn new() -> Result<Self> {
         pollster::block_on(Self::new_async())
     }
 
     /// The asynchronous form of [`GpuContext::new`].
     pub async fn new_async() -> Result<Self> {
+        let choice = KernelChoice::from_env()?;
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = select_adapter(&instance).await?;
         let info = adapter.get_info();
@@ -71,7 +113,8 @@ impl GpuContext {
             }
         }));
         log::info!("centerloss GPU context: {}", summary(&info, device.features()));
-        Ok(Self {
+        let ctx = Self {
+            kernels: KernelFamily::Gpu,
             inner: Arc::new(Inner {
                 _instance: instance,
                 adapter,
@@ -81,12 +124,31 @@ impl GpuContext {
                 uncaptured,
                 cache: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        Ok(ctx.with_kernels(choice))
     }
 
-    /// One line: adapter name, backend, device type, driver, float atomics yes/no.
+    /// One line: adapter name, backend, device type, driver, float atomics, timestamps,
+    /// kernel variants.
     pub fn adapter_summary(&self) -> String {
-        summary(&self.inner.info, self.features())
+        format!("{}, kernels: {:?}", summary(&self.inner.info, self.features()), self.kernels)
+    }
+
+    /// The same device with the kernel variants `choice` resolves to on this adapter
+    /// (the device, queue and caches are shared; each variant has its own pipelines).
+    pub fn with_kernels(&self, choice: KernelChoice) -> Self {
+        let kernels = match choice {
+            KernelChoice::Cpu => KernelFamily::Cpu,
+            KernelChoice::Gpu => KernelFamily::Gpu,
+            KernelChoice::Auto if self.inner.info.device_type == wgpu::DeviceType::Cpu => KernelFamily::Cpu,
+            KernelChoice::Auto => KernelFamily::Gpu,
+        };
+        Self { inner: self.inner.clone(), kernels }
+    }
+
+    /// The kernel variants the subsystems build on this context.
+    pub fn kernels(&self) -> KernelFamily {
+        self.kernels
     }
 
     /// The wgpu device.

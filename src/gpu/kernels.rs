@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{shaders, GpuContext};
+use super::{median, shaders, GpuContext, GpuTimer, KernelTime};
 use crate::{Error, Result};
 
 /// How a kernel uses one storage binding.
@@ -45,6 +45,8 @@ pub type Constants = Vec<(&'static str, f64)>;
 /// One recorded dispatch: a pipeline, its bind group, its grid.
 #[derive(Clone, Debug)]
 pub struct Op {
+    /// The kernel's WGSL file stem (for profiles).
+    pub kernel: &'static str,
     /// The specialised pipeline.
     pub pipeline: wgpu::ComputePipeline,
     /// Group 0: the uniform and the storage buffers.
@@ -77,13 +79,19 @@ pub struct KernelSet {
 }
 
 impl KernelSet {
-    /// The kernels of `table` on `ctx`, built on first use under `key` and shared by every
+    /// The kernels of `table` on `ctx`, each composed with the import `aliases` (e.g. the
+    /// CPU-driver variant of a helper), built on first use under `key` and shared by every
     /// later caller on the same device.
-    pub fn for_context(ctx: &GpuContext, key: &'static str, table: &'static [KernelSpec]) -> Result<Arc<KernelSet>> {
-        ctx.cached(key, || KernelSet::new(ctx, table))
+    pub fn for_context(
+        ctx: &GpuContext,
+        key: &'static str,
+        table: &'static [KernelSpec],
+        aliases: &'static [(&'static str, &'static str)],
+    ) -> Result<Arc<KernelSet>> {
+        ctx.cached(key, || KernelSet::new(ctx, table, aliases))
     }
 
-    fn new(ctx: &GpuContext, table: &[KernelSpec]) -> Result<Self> {
+    fn new(ctx: &GpuContext, table: &[KernelSpec], aliases: &[(&str, &str)]) -> Result<Self> {
         let device = ctx.device();
         ctx.capture(|| {
             let mut compiled = HashMap::new();
@@ -101,7 +109,7 @@ impl KernelSet {
                     bind_group_layouts: &[Some(&layout)],
                     immediate_size: 0,
                 });
-                let module = shader_module(device, spec.name, spec.name, &[])?;
+                let module = shader_module(device, spec.name, spec.name, aliases)?;
                 compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
             }
             Ok(Self { device: device.clone(), compiled, pipelines: Mutex::new(HashMap::new()) })
@@ -143,7 +151,7 @@ impl KernelSet {
             layout,
             entries: &entries,
         });
-        Ok(Op { pipeline: self.pipeline(kernel, constants)?, group, grid })
+        Ok(Op { kernel, pipeline: self.pipeline(kernel, constants)?, group, grid })
     }
 }
 
@@ -177,4 +185,34 @@ pub fn compute_pipeline(
         compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
         cache: None,
     })
+}
+
+/// GPU time of each kernel of `ops`, each dispatch timed in a compute pass of its own with
+/// timestamps, the whole list run `samples` times: median seconds per run, summed per
+/// kernel, in first-dispatch order. `None` when the device cannot time encoders.
+pub fn profile_ops(ctx: &GpuContext, ops: &[&Op], samples: usize) -> Result<Option<Vec<KernelTime>>> {
+    let Some(timer) = GpuTimer::new(ctx, ops.len() as u32) else {
+        return Ok(None);
+    };
+    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
+    for _ in 0..samples.max(1) {
+        ctx.capture(|| {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            for (i, op) in ops.iter().enumerate() {
+                timer.begin(&mut encoder, i as u32);
+                record_ops(&mut encoder.begin_compute_pass(&Default::default()), std::slice::from_ref(*op));
+                timer.end(&mut encoder, i as u32);
+            }
+            timer.resolve(&mut encoder);
+            ctx.queue().submit([encoder.finish()]);
+        })?;
+        for (times, t) in per_op.iter_mut().zip(timer.read_seconds()?) {
+            times.push(t);
+        }
+    }
+    let mut kernels = Vec::new();
+    for (op, times) in ops.iter().zip(per_op) {
+        KernelTime::add(&mut kernels, op.kernel, median(times));
+    }
+    Ok(Some(kernels))
 }

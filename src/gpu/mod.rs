@@ -8,10 +8,12 @@ mod readback;
 pub mod shaders;
 mod timing;
 
-pub use context::GpuContext;
-pub use kernels::{compute_pipeline, record_ops, shader_module, Access, Constants, KernelSet, KernelSpec, Op};
+pub use context::{GpuContext, KernelChoice, KernelFamily};
+pub use kernels::{
+    compute_pipeline, profile_ops, record_ops, shader_module, Access, Constants, KernelSet, KernelSpec, Op,
+};
 pub use readback::{read_buffer, Staging};
-pub use timing::{median, GpuTimer};
+pub use timing::{median, GpuTimer, KernelTime};
 
 use std::num::NonZeroU64;
 

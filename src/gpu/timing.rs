@@ -9,6 +9,38 @@ pub fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// The GPU time of one kernel in a profiled step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// The kernel's WGSL file name.
+    pub kernel: &'static str,
+    /// How many times a step dispatches it.
+    pub dispatches: usize,
+    /// Median seconds per step, all its dispatches together.
+    pub seconds: f64,
+}
+
+impl KernelTime {
+    /// Adds one dispatch of `kernel` taking `seconds` to `list` (a new entry at the end for
+    /// a kernel not yet in it).
+    pub fn add(list: &mut Vec<KernelTime>, kernel: &'static str, seconds: f64) {
+        Self::merge(list, [KernelTime { kernel, dispatches: 1, seconds }]);
+    }
+
+    /// Adds every entry of `more` to `list`, summing entries of the same kernel.
+    pub fn merge(list: &mut Vec<KernelTime>, more: impl IntoIterator<Item = KernelTime>) {
+        for entry in more {
+            match list.iter_mut().find(|k| k.kernel == entry.kernel) {
+                Some(k) => {
+                    k.dispatches += entry.dispatches;
+                    k.seconds += entry.seconds;
+                }
+                None => list.push(entry),
+            }
+        }
+    }
+}
+
 /// Timestamp queries written into command encoders in begin/end pairs.
 pub struct GpuTimer {
     ctx: GpuContext,

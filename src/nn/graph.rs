@@ -12,9 +12,9 @@ use bytemuck::Pod;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
-use super::kernels::{ConvUniform, KERNELS};
+use super::kernels::{ConvUniform, CPU_KERNEL_ALIASES, KERNELS};
 use super::spec::{LayerSpec, Shape};
-use crate::gpu::{self, GpuContext, KernelSet, Op};
+use crate::gpu::{self, GpuContext, KernelFamily, KernelSet, Op};
 use crate::{Error, Result};
 
 /// An activation of the graph: a buffer of `batch * C*H*W` values and, when a gradient
@@ -81,6 +81,13 @@ pub struct Graph {
 
 /// Outputs of one GEMM workgroup (64 x 64 or 32 x 128): `TILE_OUTPUTS` in gemm_core.wgsl.
 pub(super) const GEMM_TILE_OUTPUTS: usize = 4096;
+/// Outputs of one workgroup of the CPU-driver GEMM core: `TILE_OUTPUTS` in
+/// gemm_core_cpu.wgsl.
+pub(super) const GEMM_CPU_TILE_OUTPUTS: usize = 1024;
+/// Rows of C one invocation of the CPU-driver core holds: `BLOCK_M` in gemm_core_cpu.wgsl.
+pub(super) const GEMM_CPU_BLOCK_M: usize = 16;
+/// Columns of C one invocation of the CPU-driver core holds: `BLOCK_N`.
+pub(super) const GEMM_CPU_BLOCK_N: usize = 8;
 /// K per step of the GEMM core: `TILE_K` in gemm_core.wgsl.
 pub(super) const GEMM_TILE_K: usize = 16;
 /// Workgroups a weight-gradient GEMM should have at least before K is split.
@@ -92,7 +99,10 @@ impl Graph {
         if batch == 0 || batch > 65_535 {
             return Err(Error::Config(format!("batch size must be in 1..=65535, got {batch}")));
         }
-        let kernels = KernelSet::for_context(ctx, "nn kernels", KERNELS)?;
+        let kernels = match ctx.kernels() {
+            KernelFamily::Gpu => KernelSet::for_context(ctx, "nn kernels", KERNELS, &[])?,
+            KernelFamily::Cpu => KernelSet::for_context(ctx, "nn kernels (cpu)", KERNELS, CPU_KERNEL_ALIASES)?,
+        };
         let dummy = gpu::buffer(ctx.device(), "unused binding", 16, wgpu::BufferUsages::STORAGE);
         Ok(Self {
             ctx: ctx.clone(),
@@ -163,7 +173,9 @@ impl Graph {
     }
 
     /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128
-    /// when M is at most 32 (so that few output channels do not waste half the tile).
+    /// when M is at most 32 (so that few output channels do not waste half the tile); with
+    /// the CPU-driver core, workgroups of 8 invocations of 16 x 8 outputs each, with as
+    /// many invocation rows as M needs.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm_op(
         &self,
@@ -175,8 +187,18 @@ impl Graph {
         n: usize,
         slices: usize,
     ) -> Result<Op> {
-        let tile_m = if m <= 32 { 32 } else { 64 };
-        let tile_n = GEMM_TILE_OUTPUTS / tile_m;
+        let (tile_m, tile_n) = match self.ctx.kernels() {
+            KernelFamily::Gpu => {
+                let tile_m = if m <= 32 { 32 } else { 64 };
+                (tile_m, GEMM_TILE_OUTPUTS / tile_m)
+            }
+            KernelFamily::Cpu => {
+                // As many invocation rows as M needs (a power of two), the rest along N.
+                let invocations = GEMM_CPU_TILE_OUTPUTS / (GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N);
+                let tile_m = m.div_ceil(GEMM_CPU_BLOCK_M).next_power_of_two().min(invocations) * GEMM_CPU_BLOCK_M;
+                (tile_m, GEMM_CPU_TILE_OUTPUTS / tile_m)
+            }
+        };
         let mut constants = constants.to_vec();
         constants.push(("TILE_M", tile_m as f64));
         let grid = (n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, slices as u32);
@@ -231,6 +253,16 @@ impl Graph {
         for group in self.backward[range].iter().rev() {
             gpu::record_ops(cpass, group);
         }
+    }
+
+    /// The dispatches of the forward pass, in order.
+    pub(crate) fn forward_ops(&self) -> &[Op] {
+        &self.forward
+    }
+
+    /// The dispatches of the backward groups in `range`, last group first.
+    pub(crate) fn backward_ops(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &Op> {
+        self.backward[range].iter().rev().flatten()
     }
 
     /// Records extra dispatches (the loss head, the optimizer).

@@ -110,6 +110,10 @@ pub(crate) struct ReduceParams {
     pub scale: f32,
 }
 
+/// The helpers the CPU-driver variants of the trainer kernels import instead of the GPU
+/// ones (`#import` aliases), chosen by [`crate::gpu::KernelFamily`].
+pub const CPU_KERNEL_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu")];
+
 const fn uniform<T>() -> u64 {
     size_of::<T>() as u64
 }
@@ -139,7 +143,7 @@ pub const KERNELS: &[KernelSpec] = &[
 mod tests {
     use super::*;
     use crate::gpu::shaders::{layout, mirror};
-    use crate::nn::graph::{GEMM_TILE_K, GEMM_TILE_OUTPUTS};
+    use crate::nn::graph::{GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_K, GEMM_TILE_OUTPUTS};
 
     /// Every uniform mirror and GEMM tile constant equals its WGSL twin.
     #[test]
@@ -152,6 +156,10 @@ mod tests {
         );
         assert_eq!(mirror::constant(&gemm, "TILE_OUTPUTS"), GEMM_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm, "TILE_K"), GEMM_TILE_K as u64);
+        let gemm_cpu = mirror::module("gemm", &[("gemm_core", "gemm_core_cpu")]);
+        assert_eq!(mirror::constant(&gemm_cpu, "TILE_OUTPUTS"), GEMM_CPU_TILE_OUTPUTS as u64);
+        assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_M"), GEMM_CPU_BLOCK_M as u64);
+        assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_N"), GEMM_CPU_BLOCK_N as u64);
         let conv = mirror::module("conv2d_forward", &[]);
         mirror::assert_struct(&conv, "ConvUniform", layout!(ConvUniform { unused }));
         let element = layout!(ElementParams { len, channels, pixels, _pad });

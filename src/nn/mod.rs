@@ -8,12 +8,13 @@ mod kernels;
 mod layers;
 mod network;
 mod optimizer;
+mod profile;
 pub mod reference;
 mod spec;
 
 pub use fit::{fit, FitOptions, FitReport};
 pub use graph::{Graph, Param, ParamKind, Tensor};
-pub use kernels::KERNELS;
+pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Inference, Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};
 pub use spec::{LayerSpec, NetworkSpec, Shape};

@@ -99,22 +99,22 @@ enum Pass {
 pub struct Network {
     spec: NetworkSpec,
     cfg: TrainConfig,
-    graph: Graph,
-    input: Tensor,
-    labels: wgpu::Buffer,
+    pub(super) graph: Graph,
+    pub(super) input: Tensor,
+    pub(super) labels: wgpu::Buffer,
     embedding: Tensor,
     logits: Tensor,
-    trunk_groups: usize,
-    head: Vec<Op>,
+    pub(super) trunk_groups: usize,
+    pub(super) head: Vec<Op>,
     /// One SGD dispatch per parameter, and the uniform each reads (rewritten when the
     /// scheduled learning rate changes).
-    sgd_ops: Vec<Op>,
+    pub(super) sgd_ops: Vec<Op>,
     sgd_uniforms: Vec<wgpu::Buffer>,
     metrics: wgpu::Buffer,
     metrics_staging: Staging,
     /// The rules of the center-loss configuration (classes, lambda), with or without centers.
     center_cfg: CenterLossConfig,
-    center: Option<(GpuCenterLoss, CenterLossBinding)>,
+    pub(super) center: Option<(GpuCenterLoss, CenterLossBinding)>,
     step: u64,
     lr: f32,
 }
@@ -284,7 +284,7 @@ impl Network {
         })
     }
 
-    fn check_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
+    pub(super) fn check_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
         check_len("images", self.cfg.batch * self.input_len(), images.len())?;
         check_len("labels", self.cfg.batch, labels.len())?;
         self.center_cfg.check_labels(labels)?;

@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+use centerloss::gpu::KernelChoice;
 use centerloss::{Error, GpuContext};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -27,6 +28,12 @@ pub fn gpu() -> Option<GpuContext> {
         println!("SKIP: no GPU adapter");
     }
     ctx.clone()
+}
+
+/// The context with each kernel family: the GPU-shaped kernels and the CPU-driver ones,
+/// on the same device (both run on any adapter).
+pub fn kernel_variants(ctx: &GpuContext) -> [GpuContext; 2] {
+    [ctx.with_kernels(KernelChoice::Gpu), ctx.with_kernels(KernelChoice::Cpu)]
 }
 
 /// ||a - b|| / ||b|| (or ||a - b|| when b is zero).

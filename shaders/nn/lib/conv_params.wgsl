@@ -23,10 +23,13 @@ struct ConvUniform {
 
 @group(0) @binding(0) var<uniform> conv_uniform: ConvUniform;
 
-// Input pixel (b, c, y, x) read with zero padding; y and x are signed positions.
-fn conv_input_index(b: u32, c: u32, y: i32, x: i32) -> i32 {
-    if y < 0 || x < 0 || y >= i32(IN_H) || x >= i32(IN_W) {
-        return -1;
-    }
-    return i32(((b * IN_C + c) * IN_H + u32(y)) * IN_W + u32(x));
+// Values per input plane (one sample's channel) and per input sample.
+override IN_PLANE: u32 = IN_H * IN_W;
+override IN_SAMPLE: u32 = IN_C * IN_H * IN_W;
+override OUT_PLANE: u32 = OUT_H * OUT_W;
+override OUT_SAMPLE: u32 = OUT_C * OUT_H * OUT_W;
+
+// Whether the signed input position (y, x) lies inside the image (not in the padding).
+fn inside_input(y: i32, x: i32) -> bool {
+    return y >= 0 && x >= 0 && y < i32(IN_H) && x < i32(IN_W);
 }

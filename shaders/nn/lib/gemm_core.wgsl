@@ -7,9 +7,10 @@
 // invocation and tile rather than once per load.
 // The including kernel defines the operands:
 //   gemm_dims() -> vec4<u32>(M, N, K, K per slice)
-//   struct RowA, a_row(m) -> RowA; struct ColB, b_col(n) -> ColB
-//   load_a(row, k) -> f32, load_b(k, col) -> f32  (called in bounds only)
-//   store_c(m, n, slice, value)                   (called in bounds only)
+//   struct RowA, a_row(m) -> RowA; struct ColB, b_col(n) -> ColB     (per row / column)
+//   struct StepA, a_step(k) -> StepA; struct StepB, b_step(k) -> StepB (per k)
+//   load_a(row, step) -> f32, load_b(step, col) -> f32  (called in bounds only)
+//   store_c(m, n, slice, value)                         (called in bounds only)
 
 // 64 or 32.
 override TILE_M: u32 = 64u;
@@ -22,7 +23,7 @@ var<workgroup> tile_b: array<vec4<f32>, TILE_K * 128u / 4u>; // [TILE_K][TILE_N 
 
 fn load_tile_b(k: u32, k_end: u32, col: ColB, ok: bool) -> f32 {
     if k < k_end && ok {
-        return load_b(k, col);
+        return load_b(b_step(k), col);
     }
     return 0.0;
 }
@@ -57,7 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if li < TILE_M {
                 var va = 0.0;
                 if k < k_end && a_ok {
-                    va = load_a(row, k);
+                    va = load_a(row, a_step(k));
                 }
                 tile_a[kk * tm4 + li / 4u][li % 4u] = va;
             }

@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use binding::{BatchBuffers, CenterLossBinding};
 pub use pipelines::{shader_plan, ShaderSpec};
-pub use profile::KernelTime;
 
 use super::config::{CenterLossConfig, UpdateMode};
 use crate::error::{check_finite, check_len};

@@ -3,19 +3,8 @@
 use super::binding::CenterLossBinding;
 use super::plan::Pass;
 use super::GpuCenterLoss;
-use crate::gpu;
+use crate::gpu::{self, KernelTime};
 use crate::Result;
-
-/// The GPU time of one kernel in a step ([`GpuCenterLoss::profile_step`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelTime {
-    /// The kernel's WGSL file name.
-    pub kernel: &'static str,
-    /// How many times a step dispatches it.
-    pub dispatches: usize,
-    /// Median seconds per step, all its dispatches together.
-    pub seconds: f64,
-}
 
 impl GpuCenterLoss {
     /// Times each kernel of a full step on `binding` with GPU timestamps, every dispatch in
@@ -47,14 +36,7 @@ impl GpuCenterLoss {
         }
         let mut kernels: Vec<KernelTime> = Vec::new();
         for (dispatch, times) in plan.iter().zip(per_dispatch) {
-            let median = gpu::median(times);
-            match kernels.iter_mut().find(|k| k.kernel == dispatch.kernel) {
-                Some(k) => {
-                    k.dispatches += 1;
-                    k.seconds += median;
-                }
-                None => kernels.push(KernelTime { kernel: dispatch.kernel, dispatches: 1, seconds: median }),
-            }
+            KernelTime::add(&mut kernels, dispatch.kernel, gpu::median(times));
         }
         Ok(Some(kernels))
     }

@@ -81,13 +81,12 @@ pub struct Graph {
 
 /// Outputs of one GEMM workgroup (64 x 64 or 32 x 128): `TILE_OUTPUTS` in gemm_core.wgsl.
 pub(super) const GEMM_TILE_OUTPUTS: usize = 4096;
-/// Outputs of one workgroup of the CPU-driver GEMM core: `TILE_OUTPUTS` in
-/// gemm_core_cpu.wgsl.
-pub(super) const GEMM_CPU_TILE_OUTPUTS: usize = 1024;
 /// Rows of C one invocation of the CPU-driver core holds: `BLOCK_M` in gemm_core_cpu.wgsl.
 pub(super) const GEMM_CPU_BLOCK_M: usize = 16;
 /// Columns of C one invocation of the CPU-driver core holds: `BLOCK_N`.
 pub(super) const GEMM_CPU_BLOCK_N: usize = 8;
+/// Outputs of one workgroup of the CPU-driver core (8 invocations): `TILE_OUTPUTS`.
+pub(super) const GEMM_CPU_TILE_OUTPUTS: usize = 8 * GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N;
 /// K per step of the GEMM core: `TILE_K` in gemm_core.wgsl.
 pub(super) const GEMM_TILE_K: usize = 16;
 /// Workgroups a weight-gradient GEMM should have at least before K is split.
@@ -174,8 +173,7 @@ impl Graph {
 
     /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128
     /// when M is at most 32 (so that few output channels do not waste half the tile); with
-    /// the CPU-driver core, workgroups of 8 invocations of 16 x 8 outputs each, with as
-    /// many invocation rows as M needs.
+    /// the CPU-driver core, workgroups of 8 invocations of 16 x 8 outputs each, side by side.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm_op(
         &self,
@@ -192,12 +190,10 @@ impl Graph {
                 let tile_m = if m <= 32 { 32 } else { 64 };
                 (tile_m, GEMM_TILE_OUTPUTS / tile_m)
             }
-            KernelFamily::Cpu => {
-                // As many invocation rows as M needs (a power of two), the rest along N.
-                let invocations = GEMM_CPU_TILE_OUTPUTS / (GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N);
-                let tile_m = m.div_ceil(GEMM_CPU_BLOCK_M).next_power_of_two().min(invocations) * GEMM_CPU_BLOCK_M;
-                (tile_m, GEMM_CPU_TILE_OUTPUTS / tile_m)
-            }
+            // One block of rows per workgroup, its invocations side by side along N (the
+            // loads of A are then the same for every lane); measured no slower than stacking
+            // invocations along M (docs/cpu-experiments.md).
+            KernelFamily::Cpu => (GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS / GEMM_CPU_BLOCK_M),
         };
         let mut constants = constants.to_vec();
         constants.push(("TILE_M", tile_m as f64));

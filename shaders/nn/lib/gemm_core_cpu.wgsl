@@ -32,8 +32,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let tile_n = TILE_OUTPUTS / TILE_M;
     let dims = gemm_dims();
     let across = tile_n / BLOCK_N;
-    // Consecutive invocations take consecutive column blocks.
-    let m0 = wid.y * TILE_M + (li / across) * BLOCK_M;
+    // Consecutive invocations take consecutive column blocks. When a workgroup is one
+    // block of rows (TILE_M == BLOCK_M), m0 depends on the workgroup alone: every load of A
+    // is then the same for all lanes, and a CPU driver loads it once for the vector.
+    let m0 = wid.y * TILE_M + select(0u, (li / across) * BLOCK_M, TILE_M > BLOCK_M);
     let n0 = wid.x * tile_n + (li % across) * BLOCK_N;
     let k_begin = wid.z * dims.w;
     let k_end = min(k_begin + dims.w, dims.z);

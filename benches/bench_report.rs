@@ -309,7 +309,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let heads: Vec<String> = families.iter().map(|f| format!("{f:?} kernels")).collect();
     let rule = "|---".repeat(families.len());
     writeln!(md, "\n## GEMM (GFLOP/s; this adapter runs the {default_family:?} kernels by default)\n")?;
-    writeln!(md, "Gpu: 64 x 64 tiles in workgroup memory. Cpu: 8 x 16 blocks per invocation straight from storage, no barriers.\n")?;
+    writeln!(md, "Gpu: 64 x 64 tiles in workgroup memory. Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers.\n")?;
     writeln!(md, "| M = N = K | {} |\n|---{rule}|", heads.join(" | "))?;
     for (n, g) in &gemm {
         let cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();

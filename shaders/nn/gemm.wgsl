@@ -1,4 +1,5 @@
-// Dense GEMM with strided operands (so either may be transposed):
+// Dense GEMM with strided operands (so either may be transposed), split over K when K is
+// long:
 //   C[m, n] = sum_k A[m*a_sm + k*a_sk] * B[k*b_sk + n*b_sn] (+ bias[n]) (+ C[m, n])
 // Used by Linear forward (X W^T + b), backward data (dY W) and weight gradient (dY^T X).
 
@@ -14,6 +15,12 @@ struct GemmParams {
     b_stride_n: u32,
     // bit 0: add bias[n]; bit 1: add to the existing C.
     flags: u32,
+    // K per split-K slice: slice z sums k in [z * k_per_slice, (z + 1) * k_per_slice) and
+    // writes its own M x N block of C (sum_slices adds the blocks); k when not split.
+    k_per_slice: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> gemm: GemmParams;
@@ -23,7 +30,7 @@ struct GemmParams {
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
 fn gemm_dims() -> vec4<u32> {
-    return vec4<u32>(gemm.m, gemm.n, gemm.k, gemm.k);
+    return vec4<u32>(gemm.m, gemm.n, gemm.k, gemm.k_per_slice);
 }
 
 struct RowA {
@@ -68,10 +75,10 @@ fn load_b(step: StepB, col: ColB) -> f32 {
 
 fn store_c(m: u32, n: u32, slice: u32, value: f32) {
     var v = value;
-    if (gemm.flags & 1u) != 0u {
+    if (gemm.flags & 1u) != 0u && slice == 0u {
         v = v + bias[n];
     }
-    let idx = m * gemm.n + n;
+    let idx = (slice * gemm.m + m) * gemm.n + n;
     if (gemm.flags & 2u) != 0u {
         v = v + c[idx];
     }

@@ -89,6 +89,10 @@ pub(super) const GEMM_CPU_BLOCK_N: usize = 8;
 pub(super) const GEMM_CPU_TILE_OUTPUTS: usize = 8 * GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N;
 /// K per step of the GEMM core: `TILE_K` in gemm_core.wgsl.
 pub(super) const GEMM_TILE_K: usize = 16;
+/// The longest K one GEMM dispatch sums: longer reductions are split over slices that
+/// `sum_slices` adds. (On Mesa 22.3.6 the tiled core came out short at K = 70 001,
+/// tests/layers.rs; Mesa before 25.0 ends long shader loops early.)
+pub(super) const MAX_K_PER_SLICE: usize = 8192;
 /// Workgroups a weight-gradient GEMM should have at least before K is split.
 pub(super) const SPLIT_K_TARGET: usize = 64;
 

@@ -22,6 +22,11 @@ pub(crate) struct GemmParams {
     pub b_stride_n: u32,
     /// Bit 0: add bias[n]; bit 1: add to the existing C.
     pub flags: u32,
+    /// K per split-K slice (K when not split).
+    pub k_per_slice: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// Mirrors `ConvUniform` in `shaders/nn/lib/conv_params.wgsl` (the shapes are pipeline
@@ -152,7 +157,20 @@ mod tests {
         mirror::assert_struct(
             &gemm,
             "GemmParams",
-            layout!(GemmParams { m, n, k, a_stride_m, a_stride_k, b_stride_k, b_stride_n, flags }),
+            layout!(GemmParams {
+                m,
+                n,
+                k,
+                a_stride_m,
+                a_stride_k,
+                b_stride_k,
+                b_stride_n,
+                flags,
+                k_per_slice,
+                _pad0,
+                _pad1,
+                _pad2
+            }),
         );
         assert_eq!(mirror::constant(&gemm, "TILE_OUTPUTS"), GEMM_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm, "TILE_K"), GEMM_TILE_K as u64);

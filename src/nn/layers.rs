@@ -2,10 +2,10 @@
 //! dispatches (convolution, linear and classifier, max pool, PReLU, L2 normalisation,
 //! residual blocks).
 
-use super::graph::{Graph, ParamKind, Tensor, GEMM_TILE_K, SPLIT_K_TARGET};
+use super::graph::{Graph, ParamKind, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, PoolParams, RowParams};
 use super::spec::LayerSpec;
-use crate::gpu::{self, Constants};
+use crate::gpu::{self, Constants, Op};
 use crate::{Error, Result};
 
 impl Graph {
@@ -85,7 +85,8 @@ impl Graph {
         // Split-K for the weight gradient, whose reduction runs over batch * pixels.
         let reduce = self.batch * out_h * out_w;
         let tiles = out_c.div_ceil(64) * taps.div_ceil(64);
-        let wanted = SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1));
+        let wanted =
+            SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1)).max(reduce.div_ceil(MAX_K_PER_SLICE));
         let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
         let slices = reduce.div_ceil(k_per_slice);
         let constants: Constants = vec![
@@ -191,7 +192,43 @@ impl Graph {
         i: usize,
         o: usize,
     ) -> Result<()> {
-        let gemm = |m: usize, n: usize, k: usize, strides: [usize; 4], flags: u32| GemmParams {
+        let wv = self.params[wi].value.clone();
+        let wg = self.params[wi].grad.clone();
+        let bias_value = bi.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
+        // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
+        let fwd =
+            self.dense_gemm((b, o, i), [i, 1, 1, i], bi.is_some() as u32, [&x.buffer, &wv, &bias_value], &y.buffer)?;
+        self.forward.extend(fwd);
+        let dy = y.grad.clone().ok_or_else(|| Error::Config("linear output has no gradient".into()))?;
+        let mut group = Vec::new();
+        // dW[o, i] = dY[b, o]^T X[b, i]
+        group.extend(self.dense_gemm((o, i, b), [1, o, i, 1], 0, [&dy, &x.buffer, &self.dummy.clone()], &wg)?);
+        if let Some(bi) = bi {
+            let cu = self.uniform(&ChannelParams { batch: b as u32, channels: o as u32, pixels: 1, _pad: 0 });
+            let bg = self.params[bi].grad.clone();
+            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (o as u32, 1, 1))?);
+        }
+        if let Some(dx) = &x.grad {
+            // dX[b, i] = dY[b, o] W[o, i]
+            group.extend(self.dense_gemm((b, i, o), [o, 1, i, 1], 0, [&dy, &wv, &self.dummy.clone()], dx)?);
+        }
+        self.backward.push(group);
+        Ok(())
+    }
+
+    /// The dispatches of C[M, N] = A B (+ bias) with `strides` (a_m, a_k, b_k, b_n) into
+    /// `out`: one GEMM, or for K over [`MAX_K_PER_SLICE`] a split-K GEMM into a partial
+    /// buffer and the fixed-order `sum_slices`.
+    fn dense_gemm(
+        &mut self,
+        (m, n, k): (usize, usize, usize),
+        strides: [usize; 4],
+        flags: u32,
+        [a, b, bias]: [&wgpu::Buffer; 3],
+        out: &wgpu::Buffer,
+    ) -> Result<Vec<Op>> {
+        let slices = k.div_ceil(MAX_K_PER_SLICE).max(1);
+        let params = GemmParams {
             m: m as u32,
             n: n as u32,
             k: k as u32,
@@ -200,32 +237,21 @@ impl Graph {
             b_stride_k: strides[2] as u32,
             b_stride_n: strides[3] as u32,
             flags,
+            k_per_slice: k.div_ceil(slices) as u32,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
-
-        let wv = self.params[wi].value.clone();
-        let wg = self.params[wi].grad.clone();
-        let bias_value = bi.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
-        // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
-        let u = self.uniform(&gemm(b, o, i, [i, 1, 1, i], bi.is_some() as u32));
-        let fwd = self.gemm_op("gemm", &[], &u, &[&x.buffer, &wv, &bias_value, &y.buffer], b, o, 1)?;
-        self.forward.push(fwd);
-        let dy = y.grad.clone().ok_or_else(|| Error::Config("linear output has no gradient".into()))?;
-        let mut group = Vec::new();
-        // dW[o, i] = dY[b, o]^T X[b, i]
-        let u = self.uniform(&gemm(o, i, b, [1, o, i, 1], 0));
-        group.push(self.gemm_op("gemm", &[], &u, &[&dy, &x.buffer, &self.dummy, &wg], o, i, 1)?);
-        if let Some(bi) = bi {
-            let cu = self.uniform(&ChannelParams { batch: b as u32, channels: o as u32, pixels: 1, _pad: 0 });
-            let bg = self.params[bi].grad.clone();
-            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (o as u32, 1, 1))?);
+        let u = self.uniform(&params);
+        if slices == 1 {
+            return Ok(vec![self.gemm_op("gemm", &[], &u, &[a, b, bias, out], m, n, 1)?]);
         }
-        if let Some(dx) = &x.grad {
-            // dX[b, i] = dY[b, o] W[o, i]
-            let u = self.uniform(&gemm(b, i, o, [o, 1, i, 1], 0));
-            group.push(self.gemm_op("gemm", &[], &u, &[&dy, &wv, &self.dummy, dx], b, i, 1)?);
-        }
-        self.backward.push(group);
-        Ok(())
+        let partial = gpu::buffer(self.ctx.device(), "split-k partials", 4 * (slices * m * n) as u64, gpu::STORAGE_RW);
+        let su = self.uniform(&ElementParams { len: (m * n) as u32, channels: slices as u32, pixels: 1, _pad: 0 });
+        Ok(vec![
+            self.gemm_op("gemm", &[], &u, &[a, b, bias, &partial], m, n, slices)?,
+            self.op("sum_slices", &su, &[&partial, out], self.grid1(m * n))?,
+        ])
     }
 
     fn maxpool(&mut self, x: &Tensor, y: &Tensor, kernel: usize, stride: usize) -> Result<()> {

@@ -3,8 +3,8 @@
 mod common;
 
 use centerloss::cpu::CenterLossCpu;
-use centerloss::{CenterLossConfig, GpuCenterLoss, Reduction, UpdateMode};
-use common::{gpu, labels, rel_err, rng, uniform};
+use centerloss::{CenterLossConfig, GpuCenterLoss, GpuContext, Reduction, UpdateMode};
+use common::{gpu, kernel_variants, labels, rel_err, rng, uniform};
 
 const TOL: f64 = 1e-5;
 
@@ -43,10 +43,24 @@ fn compare(
     salt: u64,
     label_of: &dyn Fn(&mut rand::rngs::StdRng) -> Vec<u32>,
 ) {
-    let Some(ctx) = gpu() else { return };
+    let Some(gpu_ctx) = gpu() else { return };
+    for ctx in kernel_variants(&gpu_ctx) {
+        compare_on(&ctx, cfg.clone(), batch, steps, salt, label_of);
+    }
+}
+
+/// [`compare`] with one kernel family.
+fn compare_on(
+    ctx: &GpuContext,
+    cfg: CenterLossConfig,
+    batch: usize,
+    steps: usize,
+    salt: u64,
+    label_of: &dyn Fn(&mut rand::rngs::StdRng) -> Vec<u32>,
+) {
     let (k, d) = (cfg.num_classes, cfg.feat_dim);
     let mut rng = rng(salt);
-    let mut gpu_cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
+    let mut gpu_cl = GpuCenterLoss::new(ctx, cfg.clone()).unwrap();
     let mut cpu_cl = CenterLossCpu::new(cfg.clone()).unwrap();
     let init = uniform(&mut rng, k * d, 1.0);
     gpu_cl.set_centers(&init).unwrap();
@@ -59,7 +73,7 @@ fn compare(
         assert_eq!(y.len(), batch);
         let g = gpu_cl.step(&x, &y).unwrap();
         let c = cpu_cl.step(&x, &y).unwrap();
-        let ctx_msg = format!("{cfg:?} B={batch} step {step}");
+        let ctx_msg = format!("{cfg:?} B={batch} step {step} {:?} kernels", ctx.kernels());
         let loss_err = (g.loss as f64 - c.loss).abs() / c.loss.abs().max(1e-30);
         assert!(loss_err < TOL, "loss {} vs {} ({loss_err:e}) {ctx_msg}", g.loss, c.loss);
         let grad_err = rel_err(&g.grad, &c.grad);
@@ -151,19 +165,23 @@ fn deterministic_mode_is_bit_identical_across_runs() {
     let init = uniform(&mut rng, k * d, 1.0);
     let batches: Vec<(Vec<f32>, Vec<u32>)> =
         (0..5).map(|_| (uniform(&mut rng, b * d, 3.0), labels(&mut rng, b, k))).collect();
-    let run = || {
-        let mut cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
+    let run = |ctx: &GpuContext| {
+        let mut cl = GpuCenterLoss::new(ctx, cfg.clone()).unwrap();
         cl.set_centers(&init).unwrap();
         let outs: Vec<_> = batches.iter().map(|(x, y)| cl.step(x, y).unwrap()).collect();
         (outs, cl.centers().unwrap())
     };
-    let (out_a, centers_a) = run();
-    let (out_b, centers_b) = run();
-    for (a, b) in out_a.iter().zip(&out_b) {
-        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
-        assert!(a.grad.iter().zip(&b.grad).all(|(x, y)| x.to_bits() == y.to_bits()));
+    let (out_a, centers_a) = run(&ctx);
+    // Twice on the same context, and once with each kernel family (the CPU family updates
+    // four elements per invocation, with the same sums in the same order).
+    for other in [ctx.clone()].into_iter().chain(kernel_variants(&ctx)) {
+        let (out_b, centers_b) = run(&other);
+        for (a, b) in out_a.iter().zip(&out_b) {
+            assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+            assert!(a.grad.iter().zip(&b.grad).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+        assert!(centers_a.iter().zip(&centers_b).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
-    assert!(centers_a.iter().zip(&centers_b).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use centerloss::center_loss::shader_plan;
 use centerloss::gpu::shaders::{compose, kernels};
+use centerloss::gpu::KernelFamily;
 use centerloss::UpdateMode;
 
 #[test]
@@ -19,8 +20,10 @@ fn every_shader_variant_validates_with_naga() {
                 centerloss::nn::KERNELS.iter().map(|k| (k.name, k.name, centerloss::nn::CPU_KERNEL_ALIASES.to_vec()));
             let tables = centerloss::nn::KERNELS.iter().chain(centerloss::bench::KERNELS);
             let single = tables.map(|k| (k.name, k.name, Vec::new())).chain(nn_cpu);
-            for (label, kernel, aliases) in shader_plan(update, native, center_bindings, vec4).into_iter().chain(single)
-            {
+            let center_loss = [KernelFamily::Gpu, KernelFamily::Cpu]
+                .into_iter()
+                .flat_map(|family| shader_plan(update, native, center_bindings, vec4, family));
+            for (label, kernel, aliases) in center_loss.chain(single) {
                 let source = compose(kernel, &aliases).unwrap();
                 let module = naga::front::wgsl::parse_str(&source)
                     .unwrap_or_else(|e| panic!("{label} ({kernel}): {}", e.emit_to_string(&source)));

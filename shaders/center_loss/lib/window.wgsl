@@ -23,3 +23,8 @@ fn center_store(label: u32, d: u32, value: f32) {
     let i = center_index(label, d);
     centers[i / 4u][i % 4u] = value;
 }
+
+// Elements d .. d + 3 (d a multiple of 4).
+fn center_store4(label: u32, d: u32, value: vec4<f32>) {
+    centers[center_index(label, d) / 4u] = value;
+}

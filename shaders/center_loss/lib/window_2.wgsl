@@ -24,3 +24,13 @@ fn center_store(label: u32, d: u32, value: f32) {
         centers1[w][at.y % 4u] = value;
     }
 }
+
+// Elements d .. d + 3 (d a multiple of 4).
+fn center_store4(label: u32, d: u32, value: vec4<f32>) {
+    let at = center_place(label, d);
+    if at.x == 0u {
+        centers0[at.y / 4u] = value;
+    } else {
+        centers1[at.y / 4u] = value;
+    }
+}

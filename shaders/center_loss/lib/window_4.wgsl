@@ -40,3 +40,20 @@ fn center_store(label: u32, d: u32, value: f32) {
         centers3[w][j] = value;
     }
 }
+
+// Elements d .. d + 3 (d a multiple of 4).
+fn center_store4(label: u32, d: u32, value: vec4<f32>) {
+    let at = center_place(label, d);
+    let w = at.y / 4u;
+    if at.x < 2u {
+        if at.x == 0u {
+            centers0[w] = value;
+        } else {
+            centers1[w] = value;
+        }
+    } else if at.x == 2u {
+        centers2[w] = value;
+    } else {
+        centers3[w] = value;
+    }
+}

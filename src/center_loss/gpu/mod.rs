@@ -30,7 +30,7 @@ use super::config::{CenterLossConfig, UpdateMode};
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Staging};
 use crate::{Error, Result};
-use pipelines::{create_layouts, create_pipelines, vec4_forward, Layouts, Pipelines};
+use pipelines::{create_layouts, create_pipelines, update_words, vec4_forward, Layouts, Pipelines};
 use table::{CenterTable, TableShape};
 
 /// Result of one GPU step.
@@ -69,6 +69,8 @@ pub struct GpuCenterLoss {
     cfg: CenterLossConfig,
     id: u64,
     native_atomics: bool,
+    /// Whether the center update walks vec4 words (CPU family, D divisible by 4).
+    update_words: bool,
     table: CenterTable,
     status: wgpu::Buffer,
     status_staging: Staging,
@@ -106,8 +108,15 @@ impl GpuCenterLoss {
         ctx.capture(|| {
             let vec4 = vec4_forward(dim);
             let layouts = create_layouts(device, cfg.update, shape.layout_bindings, vec4);
-            let pipelines =
-                create_pipelines(device, &layouts, cfg.update, native_atomics, shape.layout_bindings, vec4)?;
+            let pipelines = create_pipelines(
+                device,
+                &layouts,
+                cfg.update,
+                native_atomics,
+                shape.layout_bindings,
+                vec4,
+                ctx.kernels(),
+            )?;
             let table = CenterTable::new(device, &shape, &cfg, &layouts.window);
             let status = gpu::buffer(device, "health", 16, gpu::STORAGE_RW);
             let slots = (cfg.update == UpdateMode::Atomic).then(|| {
@@ -120,6 +129,7 @@ impl GpuCenterLoss {
                 cfg: cfg.clone(),
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 native_atomics,
+                update_words: update_words(vec4, ctx.kernels()),
                 table,
                 status,
                 status_staging: Staging::new(device, "health staging", 16),

@@ -7,7 +7,7 @@
 use super::binding::{StepParams, SORT_STAGE_BYTES};
 use super::table::WindowParams;
 use crate::center_loss::config::UpdateMode;
-use crate::gpu;
+use crate::gpu::{self, KernelFamily};
 use crate::Result;
 
 /// Elements per invocation of `center_forward` (its `PER_INVOCATION`, element_walk.wgsl);
@@ -24,13 +24,26 @@ pub(super) fn vec4_forward(dim: usize) -> bool {
     dim.is_multiple_of(4)
 }
 
+/// Whether the center update walks vec4 words (`center_apply_vec4`,
+/// `center_update_sorted_vec4`: CPU drivers, D divisible by 4) instead of single elements.
+pub(super) fn update_words(vec4: bool, family: KernelFamily) -> bool {
+    vec4 && family == KernelFamily::Cpu
+}
+
 /// One shader module to build: (label, kernel file, import aliases).
 pub type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
 
 /// Every shader module a configuration builds (for tools that validate them offline):
 /// `center_bindings` > 1 selects the kernels that bind several center buffers at once,
-/// `vec4` the forward kernel for D divisible by 4.
-pub fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindings: usize, vec4: bool) -> Vec<ShaderSpec> {
+/// `vec4` the kernels for D divisible by 4 (the forward kernel in both families, the
+/// center updates in the CPU family).
+pub fn shader_plan(
+    update: UpdateMode,
+    native_atomics: bool,
+    center_bindings: usize,
+    vec4: bool,
+    family: KernelFamily,
+) -> Vec<ShaderSpec> {
     let accum = ("accum", if native_atomics { "accum_native" } else { "accum_cas" });
     let window = (
         "window",
@@ -54,14 +67,20 @@ pub fn shader_plan(update: UpdateMode, native_atomics: bool, center_bindings: us
         UpdateMode::Atomic => plan.extend([
             ("claim", "center_claim", vec![accum]),
             ("forward_accumulate", forward, vec![("accumulate", "accumulate_atomic"), accum, data]),
-            ("apply", "center_apply", vec![accum]),
+            match update_words(vec4, family) {
+                true => ("apply", "center_apply_vec4", vec![accum]),
+                false => ("apply", "center_apply", vec![accum]),
+            },
             ("release", "center_release", vec![accum]),
         ]),
         UpdateMode::Deterministic => plan.extend([
             ("sort_init", "sort_keys_init", vec![]),
             ("bitonic", "bitonic_step", vec![]),
             ("bitonic_local", "bitonic_local", vec![]),
-            ("update_sorted", "center_update_sorted", vec![]),
+            match update_words(vec4, family) {
+                true => ("update_sorted", "center_update_sorted_vec4", vec![data]),
+                false => ("update_sorted", "center_update_sorted", vec![]),
+            },
         ]),
     }
     for (_, _, aliases) in &mut plan {
@@ -148,9 +167,10 @@ pub(super) fn create_pipelines(
     native_atomics: bool,
     center_bindings: usize,
     vec4: bool,
+    family: KernelFamily,
 ) -> Result<Pipelines> {
     let mut modules = std::collections::HashMap::new();
-    for (label, kernel, aliases) in shader_plan(update, native_atomics, center_bindings, vec4) {
+    for (label, kernel, aliases) in shader_plan(update, native_atomics, center_bindings, vec4, family) {
         modules.insert(label, gpu::shader_module(device, label, kernel, &aliases)?);
     }
     let make = |label: &str, module: &str, layout: &wgpu::PipelineLayout, constants: &[(&str, f64)]| {

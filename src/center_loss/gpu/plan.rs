@@ -70,7 +70,8 @@ impl GpuCenterLoss {
         let dim = self.cfg.feat_dim as u64;
         let max = self.max_grid();
         let rows = gpu::grid(batch, max);
-        let elements = gpu::grid(batch * dim, max);
+        // The update kernels walk elements, or vec4 words (CPU family, D divisible by 4).
+        let update_grid = gpu::grid(if self.update_words { batch * dim / 4 } else { batch * dim }, max);
         let forward = self.forward_grid(batch as usize);
         let padded = gpu::grid(batch.next_power_of_two(), max);
         let p = &self.pipelines;
@@ -132,11 +133,11 @@ impl GpuCenterLoss {
         once(&mut plan, "loss_reduce", &p.reduce, (1, 1));
         match (pass, &p.mode) {
             (Pass::Step, ModePipelines::Atomic { apply, release, .. }) => {
-                per_window(&mut plan, "center_apply", apply, elements);
+                per_window(&mut plan, "center_apply", apply, update_grid);
                 once(&mut plan, "center_release", release, rows);
             }
             (Pass::Step, ModePipelines::Sorted { update, .. }) => {
-                per_window(&mut plan, "center_update_sorted", update, elements)
+                per_window(&mut plan, "center_update_sorted", update, update_grid)
             }
             _ => {}
         }

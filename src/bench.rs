@@ -104,6 +104,28 @@ pub struct CenterLossCase {
     pub update: UpdateMode,
 }
 
+impl CenterLossCase {
+    /// The module's configuration for this case (alpha 0.5, lambda 0.01).
+    pub fn config(&self) -> CenterLossConfig {
+        CenterLossConfig {
+            num_classes: self.classes,
+            feat_dim: self.dim,
+            alpha: 0.5,
+            lambda: 0.01,
+            update: self.update,
+            ..Default::default()
+        }
+    }
+
+    /// Seeded features in [-1, 1) and uniformly random labels.
+    pub fn inputs(&self, seed: u64) -> (Vec<f32>, Vec<u32>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = (0..self.batch * self.dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let y = (0..self.batch).map(|_| rng.random_range(0..self.classes as u32)).collect();
+        (x, y)
+    }
+}
+
 /// A center-loss step on the GPU-resident path, ready to time.
 pub struct CenterLossBench {
     ctx: GpuContext,
@@ -117,18 +139,8 @@ pub struct CenterLossBench {
 impl CenterLossBench {
     /// Sets up the case with random features and uniformly random labels.
     pub fn new(ctx: &GpuContext, case: CenterLossCase, seed: u64) -> Result<Self> {
-        let cfg = CenterLossConfig {
-            num_classes: case.classes,
-            feat_dim: case.dim,
-            alpha: 0.5,
-            lambda: 0.01,
-            update: case.update,
-            ..Default::default()
-        };
-        let cl = GpuCenterLoss::new(ctx, cfg)?;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let x: Vec<f32> = (0..case.batch * case.dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let y: Vec<u32> = (0..case.batch).map(|_| rng.random_range(0..case.classes as u32)).collect();
+        let cl = GpuCenterLoss::new(ctx, case.config())?;
+        let (x, y) = case.inputs(seed);
         let mut distinct = y.clone();
         distinct.sort_unstable();
         distinct.dedup();
@@ -185,17 +197,8 @@ impl CenterLossBench {
 
 /// Median seconds of one step of the f64 CPU reference on the same kind of inputs.
 pub fn cpu_center_loss_seconds(case: CenterLossCase, seed: u64, samples: usize) -> Result<f64> {
-    let cfg = CenterLossConfig {
-        num_classes: case.classes,
-        feat_dim: case.dim,
-        alpha: 0.5,
-        lambda: 0.01,
-        ..Default::default()
-    };
-    let mut cl = CenterLossCpu::new(cfg)?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let x: Vec<f32> = (0..case.batch * case.dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let y: Vec<u32> = (0..case.batch).map(|_| rng.random_range(0..case.classes as u32)).collect();
+    let mut cl = CenterLossCpu::new(case.config())?;
+    let (x, y) = case.inputs(seed);
     let mut times = Vec::new();
     for _ in 0..samples.max(1) {
         let start = Instant::now();
@@ -245,12 +248,7 @@ pub fn gemm_gflops(ctx: &GpuContext, m: usize, n: usize, k: usize, samples: usiz
 /// Training images per second of `spec` at `batch` (softmax + center loss, SGD), wall
 /// clock over `steps` steps after one warm-up step, uploads included.
 pub fn trainer_images_per_second(ctx: &GpuContext, spec: NetworkSpec, batch: usize, steps: usize) -> Result<f64> {
-    let classes = spec.num_classes as u32;
-    let mut net = Network::new(ctx, spec, TrainConfig { batch, lambda: 0.01, ..Default::default() })?;
-    let mut rng = StdRng::seed_from_u64(0);
-    let x: Vec<f32> = (0..batch * net.input_len()).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes)).collect();
-    net.train_step(&x, &y, true)?;
+    let (mut net, x, y) = warmed_up_network(ctx, spec, batch)?;
     let start = Instant::now();
     for _ in 0..steps {
         net.train_step(&x, &y, false)?;
@@ -267,30 +265,27 @@ pub fn trainer_profile(
     batch: usize,
     samples: usize,
 ) -> Result<Option<Vec<KernelTime>>> {
+    let (mut net, x, y) = warmed_up_network(ctx, spec, batch)?;
+    net.profile_step(&x, &y, samples)
+}
+
+/// `spec` with softmax + center loss (lambda 0.01) at `batch`, a seeded random batch, and
+/// one training step taken on it (pipelines compiled, buffers touched).
+fn warmed_up_network(ctx: &GpuContext, spec: NetworkSpec, batch: usize) -> Result<(Network, Vec<f32>, Vec<u32>)> {
     let classes = spec.num_classes as u32;
     let mut net = Network::new(ctx, spec, TrainConfig { batch, lambda: 0.01, ..Default::default() })?;
     let mut rng = StdRng::seed_from_u64(0);
     let x: Vec<f32> = (0..batch * net.input_len()).map(|_| rng.random_range(-1.0..1.0)).collect();
     let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes)).collect();
     net.train_step(&x, &y, true)?;
-    net.profile_step(&x, &y, samples)
+    Ok((net, x, y))
 }
 
 /// Median wall-clock seconds of [`GpuCenterLoss::step`] on host slices (upload, the step,
 /// the read-back of loss and gradient), after one warm-up step.
 pub fn host_step_seconds(ctx: &GpuContext, case: CenterLossCase, seed: u64, samples: usize) -> Result<f64> {
-    let cfg = CenterLossConfig {
-        num_classes: case.classes,
-        feat_dim: case.dim,
-        alpha: 0.5,
-        lambda: 0.01,
-        update: case.update,
-        ..Default::default()
-    };
-    let mut cl = GpuCenterLoss::new(ctx, cfg)?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let x: Vec<f32> = (0..case.batch * case.dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let y: Vec<u32> = (0..case.batch).map(|_| rng.random_range(0..case.classes as u32)).collect();
+    let mut cl = GpuCenterLoss::new(ctx, case.config())?;
+    let (x, y) = case.inputs(seed);
     cl.step(&x, &y)?;
     let mut times = Vec::new();
     for _ in 0..samples.max(1) {

@@ -199,10 +199,15 @@ impl CenterLossBench {
 pub fn cpu_center_loss_seconds(case: CenterLossCase, seed: u64, samples: usize) -> Result<f64> {
     let mut cl = CenterLossCpu::new(case.config())?;
     let (x, y) = case.inputs(seed);
+    median_wall_seconds(samples, || cl.step(&x, &y).map(|_| ()))
+}
+
+/// The median wall-clock seconds of `samples` calls of `run`.
+fn median_wall_seconds(samples: usize, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
     let mut times = Vec::new();
     for _ in 0..samples.max(1) {
         let start = Instant::now();
-        std::hint::black_box(cl.step(&x, &y)?);
+        std::hint::black_box(run()?);
         times.push(start.elapsed().as_secs_f64());
     }
     Ok(median(times))
@@ -287,13 +292,7 @@ pub fn host_step_seconds(ctx: &GpuContext, case: CenterLossCase, seed: u64, samp
     let mut cl = GpuCenterLoss::new(ctx, case.config())?;
     let (x, y) = case.inputs(seed);
     cl.step(&x, &y)?;
-    let mut times = Vec::new();
-    for _ in 0..samples.max(1) {
-        let start = Instant::now();
-        std::hint::black_box(cl.step(&x, &y)?);
-        times.push(start.elapsed().as_secs_f64());
-    }
-    Ok(median(times))
+    median_wall_seconds(samples, || cl.step(&x, &y).map(|_| ()))
 }
 
 /// The GPU context for a benchmark, or `None` after printing why there is none.

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{median, shaders, GpuContext, GpuTimer, KernelTime};
+use super::{profile_dispatches, shaders, GpuContext, KernelTime};
 use crate::{Error, Result};
 
 /// How a kernel uses one storage binding.
@@ -187,32 +187,11 @@ pub fn compute_pipeline(
     })
 }
 
-/// GPU time of each kernel of `ops`, each dispatch timed in a compute pass of its own with
-/// timestamps, the whole list run `samples` times: median seconds per run, summed per
-/// kernel, in first-dispatch order. `None` when the device cannot time encoders.
+/// GPU time of each kernel of `ops`, each dispatch timed in a compute pass of its own
+/// ([`super::profile_dispatches`]). `None` when the device cannot time encoders.
 pub fn profile_ops(ctx: &GpuContext, ops: &[&Op], samples: usize) -> Result<Option<Vec<KernelTime>>> {
-    let Some(timer) = GpuTimer::new(ctx, ops.len() as u32) else {
-        return Ok(None);
-    };
-    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
-    for _ in 0..samples.max(1) {
-        ctx.capture(|| {
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            for (i, op) in ops.iter().enumerate() {
-                timer.begin(&mut encoder, i as u32);
-                record_ops(&mut encoder.begin_compute_pass(&Default::default()), std::slice::from_ref(*op));
-                timer.end(&mut encoder, i as u32);
-            }
-            timer.resolve(&mut encoder);
-            ctx.queue().submit([encoder.finish()]);
-        })?;
-        for (times, t) in per_op.iter_mut().zip(timer.read_seconds()?) {
-            times.push(t);
-        }
-    }
-    let mut kernels = Vec::new();
-    for (op, times) in ops.iter().zip(per_op) {
-        KernelTime::add(&mut kernels, op.kernel, median(times));
-    }
-    Ok(Some(kernels))
+    let kernels: Vec<&'static str> = ops.iter().map(|op| op.kernel).collect();
+    profile_dispatches(ctx, &kernels, samples, |encoder, i| {
+        record_ops(&mut encoder.begin_compute_pass(&Default::default()), std::slice::from_ref(ops[i]));
+    })
 }

@@ -13,7 +13,7 @@ pub use kernels::{
     compute_pipeline, profile_ops, record_ops, shader_module, Access, Constants, KernelSet, KernelSpec, Op,
 };
 pub use readback::{read_buffer, Staging};
-pub use timing::{median, GpuTimer, KernelTime};
+pub use timing::{median, profile_dispatches, GpuTimer, KernelTime};
 
 use std::num::NonZeroU64;
 

@@ -22,11 +22,6 @@ impl Staging {
         Self { buffer: super::buffer(device, label, bytes, usage) }
     }
 
-    /// Its size in bytes.
-    pub fn size(&self) -> u64 {
-        self.buffer.size()
-    }
-
     /// Records the copy of `bytes` bytes of `source` (from `source_offset`) to `offset`.
     pub fn copy_from(
         &self,
@@ -39,12 +34,14 @@ impl Staging {
         encoder.copy_buffer_to_buffer(source, source_offset, &self.buffer, offset, bytes);
     }
 
-    /// Waits for the submitted work, maps the buffer and returns its first `bytes` bytes.
-    pub fn read(&self, ctx: &GpuContext, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
+    /// Waits for the submitted work, maps the buffer and returns its first `len` values of
+    /// type `T`, copied once out of the mapped range.
+    pub fn read_values<T: Pod>(&self, ctx: &GpuContext, len: usize) -> Result<Vec<T>> {
+        let mut out = vec![T::zeroed(); len];
+        if len == 0 {
+            return Ok(out);
         }
-        let slice = self.buffer.slice(..bytes);
+        let slice = self.buffer.slice(..(len * std::mem::size_of::<T>()) as u64);
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             sender.send(r).ok();
@@ -53,18 +50,12 @@ impl Staging {
         pollster::block_on(receiver.receive())
             .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
             .map_err(|e| Error::Readback(e.to_string()))?;
-        let bytes = {
+        {
             let view = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            view.to_vec()
-        };
+            bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&view);
+        }
         self.buffer.unmap();
-        Ok(bytes)
-    }
-
-    /// The first `len` values of type `T` ([`Staging::read`]).
-    pub fn read_values<T: Pod>(&self, ctx: &GpuContext, len: usize) -> Result<Vec<T>> {
-        let bytes = self.read(ctx, (len * std::mem::size_of::<T>()) as u64)?;
-        Ok(bytes.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect())
+        Ok(out)
     }
 }
 

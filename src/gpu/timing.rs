@@ -97,3 +97,39 @@ impl GpuTimer {
         Ok(ticks.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period * 1e-9).collect())
     }
 }
+
+/// GPU time of each of the dispatches that `record(encoder, i)` records for `i` in
+/// `0..kernels.len()` (each in a compute pass of its own, ended before its timestamp), the
+/// whole list run `samples` times: median seconds per run, summed per kernel name
+/// (`kernels[i]`), in first-dispatch order. `None` when the device cannot time encoders.
+pub fn profile_dispatches(
+    ctx: &GpuContext,
+    kernels: &[&'static str],
+    samples: usize,
+    record: impl Fn(&mut wgpu::CommandEncoder, usize),
+) -> Result<Option<Vec<KernelTime>>> {
+    let Some(timer) = GpuTimer::new(ctx, kernels.len() as u32) else {
+        return Ok(None);
+    };
+    let mut per_dispatch: Vec<Vec<f64>> = vec![Vec::new(); kernels.len()];
+    for _ in 0..samples.max(1) {
+        ctx.capture(|| {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            for i in 0..kernels.len() {
+                timer.begin(&mut encoder, i as u32);
+                record(&mut encoder, i);
+                timer.end(&mut encoder, i as u32);
+            }
+            timer.resolve(&mut encoder);
+            ctx.queue().submit([encoder.finish()]);
+        })?;
+        for (times, t) in per_dispatch.iter_mut().zip(timer.read_seconds()?) {
+            times.push(t);
+        }
+    }
+    let mut totals = Vec::new();
+    for (&kernel, times) in kernels.iter().zip(per_dispatch) {
+        KernelTime::add(&mut totals, kernel, median(times));
+    }
+    Ok(Some(totals))
+}

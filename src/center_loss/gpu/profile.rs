@@ -14,30 +14,9 @@ impl GpuCenterLoss {
     pub fn profile_step(&self, binding: &CenterLossBinding, samples: usize) -> Result<Option<Vec<KernelTime>>> {
         self.check_owner(binding)?;
         let plan = self.plan(binding, binding.batch, Pass::Step);
-        let Some(timer) = gpu::GpuTimer::new(&self.ctx, plan.len() as u32) else {
-            return Ok(None);
-        };
-        let mut per_dispatch: Vec<Vec<f64>> = vec![Vec::new(); plan.len()];
-        for _ in 0..samples.max(1) {
-            self.ctx.capture(|| {
-                let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
-                for (i, dispatch) in plan.iter().enumerate() {
-                    timer.begin(&mut encoder, i as u32);
-                    // Each dispatch in a pass of its own, ended before the timestamp.
-                    dispatch.record(&mut self.begin_pass(&mut encoder, binding));
-                    timer.end(&mut encoder, i as u32);
-                }
-                timer.resolve(&mut encoder);
-                self.ctx.queue().submit([encoder.finish()]);
-            })?;
-            for (times, t) in per_dispatch.iter_mut().zip(timer.read_seconds()?) {
-                times.push(t);
-            }
-        }
-        let mut kernels: Vec<KernelTime> = Vec::new();
-        for (dispatch, times) in plan.iter().zip(per_dispatch) {
-            KernelTime::add(&mut kernels, dispatch.kernel, gpu::median(times));
-        }
-        Ok(Some(kernels))
+        let kernels: Vec<&'static str> = plan.iter().map(|d| d.kernel).collect();
+        gpu::profile_dispatches(&self.ctx, &kernels, samples, |encoder, i| {
+            plan[i].record(&mut self.begin_pass(encoder, binding));
+        })
     }
 }

@@ -32,6 +32,9 @@ struct Args {
     /// Python interpreter for benches/peers.py.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Where the PyTorch peers run: cpu, or cuda on a machine whose torch sees a GPU.
+    #[arg(long, default_value = "cpu")]
+    peer_device: String,
 }
 
 /// Runs benches/peers.py and returns its JSON lines.
@@ -39,8 +42,16 @@ fn peers(args: &Args, extra: &[&str]) -> Vec<serde_json::Value> {
     if args.no_peers {
         return Vec::new();
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers.py");
-    match Command::new(&args.python).arg(script).arg("--json").args(extra).output() {
+    // The built-in path, or the checkout the prebuilt binary runs from (scripts/gpu-bench.sh).
+    let built = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers.py");
+    let script = if std::path::Path::new(built).exists() { built } else { "benches/peers.py" };
+    match Command::new(&args.python)
+        .arg(script)
+        .arg("--json")
+        .args(["--device", &args.peer_device])
+        .args(extra)
+        .output()
+    {
         Ok(out) => {
             eprint!("{}", String::from_utf8_lossy(&out.stderr));
             String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
@@ -147,6 +158,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let peer_rows = peers(&args, &["--reps", if args.quick { "3" } else { "5" }, "--shapes", &shapes.join(";")]);
     let torch_version = peer_rows.first().and_then(|m| m.get("torch")).and_then(|v| v.as_str()).map(String::from);
+    let torch_device =
+        peer_rows.first().and_then(|m| m.get("device")).and_then(|v| v.as_str()).unwrap_or("CPU").to_string();
     let mut torch: HashMap<(String, usize, usize, usize), f64> = HashMap::new();
     for r in &peer_rows {
         if let (Some(f), Some(s)) =
@@ -232,7 +245,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         md,
         "- Peers: {}\n",
         torch_version.as_deref().map_or("PyTorch not available (benches/peers.py said so)".to_string(), |v| format!(
-            "PyTorch {v} on the CPU, same machine, same run"
+            "PyTorch {v} on the {torch_device}, same machine, same run"
         ))
     )?;
     writeln!(md, "## Bandwidth ceiling\n\nWGSL copy kernel over 2 x 256 MiB (capped at the binding limit): **{ceiling:.2} GB/s** (read + write).\n")?;
@@ -315,7 +328,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();
         writeln!(md, "| {n} | {} |", cells.join(" | "))?;
     }
-    writeln!(md, "\n## Trainer (softmax + center loss, SGD; images/s)\n\n| network | batch | {} | PyTorch CPU |\n|---|---{rule}|---|", heads.join(" | "))?;
+    writeln!(md, "\n## Trainer (softmax + center loss, SGD; images/s)\n\n| network | batch | {} | PyTorch {torch_device} |\n|---|---{rule}|---|", heads.join(" | "))?;
     let t = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let lenet: Vec<String> = trainer.iter().map(|r| format!("{:.1}", r.1)).collect();
     let face: Vec<String> = trainer.iter().map(|r| format!("{:.1}", r.2)).collect();

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Center-loss step in PyTorch on the CPU, the peers of `centerloss`'s GPU step.
+"""Center-loss step in PyTorch (CPU or CUDA), the peers of `centerloss`'s GPU step.
 
 Two formulations, timed on the same shapes as the Rust benchmarks:
   distmat  the widely used one: a full B x K distance matrix, centers learned by a separate
@@ -8,6 +8,7 @@ Two formulations, timed on the same shapes as the Rust benchmarks:
            unique + index_add_ for the per-class average update (O(B*D) per step)
 
 Prints a table, or JSON lines with --json. Exits 0 (saying so) when torch is missing.
+--device cuda times the same code on the GPU (synchronised around each step).
 """
 import argparse
 import json
@@ -26,7 +27,7 @@ def distmat_step(torch, x, labels, centers, opt, lam, num_classes):
     distmat = x.pow(2).sum(dim=1, keepdim=True).expand(b, num_classes) + \
         centers.pow(2).sum(dim=1, keepdim=True).expand(num_classes, b).t()
     distmat = torch.addmm(distmat, x, centers.t(), beta=1, alpha=-2)
-    classes = torch.arange(num_classes)
+    classes = torch.arange(num_classes, device=x.device)
     mask = labels.unsqueeze(1).expand(b, num_classes).eq(classes.expand(b, num_classes))
     dist = distmat * mask.float()
     loss = lam * dist.clamp(min=1e-12, max=1e12).sum() / b
@@ -49,7 +50,7 @@ def indexed_step(torch, x, labels, centers, lam, alpha):
         grad = diff * (lam / b)
         uniq, inv = torch.unique(labels, return_inverse=True)
         counts = torch.bincount(inv, minlength=uniq.numel()).to(x.dtype)
-        sums = torch.zeros(uniq.numel(), x.size(1)).index_add_(0, inv, -diff)
+        sums = torch.zeros(uniq.numel(), x.size(1), device=x.device).index_add_(0, inv, -diff)
         centers.index_add_(0, uniq, -alpha * sums / (1.0 + counts).unsqueeze(1))
     return loss.item(), grad
 
@@ -61,25 +62,33 @@ def min_bytes(b, d, distinct):
     return 4 * (3 * b * d + 2 * distinct * d + b)
 
 
-def time_case(torch, kind, b, d, k, reps, lam=0.01, alpha=0.5):
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.rand(b, d, generator=g) * 2 - 1
-    labels = torch.randint(0, k, (b,), generator=g)
-    distinct = int(torch.unique(labels).numel())
-    if kind == "distmat":
-        centers = torch.nn.Parameter(torch.zeros(k, d))
-        opt = torch.optim.SGD([centers], lr=alpha)
-        run = lambda: distmat_step(torch, x0.clone().requires_grad_(True), labels, centers, opt, lam, k)
-    else:
-        centers = torch.zeros(k, d)
-        run = lambda: indexed_step(torch, x0, labels, centers, lam, alpha)
+def timed(torch, device, run, reps):
+    """Median seconds of `reps` calls of `run` after one warm-up, synchronised on CUDA."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     run()
+    sync()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         run()
+        sync()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), min_bytes(b, d, distinct)
+    return statistics.median(times)
+
+
+def time_case(torch, device, kind, b, d, k, reps, lam=0.01, alpha=0.5):
+    g = torch.Generator().manual_seed(0)
+    x0 = (torch.rand(b, d, generator=g) * 2 - 1).to(device)
+    labels = torch.randint(0, k, (b,), generator=g).to(device)
+    distinct = int(torch.unique(labels).numel())
+    if kind == "distmat":
+        centers = torch.nn.Parameter(torch.zeros(k, d, device=device))
+        opt = torch.optim.SGD([centers], lr=alpha)
+        run = lambda: distmat_step(torch, x0.clone().requires_grad_(True), labels, centers, opt, lam, k)
+    else:
+        centers = torch.zeros(k, d, device=device)
+        run = lambda: indexed_step(torch, x0, labels, centers, lam, alpha)
+    return timed(torch, device, run, reps), min_bytes(b, d, distinct)
 
 
 def lenet_plus_plus(torch):
@@ -111,15 +120,16 @@ def face_resnet(torch):
     return nn.Sequential(*layers), 128, 150, (1, 64, 64)
 
 
-def time_training(torch, make, batch, reps, lam=0.01, alpha=0.5):
+def time_training(torch, device, make, batch, reps, lam=0.01, alpha=0.5):
     """Images per second of SGD steps on softmax + center loss (indexed form)."""
     net, dim, classes, shape = make(torch)
-    head = torch.nn.Linear(dim, classes)
+    net = net.to(device)
+    head = torch.nn.Linear(dim, classes).to(device)
     opt = torch.optim.SGD(list(net.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    centers = torch.zeros(classes, dim)
+    centers = torch.zeros(classes, dim, device=device)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand((batch,) + shape, generator=g) * 2 - 1
-    y = torch.randint(0, classes, (batch,), generator=g)
+    x = (torch.rand((batch,) + shape, generator=g) * 2 - 1).to(device)
+    y = torch.randint(0, classes, (batch,), generator=g).to(device)
 
     def step():
         opt.zero_grad()
@@ -132,13 +142,7 @@ def time_training(torch, make, batch, reps, lam=0.01, alpha=0.5):
         with torch.no_grad():
             indexed_step(torch, emb.detach(), y, centers, lam, alpha)
 
-    step()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return batch / statistics.median(times)
+    return batch / timed(torch, device, step, reps)
 
 
 def main():
@@ -147,6 +151,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--shapes", default=None, help="B,D,K;B,D,K;... (default: the full grid)")
     ap.add_argument("--trainer", action="store_true", help="time LeNet++ (batch 128) and the face network (batch 64) training instead")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU peer, where torch sees one)")
     ap.add_argument("--max-distmat", type=float, default=3e10,
                     help="skip the distmat formulation above this many B*K*D (it takes minutes and GBs)")
     args = ap.parse_args()
@@ -157,21 +162,28 @@ def main():
         if args.json:
             print(json.dumps({"torch": None, "reason": str(e)}))
         return 0
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("peers.py: --device cuda but torch sees no CUDA device; no peer figures.", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"torch": None, "reason": "no CUDA device"}))
+        return 0
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     if args.trainer:
         for name, make, batch in [("lenet_plus_plus", lenet_plus_plus, 128), ("face_resnet", face_resnet, 64)]:
-            ips = time_training(torch, make, batch, args.reps)
-            row = {"net": name, "batch": batch, "images_per_second": ips, "torch": torch.__version__}
+            ips = time_training(torch, device, make, batch, args.reps)
+            row = {"net": name, "batch": batch, "images_per_second": ips, "torch": torch.__version__, "device": where}
             print(json.dumps(row) if args.json else f"{name} batch {batch}: {ips:.1f} images/s (PyTorch {torch.__version__})", flush=True)
         return 0
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
     else:
         shapes = [(b, d, k) for b in SHAPES_B for d in SHAPES_D for k in SHAPES_K]
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": where}
     if args.json:
         print(json.dumps(meta))
     else:
-        print(f"PyTorch {meta['torch']} on the CPU, {meta['threads']} threads; median of {args.reps} steps")
+        print(f"PyTorch {meta['torch']} on {where} ({meta['threads']} CPU threads); median of {args.reps} steps")
         print("| formulation | B | D | K | ms/step | GB/s (min bytes) |")
         print("|---|---|---|---|---|---|")
     for (b, d, k) in shapes:
@@ -179,7 +191,7 @@ def main():
             if kind == "distmat" and b * k * d > args.max_distmat:
                 row = {"formulation": kind, "B": b, "D": d, "K": k, "seconds": None, "skipped": "B*K*D too large"}
             else:
-                seconds, nbytes = time_case(torch, kind, b, d, k, args.reps)
+                seconds, nbytes = time_case(torch, device, kind, b, d, k, args.reps)
                 row = {"formulation": kind, "B": b, "D": d, "K": k, "seconds": seconds, "gbps": nbytes / seconds / 1e9}
             if args.json:
                 print(json.dumps(row), flush=True)

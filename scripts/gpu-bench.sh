@@ -5,10 +5,12 @@
 # Prepare where cargo and the network are (x86-64 Linux):
 #   cargo build --release --example bench_report
 #   mkdir -p .gpu && cp target/release/examples/bench_report .gpu/
-#   # Vulkan loader for a bare machine (Debian packages, unpacked there):
-#   (cd .gpu && apt-get download libvulkan1)
+#   strip .gpu/bench_report
+#   # Vulkan loader and the GL dispatch libraries NVIDIA's Vulkan driver links against, for a
+#   # bare machine (Debian packages, unpacked there):
+#   (cd .gpu && apt-get download libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2)
 # Then on the GPU machine, from the repository root:
-#   scripts/gpu-bench.sh [extra bench_report arguments]
+#   scripts/gpu-bench.sh [extra bench_report arguments, e.g. --peer-device cuda]
 # It prints the same tables as BENCHMARKS.md and writes them to ${OUT:-.}/BENCHMARKS-gpu.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ if [ ! -x "$bin" ]; then
     echo "gpu-bench: no prebuilt bench_report (see the top of this script)" >&2
     exit 1
 fi
-if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
+if ! ldconfig -p | grep -q 'libGLdispatch\.so\.0' || ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
     for deb in .gpu/*.deb; do
         [ -e "$deb" ] && dpkg -x "$deb" /
     done

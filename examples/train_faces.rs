@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use centerloss::data::faces::FaceSetConfig;
+use centerloss::data::folder::write_folder;
 use centerloss::experiments::faces::{run, FaceOptions, FaceSource};
 use centerloss::GpuContext;
 use clap::Parser;
@@ -46,15 +47,27 @@ struct Args {
     /// Input resolution (square).
     #[arg(long, default_value_t = 64)]
     resolution: usize,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
+    /// Passes over the training set (default: sized by the data, at least 600 steps and
+    /// 10 epochs; the plan is printed before training).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Optimisation steps (overrides --epochs).
+    #[arg(long)]
+    steps: Option<u64>,
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Learning rate (divided by 10 at 60% and 85% of training).
+    /// Learning rate (linear warm-up over the first 5% of the steps, divided by 10 at 60%
+    /// and 85%).
     #[arg(long, default_value_t = 0.05)]
     lr: f32,
+    /// Train on the images as they are: no random flips and 2-pixel crops.
+    #[arg(long)]
+    no_augment: bool,
+    /// Fraction of each training identity's images held out for validation (which picks
+    /// the checkpoint that is evaluated).
+    #[arg(long, default_value_t = 0.1)]
+    validation: f64,
     /// Center-loss weight.
     #[arg(long, default_value_t = 0.01)]
     lambda: f32,
@@ -67,9 +80,9 @@ struct Args {
     /// Seed of data, initialisation, shuffling and evaluation pairs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Continue training from this checkpoint.
+    /// Continue a stopped or killed run with the same options from OUT/<variant>-last.safetensors.
     #[arg(long)]
-    resume: Option<PathBuf>,
+    resume: bool,
     /// Where checkpoints, plots and the report go.
     #[arg(long, default_value = "out/faces")]
     out: PathBuf,
@@ -79,11 +92,30 @@ struct Args {
     /// Write the numbers as JSON here.
     #[arg(long)]
     report_json: Option<PathBuf>,
+    /// Write the built-in set (training and held-out identities) as an image folder
+    /// DIR/<identity>/<n>.png, to try the --data workflow, and exit.
+    #[arg(long, value_name = "DIR")]
+    write_folder: Option<PathBuf>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let a = Args::parse();
+    if let Some(dir) = &a.write_folder {
+        let cfg = FaceSetConfig {
+            train_identities: a.identities,
+            test_identities: a.eval_identities,
+            images_per_identity: a.images_per_identity,
+            difficulty: a.difficulty,
+            seed: a.seed,
+            resolution: a.resolution,
+            rgb: a.rgb,
+        };
+        let all = cfg.generate(0, a.identities + a.eval_identities);
+        let n = write_folder(&all, dir, |label| format!("id{label:05}"))?;
+        eprintln!("wrote {n} images of {} identities to {}", a.identities + a.eval_identities, dir.display());
+        return Ok(());
+    }
     let ctx = GpuContext::new()?;
     eprintln!("adapter: {}", ctx.adapter_summary());
     let source = match (a.data, a.list) {
@@ -104,8 +136,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         resolution: a.resolution,
         pairs: a.pairs,
         epochs: a.epochs,
+        steps: a.steps,
         batch: a.batch,
         lr: a.lr,
+        augment: !a.no_augment,
+        validation_fraction: a.validation,
         lambda: a.lambda,
         alpha: a.alpha,
         embed_dim: a.embed_dim,
@@ -119,7 +154,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = run(&ctx, &opts)?;
     println!("\nHeld-out identities ({}):\n{}", report.data, report.table());
     for v in &report.variants {
-        eprintln!("{}: checkpoint {}", v.name, v.checkpoint.display());
+        eprintln!(
+            "{}: evaluated checkpoint {} (step {} of {}; {})",
+            v.name,
+            v.checkpoint.display(),
+            v.evaluated_step,
+            v.steps,
+            if v.converged { "converged" } else { "validation still improving: the budget ran out first" }
+        );
     }
     eprintln!("plots: {} and the PCA plots in {}", report.roc_plot.display(), opts.out.display());
     if let Some(path) = &a.report_json {

@@ -4,7 +4,8 @@
 //!
 //! Tensor names: `param/<name>` (f32, the parameter's values), `velocity/<name>` (f32,
 //! SGD momentum), `centers` (f32, [K, D], only with center loss), `step` (u64, [1]).
-//! Metadata: `format` = `centerloss-checkpoint-v1`, `spec` = the network description.
+//! Metadata: `format` = `centerloss-checkpoint-v1`, `spec` = the network description, and
+//! any entries the caller adds ([`save_with`], read back with [`metadata`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,6 +20,9 @@ use crate::{Error, Result};
 
 const FORMAT: &str = "centerloss-checkpoint-v1";
 
+/// Temporary files are `.<name><TMP_MARK><pid>` beside the checkpoint.
+const TMP_MARK: &str = ".tmp-";
+
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.display().to_string(), source }
 }
@@ -29,6 +33,15 @@ fn ck_err(path: &Path, reason: impl Into<String>) -> Error {
 
 /// Writes `net`'s full training state to `path` atomically.
 pub fn save(net: &Network, path: &Path) -> Result<()> {
+    save_with(net, path, &[])
+}
+
+/// [`save`] with extra metadata entries (a training run's own state, say); the names
+/// `format` and `spec` are the checkpoint's own.
+pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result<()> {
+    if let Some((name, _)) = extra.iter().find(|(n, _)| *n == "format" || *n == "spec") {
+        return Err(ck_err(path, format!("metadata entry {name:?} is reserved")));
+    }
     let ctx = net.graph().context();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in net.graph().params() {
@@ -56,12 +69,13 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
                 .map_err(|e| ck_err(path, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata =
+    let mut metadata =
         HashMap::from([("format".to_string(), FORMAT.to_string()), ("spec".to_string(), format!("{:?}", net.spec()))]);
+    metadata.extend(extra.iter().map(|(n, v)| (n.to_string(), v.clone())));
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| ck_err(path, e.to_string()))?;
 
     let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
+        ".{}{TMP_MARK}{}",
         path.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
@@ -75,6 +89,40 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
         std::fs::remove_file(&tmp).ok();
         io_err(path)(e)
     })
+}
+
+/// The metadata entries of the checkpoint at `path` (`format`, `spec` and those given to
+/// [`save_with`]), checking that it is a checkpoint of this format.
+pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| ck_err(path, format!("not a safetensors file: {e}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(ck_err(path, format!("format is {:?}, expected {FORMAT:?}", meta.get("format"))));
+    }
+    Ok(meta)
+}
+
+/// Removes the temporary files a killed [`save`] left in `dir` (files named
+/// `.<checkpoint>.tmp-<pid>`), returning how many. Call it before writing checkpoints
+/// there, never while another process writes to the same folder.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(TMP_MARK) {
+            std::fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Restores `net`'s training state from `path`. Everything is checked (format, network

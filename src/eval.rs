@@ -1,6 +1,12 @@
 //! Evaluation of embeddings on identities never seen in training, with cosine similarity:
 //! verification (10-fold accuracy, ROC AUC, TAR at FAR, EER), identification (rank-1) and
 //! compactness (intra-class distance against distance between class means).
+//!
+//! A TAR at a false-accept rate is only reported when the impostor pairs resolve that rate:
+//! at least [`MIN_EXPECTED_FALSE_ACCEPTS`] false accepts must be expected there
+//! (impostors x FAR >= 10), otherwise it is `None` ([`tar_at_far`]). [`evaluate`] therefore
+//! scores ROC, AUC, EER and TAR on every impostor pair (up to [`MAX_IMPOSTOR_PAIRS`], a
+//! seeded sample beyond), and keeps the 10-fold accuracy on balanced pairs.
 
 use std::collections::BTreeMap;
 
@@ -17,16 +23,45 @@ pub struct Verification {
     pub accuracy_std: f64,
     /// Area under the ROC curve (ties count one half).
     pub roc_auc: f64,
-    /// True-accept rate at a false-accept rate of at most 1e-2.
-    pub tar_at_far_1e2: f64,
-    /// True-accept rate at a false-accept rate of at most 1e-3.
-    pub tar_at_far_1e3: f64,
+    /// True-accept rate at a false-accept rate of at most 1e-2; `None` when the impostor
+    /// pairs do not resolve that rate ([`tar_at_far`]).
+    pub tar_at_far_1e2: Option<f64>,
+    /// True-accept rate at a false-accept rate of at most 1e-3; `None` when unresolved.
+    pub tar_at_far_1e3: Option<f64>,
     /// Equal error rate.
     pub eer: f64,
     /// ROC points (false-accept rate, true-accept rate), by rising FAR.
     pub roc: Vec<(f64, f64)>,
-    /// Number of genuine and impostor pairs.
+    /// Number of genuine and impostor pairs behind ROC, AUC, EER and TAR.
     pub pairs: (usize, usize),
+    /// Number of genuine and impostor pairs behind the fold accuracy (balanced, unless
+    /// the pairs were given).
+    pub accuracy_pairs: (usize, usize),
+    /// The lowest false-accept rate the impostor pairs resolve ([`lowest_resolved_far`]).
+    pub lowest_far: f64,
+}
+
+/// False accepts a FAR must expect among the impostor pairs before a TAR is reported there.
+pub const MIN_EXPECTED_FALSE_ACCEPTS: f64 = 10.0;
+
+/// At most this many impostor pairs are scored (a seeded sample beyond).
+pub const MAX_IMPOSTOR_PAIRS: usize = 1_000_000;
+
+/// The lowest false-accept rate `impostors` pairs resolve: [`MIN_EXPECTED_FALSE_ACCEPTS`]
+/// expected false accepts (infinite without impostors).
+pub fn lowest_resolved_far(impostors: usize) -> f64 {
+    MIN_EXPECTED_FALSE_ACCEPTS / impostors as f64
+}
+
+/// The true-accept rate at a false-accept rate of at most `far` on a ROC curve of
+/// (FAR, TAR) points scored on `impostors` impostor pairs, or `None` when those pairs
+/// cannot resolve `far` (impostors x far < [`MIN_EXPECTED_FALSE_ACCEPTS`]): a TAR there
+/// would rest on fewer than ten false accepts, a handful of scores presented as a rate.
+pub fn tar_at_far(roc: &[(f64, f64)], impostors: usize, far: f64) -> Option<f64> {
+    if (impostors as f64) * far < MIN_EXPECTED_FALSE_ACCEPTS * (1.0 - 1e-9) {
+        return None;
+    }
+    Some(roc.iter().filter(|(f, _)| *f <= far + 1e-12).map(|&(_, t)| t).fold(0.0, f64::max))
 }
 
 /// Mean intra-class distance against mean distance between class means.
@@ -95,6 +130,42 @@ pub fn verification_pairs(labels: &[u32], seed: u64) -> Vec<Pair> {
     pairs
 }
 
+/// Every genuine pair and every impostor pair (distinct, unordered), or a seeded sample of
+/// `max_impostors` distinct impostor pairs when there are more.
+pub fn all_pairs(labels: &[u32], max_impostors: usize, seed: u64) -> Vec<Pair> {
+    let n = labels.len();
+    let mut pairs = Vec::new();
+    let mut impostors = 0usize;
+    for a in 0..n {
+        for b in a + 1..n {
+            if labels[a] == labels[b] {
+                pairs.push(Pair { a, b, genuine: true });
+            } else {
+                impostors += 1;
+            }
+        }
+    }
+    if impostors <= max_impostors {
+        for a in 0..n {
+            for b in a + 1..n {
+                if labels[a] != labels[b] {
+                    pairs.push(Pair { a, b, genuine: false });
+                }
+            }
+        }
+        return pairs;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seen = std::collections::HashSet::with_capacity(max_impostors);
+    while seen.len() < max_impostors {
+        let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+        if labels[a] != labels[b] && seen.insert((a.min(b), a.max(b))) {
+            pairs.push(Pair { a: a.min(b), b: a.max(b), genuine: false });
+        }
+    }
+    pairs
+}
+
 /// Cosine similarity of each pair.
 pub fn pair_scores(embeddings: &[f32], dim: usize, pairs: &[Pair]) -> Vec<f64> {
     let e = l2_normalized(embeddings, dim);
@@ -128,13 +199,18 @@ fn best_threshold(scores: &[f64], genuine: &[bool], idx: &[usize]) -> f64 {
 /// Verification metrics for scores of genuine (`true`) and impostor pairs; accuracy by
 /// `folds`-fold cross-validation of the threshold (pairs dealt to folds with `seed`).
 pub fn verify(scores: &[f64], genuine: &[bool], folds: usize, seed: u64) -> Verification {
+    let (accuracy, accuracy_std) = fold_accuracy(scores, genuine, folds, seed);
+    Verification { accuracy, accuracy_std, ..roc_metrics(scores, genuine) }
+}
+
+/// Mean and standard deviation of the accuracy over `folds` folds, each fold's threshold
+/// chosen on the other folds (pairs dealt to folds with `seed`); zeros without both kinds.
+pub fn fold_accuracy(scores: &[f64], genuine: &[bool], folds: usize, seed: u64) -> (f64, f64) {
     let n = scores.len();
     let n_gen = genuine.iter().filter(|&&g| g).count();
-    let n_imp = n - n_gen;
-    if n_gen == 0 || n_imp == 0 {
-        return Verification { pairs: (n_gen, n_imp), ..Default::default() };
+    if n_gen == 0 || n_gen == n {
+        return (0.0, 0.0);
     }
-    // k-fold accuracy.
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut StdRng::seed_from_u64(seed));
     let folds = folds.clamp(2, n);
@@ -147,7 +223,20 @@ pub fn verify(scores: &[f64], genuine: &[bool], folds: usize, seed: u64) -> Veri
     }
     let accuracy = accs.iter().sum::<f64>() / accs.len() as f64;
     let accuracy_std = (accs.iter().map(|a| (a - accuracy).powi(2)).sum::<f64>() / accs.len() as f64).sqrt();
+    (accuracy, accuracy_std)
+}
 
+/// ROC curve, AUC, EER and the resolvable TARs of genuine (`true`) and impostor scores (no
+/// fold accuracy: [`fold_accuracy`]). O(n log n), fit for a million pairs.
+pub fn roc_metrics(scores: &[f64], genuine: &[bool]) -> Verification {
+    let n = scores.len();
+    let n_gen = genuine.iter().filter(|&&g| g).count();
+    let n_imp = n - n_gen;
+    let counts = (n_gen, n_imp);
+    let lowest_far = lowest_resolved_far(n_imp);
+    if n_gen == 0 || n_imp == 0 {
+        return Verification { pairs: counts, accuracy_pairs: counts, lowest_far, ..Default::default() };
+    }
     // ROC by descending score; ties move together.
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
@@ -176,10 +265,7 @@ pub fn verify(scores: &[f64], genuine: &[bool], folds: usize, seed: u64) -> Veri
         }
         roc.push((far, tar));
     }
-    // The EER where the curves cross is also reachable before any acceptance (FAR 0, FRR 1).
-    let tar_at =
-        |target: f64| roc.iter().filter(|(far, _)| *far <= target + 1e-12).map(|&(_, t)| t).fold(0.0, f64::max);
-    let (tar_at_far_1e2, tar_at_far_1e3) = (tar_at(1e-2), tar_at(1e-3));
+    let (tar_at_far_1e2, tar_at_far_1e3) = (tar_at_far(&roc, n_imp, 1e-2), tar_at_far(&roc, n_imp, 1e-3));
     // Thin the curve for plotting.
     let step = (roc.len() / 1000).max(1);
     let last = *roc.last().expect("non-empty");
@@ -188,14 +274,16 @@ pub fn verify(scores: &[f64], genuine: &[bool], folds: usize, seed: u64) -> Veri
         roc.push(last);
     }
     Verification {
-        accuracy,
-        accuracy_std,
+        accuracy: 0.0,
+        accuracy_std: 0.0,
         roc_auc: auc,
         tar_at_far_1e2,
         tar_at_far_1e3,
         eer: eer.1,
         roc,
-        pairs: (n_gen, n_imp),
+        pairs: counts,
+        accuracy_pairs: counts,
+        lowest_far,
     }
 }
 
@@ -302,11 +390,23 @@ pub fn pca_2d(embeddings: &[f32], dim: usize) -> Vec<[f32; 2]> {
     centered.chunks(dim).map(|row| [dot(row, &axes[0]) as f32, dot(row, &axes[1]) as f32]).collect()
 }
 
-/// Verification on all genuine pairs and as many seeded impostor pairs, rank-1, and the
-/// compactness of the L2-normalised embeddings.
+/// Verification, rank-1, and the compactness of the L2-normalised embeddings. ROC, AUC,
+/// EER and TAR use every genuine and every impostor pair ([`all_pairs`], at most
+/// [`MAX_IMPOSTOR_PAIRS`] impostors); the 10-fold accuracy uses all genuine pairs and as
+/// many seeded impostor pairs ([`verification_pairs`]).
 pub fn evaluate(embeddings: &[f32], dim: usize, labels: &[u32], seed: u64) -> EvalReport {
-    let pairs = verification_pairs(labels, seed);
-    evaluate_pairs(embeddings, dim, labels, &pairs, seed)
+    let balanced = verification_pairs(labels, seed);
+    let mut report = evaluate_pairs(embeddings, dim, labels, &balanced, seed);
+    let all = all_pairs(labels, MAX_IMPOSTOR_PAIRS, seed);
+    let genuine: Vec<bool> = all.iter().map(|p| p.genuine).collect();
+    let v = &report.verification;
+    report.verification = Verification {
+        accuracy: v.accuracy,
+        accuracy_std: v.accuracy_std,
+        accuracy_pairs: v.accuracy_pairs,
+        ..roc_metrics(&pair_scores(embeddings, dim, &all), &genuine)
+    };
+    report
 }
 
 /// [`evaluate`] on given pairs (an LFW-style `pairs.txt`, say).
@@ -333,7 +433,9 @@ mod tests {
         assert_eq!(v.accuracy, 1.0);
         assert_eq!(v.eer, 0.0);
         assert_eq!(v.roc_auc, 1.0);
-        assert_eq!(v.tar_at_far_1e3, 1.0);
+        // Three impostor pairs resolve no FAR below 10/3.
+        assert_eq!(v.tar_at_far_1e3, None);
+        assert_eq!(v.lowest_far, 10.0 / 3.0);
     }
 
     #[test]
@@ -343,7 +445,7 @@ mod tests {
         let v = verify(&scores, &genuine, 4, 0);
         assert_eq!(v.roc_auc, 0.5);
         assert_eq!(v.eer, 0.5);
-        assert_eq!(v.tar_at_far_1e2, 0.0);
+        assert_eq!(v.tar_at_far_1e2, None);
         // Every threshold accepts all or nothing: no fold can beat chance.
         assert!(v.accuracy <= 0.5 + 1e-12);
     }
@@ -356,8 +458,10 @@ mod tests {
         let v = verify(&scores, &genuine, 2, 0);
         // Pairs ranked: (0.9 g, 0.7 i), (0.6 g, 0.7 i) wrong, ... AUC = 4 of 6 orderings.
         assert!((v.roc_auc - 4.0 / 6.0).abs() < 1e-12);
-        // FAR 0 allows only scores above 0.7: one genuine of three.
-        assert!((v.tar_at_far_1e3 - 1.0 / 3.0).abs() < 1e-12);
+        // FAR 0 allows only scores above 0.7: one genuine of three, but two impostor pairs
+        // resolve no FAR of 1e-3.
+        assert!((tar_at_far(&v.roc, 10_000, 1e-3).unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(v.tar_at_far_1e3, None);
         // Threshold between 0.3 and 0.6: FAR 1/2, FRR 1/3; between 0.7 and 0.9: FAR 0, FRR 2/3.
         assert!((v.eer - 5.0 / 12.0).abs() < 1e-12, "{}", v.eer);
     }
@@ -376,5 +480,53 @@ mod tests {
         assert_eq!((c.intra, c.inter), (1.0, 82.0f64.sqrt()));
         let same = evaluate(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 2, &[0, 0, 1, 1], 0);
         assert_eq!(same.verification.roc_auc, 0.5);
+    }
+
+    #[test]
+    fn a_tar_needs_ten_expected_false_accepts() {
+        let roc = [(0.0, 0.2), (0.0005, 0.4), (0.001, 0.5), (0.01, 0.9), (1.0, 1.0)];
+        assert_eq!(tar_at_far(&roc, 9_999, 1e-3), None);
+        assert_eq!(tar_at_far(&roc, 10_000, 1e-3), Some(0.5));
+        assert_eq!(tar_at_far(&roc, 999, 1e-2), None);
+        assert_eq!(tar_at_far(&roc, 1_000, 1e-2), Some(0.9));
+        assert_eq!(lowest_resolved_far(10_000), 1e-3);
+        assert_eq!(lowest_resolved_far(0), f64::INFINITY);
+    }
+
+    #[test]
+    fn all_pairs_are_every_pair_or_a_seeded_sample() {
+        // 10 identities x 10 images: 450 genuine, 4 500 impostor pairs.
+        let labels: Vec<u32> = (0..100).map(|i| i / 10).collect();
+        let pairs = all_pairs(&labels, MAX_IMPOSTOR_PAIRS, 1);
+        let genuine = pairs.iter().filter(|p| p.genuine).count();
+        assert_eq!((genuine, pairs.len() - genuine), (450, 4_500));
+        assert!(pairs.iter().all(|p| p.a < p.b && p.genuine == (labels[p.a] == labels[p.b])));
+        let sample = all_pairs(&labels, 1_000, 1);
+        let mut impostors: Vec<(usize, usize)> = sample.iter().filter(|p| !p.genuine).map(|p| (p.a, p.b)).collect();
+        assert_eq!(impostors.len(), 1_000);
+        impostors.sort();
+        impostors.dedup();
+        assert_eq!(impostors.len(), 1_000, "distinct");
+        assert_eq!(sample, all_pairs(&labels, 1_000, 1), "seeded");
+    }
+
+    #[test]
+    fn evaluate_scores_every_impostor_and_folds_on_balanced_pairs() {
+        let labels: Vec<u32> = (0..100).map(|i| i / 10).collect();
+        // Each identity near its own axis of a 10-d space, with a little spread.
+        let mut rng = StdRng::seed_from_u64(2);
+        let emb: Vec<f32> = labels
+            .iter()
+            .flat_map(|&l| (0..10).map(move |d| if d == l as usize { 1.0 } else { 0.0 }).collect::<Vec<f32>>())
+            .map(|v| v + rng.random_range(-0.3..0.3))
+            .collect();
+        let r = evaluate(&emb, 10, &labels, 3);
+        let v = &r.verification;
+        assert_eq!(v.pairs, (450, 4_500));
+        assert_eq!(v.accuracy_pairs, (450, 450));
+        assert_eq!(v.lowest_far, 10.0 / 4_500.0);
+        assert!(v.tar_at_far_1e2.is_some());
+        assert_eq!(v.tar_at_far_1e3, None, "4 500 impostors expect 4.5 false accepts at 1e-3");
+        assert!(v.accuracy > 0.9 && v.roc_auc > 0.95, "{v:?}");
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use centerloss::data::faces::FaceSetConfig;
 use centerloss::experiments::faces::{self, FaceOptions, FaceSource};
 use centerloss::experiments::mnist::{self, MnistOptions};
+use centerloss::Error;
 use common::gpu;
 
 fn out_dir(tag: &str) -> PathBuf {
@@ -68,7 +69,7 @@ fn face_job_short_run_with_compare_and_resume() {
     let opts = FaceOptions {
         source: FaceSource::BuiltIn(set),
         resolution: 32,
-        epochs: 1,
+        epochs: Some(2),
         batch: 16,
         embed_dim: 16,
         compare: true,
@@ -82,31 +83,53 @@ fn face_job_short_run_with_compare_and_resume() {
         for key in [
             "verification_accuracy",
             "roc_auc",
-            "tar_at_far_1e-3",
-            "tar_at_far_1e-2",
             "eer",
             "rank1",
             "intra_inter_ratio",
             "train_seconds",
             "images_per_second",
+            "final_train_batch_accuracy",
+            "final_train_accuracy",
+            "best_validation_accuracy",
+            "lowest_resolved_far",
         ] {
             assert!(json[variant][key].is_number(), "{variant}.{key} missing in {json}");
         }
-        // 4 identities of 8 images: 4 * 28 genuine pairs and as many impostors.
+        // 4 identities of 8 images: 4 * 28 genuine pairs, all 384 impostor pairs for the
+        // ROC, and as many impostors as genuine pairs for the fold accuracy. 384 impostor
+        // pairs resolve neither FAR = 1e-3 nor 1e-2: both TARs are null, never a number.
         assert_eq!(json[variant]["genuine_pairs"], 112);
-        assert_eq!(json[variant]["impostor_pairs"], 112);
+        assert_eq!(json[variant]["impostor_pairs"], 384);
+        assert_eq!(json[variant]["accuracy_impostor_pairs"], 112);
+        assert!(json[variant]["tar_at_far_1e-3"].is_null() && json[variant]["tar_at_far_1e-2"].is_null(), "{json}");
+        assert!(json[variant]["converged"].is_boolean());
+        // 6 identities x 8 images, one of each held out for validation: 42 images, 2 steps
+        // per epoch.
+        assert_eq!(json[variant]["steps"], 4);
         assert!(opts.out.join(format!("pca_{variant}.png")).exists());
         assert!(opts.out.join(format!("{variant}.safetensors")).exists());
+        assert!(opts.out.join(format!("{variant}-last.safetensors")).exists());
     }
     assert!(std::fs::metadata(&report.roc_plot).unwrap().len() > 1000);
-    assert!(report.table().contains("| center (lambda 0.01)"));
+    let table = report.table();
+    assert!(table.contains("| center (lambda 0.01)") && table.contains("| n/a | n/a |"), "{table}");
 
-    // Resume the center-loss variant for a second epoch.
-    let resumed =
-        FaceOptions { epochs: 2, compare: false, resume: Some(opts.out.join("center.safetensors")), ..opts.clone() };
+    // Resuming a finished run with the same options trains nothing and evaluates the same
+    // checkpoints: the same figures.
+    let resumed = FaceOptions { resume: true, ..opts.clone() };
     let again = faces::run(&ctx, &resumed).unwrap();
-    assert_eq!(again.variants.len(), 1);
-    let both = FaceOptions { compare: true, ..resumed };
-    assert!(faces::run(&ctx, &both).is_err(), "--resume with --compare must be refused");
+    for (a, b) in report.variants.iter().zip(&again.variants) {
+        assert_eq!(a.eval, b.eval, "{}", a.name);
+        assert_eq!(a.evaluated_step, b.evaluated_step);
+    }
+    // Resuming with options that change the run is refused, naming what changed.
+    let changed = FaceOptions { lr: 0.01, ..resumed.clone() };
+    match faces::run(&ctx, &changed) {
+        Err(Error::Config(m)) => assert!(m.contains("resume") && m.contains("lr"), "{m}"),
+        other => panic!("a changed run resumed: {:?}", other.map(|r| r.table())),
+    }
+    // A budget of zero steps is an error, not an untrained checkpoint.
+    let zero = FaceOptions { epochs: Some(0), resume: false, ..opts.clone() };
+    assert!(matches!(faces::run(&ctx, &zero), Err(Error::Config(_))));
     std::fs::remove_dir_all(&opts.out).ok();
 }

@@ -141,7 +141,11 @@ fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
         num_classes: 4,
         classifier_bias: true,
     };
-    let sgd = SgdConfig { lr: 0.05, schedule: MultiStep { milestones: vec![60], gamma: 0.1 }, ..Default::default() };
+    let sgd = SgdConfig {
+        lr: 0.05,
+        schedule: MultiStep { milestones: vec![60], ..Default::default() },
+        ..Default::default()
+    };
     let cfg = TrainConfig { batch: 32, sgd, lambda: 0.01, alpha: 0.5, center_update: update, seed: 11 };
     Network::new(ctx, spec, cfg).unwrap()
 }

@@ -26,8 +26,8 @@ pub struct FaceSetConfig {
     pub rgb: bool,
     /// Scales every nuisance (pose, light, expression, noise, occlusion). The default 0.6
     /// keeps the set hard (softmax alone stays well short of perfect verification) while a
-    /// 5-epoch run on a CPU driver converges far enough for the low-FAR tail to mean
-    /// something; at 1.0 that run ends at ~50% training accuracy.
+    /// run of minutes on a CPU driver converges; at 1.0 a 5-epoch run ended at ~50%
+    /// training accuracy.
     pub difficulty: f32,
     /// Seed of everything.
     pub seed: u64,

@@ -72,16 +72,33 @@ pub struct Augment {
 }
 
 impl Augment {
+    /// No augmentation.
+    pub const NONE: Augment = Augment { flip: false, crop_pad: 0 };
+
+    /// One image's draws: flip, and the crop's row and column offsets.
+    fn draw(&self, rng: &mut StdRng) -> (bool, isize, isize) {
+        let flip = self.flip && rng.random_bool(0.5);
+        let p = self.crop_pad as i64;
+        let (dy, dx) =
+            if p > 0 { (rng.random_range(-p..=p) as isize, rng.random_range(-p..=p) as isize) } else { (0, 0) };
+        (flip, dy, dx)
+    }
+
+    /// Advances `rng` exactly as augmenting `images` images would, without touching pixels
+    /// (a run resumed mid-epoch replays the batches it already trained on this way).
+    pub fn skip(&self, images: usize, rng: &mut StdRng) {
+        for _ in 0..images {
+            self.draw(rng);
+        }
+    }
+
     /// Augments `images` (a batch of `shape`) in place.
     pub fn apply(&self, images: &mut [f32], shape: [usize; 3], rng: &mut StdRng) {
         let [c, h, w] = shape;
         let plane = h * w;
         let mut scratch = vec![0.0f32; c * plane];
         for img in images.chunks_mut(c * plane) {
-            let flip = self.flip && rng.random_bool(0.5);
-            let p = self.crop_pad as i64;
-            let (dy, dx) =
-                if p > 0 { (rng.random_range(-p..=p) as isize, rng.random_range(-p..=p) as isize) } else { (0, 0) };
+            let (flip, dy, dx) = self.draw(rng);
             if !flip && dy == 0 && dx == 0 {
                 continue;
             }
@@ -127,6 +144,15 @@ mod tests {
         let mut img = orig.clone();
         Augment { flip: false, crop_pad: 1 }.apply(&mut img, shape, &mut rng);
         assert!(img.iter().all(|v| *v == 0.0 || orig.contains(v)));
+    }
+
+    #[test]
+    fn skip_draws_what_apply_draws() {
+        let aug = Augment { flip: true, crop_pad: 2 };
+        let (mut a, mut b) = (StdRng::seed_from_u64(5), StdRng::seed_from_u64(5));
+        aug.apply(&mut [0.5; 3 * 16], [1, 4, 4], &mut a);
+        aug.skip(3, &mut b);
+        assert_eq!(a.random::<u64>(), b.random::<u64>());
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! compare, softmax alone), evaluated on identities never seen in training.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
+use super::training::{classify, validation_split, Plan, ValidationRecord};
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
 use crate::data::{parse_pairs, Augment, Dataset, Pair};
 use crate::eval::{self, EvalReport};
-use crate::nn::{fit, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::nn::{fit_with, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 
 /// Where the faces come from.
@@ -42,12 +44,18 @@ pub struct FaceOptions {
     pub resolution: usize,
     /// An LFW-style pairs.txt for verification (real folders only).
     pub pairs: Option<PathBuf>,
-    /// Passes over the training set.
-    pub epochs: usize,
+    /// Passes over the training set (`None`: the budget is sized by the data, [`Plan`]).
+    pub epochs: Option<usize>,
+    /// Optimisation steps (overrides `epochs`).
+    pub steps: Option<u64>,
     /// Batch size.
     pub batch: usize,
-    /// Learning rate (divided by 10 at 60% and 85% of training).
+    /// Learning rate (warm-up over the first 5% of the steps, divided by 10 at 60% and 85%).
     pub lr: f32,
+    /// Random flips and 2-pixel crops of the training batches.
+    pub augment: bool,
+    /// Fraction of each training identity's images held out for validation.
+    pub validation_fraction: f64,
     /// Center-loss weight of the center-loss variant.
     pub lambda: f32,
     /// Center learning rate.
@@ -56,8 +64,9 @@ pub struct FaceOptions {
     pub embed_dim: usize,
     /// Seed of initialisation, shuffling, augmentation and evaluation pairs.
     pub seed: u64,
-    /// Continue training from this checkpoint (a single variant only).
-    pub resume: Option<PathBuf>,
+    /// Continue each variant from `{out}/{variant}-last.safetensors` where one exists (a
+    /// run with the same options that was stopped or killed).
+    pub resume: bool,
     /// Where checkpoints and plots go.
     pub out: PathBuf,
     /// Also train softmax alone with the same seed, data and budget.
@@ -76,14 +85,17 @@ impl Default for FaceOptions {
             channels: 1,
             resolution: 64,
             pairs: None,
-            epochs: 5,
+            epochs: None,
+            steps: None,
             batch: 64,
             lr: 0.05,
+            augment: true,
+            validation_fraction: 0.1,
             lambda: 0.01,
             alpha: 0.5,
             embed_dim: 128,
             seed: 1,
-            resume: None,
+            resume: false,
             out: PathBuf::from("out/faces"),
             compare: false,
             center_update: UpdateMode::Deterministic,
@@ -105,9 +117,19 @@ pub struct VariantReport {
     pub train_seconds: f64,
     /// Training images per second.
     pub images_per_second: f64,
-    /// Accuracy on the last training batch.
-    pub final_train_accuracy: f32,
-    /// The checkpoint written.
+    /// Accuracy on the last training batch read back.
+    pub final_train_batch_accuracy: f32,
+    /// Accuracy on the whole training split (no augmentation) at the evaluated checkpoint.
+    pub final_train_accuracy: f64,
+    /// Validation accuracy of the evaluated checkpoint (`None` without validation images).
+    pub best_validation_accuracy: Option<f64>,
+    /// Validation accuracy stopped improving before the budget ran out.
+    pub converged: bool,
+    /// The step budget.
+    pub steps: u64,
+    /// The step of the evaluated checkpoint.
+    pub evaluated_step: u64,
+    /// The evaluated checkpoint (the best by validation).
     pub checkpoint: PathBuf,
 }
 
@@ -139,6 +161,9 @@ impl FaceReport {
                     "roc_auc": ver.roc_auc,
                     "tar_at_far_1e-3": ver.tar_at_far_1e3,
                     "tar_at_far_1e-2": ver.tar_at_far_1e2,
+                    "lowest_resolved_far": ver.lowest_far,
+                    "accuracy_genuine_pairs": ver.accuracy_pairs.0,
+                    "accuracy_impostor_pairs": ver.accuracy_pairs.1,
                     "eer": ver.eer,
                     "rank1": v.eval.rank1,
                     "intra_inter_ratio": v.eval.compactness.ratio,
@@ -148,7 +173,12 @@ impl FaceReport {
                     "impostor_pairs": ver.pairs.1,
                     "train_seconds": v.train_seconds,
                     "images_per_second": v.images_per_second,
-                    "final_train_batch_accuracy": v.final_train_accuracy,
+                    "final_train_batch_accuracy": v.final_train_batch_accuracy,
+                    "final_train_accuracy": v.final_train_accuracy,
+                    "best_validation_accuracy": v.best_validation_accuracy,
+                    "converged": v.converged,
+                    "steps": v.steps,
+                    "evaluated_step": v.evaluated_step,
                 }),
             );
         }
@@ -157,28 +187,41 @@ impl FaceReport {
         serde_json::Value::Object(map)
     }
 
-    /// A markdown table of the variants.
+    /// A markdown table of the variants, and a line saying what the pairs resolve.
     pub fn table(&self) -> String {
         let mut s = String::from(
-            "| variant | verification acc | ROC AUC | TAR@FAR=1e-3 | TAR@FAR=1e-2 | EER | rank-1 | intra/inter | train batch acc | train s | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+            "| variant | verification acc | ROC AUC | TAR@FAR=1e-3 | TAR@FAR=1e-2 | EER | rank-1 | intra/inter | train acc | val acc | converged | train s | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
+        let tar = |t: Option<f64>| t.map_or("n/a".to_string(), |t| format!("{t:.3}"));
         for v in &self.variants {
             let e = &v.eval.verification;
             s += &format!(
-                "| {} (lambda {}) | {:.2}% ± {:.2} | {:.4} | {:.3} | {:.3} | {:.3} | {:.2}% | {:.3} | {:.2} | {:.0} | {:.1} |\n",
+                "| {} (lambda {}) | {:.2}% ± {:.2} | {:.4} | {} | {} | {:.3} | {:.2}% | {:.3} | {:.3} | {} | {} at step {} of {} | {:.0} | {:.1} |\n",
                 v.name,
                 v.lambda,
                 100.0 * e.accuracy,
                 100.0 * e.accuracy_std,
                 e.roc_auc,
-                e.tar_at_far_1e3,
-                e.tar_at_far_1e2,
+                tar(e.tar_at_far_1e3),
+                tar(e.tar_at_far_1e2),
                 e.eer,
                 100.0 * v.eval.rank1,
                 v.eval.compactness.ratio,
                 v.final_train_accuracy,
+                v.best_validation_accuracy.map_or("-".to_string(), |a| format!("{a:.3}")),
+                if v.converged { "yes" } else { "no" },
+                v.evaluated_step,
+                v.steps,
                 v.train_seconds,
                 v.images_per_second
+            );
+        }
+        if let Some(v) = self.variants.first() {
+            let e = &v.eval.verification;
+            s += &format!(
+                "\nROC, AUC, EER and TAR on {} genuine and {} impostor pairs (lowest FAR they resolve: {:.1e}; \
+                 a TAR needs 10 expected false accepts, else n/a); accuracy: 10 folds of {} genuine and {} impostor pairs.\n",
+                e.pairs.0, e.pairs.1, e.lowest_far, e.accuracy_pairs.0, e.accuracy_pairs.1
             );
         }
         s
@@ -187,14 +230,24 @@ impl FaceReport {
 
 struct Data {
     train: Dataset,
+    validation: Dataset,
     test: Dataset,
     all: Option<(Dataset, Vec<Pair>)>,
     description: String,
 }
 
+/// Identities with a single image (they train, but give no genuine pair).
+fn single_image_identities(labels: &[u32]) -> usize {
+    let mut counts = std::collections::BTreeMap::new();
+    for &l in labels {
+        *counts.entry(l).or_insert(0usize) += 1;
+    }
+    counts.values().filter(|&&c| c == 1).count()
+}
+
 fn load(opts: &FaceOptions) -> Result<Data> {
     let shape = [opts.channels, opts.resolution, opts.resolution];
-    let (folder, fraction) = match &opts.source {
+    let (train, test, all, mut description) = match &opts.source {
         FaceSource::BuiltIn(cfg) => {
             let cfg = FaceSetConfig { resolution: opts.resolution, rgb: opts.channels == 3, ..cfg.clone() };
             let (train, test) = cfg.split();
@@ -207,31 +260,110 @@ fn load(opts: &FaceOptions) -> Result<Data> {
                 cfg.resolution,
                 if cfg.rgb { "RGB" } else { "grey" }
             );
-            return Ok(Data { train, test, all: None, description });
+            (train, test, None, description)
         }
-        FaceSource::Folder { root, test_identities } => (ImageFolder::load(root, shape)?, *test_identities),
-        FaceSource::List { list, test_identities } => (ImageFolder::load_list(list, shape)?, *test_identities),
-    };
-    if let Some((path, why)) = folder.skipped.first() {
-        log::warn!("skipped {} unreadable images, first {}: {why}", folder.skipped.len(), path.display());
-    }
-    let (train, test, held_out) = folder.split_identities(fraction, opts.seed)?;
-    let all = match &opts.pairs {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
-            Some((folder.data.clone(), parse_pairs(&text, &numbered(&folder))?))
+        FaceSource::Folder { root, test_identities } | FaceSource::List { list: root, test_identities } => {
+            let folder = match &opts.source {
+                FaceSource::Folder { .. } => ImageFolder::load(root, shape)?,
+                _ => ImageFolder::load_list(root, shape)?,
+            };
+            if let Some((path, why)) = folder.skipped.first() {
+                log::warn!("skipped {} unreadable images, first {}: {why}", folder.skipped.len(), path.display());
+            }
+            let (train, test, held_out) = folder.split_identities(*test_identities, opts.seed)?;
+            let all = match &opts.pairs {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+                    Some((folder.data.clone(), parse_pairs(&text, &numbered(&folder))?))
+                }
+                None => None,
+            };
+            let description = format!(
+                "{} images of {} identities ({} with a single image; {} unreadable, skipped); {} identities held out",
+                folder.data.len(),
+                folder.identities.len(),
+                single_image_identities(&folder.data.labels),
+                folder.skipped.len(),
+                held_out.len()
+            );
+            (train, test, all, description)
         }
-        None => None,
     };
-    let description = format!(
-        "{} images of {} identities ({} unreadable, skipped); {} identities held out",
-        folder.data.len(),
-        folder.identities.len(),
-        folder.skipped.len(),
-        held_out.len()
+    let (train, validation) = validation_split(&train, opts.validation_fraction, opts.seed)?;
+    description += &format!(
+        "; {} training images, {} validation images of the training identities, {} held-out images",
+        train.len(),
+        validation.len(),
+        test.len()
     );
-    Ok(Data { train, test, all, description })
+    Ok(Data { train, validation, test, all, description })
+}
+
+/// The options that decide a variant's training, as a checkpoint records them: resuming
+/// with any of them changed is refused.
+fn run_key(opts: &FaceOptions, plan: &Plan, lambda: f32) -> String {
+    format!(
+        "source={:?} channels={} resolution={} batch={} steps={} lr={} warmup={} milestones={:?} lambda={lambda} alpha={} embed_dim={} seed={} augment={} validation={} update={:?}",
+        opts.source,
+        opts.channels,
+        opts.resolution,
+        opts.batch,
+        plan.steps,
+        plan.lr,
+        plan.warmup,
+        plan.milestones,
+        opts.alpha,
+        opts.embed_dim,
+        opts.seed,
+        opts.augment,
+        opts.validation_fraction,
+        opts.center_update
+    )
+}
+
+/// Says which recorded options differ from this run's.
+fn key_difference(recorded: &str, now: &str) -> String {
+    let split = |s: &str| -> Vec<String> {
+        let mut parts = Vec::new();
+        for word in s.split(' ') {
+            match parts.last_mut() {
+                Some(last) if !word.contains('=') || word.starts_with('=') => *last = format!("{last} {word}"),
+                _ => parts.push(word.to_string()),
+            }
+        }
+        parts
+    };
+    let (a, b) = (split(recorded), split(now));
+    let diffs: Vec<String> =
+        a.iter().zip(&b).filter(|(x, y)| x != y).map(|(x, y)| format!("was {x}, now {y}")).collect();
+    if diffs.is_empty() {
+        "the recorded options differ".into()
+    } else {
+        diffs.join("; ")
+    }
+}
+
+/// Seconds one training step takes, from forward and backward passes on a training batch
+/// (no update, so the run is unchanged).
+fn seconds_per_step(net: &mut Network, data: &Dataset) -> Result<f64> {
+    let b = net.train_config().batch;
+    let images = &data.images[..b * data.image_len()];
+    let labels = &data.labels[..b];
+    net.gradients(images, labels)?;
+    let t = Instant::now();
+    for _ in 0..2 {
+        net.gradients(images, labels)?;
+    }
+    Ok(t.elapsed().as_secs_f64() / 2.0)
+}
+
+fn minutes(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else {
+        format!("{:.1} min", seconds / 60.0)
+    }
 }
 
 fn train_variant(
@@ -241,10 +373,8 @@ fn train_variant(
     name: &'static str,
     lambda: f32,
 ) -> Result<VariantReport> {
-    let per_epoch = (data.train.len() / opts.batch.max(1)) as u64;
-    let steps = per_epoch * opts.epochs as u64;
-    let sgd =
-        SgdConfig { lr: opts.lr, schedule: MultiStep::at_fractions(steps, &[0.6, 0.85], 0.1), ..Default::default() };
+    let plan = Plan::new(data.train.len(), opts.batch, opts.lr, opts.epochs, opts.steps)?;
+    let sgd = SgdConfig { lr: opts.lr, schedule: plan.schedule(), ..Default::default() };
     let cfg = TrainConfig {
         batch: opts.batch,
         sgd,
@@ -255,24 +385,72 @@ fn train_variant(
     };
     let spec = NetworkSpec::face_resnet(data.train.shape[0], opts.resolution, opts.embed_dim, data.train.num_classes());
     let mut net = Network::new(ctx, spec, cfg)?;
-    let mut start_epoch = 0;
-    if let Some(path) = &opts.resume {
-        checkpoint::load(&mut net, path)?;
-        start_epoch = (net.step_count() / per_epoch.max(1)) as usize;
-        log::info!("{name}: resumed from {} at step {} (epoch {start_epoch})", path.display(), net.step_count());
+    let last = opts.out.join(format!("{name}-last.safetensors"));
+    let best = opts.out.join(format!("{name}.safetensors"));
+    let key = run_key(opts, &plan, lambda);
+    let mut record = ValidationRecord::default();
+    if opts.resume && last.exists() {
+        let meta = checkpoint::metadata(&last)?;
+        let recorded = meta.get("run").map(String::as_str).unwrap_or("");
+        if recorded != key {
+            return Err(Error::Config(format!(
+                "{} was written by a run with other options ({}); resume with the same options, or leave out --resume to start over",
+                last.display(),
+                key_difference(recorded, &key)
+            )));
+        }
+        record = meta.get("validation").and_then(|v| ValidationRecord::decode(v)).ok_or_else(|| Error::Checkpoint {
+            path: last.display().to_string(),
+            reason: "its validation record is unreadable".into(),
+        })?;
+        checkpoint::load(&mut net, &last)?;
+        log::info!("{name}: resumed from {} at step {} of {}", last.display(), net.step_count(), plan.steps);
+    }
+    let remaining = plan.steps.saturating_sub(net.step_count());
+    if remaining > 0 {
+        let per_step = seconds_per_step(&mut net, &data.train)?;
+        log::info!("{name}: {}", plan.describe());
+        log::info!(
+            "{name}: {remaining} steps to go, about {} of training ({:.0} ms per step measured now)",
+            minutes(per_step * remaining as f64),
+            1e3 * per_step
+        );
     }
     let fit_opts = FitOptions {
-        epochs: opts.epochs,
-        start_epoch,
-        augment: Augment { flip: true, crop_pad: 2 },
+        steps: plan.steps,
+        augment: if opts.augment { Augment { flip: true, crop_pad: 2 } } else { Augment::NONE },
         seed: opts.seed,
+        hook_every: plan.per_epoch.min(plan.validate_every),
         label: name.to_string(),
         progress: opts.progress,
         ..Default::default()
     };
-    let fitted = fit(&mut net, &data.train, &fit_opts)?;
-    let ckpt = opts.out.join(format!("{name}.safetensors"));
-    checkpoint::save(&net, &ckpt)?;
+    let validation = &data.validation;
+    let mut hook = |net: &mut Network, step: u64| -> Result<Option<String>> {
+        let mut text = None;
+        if step.is_multiple_of(plan.validate_every) || step == plan.steps {
+            if validation.is_empty() {
+                checkpoint::save(net, &best)?;
+            } else {
+                let (accuracy, loss) = classify(net, validation)?;
+                if record.push(step, accuracy, loss) {
+                    checkpoint::save(net, &best)?;
+                }
+                text = Some(format!("val {accuracy:.3}"));
+            }
+        }
+        checkpoint::save_with(net, &last, &[("run", key.clone()), ("validation", record.encode())])?;
+        Ok(text)
+    };
+    let fitted = fit_with(&mut net, &data.train, &fit_opts, &mut hook)?;
+    let final_train_batch_accuracy = fitted.history.last().map_or(0.0, |(_, m)| m.accuracy);
+    let evaluated_step = record.best().map_or(plan.steps, |b| b.0);
+    checkpoint::load(&mut net, &best)?;
+    let (final_train_accuracy, _) = classify(&net, &data.train)?;
+    log::info!(
+        "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
+        record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))
+    );
 
     let test = net.infer(&data.test.images)?;
     let dim = net.embed_dim();
@@ -295,20 +473,28 @@ fn train_variant(
         eval: report,
         train_seconds: fitted.train_seconds,
         images_per_second: fitted.images_per_second,
-        final_train_accuracy: fitted.history.last().map_or(0.0, |(_, m)| m.accuracy),
-        checkpoint: ckpt,
+        final_train_batch_accuracy,
+        final_train_accuracy,
+        best_validation_accuracy: record.best().map(|b| b.1),
+        converged: record.converged(),
+        steps: plan.steps,
+        evaluated_step,
+        checkpoint: best,
     })
 }
 
 /// Loads the data, trains the variant(s), evaluates each on the held-out identities,
-/// writes checkpoints, a ROC plot and PCA plots into `opts.out`.
+/// writes checkpoints (`{variant}-last.safetensors` every epoch, `{variant}.safetensors`
+/// for the best by validation, the one evaluated), a ROC plot and PCA plots into
+/// `opts.out`. With `opts.resume`, each variant continues from its last checkpoint.
 pub fn run(ctx: &GpuContext, opts: &FaceOptions) -> Result<FaceReport> {
-    if opts.compare && opts.resume.is_some() {
-        return Err(Error::Config("--resume continues one variant; leave out --compare".into()));
-    }
     std::fs::create_dir_all(&opts.out).map_err(|source| Error::Io { path: opts.out.display().to_string(), source })?;
+    let stale = checkpoint::remove_stale_temporaries(&opts.out)?;
+    if stale > 0 {
+        log::info!("removed {stale} temporary checkpoint files a killed run left in {}", opts.out.display());
+    }
     let data = load(opts)?;
-    log::info!("{}; {} training images, {} evaluation images", data.description, data.train.len(), data.test.len());
+    log::info!("{}", data.description);
     let mut variants = Vec::new();
     if opts.compare || opts.lambda == 0.0 {
         variants.push(train_variant(ctx, opts, &data, "softmax", 0.0)?);

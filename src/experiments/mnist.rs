@@ -155,7 +155,7 @@ pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
         };
         let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg)?;
         let fit_opts = FitOptions {
-            epochs: opts.epochs,
+            steps,
             augment: Augment { flip: false, crop_pad: 2 },
             seed: opts.seed,
             label: format!("lambda {lambda}"),

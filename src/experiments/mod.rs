@@ -3,3 +3,4 @@
 
 pub mod faces;
 pub mod mnist;
+pub mod training;

@@ -1,5 +1,10 @@
-//! The training loop shared by the examples: seeded epochs of full batches, augmentation,
-//! a progress bar (epoch, step, softmax loss, center loss, accuracy, images/s).
+//! The training loop shared by the examples: a step budget over seeded epochs of full
+//! batches, augmentation, a progress bar (epoch, step, softmax loss, center loss,
+//! accuracy, images/s, and whatever the periodic hook reports, e.g. validation accuracy).
+//!
+//! The batch order and augmentation of step `s` depend only on the seed and `s`, so a run
+//! resumed from a checkpoint at any step (mid-epoch too) continues exactly where an
+//! uninterrupted run would be.
 
 use std::time::Instant;
 
@@ -12,17 +17,18 @@ use crate::{Error, Result};
 /// How [`fit`] runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitOptions {
-    /// Passes over the training set (counting those already done).
-    pub epochs: usize,
-    /// Epochs already done (a resumed run starts here; each epoch's shuffle and
-    /// augmentation depend only on the seed and the epoch, so resuming is exact).
-    pub start_epoch: usize,
+    /// Total optimisation steps, counting those the network has already taken: a network
+    /// restored from a checkpoint at step `s` trains steps `s..steps`.
+    pub steps: u64,
     /// Augmentation of each batch.
     pub augment: Augment,
     /// Seed of the shuffles and augmentation.
     pub seed: u64,
     /// Read the step's scalars back every this many steps (and on the last step).
     pub report_every: usize,
+    /// Call the hook of [`fit_with`] every this many steps (and after the last step);
+    /// 0: only after the last.
+    pub hook_every: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// A label for the progress bar.
@@ -32,21 +38,28 @@ pub struct FitOptions {
 impl Default for FitOptions {
     fn default() -> Self {
         Self {
-            epochs: 1,
-            start_epoch: 0,
+            steps: 1,
             augment: Augment::default(),
             seed: 0,
             report_every: 10,
+            hook_every: 0,
             progress: true,
             label: String::new(),
         }
     }
 }
 
+impl FitOptions {
+    /// The step budget of `epochs` passes over `images` images in batches of `batch`.
+    pub fn epochs_to_steps(epochs: usize, images: usize, batch: usize) -> u64 {
+        (images / batch.max(1) * epochs) as u64
+    }
+}
+
 /// What a [`fit`] run did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FitReport {
-    /// Steps taken.
+    /// Steps taken in this call.
     pub steps: u64,
     /// Wall-clock seconds of training (no evaluation).
     pub train_seconds: f64,
@@ -56,8 +69,20 @@ pub struct FitReport {
     pub history: Vec<(u64, StepMetrics)>,
 }
 
-/// Trains `net` on `data` for `opts.epochs` epochs of full batches.
+/// Trains `net` on `data` until it has taken `opts.steps` steps.
 pub fn fit(net: &mut Network, data: &Dataset, opts: &FitOptions) -> Result<FitReport> {
+    fit_with(net, data, opts, &mut |_, _| Ok(None))
+}
+
+/// [`fit`], calling `hook(net, step)` every `opts.hook_every` steps and after the last
+/// (validation, checkpoints); the text it returns joins the progress line. Its time is
+/// not counted as training time.
+pub fn fit_with(
+    net: &mut Network,
+    data: &Dataset,
+    opts: &FitOptions,
+    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
+) -> Result<FitReport> {
     let batch = net.train_config().batch;
     if data.len() < batch {
         return Err(Error::Data(format!("{} training images are fewer than one batch of {batch}", data.len())));
@@ -69,48 +94,67 @@ pub fn fit(net: &mut Network, data: &Dataset, opts: &FitOptions) -> Result<FitRe
             net.spec().input
         )));
     }
-    let per_epoch = data.len() / batch;
-    let total = (per_epoch * opts.epochs.saturating_sub(opts.start_epoch)) as u64;
-    let bar = Progress::new(total, opts.progress, &opts.label);
+    if opts.steps == 0 {
+        return Err(Error::Config("a training budget of zero steps trains nothing; ask for at least one".into()));
+    }
+    let per_epoch = (data.len() / batch) as u64;
+    let epochs = opts.steps.div_ceil(per_epoch);
+    let first = net.step_count();
+    let bar = Progress::new(opts.steps, opts.progress, &opts.label);
+    bar.inc(first.min(opts.steps));
     let mut report = FitReport::default();
+    let mut hooked = String::new();
+    let mut hook_seconds = 0.0;
     let start = Instant::now();
     let mut images = vec![0.0f32; batch * data.image_len()];
     let mut labels = vec![0u32; batch];
-    for epoch in opts.start_epoch..opts.epochs {
-        let mut rng = StdRng::seed_from_u64(opts.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for (i, idx) in epoch_batches(data.len(), batch, &mut rng).into_iter().enumerate() {
+    let mut step = first;
+    while step < opts.steps {
+        let epoch = step / per_epoch;
+        let mut rng = StdRng::seed_from_u64(opts.seed ^ (epoch + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let order = epoch_batches(data.len(), batch, &mut rng);
+        // Batches of this epoch already trained (a resumed run): replay their draws.
+        opts.augment.skip((step % per_epoch) as usize * batch, &mut rng);
+        for idx in &order[(step % per_epoch) as usize..] {
+            if step >= opts.steps {
+                break;
+            }
             for (slot, &j) in idx.iter().enumerate() {
                 images[slot * data.image_len()..(slot + 1) * data.image_len()].copy_from_slice(data.image(j));
                 labels[slot] = data.labels[j];
             }
             opts.augment.apply(&mut images, data.shape, &mut rng);
-            let last = epoch + 1 == opts.epochs && i + 1 == per_epoch;
+            let last = step + 1 == opts.steps;
             let read = last || (report.steps as usize).is_multiple_of(opts.report_every.max(1));
             if let Some(m) = net.train_step(&images, &labels, read)? {
                 if !m.softmax_loss.is_finite() {
-                    return Err(Error::Data(format!(
-                        "training diverged at step {}: loss {}",
-                        report.steps, m.softmax_loss
-                    )));
+                    return Err(Error::Data(format!("training diverged at step {step}: loss {}", m.softmax_loss)));
                 }
                 report.history.push((net.step_count(), m));
-                let rate = (report.steps + 1) as f64 * batch as f64 / start.elapsed().as_secs_f64();
+                let rate = (report.steps + 1) as f64 * batch as f64 / (start.elapsed().as_secs_f64() - hook_seconds);
                 bar.message(format!(
-                    "epoch {}/{} softmax {:.4} center {:.4} acc {:.3} {:.0} img/s",
+                    "epoch {}/{epochs} softmax {:.4} center {:.4} acc {:.3}{hooked} {:.0} img/s",
                     epoch + 1,
-                    opts.epochs,
                     m.softmax_loss,
                     m.center_loss,
                     m.accuracy,
                     rate
                 ));
             }
+            step += 1;
             report.steps += 1;
             bar.inc(1);
+            if last || (opts.hook_every > 0 && step.is_multiple_of(opts.hook_every)) {
+                let t = Instant::now();
+                if let Some(text) = hook(net, step)? {
+                    hooked = format!(" {text}");
+                }
+                hook_seconds += t.elapsed().as_secs_f64();
+            }
         }
     }
     net.graph().context().wait_idle()?;
-    report.train_seconds = start.elapsed().as_secs_f64();
+    report.train_seconds = start.elapsed().as_secs_f64() - hook_seconds;
     report.images_per_second = report.steps as f64 * batch as f64 / report.train_seconds.max(1e-9);
     bar.finish();
     Ok(report)

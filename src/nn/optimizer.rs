@@ -47,31 +47,35 @@ impl SgdConfig {
     }
 }
 
-/// Multiplies the learning rate by `gamma` at each milestone (a step count).
+/// A linear warm-up over the first `warmup` steps, then the rate times `gamma` at each
+/// milestone (a step count).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiStep {
     /// Steps at which the rate drops, ascending.
     pub milestones: Vec<u64>,
     /// The factor applied at each milestone.
     pub gamma: f32,
+    /// Step `s < warmup` runs at `base * (s + 1) / warmup` (0: no warm-up).
+    pub warmup: u64,
 }
 
 impl Default for MultiStep {
     fn default() -> Self {
-        Self { milestones: Vec::new(), gamma: 0.1 }
+        Self { milestones: Vec::new(), gamma: 0.1, warmup: 0 }
     }
 }
 
 impl MultiStep {
     /// Drops by `gamma` at the given fractions of `total_steps` (e.g. 0.6 and 0.85).
     pub fn at_fractions(total_steps: u64, fractions: &[f64], gamma: f32) -> Self {
-        Self { milestones: fractions.iter().map(|f| (total_steps as f64 * f) as u64).collect(), gamma }
+        Self { milestones: fractions.iter().map(|f| (total_steps as f64 * f) as u64).collect(), gamma, warmup: 0 }
     }
 
     /// The learning rate at `step` for a base rate `base`.
     pub fn lr_at(&self, base: f32, step: u64) -> f32 {
         let drops = self.milestones.iter().filter(|&&m| step >= m).count();
-        base * self.gamma.powi(drops as i32)
+        let ramp = if step < self.warmup { (step + 1) as f32 / self.warmup as f32 } else { 1.0 };
+        base * ramp * self.gamma.powi(drops as i32)
     }
 }
 
@@ -81,10 +85,18 @@ mod tests {
 
     #[test]
     fn multistep_drops_at_milestones() {
-        let s = MultiStep { milestones: vec![10, 20], gamma: 0.1 };
+        let s = MultiStep { milestones: vec![10, 20], gamma: 0.1, warmup: 0 };
         assert_eq!(s.lr_at(1.0, 0), 1.0);
         assert_eq!(s.lr_at(1.0, 9), 1.0);
         assert!((s.lr_at(1.0, 10) - 0.1).abs() < 1e-7);
         assert!((s.lr_at(1.0, 25) - 0.01).abs() < 1e-8);
+    }
+
+    #[test]
+    fn warmup_ramps_linearly_to_the_base_rate() {
+        let s = MultiStep { milestones: vec![10], gamma: 0.1, warmup: 4 };
+        let lrs: Vec<f32> = (0..5).map(|t| s.lr_at(2.0, t)).collect();
+        assert_eq!(lrs, [0.5, 1.0, 1.5, 2.0, 2.0]);
+        assert!((s.lr_at(2.0, 10) - 0.2).abs() < 1e-7);
     }
 }

@@ -1,0 +1,247 @@
+//! What a training run needs around [`crate::nn::fit_with`]: a schedule sized by the data
+//! ([`Plan`]), a validation split of the training identities' images, and the validation
+//! record that picks the best checkpoint and says whether training converged.
+
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+
+use crate::data::Dataset;
+use crate::nn::{MultiStep, Network};
+use crate::{Error, Result};
+
+/// A default run takes at least this many steps ...
+pub const MIN_STEPS: u64 = 600;
+/// ... and at least this many passes over the training images.
+pub const MIN_EPOCHS: u64 = 10;
+/// Validation runs about this many times per run (at most once per epoch).
+pub const VALIDATIONS: u64 = 20;
+/// Training has converged when validation has not improved over this many evaluations.
+pub const PATIENCE: usize = 3;
+
+/// The schedule of one training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Optimisation steps.
+    pub steps: u64,
+    /// Steps per pass over the training images (full batches).
+    pub per_epoch: u64,
+    /// Base learning rate.
+    pub lr: f32,
+    /// Linear warm-up steps.
+    pub warmup: u64,
+    /// Steps at which the rate drops tenfold.
+    pub milestones: Vec<u64>,
+    /// Validate (and keep the best checkpoint) every this many steps (whole epochs), and
+    /// after the last.
+    pub validate_every: u64,
+    /// `true` when the budget came from the data's size, not from `--epochs` / `--steps`.
+    pub sized_by_data: bool,
+}
+
+impl Plan {
+    /// The schedule for `images` training images in batches of `batch`: `steps`, else
+    /// `epochs` passes, else the data-sized default, max([`MIN_STEPS`], [`MIN_EPOCHS`]
+    /// epochs). A warm-up over the first 5% of the steps, the rate divided by 10 at 60% and
+    /// 85%, validation [`VALIDATIONS`] times (at most once per epoch).
+    pub fn new(images: usize, batch: usize, lr: f32, epochs: Option<usize>, steps: Option<u64>) -> Result<Plan> {
+        if batch == 0 || images < batch {
+            return Err(Error::Data(format!("{images} training images are fewer than one batch of {batch}")));
+        }
+        let per_epoch = (images / batch) as u64;
+        let (steps, sized_by_data) = match (steps, epochs) {
+            (Some(s), _) => (s, false),
+            (None, Some(e)) => (per_epoch * e as u64, false),
+            (None, None) => (MIN_STEPS.max(MIN_EPOCHS * per_epoch), true),
+        };
+        if steps == 0 {
+            return Err(Error::Config(
+                "a budget of zero steps (--epochs 0 or --steps 0) trains nothing; ask for at least one step".into(),
+            ));
+        }
+        let schedule = MultiStep::at_fractions(steps, &[0.6, 0.85], 0.1);
+        Ok(Plan {
+            steps,
+            per_epoch,
+            lr,
+            warmup: steps / 20,
+            milestones: schedule.milestones,
+            validate_every: per_epoch * steps.div_ceil(VALIDATIONS).div_ceil(per_epoch),
+            sized_by_data,
+        })
+    }
+
+    /// The learning-rate schedule.
+    pub fn schedule(&self) -> MultiStep {
+        MultiStep { milestones: self.milestones.clone(), gamma: 0.1, warmup: self.warmup }
+    }
+
+    /// One line a user reads before training starts.
+    pub fn describe(&self) -> String {
+        let drops: Vec<String> = self.milestones.iter().map(|m| m.to_string()).collect();
+        format!(
+            "{} steps = {:.1} epochs of {} steps{}; lr {} with a linear warm-up over {} steps, divided by 10 at steps {}; validation every {} steps",
+            self.steps,
+            self.steps as f64 / self.per_epoch as f64,
+            self.per_epoch,
+            if self.sized_by_data {
+                format!(" (sized by the data: at least {MIN_STEPS} steps and {MIN_EPOCHS} epochs)")
+            } else {
+                String::new()
+            },
+            self.lr,
+            self.warmup,
+            drops.join(" and "),
+            self.validate_every
+        )
+    }
+}
+
+/// Splits `data` into training and validation images of the same identities: `fraction`
+/// of each identity's images (rounded; never its last image) go to validation, chosen with
+/// `seed`. Identities with a single image stay in training.
+pub fn validation_split(data: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+    if !(0.0..1.0).contains(&fraction) {
+        return Err(Error::Config(format!("the validation fraction must be in [0, 1), not {fraction}")));
+    }
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); data.num_classes()];
+    for (i, &l) in data.labels.iter().enumerate() {
+        by_class[l as usize].push(i);
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5641_4C49_4441_5445);
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for mut members in by_class {
+        members.shuffle(&mut rng);
+        let k = ((members.len() as f64 * fraction).round() as usize).min(members.len().saturating_sub(1));
+        val.extend_from_slice(&members[..k]);
+        train.extend_from_slice(&members[k..]);
+    }
+    train.sort_unstable();
+    val.sort_unstable();
+    Ok((data.select(&train), data.select(&val)))
+}
+
+/// Closed-set accuracy and mean softmax loss of `net` on `data` (no augmentation).
+pub fn classify(net: &Network, data: &Dataset) -> Result<(f64, f64)> {
+    if data.is_empty() {
+        return Ok((0.0, 0.0));
+    }
+    let k = net.spec().num_classes;
+    let out = net.infer(&data.images)?;
+    let mut loss = 0.0;
+    for (row, &y) in out.logits.chunks(k).zip(&data.labels) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z)) as f64;
+        let sum: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum();
+        loss += max + sum.ln() - row[y as usize] as f64;
+    }
+    let right = out.predictions(k).iter().zip(&data.labels).filter(|(p, y)| p == y).count();
+    Ok((right as f64 / data.len() as f64, loss / data.len() as f64))
+}
+
+/// The validation evaluations of one run: which was best (accuracy, then lower loss) and
+/// whether training converged.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValidationRecord {
+    /// (step, accuracy, loss) of every evaluation, in order.
+    pub evaluations: Vec<(u64, f64, f64)>,
+}
+
+impl ValidationRecord {
+    /// Records an evaluation; returns `true` when it is the best so far.
+    pub fn push(&mut self, step: u64, accuracy: f64, loss: f64) -> bool {
+        let better = self.best().is_none_or(|(_, a, l)| accuracy > a || (accuracy == a && loss < l));
+        self.evaluations.push((step, accuracy, loss));
+        better
+    }
+
+    /// The best evaluation: highest accuracy, then lowest loss, then earliest.
+    pub fn best(&self) -> Option<(u64, f64, f64)> {
+        let mut best: Option<(u64, f64, f64)> = None;
+        for &e in &self.evaluations {
+            if best.is_none_or(|(_, a, l)| e.1 > a || (e.1 == a && e.2 < l)) {
+                best = Some(e);
+            }
+        }
+        best
+    }
+
+    /// Validation accuracy did not improve over the last [`PATIENCE`] evaluations.
+    pub fn converged(&self) -> bool {
+        let n = self.evaluations.len();
+        if n <= PATIENCE {
+            return false;
+        }
+        let before = self.evaluations[..n - PATIENCE].iter().map(|e| e.1).fold(f64::NEG_INFINITY, f64::max);
+        self.evaluations[n - PATIENCE..].iter().all(|e| e.1 <= before)
+    }
+
+    /// The record as text for a checkpoint's metadata (`step accuracy loss;...`, exact).
+    pub fn encode(&self) -> String {
+        let items: Vec<String> =
+            self.evaluations.iter().map(|(s, a, l)| format!("{s} {:016x} {:016x}", a.to_bits(), l.to_bits())).collect();
+        items.join(";")
+    }
+
+    /// Reads [`ValidationRecord::encode`]'s text back.
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut evaluations = Vec::new();
+        for item in text.split(';').filter(|s| !s.is_empty()) {
+            let mut parts = item.split(' ');
+            let step = parts.next()?.parse().ok()?;
+            let a = f64::from_bits(u64::from_str_radix(parts.next()?, 16).ok()?);
+            let l = f64::from_bits(u64::from_str_radix(parts.next()?, 16).ok()?);
+            evaluations.push((step, a, l));
+        }
+        Some(Self { evaluations })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_budget_grows_with_the_data() {
+        let small = Plan::new(300, 64, 0.05, None, None).unwrap();
+        assert_eq!((small.steps, small.per_epoch), (MIN_STEPS, 4));
+        assert!(small.sized_by_data);
+        let large = Plan::new(300_000, 64, 0.05, None, None).unwrap();
+        assert_eq!(large.steps, MIN_EPOCHS * 4687);
+        assert_eq!(large.validate_every, 4687, "46 870 / 20 steps, rounded up to a whole epoch");
+        assert_eq!(small.validate_every, 32, "600 / 20 rounded up to whole epochs of 4");
+        assert_eq!(Plan::new(300, 64, 0.05, Some(40), None).unwrap().steps, 160);
+        assert_eq!(Plan::new(300, 64, 0.05, Some(40), Some(7)).unwrap().steps, 7);
+        assert!(matches!(Plan::new(300, 64, 0.05, Some(0), None), Err(Error::Config(_))));
+        assert!(matches!(Plan::new(300, 64, 0.05, None, Some(0)), Err(Error::Config(_))));
+        assert!(Plan::new(30, 64, 0.05, None, None).is_err());
+        let s = small.schedule();
+        assert_eq!((s.warmup, s.milestones.clone()), (30, vec![360, 510]));
+    }
+
+    #[test]
+    fn validation_takes_a_share_of_each_identity_and_never_its_last_image() {
+        let labels: Vec<u32> = [vec![0; 10], vec![1; 1], vec![2; 2], vec![3; 20]].concat();
+        let data = Dataset { images: (0..labels.len()).map(|i| i as f32).collect(), labels, shape: [1, 1, 1] };
+        let (train, val) = validation_split(&data, 0.1, 1).unwrap();
+        let count = |d: &Dataset, c: u32| d.labels.iter().filter(|&&l| l == c).count();
+        assert_eq!([0, 1, 2, 3].map(|c| count(&val, c)), [1, 0, 0, 2]);
+        assert_eq!(train.len() + val.len(), data.len());
+        let mut all: Vec<f32> = train.images.iter().chain(&val.images).copied().collect();
+        all.sort_by(f32::total_cmp);
+        assert_eq!(all, data.images, "a partition");
+    }
+
+    #[test]
+    fn the_record_picks_the_best_and_sees_convergence() {
+        let mut r = ValidationRecord::default();
+        assert!(r.push(10, 0.5, 2.0));
+        assert!(r.push(20, 0.8, 1.0));
+        assert!(r.push(30, 0.8, 0.9), "same accuracy, lower loss");
+        assert!(!r.push(40, 0.7, 0.5));
+        assert!(!r.converged());
+        assert!(!r.push(50, 0.8, 1.5));
+        assert!(r.converged(), "no accuracy above step 20's 0.8 in the last three");
+        assert!(r.push(60, 0.9, 1.2));
+        assert!(!r.converged());
+        assert_eq!(r.best(), Some((60, 0.9, 1.2)));
+        assert_eq!(ValidationRecord::decode(&r.encode()), Some(r));
+    }
+}

@@ -91,3 +91,27 @@ fn list_files_and_pairs_files() {
     assert!(parse_pairs("alice 1 9\n", &numbered(&all)).is_err());
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn a_generated_set_written_as_a_folder_reads_back() {
+    use centerloss::data::faces::FaceSetConfig;
+    use centerloss::data::folder::write_folder;
+    let cfg = FaceSetConfig {
+        train_identities: 3,
+        test_identities: 0,
+        images_per_identity: 4,
+        resolution: 16,
+        ..Default::default()
+    };
+    let set = cfg.generate(0, 3);
+    let root = std::env::temp_dir().join(format!("centerloss-folder-written-{}", std::process::id()));
+    std::fs::remove_dir_all(&root).ok();
+    assert_eq!(write_folder(&set, &root, |l| format!("person{l}")).unwrap(), 12);
+    let back = ImageFolder::load(&root, cfg.shape()).unwrap();
+    assert_eq!(back.identities, ["person0", "person1", "person2"]);
+    assert_eq!(back.data.labels, set.labels);
+    // 8-bit PNGs: every pixel within half a grey level of the original.
+    let worst = back.data.images.iter().zip(&set.images).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 0.5 / 127.5 + 1e-6, "{worst}");
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -136,6 +136,12 @@ impl ImageFolder {
     /// evaluation. Returns (train, test), each relabelled from 0, and the test identities'
     /// names.
     pub fn split_identities(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset, Vec<String>)> {
+        Self { data: self.data.clone(), identities: self.identities.clone(), ..Default::default() }
+            .into_split_identities(fraction, seed)
+    }
+
+    /// [`ImageFolder::split_identities`], moving the pixels instead of copying them.
+    pub fn into_split_identities(self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset, Vec<String>)> {
         let n = self.identities.len();
         if n < 2 {
             return Err(Error::Data(format!("{n} identity: need at least 2 to hold some out")));
@@ -143,21 +149,21 @@ impl ImageFolder {
         let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.shuffle(&mut StdRng::seed_from_u64(seed));
-        let test_ids: Vec<u32> = order[..held].to_vec();
-        let pick = |keep: &dyn Fn(u32) -> bool| {
-            let idx: Vec<usize> = (0..self.data.len()).filter(|&i| keep(self.data.labels[i])).collect();
-            let mut d = self.data.select(&idx);
+        let mut is_test = vec![false; n];
+        for &l in &order[..held] {
+            is_test[l as usize] = true;
+        }
+        let mut names: Vec<String> = order[..held].iter().map(|&l| self.identities[l as usize].clone()).collect();
+        names.sort();
+        let labels = self.data.labels.clone();
+        let (mut train, mut test) = self.data.partition(|i| !is_test[labels[i] as usize]);
+        for d in [&mut train, &mut test] {
             let mut map = BTreeMap::new();
             for l in d.labels.iter_mut() {
                 let next = map.len() as u32;
                 *l = *map.entry(*l).or_insert(next);
             }
-            d
-        };
-        let train = pick(&|l| !test_ids.contains(&l));
-        let test = pick(&|l| test_ids.contains(&l));
-        let mut names: Vec<String> = test_ids.iter().map(|&l| self.identities[l as usize].clone()).collect();
-        names.sort();
+        }
         Ok((train, test, names))
     }
 }

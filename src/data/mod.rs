@@ -55,6 +55,43 @@ impl Dataset {
         out
     }
 
+    /// Splits the set into the images where `first(i)` holds and the others, each in its
+    /// original order, in place: the pixels move, and at most the second part is ever
+    /// held twice (a 300 000-image set is not duplicated to split it).
+    pub fn partition(mut self, first: impl Fn(usize) -> bool) -> (Dataset, Dataset) {
+        let n = self.len();
+        let len = self.image_len();
+        let order: Vec<usize> = (0..n).filter(|&i| first(i)).chain((0..n).filter(|&i| !first(i))).collect();
+        // Move image order[k] to slot k by following the permutation's cycles.
+        let mut placed = vec![false; n];
+        let mut held = vec![0.0f32; len];
+        for start in 0..n {
+            if placed[start] || order[start] == start {
+                placed[start] = true;
+                continue;
+            }
+            held.copy_from_slice(&self.images[start * len..(start + 1) * len]);
+            let mut slot = start;
+            loop {
+                let from = order[slot];
+                placed[slot] = true;
+                if from == start {
+                    self.images[slot * len..(slot + 1) * len].copy_from_slice(&held);
+                    break;
+                }
+                self.images.copy_within(from * len..(from + 1) * len, slot * len);
+                slot = from;
+            }
+        }
+        let labels: Vec<u32> = order.iter().map(|&i| self.labels[i]).collect();
+        let cut = order.iter().take_while(|&&i| first(i)).count();
+        let rest_images = self.images.split_off(cut * len);
+        self.images.shrink_to_fit();
+        let head = Dataset { shape: self.shape, images: self.images, labels: labels[..cut].to_vec() };
+        let tail = Dataset { shape: self.shape, images: rest_images, labels: labels[cut..].to_vec() };
+        (head, tail)
+    }
+
     /// Number of classes: one more than the largest label.
     pub fn num_classes(&self) -> usize {
         self.labels.iter().max().map_or(0, |&m| m as usize + 1)
@@ -144,6 +181,18 @@ mod tests {
         let mut img = orig.clone();
         Augment { flip: false, crop_pad: 1 }.apply(&mut img, shape, &mut rng);
         assert!(img.iter().all(|v| *v == 0.0 || orig.contains(v)));
+    }
+
+    #[test]
+    fn partition_moves_images_in_order() {
+        let data =
+            Dataset { shape: [1, 1, 2], images: (0..12).map(|v| v as f32).collect(), labels: vec![0, 1, 2, 3, 4, 5] };
+        let keep = |i: usize| i % 3 == 1 || i == 5;
+        let (a, b) = data.clone().partition(keep);
+        assert_eq!(a, data.select(&[1, 4, 5]));
+        assert_eq!(b, data.select(&[0, 2, 3]));
+        let (all, none) = data.clone().partition(|_| true);
+        assert_eq!((all, none.len()), (data.clone(), 0));
     }
 
     #[test]

@@ -270,7 +270,6 @@ fn load(opts: &FaceOptions) -> Result<Data> {
             if let Some((path, why)) = folder.skipped.first() {
                 log::warn!("skipped {} unreadable images, first {}: {why}", folder.skipped.len(), path.display());
             }
-            let (train, test, held_out) = folder.split_identities(*test_identities, opts.seed)?;
             let all = match &opts.pairs {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
@@ -280,17 +279,17 @@ fn load(opts: &FaceOptions) -> Result<Data> {
                 None => None,
             };
             let description = format!(
-                "{} images of {} identities ({} with a single image; {} unreadable, skipped); {} identities held out",
+                "{} images of {} identities ({} with a single image; {} unreadable, skipped)",
                 folder.data.len(),
                 folder.identities.len(),
                 single_image_identities(&folder.data.labels),
                 folder.skipped.len(),
-                held_out.len()
             );
-            (train, test, all, description)
+            let (train, test, held_out) = folder.into_split_identities(*test_identities, opts.seed)?;
+            (train, test, all, format!("{description}; {} identities held out", held_out.len()))
         }
     };
-    let (train, validation) = validation_split(&train, opts.validation_fraction, opts.seed)?;
+    let (train, validation) = validation_split(train, opts.validation_fraction, opts.seed)?;
     description += &format!(
         "; {} training images, {} validation images of the training identities, {} held-out images",
         train.len(),

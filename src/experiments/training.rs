@@ -97,8 +97,8 @@ impl Plan {
 
 /// Splits `data` into training and validation images of the same identities: `fraction`
 /// of each identity's images (rounded; never its last image) go to validation, chosen with
-/// `seed`. Identities with a single image stay in training.
-pub fn validation_split(data: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+/// `seed`. Identities with a single image stay in training. The pixels move, not copied.
+pub fn validation_split(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
     if !(0.0..1.0).contains(&fraction) {
         return Err(Error::Config(format!("the validation fraction must be in [0, 1), not {fraction}")));
     }
@@ -107,16 +107,15 @@ pub fn validation_split(data: &Dataset, fraction: f64, seed: u64) -> Result<(Dat
         by_class[l as usize].push(i);
     }
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5641_4C49_4441_5445);
-    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let mut is_val = vec![false; data.len()];
     for mut members in by_class {
         members.shuffle(&mut rng);
         let k = ((members.len() as f64 * fraction).round() as usize).min(members.len().saturating_sub(1));
-        val.extend_from_slice(&members[..k]);
-        train.extend_from_slice(&members[k..]);
+        for &i in &members[..k] {
+            is_val[i] = true;
+        }
     }
-    train.sort_unstable();
-    val.sort_unstable();
-    Ok((data.select(&train), data.select(&val)))
+    Ok(data.partition(|i| !is_val[i]))
 }
 
 /// Closed-set accuracy and mean softmax loss of `net` on `data` (no augmentation).
@@ -220,7 +219,7 @@ mod tests {
     fn validation_takes_a_share_of_each_identity_and_never_its_last_image() {
         let labels: Vec<u32> = [vec![0; 10], vec![1; 1], vec![2; 2], vec![3; 20]].concat();
         let data = Dataset { images: (0..labels.len()).map(|i| i as f32).collect(), labels, shape: [1, 1, 1] };
-        let (train, val) = validation_split(&data, 0.1, 1).unwrap();
+        let (train, val) = validation_split(data.clone(), 0.1, 1).unwrap();
         let count = |d: &Dataset, c: u32| d.labels.iter().filter(|&&l| l == c).count();
         assert_eq!([0, 1, 2, 3].map(|c| count(&val, c)), [1, 0, 0, 2]);
         assert_eq!(train.len() + val.len(), data.len());

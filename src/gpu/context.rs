@@ -9,9 +9,14 @@ use crate::{Error, Result};
 /// A GPU device ready for compute, with the adapter's own limits and the optional
 /// features this crate uses (float atomics, timestamp queries) requested when present.
 ///
-/// Cheap to clone: clones share one device. wgpu's default uncaptured-error handler
-/// (which panics) is replaced; every operation of this crate runs inside error scopes
-/// and returns wgpu's errors as [`Error::Gpu`].
+/// Cheap to clone: clones share one device. Every operation of this crate runs inside
+/// error scopes (validation, out-of-memory, internal) pushed and popped on the calling
+/// thread around its own work, and returns wgpu's errors as [`Error::Gpu`].
+///
+/// A device this crate opened ([`GpuContext::new`]) also gets an uncaptured-error handler
+/// that logs and keeps errors (wgpu's default panics). A device it was given
+/// ([`GpuContext::from_wgpu`]) gets nothing installed: the host keeps its own handler and
+/// its own error scopes, and sees every error of its own work.
 #[derive(Clone)]
 pub struct GpuContext {
     inner: Arc<Inner>,
@@ -57,8 +62,29 @@ pub enum KernelFamily {
     Cpu,
 }
 
+/// The wgpu handles behind a context, for another library to build on the same device
+/// (burn's and cubecl's `WgpuSetup` hold the same four).
+#[derive(Clone, Debug)]
+pub struct WgpuHandles {
+    /// The instance the adapter came from.
+    pub instance: wgpu::Instance,
+    /// The adapter.
+    pub adapter: wgpu::Adapter,
+    /// The device.
+    pub device: wgpu::Device,
+    /// The device's queue.
+    pub queue: wgpu::Queue,
+}
+
+/// The limits this crate's kernels need of a device it is given: wgpu's defaults for
+/// compute (256 invocations per workgroup, 16 KiB of workgroup memory, 8 storage buffers
+/// per stage, 128 MiB bindings, 65 535 workgroups per dimension).
+pub fn required_limits() -> wgpu::Limits {
+    wgpu::Limits::default()
+}
+
 struct Inner {
-    _instance: wgpu::Instance,
+    instance: wgpu::Instance,
     adapter: wgpu::Adapter,
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -116,7 +142,7 @@ impl GpuContext {
         let ctx = Self {
             kernels: KernelFamily::Gpu,
             inner: Arc::new(Inner {
-                _instance: instance,
+                instance,
                 adapter,
                 device,
                 queue,
@@ -126,6 +152,60 @@ impl GpuContext {
             }),
         };
         Ok(ctx.with_kernels(choice))
+    }
+
+    /// Wraps a device another program opened (a burn or cubecl `WgpuSetup`, a renderer's
+    /// device), sharing its queue. Checks the limits the kernels need ([`required_limits`]),
+    /// naming each one that falls short. Optional features are used where enabled: without
+    /// `SHADER_FLOAT32_ATOMIC` the center update uses compare-exchange loops, without
+    /// `TIMESTAMP_QUERY` and `TIMESTAMP_QUERY_INSIDE_ENCODERS` there is no profiling. Nothing
+    /// is installed on the device (no uncaptured-error handler): see [`GpuContext`].
+    /// Honours `CENTERLOSS_KERNELS`.
+    pub fn from_wgpu(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Self> {
+        let choice = KernelChoice::from_env()?;
+        let info = adapter.get_info();
+        let mut short = Vec::new();
+        required_limits().check_limits_with_fail_fn(&device.limits(), false, |name, need, have| {
+            short.push(format!("{name}: the device has {have}, the kernels need {need}"))
+        });
+        if !short.is_empty() {
+            return Err(Error::Device {
+                adapter: info.name.clone(),
+                reason: format!(
+                    "the shared device's limits are too small ({}); create it with centerloss::gpu::required_limits() or higher",
+                    short.join("; ")
+                ),
+            });
+        }
+        log::info!("centerloss GPU context on a shared device: {}", summary(&info, device.features()));
+        let ctx = Self {
+            kernels: KernelFamily::Gpu,
+            inner: Arc::new(Inner {
+                instance,
+                adapter,
+                device,
+                queue,
+                info,
+                uncaptured: Arc::new(Mutex::new(Vec::new())),
+                cache: Mutex::new(HashMap::new()),
+            }),
+        };
+        Ok(ctx.with_kernels(choice))
+    }
+
+    /// The instance, adapter, device and queue, for another library to share this device.
+    pub fn wgpu_handles(&self) -> WgpuHandles {
+        WgpuHandles {
+            instance: self.inner.instance.clone(),
+            adapter: self.inner.adapter.clone(),
+            device: self.inner.device.clone(),
+            queue: self.inner.queue.clone(),
+        }
     }
 
     /// One line: adapter name, backend, device type, driver, float atomics, timestamps,

@@ -8,7 +8,7 @@ mod readback;
 pub mod shaders;
 mod timing;
 
-pub use context::{GpuContext, KernelChoice, KernelFamily};
+pub use context::{required_limits, GpuContext, KernelChoice, KernelFamily, WgpuHandles};
 pub use kernels::{
     compute_pipeline, profile_ops, record_ops, shader_module, Access, Constants, KernelSet, KernelSpec, Op,
 };

@@ -14,7 +14,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::check_finite;
-use crate::gpu::read_buffer;
+use crate::gpu::read_buffers;
 use crate::nn::Network;
 use crate::{Error, Result};
 
@@ -44,9 +44,11 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
     }
     let ctx = net.graph().context();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let sources: Vec<(&wgpu::Buffer, usize)> =
+        net.graph().params().iter().flat_map(|p| [(&p.value, p.len), (&p.velocity, p.len)]).collect();
+    let mut values = read_buffers(ctx, &sources)?.into_iter();
     for p in net.graph().params() {
-        let value: Vec<f32> = read_buffer(ctx, &p.value, p.len)?;
-        let velocity: Vec<f32> = read_buffer(ctx, &p.velocity, p.len)?;
+        let (value, velocity) = (values.next().expect("one per source"), values.next().expect("one per source"));
         tensors.push((format!("param/{}", p.name), Dtype::F32, vec![p.len], bytemuck::cast_slice(&value).to_vec()));
         tensors.push((
             format!("velocity/{}", p.name),

@@ -12,7 +12,7 @@ pub use context::{required_limits, GpuContext, KernelChoice, KernelFamily, WgpuH
 pub use kernels::{
     compute_pipeline, profile_ops, record_ops, shader_module, Access, Constants, KernelSet, KernelSpec, Op,
 };
-pub use readback::{read_buffer, Staging};
+pub use readback::{read_buffer, read_buffers, Staging};
 pub use timing::{median, profile_dispatches, GpuTimer, KernelTime};
 
 use std::num::NonZeroU64;

@@ -71,3 +71,30 @@ pub fn read_buffer<T: Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) 
     })?;
     staging.read_values(ctx, len)
 }
+
+/// Reads the first `len` f32 values of each `(buffer, len)` back in one submission and one
+/// mapping (a checkpoint's parameters and momenta: one wait instead of one per buffer).
+pub fn read_buffers(ctx: &GpuContext, sources: &[(&wgpu::Buffer, usize)]) -> Result<Vec<Vec<f32>>> {
+    let total: usize = sources.iter().map(|(_, len)| len).sum();
+    let staging = Staging::new(ctx.device(), "readback", (4 * total) as u64);
+    ctx.capture(|| {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        let mut offset = 0u64;
+        for (buffer, len) in sources {
+            if *len > 0 {
+                staging.copy_from(&mut encoder, buffer, 0, offset, 4 * *len as u64);
+            }
+            offset += 4 * *len as u64;
+        }
+        ctx.queue().submit([encoder.finish()]);
+    })?;
+    let all: Vec<f32> = staging.read_values(ctx, total)?;
+    let mut start = 0;
+    Ok(sources
+        .iter()
+        .map(|(_, len)| {
+            start += len;
+            all[start - len..start].to_vec()
+        })
+        .collect())
+}

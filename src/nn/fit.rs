@@ -145,6 +145,8 @@ pub fn fit_with(
             report.steps += 1;
             bar.inc(1);
             if last || (opts.hook_every > 0 && step.is_multiple_of(opts.hook_every)) {
+                // The steps submitted so far count as training, not as the hook's time.
+                net.graph().context().wait_idle()?;
                 let t = Instant::now();
                 if let Some(text) = hook(net, step)? {
                     hooked = format!(" {text}");

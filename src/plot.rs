@@ -94,8 +94,9 @@ pub fn scatter_2d(
 }
 
 /// Writes ROC curves (false-accept rate on a log axis against true-accept rate), one per
-/// `(name, points)` with points sorted by FAR.
-pub fn roc_curves(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
+/// `(name, points)` with points sorted by FAR. With `lowest_far`, the rates below it (which
+/// the impostor pairs do not resolve: fewer than 10 expected false accepts) are greyed out.
+pub fn roc_curves(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)], lowest_far: Option<f64>) -> Result<()> {
     register_font();
     let err = plot_err(path);
     let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
@@ -113,6 +114,14 @@ pub fn roc_curves(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)]) 
         .y_desc("true accept rate")
         .draw()
         .map_err(|e| err(e.to_string()))?;
+    if let Some(far) = lowest_far.filter(|&f| f > 1e-4) {
+        let grey = RGBColor(200, 200, 200).mix(0.5);
+        chart
+            .draw_series([Rectangle::new([(1e-4, 0.0), (far.min(1.0), 1.0)], grey.filled())])
+            .map_err(|e| err(e.to_string()))?
+            .label("FAR not resolved (< 10 false accepts expected)")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], grey.filled()));
+    }
     for (i, (name, points)) in curves.iter().enumerate() {
         let color = class_color(i as u32);
         chart

@@ -504,6 +504,7 @@ pub fn run(ctx: &GpuContext, opts: &FaceOptions) -> Result<FaceReport> {
     let curves: Vec<(&str, Vec<(f64, f64)>)> =
         variants.iter().map(|v| (v.name, v.eval.verification.roc.clone())).collect();
     let roc_plot = opts.out.join("roc.png");
-    plot::roc_curves(&roc_plot, "Verification on held-out identities", &curves)?;
+    let lowest_far = variants.first().map(|v| v.eval.verification.lowest_far);
+    plot::roc_curves(&roc_plot, "Verification on held-out identities", &curves, lowest_far)?;
     Ok(FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, roc_plot })
 }

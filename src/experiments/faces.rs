@@ -2,7 +2,6 @@
 //! compare, softmax alone), evaluated on identities never seen in training.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use super::training::{classify, validation_split, Plan, ValidationRecord};
 use crate::data::faces::FaceSetConfig;
@@ -347,14 +346,7 @@ fn key_difference(recorded: &str, now: &str) -> String {
 /// (no update, so the run is unchanged).
 fn seconds_per_step(net: &mut Network, data: &Dataset) -> Result<f64> {
     let b = net.train_config().batch;
-    let images = &data.images[..b * data.image_len()];
-    let labels = &data.labels[..b];
-    net.gradients(images, labels)?;
-    let t = Instant::now();
-    for _ in 0..2 {
-        net.gradients(images, labels)?;
-    }
-    Ok(t.elapsed().as_secs_f64() / 2.0)
+    net.time_pass(&data.images[..b * data.image_len()], &data.labels[..b], 3)
 }
 
 fn minutes(seconds: f64) -> String {

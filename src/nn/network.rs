@@ -372,6 +372,24 @@ impl Network {
         self.graph.params().iter().map(|p| gpu::read_buffer(ctx, &p.grad, p.len)).collect()
     }
 
+    /// Wall-clock seconds of one forward and backward pass over a batch (no update, nothing
+    /// read back; the median of `runs` after a warm-up): what a training step costs, for
+    /// a plan's time estimate.
+    pub fn time_pass(&mut self, images: &[f32], labels: &[u32], runs: usize) -> Result<f64> {
+        self.check_batch(images, labels)?;
+        let ctx = self.graph.context().clone();
+        let mut times = Vec::new();
+        for run in 0..=runs.max(1) {
+            let t = std::time::Instant::now();
+            self.run_batch(images, labels, Pass::Gradients, false)?;
+            ctx.wait_idle()?;
+            if run > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        Ok(gpu::median(times))
+    }
+
     /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
     pub fn infer(&self, images: &[f32]) -> Result<Inference> {
         let per = self.input_len();

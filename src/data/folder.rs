@@ -107,6 +107,9 @@ impl ImageFolder {
 
     fn from_items(items: Vec<(PathBuf, String)>, shape: [usize; 3], empty: &str) -> Result<Self> {
         let mut out = ImageFolder { data: Dataset { shape, ..Default::default() }, ..Default::default() };
+        // Room for every image up front: a large folder is never copied while it grows.
+        out.data.images.reserve_exact(items.len() * shape.iter().product::<usize>());
+        out.data.labels.reserve_exact(items.len());
         let mut ids: BTreeMap<String, u32> = BTreeMap::new();
         for (path, name) in items {
             match load_image(&path, shape) {

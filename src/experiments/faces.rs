@@ -396,6 +396,8 @@ fn train_variant(
         })?;
         checkpoint::load(&mut net, &last)?;
         log::info!("{name}: resumed from {} at step {} of {}", last.display(), net.step_count(), plan.steps);
+    } else if opts.resume {
+        log::info!("{name}: no {} to resume from; training from the start", last.display());
     }
     let remaining = plan.steps.saturating_sub(net.step_count());
     if remaining > 0 {

@@ -96,6 +96,11 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
 /// The metadata entries of the checkpoint at `path` (`format`, `spec` and those given to
 /// [`save_with`]), checking that it is a checkpoint of this format.
 pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
+    read_checked(path).map(|(_, meta)| meta)
+}
+
+/// The file's bytes and metadata, after checking that it is a checkpoint of this format.
+fn read_checked(path: &Path) -> Result<(Vec<u8>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| ck_err(path, format!("not a safetensors file: {e}")))?;
@@ -103,7 +108,7 @@ pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(ck_err(path, format!("format is {:?}, expected {FORMAT:?}", meta.get("format"))));
     }
-    Ok(meta)
+    Ok((bytes, meta))
 }
 
 /// Removes the temporary files a killed [`save`] left in `dir` (files named
@@ -131,13 +136,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
 /// description, every tensor's name, type and size) before anything is written, so a
 /// corrupt or mismatched file leaves the network as it was.
 pub fn load(net: &mut Network, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| ck_err(path, format!("not a safetensors file: {e}")))?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    if meta.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(ck_err(path, format!("format is {:?}, expected {FORMAT:?}", meta.get("format"))));
-    }
+    let (bytes, meta) = read_checked(path)?;
     let spec = format!("{:?}", net.spec());
     if meta.get("spec") != Some(&spec) {
         return Err(ck_err(path, "it was written for a different network description"));

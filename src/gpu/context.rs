@@ -139,19 +139,8 @@ impl GpuContext {
             }
         }));
         log::info!("centerloss GPU context: {}", summary(&info, device.features()));
-        let ctx = Self {
-            kernels: KernelFamily::Gpu,
-            inner: Arc::new(Inner {
-                instance,
-                adapter,
-                device,
-                queue,
-                info,
-                uncaptured,
-                cache: Mutex::new(HashMap::new()),
-            }),
-        };
-        Ok(ctx.with_kernels(choice))
+        let inner = Inner { instance, adapter, device, queue, info, uncaptured, cache: Mutex::new(HashMap::new()) };
+        Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner) }.with_kernels(choice))
     }
 
     /// Wraps a device another program opened (a burn or cubecl `WgpuSetup`, a renderer's
@@ -183,19 +172,10 @@ impl GpuContext {
             });
         }
         log::info!("centerloss GPU context on a shared device: {}", summary(&info, device.features()));
-        let ctx = Self {
-            kernels: KernelFamily::Gpu,
-            inner: Arc::new(Inner {
-                instance,
-                adapter,
-                device,
-                queue,
-                info,
-                uncaptured: Arc::new(Mutex::new(Vec::new())),
-                cache: Mutex::new(HashMap::new()),
-            }),
-        };
-        Ok(ctx.with_kernels(choice))
+        // No uncaptured-error handler: the errors logged in `uncaptured` stay empty here.
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let inner = Inner { instance, adapter, device, queue, info, uncaptured, cache: Mutex::new(HashMap::new()) };
+        Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner) }.with_kernels(choice))
     }
 
     /// The instance, adapter, device and queue, for another library to share this device.

@@ -40,7 +40,8 @@ pub mod plot;
 
 pub use center_loss::cpu;
 pub use center_loss::{
-    BatchBuffers, CenterLossBinding, CenterLossConfig, GpuCenterLoss, GpuHealth, Reduction, StepOutput, UpdateMode,
+    BatchBuffers, BatchOffsets, CenterLossBinding, CenterLossConfig, GpuCenterLoss, GpuHealth, Reduction, StepOutput,
+    UpdateMode,
 };
 pub use error::{Error, Result};
 pub use gpu::GpuContext;

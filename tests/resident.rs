@@ -5,7 +5,8 @@ mod common;
 
 use centerloss::cpu::CenterLossCpu;
 use centerloss::{
-    BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth, UpdateMode,
+    BatchBuffers, BatchOffsets, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth,
+    UpdateMode,
 };
 use common::{gpu, labels, rel_err, rng, uniform};
 use rand::rngs::StdRng;
@@ -227,5 +228,54 @@ fn profiled_steps_time_every_kernel_and_still_step() {
             cpu.step(&x, &y).unwrap();
         }
         assert!(rel_err(&cl.centers().unwrap(), cpu.centers()) < 1e-5, "{update:?}");
+    }
+}
+
+#[test]
+fn a_batch_inside_larger_buffers_at_aligned_offsets() {
+    let Some(ctx) = gpu() else { return };
+    let (b, d, k) = (21, 6, 9);
+    let align = ctx.limits().min_storage_buffer_offset_alignment as usize;
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let mut r = rng(11);
+        let (cl, mut cpu) = gpu_and_reference(&ctx, update, &mut r);
+        let x = uniform(&mut r, b * d, 1.0);
+        let y = labels(&mut r, b, k);
+        // Pool-like buffers: the batch starts after `align` (features, grad) or 2 * `align`
+        // (labels) bytes of other data, which must stay untouched.
+        let pad = |lead: usize, values: &[u8]| [vec![0xAB; lead], values.to_vec(), vec![0xCD; 64]].concat();
+        let xs = pad(align, bytemuck::cast_slice(&x));
+        let ys = pad(2 * align, bytemuck::cast_slice(&y));
+        let gs = pad(align, &vec![0u8; x.len() * 4]);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let init = |contents: &[u8]| {
+            ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents, usage })
+        };
+        let caller = Caller { features: init(&xs), labels: init(&ys), grad: init(&gs), loss: init(&[0u8; 16]) };
+        let offsets = BatchOffsets { features: align as u64, labels: 2 * align as u64, grad: align as u64 };
+        let binding = cl.bind_at(bind(&caller, b, false), offsets).unwrap();
+        submit_step(&ctx, &cl, &binding);
+        let step = cpu.step(&x, &y).unwrap();
+        let grad_all = read_f32(&ctx, &caller.grad);
+        let (lead, tail) = (align / 4, align / 4 + b * d);
+        assert!(rel_err(&grad_all[lead..tail], &step.grad) < 1e-5);
+        assert!(
+            grad_all[..lead]
+                .iter()
+                .chain(&grad_all[tail..])
+                .all(|v| v.to_bits() == u32::from_ne_bytes([0xAB; 4]) || v.to_bits() == u32::from_ne_bytes([0xCD; 4])),
+            "bytes around the batch changed"
+        );
+        let loss = read_f32(&ctx, &caller.loss)[2];
+        assert!((loss as f64 - step.loss).abs() / step.loss < 1e-5);
+        assert!(rel_err(&cl.centers().unwrap(), cpu.centers()) < 1e-5);
+        // An offset off the alignment, or past the end, is an error naming the buffer.
+        let skew = BatchOffsets { labels: 4, ..offsets };
+        match cl.bind_at(bind(&caller, b, false), skew) {
+            Err(Error::Buffer { what: "labels", reason }) => assert!(reason.contains("alignment"), "{reason}"),
+            other => panic!("expected a labels alignment error, got {other:?}"),
+        }
+        let past = BatchOffsets { grad: 4 * align as u64, ..offsets };
+        assert!(matches!(cl.bind_at(bind(&caller, b, false), past), Err(Error::Buffer { what: "grad", .. })));
     }
 }

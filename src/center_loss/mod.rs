@@ -6,4 +6,6 @@ pub mod cpu;
 mod gpu;
 
 pub use config::{CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
-pub use gpu::{shader_plan, BatchBuffers, CenterLossBinding, GpuCenterLoss, GpuHealth, ShaderSpec, StepOutput};
+pub use gpu::{
+    shader_plan, BatchBuffers, BatchOffsets, CenterLossBinding, GpuCenterLoss, GpuHealth, ShaderSpec, StepOutput,
+};

@@ -35,6 +35,20 @@ pub struct BatchBuffers<'a> {
     pub accumulate_grad: bool,
 }
 
+/// Byte offsets of the batch inside the caller's buffers ([`GpuCenterLoss::bind_at`]), for
+/// buffers that are slices of larger allocations (a framework's memory pool, say). Each
+/// must be a multiple of the device's `min_storage_buffer_offset_alignment` (256 on most
+/// devices); the default is all zeros.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchOffsets {
+    /// Where the B*D features start in `features`.
+    pub features: u64,
+    /// Where the B labels start in `labels`.
+    pub labels: u64,
+    /// Where the B*D gradient starts in `grad`.
+    pub grad: u64,
+}
+
 /// Bind groups and per-batch scratch for one set of caller buffers, made once by
 /// [`GpuCenterLoss::bind`] and encoded any number of times.
 pub struct CenterLossBinding {
@@ -110,15 +124,32 @@ impl GpuCenterLoss {
     /// Prepares the GPU-resident path for caller-owned buffers: bind groups and the
     /// per-batch scratch, created once. Checks sizes and usages.
     pub fn bind(&self, buffers: BatchBuffers<'_>) -> Result<CenterLossBinding> {
+        self.bind_at(buffers, BatchOffsets::default())
+    }
+
+    /// [`GpuCenterLoss::bind`] for a batch that starts at byte offsets inside the caller's
+    /// buffers; checks the offsets' alignment and that each buffer holds offset + batch.
+    pub fn bind_at(&self, buffers: BatchBuffers<'_>, offsets: BatchOffsets) -> Result<CenterLossBinding> {
         let batch = buffers.batch;
         if batch == 0 {
             return Err(Error::Config("a binding needs a batch of at least 1".into()));
         }
+        let align = self.ctx.limits().min_storage_buffer_offset_alignment as u64;
+        for (what, offset) in [("features", offsets.features), ("labels", offsets.labels), ("grad", offsets.grad)] {
+            if !offset.is_multiple_of(align) {
+                return Err(Error::Buffer {
+                    what,
+                    reason: format!(
+                        "offset {offset} is not a multiple of the device's min_storage_buffer_offset_alignment ({align})"
+                    ),
+                });
+            }
+        }
         let values = (batch * self.cfg.feat_dim) as u64 * 4;
         let storage = wgpu::BufferUsages::STORAGE;
-        check_buffer("features", buffers.features, values, storage)?;
-        check_buffer("labels", buffers.labels, batch as u64 * 4, storage)?;
-        check_buffer("grad", buffers.grad, values, storage)?;
+        check_buffer("features", buffers.features, offsets.features + values, storage)?;
+        check_buffer("labels", buffers.labels, offsets.labels + batch as u64 * 4, storage)?;
+        check_buffer("grad", buffers.grad, offsets.grad + values, storage)?;
         if !buffers.loss_offset.is_multiple_of(4) {
             return Err(Error::Buffer {
                 what: "loss",
@@ -128,9 +159,9 @@ impl GpuCenterLoss {
         check_buffer("loss", buffers.loss, buffers.loss_offset + 4, wgpu::BufferUsages::COPY_DST)?;
         self.ctx.capture(|| {
             self.make_binding(
-                buffers.features,
-                buffers.labels,
-                buffers.grad,
+                (buffers.features, offsets.features),
+                (buffers.labels, offsets.labels),
+                (buffers.grad, offsets.grad),
                 batch,
                 buffers.accumulate_grad,
                 Some((buffers.loss.clone(), buffers.loss_offset)),
@@ -194,11 +225,12 @@ impl GpuCenterLoss {
         Ok(())
     }
 
+    /// Bind groups and scratch for a batch at (buffer, byte offset) in each caller buffer.
     pub(super) fn make_binding(
         &self,
-        features: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
+        features: (&wgpu::Buffer, u64),
+        labels: (&wgpu::Buffer, u64),
+        grad: (&wgpu::Buffer, u64),
         batch: usize,
         grad_accumulate: bool,
         loss_target: Option<(wgpu::Buffer, u64)>,
@@ -210,12 +242,12 @@ impl GpuCenterLoss {
         let partials = params.partials_per_window as u64 * params.num_windows as u64;
         let loss_scratch = gpu::buffer(device, "loss scratch", 4 * (1 + partials), gpu::STORAGE_RW);
         let values = (batch * self.cfg.feat_dim) as u64 * 4;
-        fn sized(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
+        fn sized(binding: u32, (buffer, offset): (&wgpu::Buffer, u64), size: u64) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
                 binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer,
-                    offset: 0,
+                    offset,
                     size: NonZeroU64::new(size),
                 }),
             }

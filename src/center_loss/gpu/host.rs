@@ -51,7 +51,7 @@ impl GpuCenterLoss {
             let labels = gpu::buffer(device, "host labels", 4 * capacity as u64, gpu::STORAGE_RW);
             let grad = gpu::buffer(device, "host grad", values, gpu::STORAGE_RW);
             let staging = Staging::new(device, "host staging", values + 8);
-            let binding = self.make_binding(&features, &labels, &grad, capacity, false, None)?;
+            let binding = self.make_binding((&features, 0), (&labels, 0), (&grad, 0), capacity, false, None)?;
             Ok::<_, Error>(HostBatch { capacity, features, labels, grad, staging, binding })
         })??;
         self.host = Some(host);

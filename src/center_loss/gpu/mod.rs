@@ -23,7 +23,7 @@ mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use binding::{BatchBuffers, CenterLossBinding};
+pub use binding::{BatchBuffers, BatchOffsets, CenterLossBinding};
 pub use pipelines::{shader_plan, ShaderSpec};
 
 use super::config::{CenterLossConfig, UpdateMode};

@@ -75,15 +75,14 @@ fn sigkill_at_random_moments_then_resume_finishes_where_an_uninterrupted_run_doe
     eprintln!("kill moments from seed {seed}; an uninterrupted run takes {uninterrupted:?}");
     let mut rng = StdRng::seed_from_u64(seed);
     let last = killed.join("center-last.safetensors");
-    let spawn = || {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_training_run", "--test-threads=1"])
-            .env(CHILD_OUT, &killed)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    // The child run, in this test binary, writing to `killed`.
+    let child_run = || {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["--exact", "child_training_run", "--test-threads=1"]).env(CHILD_OUT, &killed);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        command
     };
+    let spawn = || child_run().spawn().unwrap();
     // How long a child takes to start and write its first checkpoint.
     let t = Instant::now();
     let mut child = spawn();
@@ -118,12 +117,7 @@ fn sigkill_at_random_moments_then_resume_finishes_where_an_uninterrupted_run_doe
     assert!(steps_seen.len() >= KILLS / 2, "most kills should come after the first checkpoint");
 
     // Finish the run (it removes the temporary files a kill left) and compare.
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_training_run", "--test-threads=1"])
-        .env(CHILD_OUT, &killed)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    let status = child_run().status().unwrap();
     assert!(status.success());
     for name in ["center-last.safetensors", "center.safetensors"] {
         assert!(

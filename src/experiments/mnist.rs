@@ -137,7 +137,7 @@ pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
     let test = truncate(&mnist.test, opts.max_test);
     std::fs::create_dir_all(&opts.out)
         .map_err(|source| crate::Error::Io { path: opts.out.display().to_string(), source })?;
-    let steps = (train.len() / opts.batch.max(1) * opts.epochs) as u64;
+    let steps = FitOptions::epochs_to_steps(opts.epochs, train.len(), opts.batch);
     let mut runs = Vec::new();
     for &lambda in &opts.lambdas {
         let sgd = SgdConfig {

@@ -135,6 +135,12 @@ pub fn classify(net: &Network, data: &Dataset) -> Result<(f64, f64)> {
     Ok((right as f64 / data.len() as f64, loss / data.len() as f64))
 }
 
+/// Whether evaluation `e` (step, accuracy, loss) is better than `b`: higher accuracy, or the
+/// same accuracy and lower loss.
+fn beats(e: (u64, f64, f64), b: (u64, f64, f64)) -> bool {
+    e.1 > b.1 || (e.1 == b.1 && e.2 < b.2)
+}
+
 /// The validation evaluations of one run: which was best (accuracy, then lower loss) and
 /// whether training converged.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -146,20 +152,18 @@ pub struct ValidationRecord {
 impl ValidationRecord {
     /// Records an evaluation; returns `true` when it is the best so far.
     pub fn push(&mut self, step: u64, accuracy: f64, loss: f64) -> bool {
-        let better = self.best().is_none_or(|(_, a, l)| accuracy > a || (accuracy == a && loss < l));
-        self.evaluations.push((step, accuracy, loss));
+        let e = (step, accuracy, loss);
+        let better = self.best().is_none_or(|b| beats(e, b));
+        self.evaluations.push(e);
         better
     }
 
     /// The best evaluation: highest accuracy, then lowest loss, then earliest.
     pub fn best(&self) -> Option<(u64, f64, f64)> {
-        let mut best: Option<(u64, f64, f64)> = None;
-        for &e in &self.evaluations {
-            if best.is_none_or(|(_, a, l)| e.1 > a || (e.1 == a && e.2 < l)) {
-                best = Some(e);
-            }
-        }
-        best
+        self.evaluations
+            .iter()
+            .copied()
+            .fold(None, |best, e| if best.is_none_or(|b| beats(e, b)) { Some(e) } else { best })
     }
 
     /// Validation accuracy did not improve over the last [`PATIENCE`] evaluations.

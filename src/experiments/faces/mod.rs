@@ -3,11 +3,15 @@
 
 use std::path::PathBuf;
 
+mod report;
+
+pub use report::{FaceReport, VariantReport};
+
 use super::training::{classify, validation_split, Plan, ValidationRecord};
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
 use crate::data::{parse_pairs, Augment, Dataset, Pair};
-use crate::eval::{self, EvalReport};
+use crate::eval;
 use crate::nn::{fit_with, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 
@@ -103,130 +107,6 @@ impl Default for FaceOptions {
     }
 }
 
-/// One trained variant's results.
-#[derive(Clone, Debug)]
-pub struct VariantReport {
-    /// `softmax` or `center`.
-    pub name: &'static str,
-    /// Its center-loss weight.
-    pub lambda: f32,
-    /// Held-out evaluation.
-    pub eval: EvalReport,
-    /// Training seconds.
-    pub train_seconds: f64,
-    /// Training images per second.
-    pub images_per_second: f64,
-    /// Accuracy on the last training batch read back.
-    pub final_train_batch_accuracy: f32,
-    /// Accuracy on the whole training split (no augmentation) at the evaluated checkpoint.
-    pub final_train_accuracy: f64,
-    /// Validation accuracy of the evaluated checkpoint (`None` without validation images).
-    pub best_validation_accuracy: Option<f64>,
-    /// Validation accuracy stopped improving before the budget ran out.
-    pub converged: bool,
-    /// The step budget.
-    pub steps: u64,
-    /// The step of the evaluated checkpoint.
-    pub evaluated_step: u64,
-    /// The evaluated checkpoint (the best by validation).
-    pub checkpoint: PathBuf,
-}
-
-/// The whole run's results.
-#[derive(Clone, Debug)]
-pub struct FaceReport {
-    /// What data was used.
-    pub data: String,
-    /// Adapter summary.
-    pub adapter: String,
-    /// One entry per variant, softmax first.
-    pub variants: Vec<VariantReport>,
-    /// The ROC plot.
-    pub roc_plot: PathBuf,
-}
-
-impl FaceReport {
-    /// `{"softmax": {...}, "center": {...}, ...}` with the metrics of each variant.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        for v in &self.variants {
-            let ver = &v.eval.verification;
-            map.insert(
-                v.name.to_string(),
-                serde_json::json!({
-                    "lambda": v.lambda,
-                    "verification_accuracy": ver.accuracy,
-                    "verification_accuracy_std": ver.accuracy_std,
-                    "roc_auc": ver.roc_auc,
-                    "tar_at_far_1e-3": ver.tar_at_far_1e3,
-                    "tar_at_far_1e-2": ver.tar_at_far_1e2,
-                    "lowest_resolved_far": ver.lowest_far,
-                    "accuracy_genuine_pairs": ver.accuracy_pairs.0,
-                    "accuracy_impostor_pairs": ver.accuracy_pairs.1,
-                    "eer": ver.eer,
-                    "rank1": v.eval.rank1,
-                    "intra_inter_ratio": v.eval.compactness.ratio,
-                    "intra_class_distance": v.eval.compactness.intra,
-                    "inter_center_distance": v.eval.compactness.inter,
-                    "genuine_pairs": ver.pairs.0,
-                    "impostor_pairs": ver.pairs.1,
-                    "train_seconds": v.train_seconds,
-                    "images_per_second": v.images_per_second,
-                    "final_train_batch_accuracy": v.final_train_batch_accuracy,
-                    "final_train_accuracy": v.final_train_accuracy,
-                    "best_validation_accuracy": v.best_validation_accuracy,
-                    "converged": v.converged,
-                    "steps": v.steps,
-                    "evaluated_step": v.evaluated_step,
-                }),
-            );
-        }
-        map.insert("data".into(), self.data.clone().into());
-        map.insert("adapter".into(), self.adapter.clone().into());
-        serde_json::Value::Object(map)
-    }
-
-    /// A markdown table of the variants, and a line saying what the pairs resolve.
-    pub fn table(&self) -> String {
-        let mut s = String::from(
-            "| variant | verification acc | ROC AUC | TAR@FAR=1e-3 | TAR@FAR=1e-2 | EER | rank-1 | intra/inter | train acc | val acc | converged | train s | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        );
-        let tar = |t: Option<f64>| t.map_or("n/a".to_string(), |t| format!("{t:.3}"));
-        for v in &self.variants {
-            let e = &v.eval.verification;
-            s += &format!(
-                "| {} (lambda {}) | {:.2}% ± {:.2} | {:.4} | {} | {} | {:.3} | {:.2}% | {:.3} | {:.3} | {} | {} at step {} of {} | {:.0} | {:.1} |\n",
-                v.name,
-                v.lambda,
-                100.0 * e.accuracy,
-                100.0 * e.accuracy_std,
-                e.roc_auc,
-                tar(e.tar_at_far_1e3),
-                tar(e.tar_at_far_1e2),
-                e.eer,
-                100.0 * v.eval.rank1,
-                v.eval.compactness.ratio,
-                v.final_train_accuracy,
-                v.best_validation_accuracy.map_or("-".to_string(), |a| format!("{a:.3}")),
-                if v.converged { "yes" } else { "no" },
-                v.evaluated_step,
-                v.steps,
-                v.train_seconds,
-                v.images_per_second
-            );
-        }
-        if let Some(v) = self.variants.first() {
-            let e = &v.eval.verification;
-            s += &format!(
-                "\nROC, AUC, EER and TAR on {} genuine and {} impostor pairs (lowest FAR they resolve: {:.1e}; \
-                 a TAR needs 10 expected false accepts, else n/a); accuracy: 10 folds of {} genuine and {} impostor pairs.\n",
-                e.pairs.0, e.pairs.1, e.lowest_far, e.accuracy_pairs.0, e.accuracy_pairs.1
-            );
-        }
-        s
-    }
-}
-
 struct Data {
     train: Dataset,
     validation: Dataset,
@@ -243,6 +123,34 @@ fn single_image_identities(labels: &[u32]) -> usize {
     }
     counts.values().filter(|&&c| c == 1).count()
 }
+
+/// A loaded folder's training and held-out identities, its `--pairs` (over all its images)
+/// and a description.
+fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Result<FolderSplit> {
+    if let Some((path, why)) = folder.skipped.first() {
+        log::warn!("skipped {} unreadable images, first {}: {why}", folder.skipped.len(), path.display());
+    }
+    let all = match &opts.pairs {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+            Some((folder.data.clone(), parse_pairs(&text, &numbered(&folder))?))
+        }
+        None => None,
+    };
+    let description = format!(
+        "{} images of {} identities ({} with a single image; {} unreadable, skipped)",
+        folder.data.len(),
+        folder.identities.len(),
+        single_image_identities(&folder.data.labels),
+        folder.skipped.len(),
+    );
+    let (train, test, held_out) = folder.into_split_identities(fraction, opts.seed)?;
+    Ok((train, test, all, format!("{description}; {} identities held out", held_out.len())))
+}
+
+/// Training set, held-out set, `--pairs` over all images, description.
+type FolderSplit = (Dataset, Dataset, Option<(Dataset, Vec<Pair>)>, String);
 
 fn load(opts: &FaceOptions) -> Result<Data> {
     let shape = [opts.channels, opts.resolution, opts.resolution];
@@ -261,31 +169,11 @@ fn load(opts: &FaceOptions) -> Result<Data> {
             );
             (train, test, None, description)
         }
-        FaceSource::Folder { root, test_identities } | FaceSource::List { list: root, test_identities } => {
-            let folder = match &opts.source {
-                FaceSource::Folder { .. } => ImageFolder::load(root, shape)?,
-                _ => ImageFolder::load_list(root, shape)?,
-            };
-            if let Some((path, why)) = folder.skipped.first() {
-                log::warn!("skipped {} unreadable images, first {}: {why}", folder.skipped.len(), path.display());
-            }
-            let all = match &opts.pairs {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p)
-                        .map_err(|source| Error::Io { path: p.display().to_string(), source })?;
-                    Some((folder.data.clone(), parse_pairs(&text, &numbered(&folder))?))
-                }
-                None => None,
-            };
-            let description = format!(
-                "{} images of {} identities ({} with a single image; {} unreadable, skipped)",
-                folder.data.len(),
-                folder.identities.len(),
-                single_image_identities(&folder.data.labels),
-                folder.skipped.len(),
-            );
-            let (train, test, held_out) = folder.into_split_identities(*test_identities, opts.seed)?;
-            (train, test, all, format!("{description}; {} identities held out", held_out.len()))
+        FaceSource::Folder { root, test_identities } => {
+            split_folder(ImageFolder::load(root, shape)?, *test_identities, opts)?
+        }
+        FaceSource::List { list, test_identities } => {
+            split_folder(ImageFolder::load_list(list, shape)?, *test_identities, opts)?
         }
     };
     let (train, validation) = validation_split(train, opts.validation_fraction, opts.seed)?;
@@ -298,43 +186,37 @@ fn load(opts: &FaceOptions) -> Result<Data> {
     Ok(Data { train, validation, test, all, description })
 }
 
-/// The options that decide a variant's training, as a checkpoint records them: resuming
-/// with any of them changed is refused.
+/// The options that decide a variant's training, one `name=value` line each, as a
+/// checkpoint records them: resuming with any of them changed is refused.
 fn run_key(opts: &FaceOptions, plan: &Plan, lambda: f32) -> String {
-    format!(
-        "source={:?} channels={} resolution={} batch={} steps={} lr={} warmup={} milestones={:?} lambda={lambda} alpha={} embed_dim={} seed={} augment={} validation={} update={:?}",
-        opts.source,
-        opts.channels,
-        opts.resolution,
-        opts.batch,
-        plan.steps,
-        plan.lr,
-        plan.warmup,
-        plan.milestones,
-        opts.alpha,
-        opts.embed_dim,
-        opts.seed,
-        opts.augment,
-        opts.validation_fraction,
-        opts.center_update
-    )
+    [
+        format!("source={:?}", opts.source),
+        format!("channels={}", opts.channels),
+        format!("resolution={}", opts.resolution),
+        format!("batch={}", opts.batch),
+        format!("steps={}", plan.steps),
+        format!("lr={}", plan.lr),
+        format!("warmup={}", plan.warmup),
+        format!("milestones={:?}", plan.milestones),
+        format!("lambda={lambda}"),
+        format!("alpha={}", opts.alpha),
+        format!("embed_dim={}", opts.embed_dim),
+        format!("seed={}", opts.seed),
+        format!("augment={}", opts.augment),
+        format!("validation={}", opts.validation_fraction),
+        format!("update={:?}", opts.center_update),
+    ]
+    .join("\n")
 }
 
-/// Says which recorded options differ from this run's.
+/// Says which recorded options (lines of [`run_key`]) differ from this run's.
 fn key_difference(recorded: &str, now: &str) -> String {
-    let split = |s: &str| -> Vec<String> {
-        let mut parts = Vec::new();
-        for word in s.split(' ') {
-            match parts.last_mut() {
-                Some(last) if !word.contains('=') || word.starts_with('=') => *last = format!("{last} {word}"),
-                _ => parts.push(word.to_string()),
-            }
-        }
-        parts
-    };
-    let (a, b) = (split(recorded), split(now));
-    let diffs: Vec<String> =
-        a.iter().zip(&b).filter(|(x, y)| x != y).map(|(x, y)| format!("was {x}, now {y}")).collect();
+    let diffs: Vec<String> = recorded
+        .lines()
+        .zip(now.lines())
+        .filter(|(was, is)| was != is)
+        .map(|(was, is)| format!("was {was}, now {is}"))
+        .collect();
     if diffs.is_empty() {
         "the recorded options differ".into()
     } else {

@@ -1,0 +1,129 @@
+//! What the face job reports: per-variant results, the markdown table and the JSON.
+
+use std::path::PathBuf;
+
+use crate::eval::EvalReport;
+
+/// One trained variant's results.
+#[derive(Clone, Debug)]
+pub struct VariantReport {
+    /// `softmax` or `center`.
+    pub name: &'static str,
+    /// Its center-loss weight.
+    pub lambda: f32,
+    /// Held-out evaluation.
+    pub eval: EvalReport,
+    /// Training seconds.
+    pub train_seconds: f64,
+    /// Training images per second.
+    pub images_per_second: f64,
+    /// Accuracy on the last training batch read back.
+    pub final_train_batch_accuracy: f32,
+    /// Accuracy on the whole training split (no augmentation) at the evaluated checkpoint.
+    pub final_train_accuracy: f64,
+    /// Validation accuracy of the evaluated checkpoint (`None` without validation images).
+    pub best_validation_accuracy: Option<f64>,
+    /// Validation accuracy stopped improving before the budget ran out.
+    pub converged: bool,
+    /// The step budget.
+    pub steps: u64,
+    /// The step of the evaluated checkpoint.
+    pub evaluated_step: u64,
+    /// The evaluated checkpoint (the best by validation).
+    pub checkpoint: PathBuf,
+}
+
+/// The whole run's results.
+#[derive(Clone, Debug)]
+pub struct FaceReport {
+    /// What data was used.
+    pub data: String,
+    /// Adapter summary.
+    pub adapter: String,
+    /// One entry per variant, softmax first.
+    pub variants: Vec<VariantReport>,
+    /// The ROC plot.
+    pub roc_plot: PathBuf,
+}
+
+impl FaceReport {
+    /// `{"softmax": {...}, "center": {...}, ...}` with the metrics of each variant.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for v in &self.variants {
+            let ver = &v.eval.verification;
+            map.insert(
+                v.name.to_string(),
+                serde_json::json!({
+                    "lambda": v.lambda,
+                    "verification_accuracy": ver.accuracy,
+                    "verification_accuracy_std": ver.accuracy_std,
+                    "roc_auc": ver.roc_auc,
+                    "tar_at_far_1e-3": ver.tar_at_far_1e3,
+                    "tar_at_far_1e-2": ver.tar_at_far_1e2,
+                    "lowest_resolved_far": ver.lowest_far,
+                    "accuracy_genuine_pairs": ver.accuracy_pairs.0,
+                    "accuracy_impostor_pairs": ver.accuracy_pairs.1,
+                    "eer": ver.eer,
+                    "rank1": v.eval.rank1,
+                    "intra_inter_ratio": v.eval.compactness.ratio,
+                    "intra_class_distance": v.eval.compactness.intra,
+                    "inter_center_distance": v.eval.compactness.inter,
+                    "genuine_pairs": ver.pairs.0,
+                    "impostor_pairs": ver.pairs.1,
+                    "train_seconds": v.train_seconds,
+                    "images_per_second": v.images_per_second,
+                    "final_train_batch_accuracy": v.final_train_batch_accuracy,
+                    "final_train_accuracy": v.final_train_accuracy,
+                    "best_validation_accuracy": v.best_validation_accuracy,
+                    "converged": v.converged,
+                    "steps": v.steps,
+                    "evaluated_step": v.evaluated_step,
+                }),
+            );
+        }
+        map.insert("data".into(), self.data.clone().into());
+        map.insert("adapter".into(), self.adapter.clone().into());
+        serde_json::Value::Object(map)
+    }
+
+    /// A markdown table of the variants, and a line saying what the pairs resolve.
+    pub fn table(&self) -> String {
+        let mut s = String::from(
+            "| variant | verification acc | ROC AUC | TAR@FAR=1e-3 | TAR@FAR=1e-2 | EER | rank-1 | intra/inter | train acc | val acc | converged | train s | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        let tar = |t: Option<f64>| t.map_or("n/a".to_string(), |t| format!("{t:.3}"));
+        for v in &self.variants {
+            let e = &v.eval.verification;
+            s += &format!(
+                "| {} (lambda {}) | {:.2}% ± {:.2} | {:.4} | {} | {} | {:.3} | {:.2}% | {:.3} | {:.3} | {} | {} at step {} of {} | {:.0} | {:.1} |\n",
+                v.name,
+                v.lambda,
+                100.0 * e.accuracy,
+                100.0 * e.accuracy_std,
+                e.roc_auc,
+                tar(e.tar_at_far_1e3),
+                tar(e.tar_at_far_1e2),
+                e.eer,
+                100.0 * v.eval.rank1,
+                v.eval.compactness.ratio,
+                v.final_train_accuracy,
+                v.best_validation_accuracy.map_or("-".to_string(), |a| format!("{a:.3}")),
+                if v.converged { "yes" } else { "no" },
+                v.evaluated_step,
+                v.steps,
+                v.train_seconds,
+                v.images_per_second
+            );
+        }
+        if let Some(v) = self.variants.first() {
+            let e = &v.eval.verification;
+            s += &format!(
+                "\nROC, AUC, EER and TAR on {} genuine and {} impostor pairs (lowest FAR they resolve: {:.1e}; \
+                 a TAR needs 10 expected false accepts, else n/a); accuracy: 10 folds of {} genuine and {} impostor pairs.\n",
+                e.pairs.0, e.pairs.1, e.lowest_far, e.accuracy_pairs.0, e.accuracy_pairs.1
+            );
+        }
+        s
+    }
+}

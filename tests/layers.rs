@@ -206,7 +206,14 @@ fn l2norm_matches_reference() {
         let (yref, norms) = cpu::l2norm(&f64s(&r.x), d);
         assert!(rel(&r.y, &yref) < TOL, "forward case {i}");
         let dx = cpu::l2norm_backward(&yref, &norms, &f64s(&r.dy), d);
-        assert!(rel(&r.dx, &dx) < TOL, "dx case {i}: {}", rel(&r.dx, &dx));
+        // dx = (dy − y(y·dy)) / ‖x‖ cancels: in one dimension it is exactly zero, and with a
+        // short x the f32 rounding of the terms is ε·|dy|/‖x‖. So the error is measured against
+        // the size of the terms, ‖dy/‖x‖‖, when that exceeds ‖dx‖ (a plain relative error
+        // failed one random draw in CI at 2.2e-4).
+        let terms = r.dy.iter().enumerate().map(|(j, &g)| (g as f64 / norms[j / d]).powi(2)).sum::<f64>().sqrt();
+        let diff = r.dx.iter().zip(&dx).map(|(&a, b)| (a as f64 - b).powi(2)).sum::<f64>().sqrt();
+        let err = diff / dx.iter().map(|v| v * v).sum::<f64>().sqrt().max(terms);
+        assert!(err < TOL, "dx case {i}: {err}");
     }
 }
 

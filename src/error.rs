@@ -96,6 +96,19 @@ pub enum Error {
     /// Reading a buffer back to the host failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// A collective step was refused because of one member's input or configuration; every
+    /// member of the group returns this same error, and no member's centers change.
+    #[error("rank {rank}: {source}")]
+    Rank {
+        /// The lowest rank at fault.
+        rank: usize,
+        /// What is wrong there (the error that rank's own check raised).
+        source: Box<Error>,
+    },
+    /// The group of a collective operation broke: a member left, panicked or the
+    /// transport failed. The step did not complete on this member.
+    #[error("collective: {0}")]
+    Collective(String),
 }
 
 /// Shorthand for results in this crate.

@@ -28,6 +28,7 @@
 pub mod bench;
 pub mod center_loss;
 pub mod checkpoint;
+pub mod collective;
 pub mod data;
 mod error;
 pub mod eval;

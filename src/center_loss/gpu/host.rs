@@ -59,6 +59,18 @@ impl GpuCenterLoss {
     }
 
     fn run_host(&mut self, features: &[f32], labels: &[u32], pass: Pass) -> Result<StepOutput> {
+        self.run_host_rows(features, labels, pass, 0..labels.len())
+    }
+
+    /// [`Self::run_host`], reading back only the gradient of `rows` (none for
+    /// [`Pass::LossOnly`]).
+    pub(super) fn run_host_rows(
+        &mut self,
+        features: &[f32],
+        labels: &[u32],
+        pass: Pass,
+        rows: std::ops::Range<usize>,
+    ) -> Result<StepOutput> {
         let batch = self.cfg.validate_batch(features, labels)?;
         if batch == 0 {
             return Ok(StepOutput { loss: 0.0, grad: Vec::new() });
@@ -68,7 +80,9 @@ impl GpuCenterLoss {
             return Err(Error::Config("host buffers missing".into()));
         };
         let params = self.step_params(batch, false);
-        let grad_bytes = if pass == Pass::LossOnly { 0 } else { (batch * self.cfg.feat_dim) as u64 * 4 };
+        let row_bytes = self.cfg.feat_dim as u64 * 4;
+        let rows = rows.start.min(batch)..rows.end.min(batch);
+        let grad_bytes = if pass == Pass::LossOnly { 0 } else { rows.len() as u64 * row_bytes };
         let queue = self.ctx.queue();
         self.ctx.capture(|| {
             queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
@@ -78,7 +92,7 @@ impl GpuCenterLoss {
             self.record(&mut encoder, &host.binding, batch as u32, pass);
             host.staging.copy_from(&mut encoder, &host.binding.loss_scratch, 0, 0, 4);
             if grad_bytes > 0 {
-                host.staging.copy_from(&mut encoder, &host.grad, 0, 8, grad_bytes);
+                host.staging.copy_from(&mut encoder, &host.grad, rows.start as u64 * row_bytes, 8, grad_bytes);
             }
             queue.submit([encoder.finish()]);
         })?;

@@ -15,6 +15,7 @@
 //! `host` (the host-slice API), `profile` (per-kernel timestamps).
 
 mod binding;
+mod collective;
 mod host;
 mod pipelines;
 mod plan;
@@ -190,6 +191,23 @@ impl GpuCenterLoss {
     /// Reads the centers back: K*D values, row-major.
     pub fn centers(&self) -> Result<Vec<f32>> {
         self.table.read(&self.ctx)
+    }
+
+    /// Reads the centers of `classes` (each below K): classes.len() * D values, in the
+    /// order given, in one submission (O(rows * D), whatever K is).
+    pub fn center_rows(&self, classes: &[u32]) -> Result<Vec<f32>> {
+        self.cfg.check_labels(classes)?;
+        self.table.read_rows(&self.ctx, classes)
+    }
+
+    /// Replaces the centers of `classes` (each below K) with `values` (classes.len() * D
+    /// finite values, row-major); the other rows stay as they are.
+    pub fn set_center_rows(&mut self, classes: &[u32], values: &[f32]) -> Result<()> {
+        self.cfg.validate_batch(values, classes)?;
+        self.ctx.capture(|| {
+            self.table.write_rows(self.ctx.queue(), classes, values);
+            self.ctx.queue().submit(None);
+        })
     }
 
     /// Reads the cumulative health counters of the GPU-resident path.

@@ -174,4 +174,38 @@ impl CenterTable {
         }
         Ok(out)
     }
+
+    /// The buffer and byte offset of row `row`.
+    fn locate(&self, row: usize) -> (&wgpu::Buffer, u64) {
+        let part = self.buffers.iter().find(|c| c.rows.contains(&row)).unwrap_or(&self.buffers[0]);
+        (&part.buffer, ((row - part.rows.start) * center_stride(self.dim) * 4) as u64)
+    }
+
+    /// Reads the rows `rows` (each below K, checked by the caller) in one submission:
+    /// rows.len() * D values, in the order given.
+    pub fn read_rows(&self, ctx: &GpuContext, rows: &[u32]) -> Result<Vec<f32>> {
+        let (dim, stride) = (self.dim, center_stride(self.dim));
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let staging = Staging::new(ctx.device(), "center rows staging", (rows.len() * stride * 4) as u64);
+        ctx.capture(|| {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            for (i, &row) in rows.iter().enumerate() {
+                let (buffer, offset) = self.locate(row as usize);
+                staging.copy_from(&mut encoder, buffer, offset, (i * stride * 4) as u64, (stride * 4) as u64);
+            }
+            ctx.queue().submit([encoder.finish()]);
+        })?;
+        let values: Vec<f32> = staging.read_values(ctx, rows.len() * stride)?;
+        Ok(values.chunks(stride).flat_map(|r| r[..dim].iter().copied()).collect())
+    }
+
+    /// Writes `values` (rows.len() * D, checked by the caller) into the rows `rows`.
+    pub fn write_rows(&self, queue: &wgpu::Queue, rows: &[u32], values: &[f32]) {
+        for (&row, v) in rows.iter().zip(values.chunks(self.dim)) {
+            let (buffer, offset) = self.locate(row as usize);
+            queue.write_buffer(buffer, offset, bytemuck::cast_slice(v));
+        }
+    }
 }

@@ -1,0 +1,350 @@
+//! The collective step: one center-loss step over a global batch split across the members
+//! of a [`Collective`], equal to [`GpuCenterLoss::step`] on the concatenated batch.
+//!
+//! Protocol (two rendezvous per step, O(B*D) bytes, never O(K)):
+//! 1. all-gather of each member's message: a configuration fingerprint, the verdict of its
+//!    own input checks and, when they pass, its shard (B_r rows of features and labels);
+//! 2. every member checks every message (the lowest rank at fault is named by all), runs
+//!    the step on the concatenated batch on its own device and keeps its own gradient rows;
+//! 3. all-gather of each member's outcome, rank 0's carrying its loss and the updated rows
+//!    of the classes present (U <= B rows), which the others write over theirs: the
+//!    centers are bit-identical on every member whatever the update mode, driver or device.
+
+use std::ops::Range;
+
+use super::plan::Pass;
+use super::{GpuCenterLoss, StepOutput};
+use crate::center_loss::config::{Reduction, UpdateMode};
+use crate::collective::Collective;
+use crate::{Error, Result};
+
+/// Version of the wire format, first in every message.
+const WIRE: u32 = 0xC1_0001;
+
+/// A member's shard and the rows of each member's shard in the global batch.
+pub(crate) struct GlobalBatch {
+    pub features: Vec<f32>,
+    pub labels: Vec<u32>,
+    /// Row ranges by rank.
+    pub shards: Vec<Range<usize>>,
+}
+
+impl GpuCenterLoss {
+    /// One collective step for this member's shard of a global batch (the shards of all
+    /// members, in rank order, form the batch; sizes may differ, an empty shard is fine).
+    ///
+    /// Equal to [`GpuCenterLoss::step`] on the concatenated batch: the loss (over the
+    /// global batch, the same on every member), this shard's gradient rows
+    /// (lambda (x_i - c_{y_i}) / B with the global B) and the center update with the
+    /// global counts n_j. Afterwards the centers are bit-identical on every member.
+    ///
+    /// Bad input on any member (wrong shape, label >= K, a NaN) or a configuration that
+    /// differs between members (K, D, alpha, lambda, reduction, mode) makes every member
+    /// return the same [`Error::Rank`] naming the lowest rank at fault, before any center
+    /// changes. A member that leaves makes the others return [`Error::Collective`].
+    pub fn step_collective(&mut self, features: &[f32], labels: &[u32], comm: &dyn Collective) -> Result<StepOutput> {
+        self.step_collective_rows(features, labels, comm, true)
+    }
+
+    /// [`GpuCenterLoss::step_collective`] without reading the gradient back (the trainer
+    /// computes its rows on the device): returns the global loss.
+    #[allow(dead_code)] // the data-parallel trainer step (next commit)
+    pub(crate) fn update_collective(&mut self, features: &[f32], labels: &[u32], comm: &dyn Collective) -> Result<f32> {
+        Ok(self.step_collective_rows(features, labels, comm, false)?.loss)
+    }
+
+    fn step_collective_rows(
+        &mut self,
+        features: &[f32],
+        labels: &[u32],
+        comm: &dyn Collective,
+        with_grad: bool,
+    ) -> Result<StepOutput> {
+        let global = self.gather_batch(features, labels, comm)?;
+        let own = global.shards[comm.rank()].clone();
+        let rows = if with_grad { own } else { 0..0 };
+        let outcome = self.run_host_rows(&global.features, &global.labels, Pass::Step, rows);
+        let loss = self.agree_on_centers(comm, &global.labels, outcome.as_ref().map(|o| o.loss))?;
+        let grad = outcome?.grad;
+        Ok(StepOutput { loss, grad })
+    }
+
+    /// Exchanges the shards and the checks' verdicts; the global batch, or the same error
+    /// on every member.
+    pub(crate) fn gather_batch(&self, features: &[f32], labels: &[u32], comm: &dyn Collective) -> Result<GlobalBatch> {
+        let verdict = self.cfg.validate_batch(features, labels);
+        let mut message = Writer::default();
+        message.u32(WIRE);
+        self.fingerprint().write(&mut message);
+        match &verdict {
+            Ok(batch) => {
+                message.u8(0);
+                message.u64(*batch as u64);
+                message.bytes(bytemuck::cast_slice(features));
+                message.bytes(bytemuck::cast_slice(labels));
+            }
+            Err(e) => {
+                message.u8(1);
+                encode_error(e, &mut message);
+            }
+        }
+        let messages = comm.all_gather(&message.0)?;
+        let dim = self.cfg.feat_dim;
+        let mut global = GlobalBatch { features: Vec::new(), labels: Vec::new(), shards: Vec::new() };
+        // Rank 0's configuration is the reference; messages are read in rank order, so
+        // every member names the same (lowest) rank at fault.
+        let mut reference = None;
+        for (rank, bytes) in messages.iter().enumerate() {
+            let mut r = Reader::new(bytes, rank);
+            if r.u32()? != WIRE {
+                return Err(Error::Collective(format!("rank {rank} speaks another wire format")));
+            }
+            let theirs = Fingerprint::read(&mut r)?;
+            let first = *reference.get_or_insert(theirs);
+            if theirs != first {
+                return Err(Error::Rank {
+                    rank,
+                    source: Box::new(Error::Config(format!(
+                        "its center-loss configuration ({}) differs from rank 0's ({})",
+                        theirs.describe(),
+                        first.describe()
+                    ))),
+                });
+            }
+            if r.u8()? != 0 {
+                return Err(Error::Rank { rank, source: Box::new(decode_error(&mut r)?) });
+            }
+            let batch = r.u64()? as usize;
+            let start = global.labels.len();
+            global.features.extend(bytemuck::pod_collect_to_vec::<u8, f32>(r.bytes(4 * batch * dim)?));
+            global.labels.extend(bytemuck::pod_collect_to_vec::<u8, u32>(r.bytes(4 * batch)?));
+            global.shards.push(start..start + batch);
+        }
+        Ok(global)
+    }
+
+    /// After the step: every member learns every member's outcome; on success rank 0's
+    /// loss and updated rows replace everyone's. Returns the agreed loss.
+    fn agree_on_centers(&mut self, comm: &dyn Collective, labels: &[u32], outcome: Result<f32, &Error>) -> Result<f32> {
+        if comm.size() == 1 {
+            return outcome.map_err(clone_error);
+        }
+        let mut classes = labels.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        let mut message = Writer::default();
+        match outcome {
+            Ok(loss) => {
+                message.u8(0);
+                if comm.rank() == 0 {
+                    message.f32(loss);
+                    let rows = self.table.read_rows(&self.ctx, &classes);
+                    match rows {
+                        Ok(rows) => message.bytes(bytemuck::cast_slice(&rows)),
+                        Err(e) => {
+                            message = Writer::default();
+                            message.u8(1);
+                            encode_error(&e, &mut message);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                message.u8(1);
+                encode_error(e, &mut message);
+            }
+        }
+        let messages = comm.all_gather(&message.0)?;
+        for (rank, bytes) in messages.iter().enumerate() {
+            let mut r = Reader::new(bytes, rank);
+            if r.u8()? != 0 {
+                return Err(Error::Rank { rank, source: Box::new(decode_error(&mut r)?) });
+            }
+        }
+        let mut r = Reader::new(&messages[0], 0);
+        r.u8()?;
+        let loss = r.f32()?;
+        if comm.rank() != 0 {
+            let rows = bytemuck::pod_collect_to_vec::<u8, f32>(r.bytes(4 * classes.len() * self.cfg.feat_dim)?);
+            self.ctx.capture(|| {
+                self.table.write_rows(self.ctx.queue(), &classes, &rows);
+                self.ctx.queue().submit(None);
+            })?;
+        }
+        Ok(loss)
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            classes: self.cfg.num_classes as u64,
+            dim: self.cfg.feat_dim as u64,
+            alpha: self.cfg.alpha.to_bits(),
+            lambda: self.cfg.lambda.to_bits(),
+            reduction: (self.cfg.reduction == Reduction::Sum) as u8,
+            update: (self.cfg.update == UpdateMode::Deterministic) as u8,
+        }
+    }
+}
+
+/// What members must agree on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    classes: u64,
+    dim: u64,
+    alpha: u32,
+    lambda: u32,
+    reduction: u8,
+    update: u8,
+}
+
+impl Fingerprint {
+    fn write(&self, w: &mut Writer) {
+        w.u64(self.classes);
+        w.u64(self.dim);
+        w.u32(self.alpha);
+        w.u32(self.lambda);
+        w.u8(self.reduction);
+        w.u8(self.update);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self {
+            classes: r.u64()?,
+            dim: r.u64()?,
+            alpha: r.u32()?,
+            lambda: r.u32()?,
+            reduction: r.u8()?,
+            update: r.u8()?,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "K {} D {} alpha {} lambda {} {} {}",
+            self.classes,
+            self.dim,
+            f32::from_bits(self.alpha),
+            f32::from_bits(self.lambda),
+            if self.reduction == 1 { "Sum" } else { "Mean" },
+            if self.update == 1 { "Deterministic" } else { "Atomic" }
+        )
+    }
+}
+
+/// The input names an error may carry across the wire (`&'static str` fields).
+const NAMES: [&str; 5] = ["features", "labels", "images", "centers", "values"];
+
+fn static_name(name: &str) -> &'static str {
+    NAMES.iter().find(|n| **n == name).copied().unwrap_or("input")
+}
+
+/// The check errors travel with their fields; any other error as its message.
+fn encode_error(e: &Error, w: &mut Writer) {
+    match e {
+        Error::Shape { what, expected, actual } => {
+            w.u8(1);
+            w.text(what);
+            w.u64(*expected as u64);
+            w.u64(*actual as u64);
+        }
+        Error::LabelOutOfRange { index, label, num_classes } => {
+            w.u8(2);
+            w.u64(*index as u64);
+            w.u32(*label);
+            w.u64(*num_classes as u64);
+        }
+        Error::NonFinite { what, index, value } => {
+            w.u8(3);
+            w.text(what);
+            w.u64(*index as u64);
+            w.f32(*value);
+        }
+        Error::Config(message) => {
+            w.u8(4);
+            w.text(message);
+        }
+        other => {
+            w.u8(5);
+            w.text(&other.to_string());
+        }
+    }
+}
+
+fn decode_error(r: &mut Reader<'_>) -> Result<Error> {
+    Ok(match r.u8()? {
+        1 => Error::Shape { what: static_name(&r.text()?), expected: r.u64()? as usize, actual: r.u64()? as usize },
+        2 => Error::LabelOutOfRange { index: r.u64()? as usize, label: r.u32()?, num_classes: r.u64()? as usize },
+        3 => Error::NonFinite { what: static_name(&r.text()?), index: r.u64()? as usize, value: r.f32()? },
+        4 => Error::Config(r.text()?),
+        _ => Error::Gpu(r.text()?),
+    })
+}
+
+/// The same error again (errors hold no handles; the wire format is the copy).
+fn clone_error(e: &Error) -> Error {
+    let mut w = Writer::default();
+    encode_error(e, &mut w);
+    decode_error(&mut Reader::new(&w.0, 0)).unwrap_or_else(|_| Error::Gpu(e.to_string()))
+}
+
+/// Little-endian message builder.
+#[derive(Default)]
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend(v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend(v.to_le_bytes());
+    }
+    fn f32(&mut self, v: f32) {
+        self.0.extend(v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.0.extend_from_slice(v);
+    }
+    fn text(&mut self, v: &str) {
+        self.u64(v.len() as u64);
+        self.bytes(v.as_bytes());
+    }
+}
+
+/// Reads a member's message; running past its end is [`Error::Collective`].
+struct Reader<'a> {
+    data: &'a [u8],
+    rank: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8], rank: usize) -> Self {
+        Self { data, rank }
+    }
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.data.len() {
+            return Err(Error::Collective(format!("the message from rank {} is cut short", self.rank)));
+        }
+        let (head, tail) = self.data.split_at(n);
+        self.data = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.bytes(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().unwrap_or_default()))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().unwrap_or_default()))
+    }
+    fn f32(&mut self) -> Result<f32> {
+        Ok(f32::from_bits(self.u32()?))
+    }
+    fn text(&mut self) -> Result<String> {
+        let n = self.u64()? as usize;
+        Ok(String::from_utf8_lossy(self.bytes(n)?).into_owned())
+    }
+}

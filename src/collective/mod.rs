@@ -11,6 +11,7 @@
 #[cfg(feature = "mpi")]
 mod mpi;
 mod thread_group;
+pub(crate) mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

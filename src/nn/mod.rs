@@ -2,6 +2,7 @@
 //! momentum, softmax cross-entropy plus center loss in one GPU step, and the presets
 //! LeNet++ (the paper's MNIST network) and a small face-embedding residual network.
 
+mod data_parallel;
 mod fit;
 mod graph;
 mod kernels;

@@ -102,21 +102,25 @@ pub struct Network {
     pub(super) graph: Graph,
     pub(super) input: Tensor,
     pub(super) labels: wgpu::Buffer,
-    embedding: Tensor,
-    logits: Tensor,
+    pub(super) embedding: Tensor,
+    pub(super) logits: Tensor,
     pub(super) trunk_groups: usize,
     pub(super) head: Vec<Op>,
     /// One SGD dispatch per parameter, and the uniform each reads (rewritten when the
     /// scheduled learning rate changes).
     pub(super) sgd_ops: Vec<Op>,
     sgd_uniforms: Vec<wgpu::Buffer>,
-    metrics: wgpu::Buffer,
-    metrics_staging: Staging,
+    /// The softmax head's uniform (its gradient scale, 1 / global batch).
+    pub(super) softmax_uniform: wgpu::Buffer,
+    /// How many members' shards the gradient scales assume (1: not data-parallel).
+    pub(super) members: usize,
+    pub(super) metrics: wgpu::Buffer,
+    pub(super) metrics_staging: Staging,
     /// The rules of the center-loss configuration (classes, lambda), with or without centers.
-    center_cfg: CenterLossConfig,
+    pub(super) center_cfg: CenterLossConfig,
     pub(super) center: Option<(GpuCenterLoss, CenterLossBinding)>,
-    step: u64,
-    lr: f32,
+    pub(super) step: u64,
+    pub(super) lr: f32,
 }
 
 impl Network {
@@ -201,6 +205,8 @@ impl Network {
             head,
             sgd_ops,
             sgd_uniforms,
+            softmax_uniform: su,
+            members: 1,
             metrics,
             metrics_staging,
             center_cfg,
@@ -264,7 +270,7 @@ impl Network {
     }
 
     /// Writes the optimizer uniforms when the scheduled learning rate changes.
-    fn apply_schedule(&mut self) -> Result<()> {
+    pub(super) fn apply_schedule(&mut self) -> Result<()> {
         let lr = self.cfg.sgd.schedule.lr_at(self.cfg.sgd.lr, self.step);
         if lr == self.lr {
             return Ok(());
@@ -337,7 +343,7 @@ impl Network {
     }
 
     /// Forward, softmax head and the classifier's backward group (or only the loss).
-    fn record_loss_and_head_backward(&self, encoder: &mut wgpu::CommandEncoder, backward: bool) {
+    pub(super) fn record_loss_and_head_backward(&self, encoder: &mut wgpu::CommandEncoder, backward: bool) {
         let mut cpass = encoder.begin_compute_pass(&Default::default());
         self.graph.record_forward(&mut cpass);
         self.graph.record_ops(&mut cpass, &self.head);
@@ -346,7 +352,7 @@ impl Network {
         }
     }
 
-    fn read_metrics(&self) -> Result<StepMetrics> {
+    pub(super) fn read_metrics(&self) -> Result<StepMetrics> {
         let v: Vec<f32> = self.metrics_staging.read_values(self.graph.context(), 4)?;
         Ok(StepMetrics {
             softmax_loss: v[0],

@@ -60,6 +60,7 @@ pub struct CenterLossBinding {
     pub(super) scratch_group: wgpu::BindGroup,
     pub(super) sort_stages: Option<SortStages>,
     pub(super) loss_target: Option<(wgpu::Buffer, u64)>,
+    pub(super) grad_accumulate: bool,
 }
 
 impl std::fmt::Debug for CenterLossBinding {
@@ -167,6 +168,18 @@ impl GpuCenterLoss {
                 Some((buffers.loss.clone(), buffers.loss_offset)),
             )
         })?
+    }
+
+    /// Scales the gradient `binding` writes as if its batch were part of one of
+    /// `total_batch` rows (lambda / total_batch with the mean): the shard of a
+    /// data-parallel step, whose gradients are summed over the members.
+    pub(crate) fn scale_binding_for(&self, binding: &CenterLossBinding, total_batch: usize) -> Result<()> {
+        self.check_owner(binding)?;
+        let params = StepParams {
+            grad_scale: self.cfg.grad_scale(total_batch) as f32,
+            ..self.step_params(binding.batch as usize, binding.grad_accumulate)
+        };
+        self.ctx.capture(|| self.ctx.queue().write_buffer(&binding.params, 0, bytemuck::bytes_of(&params)))
     }
 
     pub(super) fn check_owner(&self, binding: &CenterLossBinding) -> Result<()> {
@@ -298,6 +311,7 @@ impl GpuCenterLoss {
             scratch_group,
             sort_stages,
             loss_target,
+            grad_accumulate,
         })
     }
 

@@ -15,6 +15,7 @@ use std::ops::Range;
 use super::plan::Pass;
 use super::{GpuCenterLoss, StepOutput};
 use crate::center_loss::config::{Reduction, UpdateMode};
+use crate::collective::wire::{clone_error, decode_error, encode_error, Reader, Writer};
 use crate::collective::Collective;
 use crate::{Error, Result};
 
@@ -48,7 +49,6 @@ impl GpuCenterLoss {
 
     /// [`GpuCenterLoss::step_collective`] without reading the gradient back (the trainer
     /// computes its rows on the device): returns the global loss.
-    #[allow(dead_code)] // the data-parallel trainer step (next commit)
     pub(crate) fn update_collective(&mut self, features: &[f32], labels: &[u32], comm: &dyn Collective) -> Result<f32> {
         Ok(self.step_collective_rows(features, labels, comm, false)?.loss)
     }
@@ -228,123 +228,5 @@ impl Fingerprint {
             if self.reduction == 1 { "Sum" } else { "Mean" },
             if self.update == 1 { "Deterministic" } else { "Atomic" }
         )
-    }
-}
-
-/// The input names an error may carry across the wire (`&'static str` fields).
-const NAMES: [&str; 5] = ["features", "labels", "images", "centers", "values"];
-
-fn static_name(name: &str) -> &'static str {
-    NAMES.iter().find(|n| **n == name).copied().unwrap_or("input")
-}
-
-/// The check errors travel with their fields; any other error as its message.
-fn encode_error(e: &Error, w: &mut Writer) {
-    match e {
-        Error::Shape { what, expected, actual } => {
-            w.u8(1);
-            w.text(what);
-            w.u64(*expected as u64);
-            w.u64(*actual as u64);
-        }
-        Error::LabelOutOfRange { index, label, num_classes } => {
-            w.u8(2);
-            w.u64(*index as u64);
-            w.u32(*label);
-            w.u64(*num_classes as u64);
-        }
-        Error::NonFinite { what, index, value } => {
-            w.u8(3);
-            w.text(what);
-            w.u64(*index as u64);
-            w.f32(*value);
-        }
-        Error::Config(message) => {
-            w.u8(4);
-            w.text(message);
-        }
-        other => {
-            w.u8(5);
-            w.text(&other.to_string());
-        }
-    }
-}
-
-fn decode_error(r: &mut Reader<'_>) -> Result<Error> {
-    Ok(match r.u8()? {
-        1 => Error::Shape { what: static_name(&r.text()?), expected: r.u64()? as usize, actual: r.u64()? as usize },
-        2 => Error::LabelOutOfRange { index: r.u64()? as usize, label: r.u32()?, num_classes: r.u64()? as usize },
-        3 => Error::NonFinite { what: static_name(&r.text()?), index: r.u64()? as usize, value: r.f32()? },
-        4 => Error::Config(r.text()?),
-        _ => Error::Gpu(r.text()?),
-    })
-}
-
-/// The same error again (errors hold no handles; the wire format is the copy).
-fn clone_error(e: &Error) -> Error {
-    let mut w = Writer::default();
-    encode_error(e, &mut w);
-    decode_error(&mut Reader::new(&w.0, 0)).unwrap_or_else(|_| Error::Gpu(e.to_string()))
-}
-
-/// Little-endian message builder.
-#[derive(Default)]
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend(v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend(v.to_le_bytes());
-    }
-    fn f32(&mut self, v: f32) {
-        self.0.extend(v.to_le_bytes());
-    }
-    fn bytes(&mut self, v: &[u8]) {
-        self.0.extend_from_slice(v);
-    }
-    fn text(&mut self, v: &str) {
-        self.u64(v.len() as u64);
-        self.bytes(v.as_bytes());
-    }
-}
-
-/// Reads a member's message; running past its end is [`Error::Collective`].
-struct Reader<'a> {
-    data: &'a [u8],
-    rank: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(data: &'a [u8], rank: usize) -> Self {
-        Self { data, rank }
-    }
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.data.len() {
-            return Err(Error::Collective(format!("the message from rank {} is cut short", self.rank)));
-        }
-        let (head, tail) = self.data.split_at(n);
-        self.data = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.bytes(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().unwrap_or_default()))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().unwrap_or_default()))
-    }
-    fn f32(&mut self) -> Result<f32> {
-        Ok(f32::from_bits(self.u32()?))
-    }
-    fn text(&mut self) -> Result<String> {
-        let n = self.u64()? as usize;
-        Ok(String::from_utf8_lossy(self.bytes(n)?).into_owned())
     }
 }

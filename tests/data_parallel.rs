@@ -1,0 +1,135 @@
+//! Data-parallel training on in-process groups: steps of the face network on 2 members
+//! (one device each) equal the same steps on one member with the global batch, and the
+//! members stay bit-identical.
+
+mod common;
+
+use centerloss::collective::ThreadGroup;
+use centerloss::data::Augment;
+use centerloss::nn::{Network, NetworkSpec, TrainConfig};
+use centerloss::{Error, GpuContext, UpdateMode};
+use common::{gpu, labels, rel_err, rng, uniform};
+
+const SHARD: usize = 4;
+const CLASSES: usize = 10;
+
+fn spec() -> NetworkSpec {
+    NetworkSpec::face_resnet(1, 32, 16, CLASSES)
+}
+
+fn config(batch: usize, update: UpdateMode) -> TrainConfig {
+    TrainConfig { batch, lambda: 0.1, alpha: 0.5, center_update: update, seed: 11, ..Default::default() }
+}
+
+/// `steps` global batches of 2 * SHARD images, augmented (flip + crop) as one batch.
+fn batches(steps: usize) -> Vec<(Vec<f32>, Vec<u32>)> {
+    let mut r = rng(77);
+    let shape = [1, 32, 32];
+    let augment = Augment { flip: true, crop_pad: 2 };
+    (0..steps)
+        .map(|_| {
+            let mut x = uniform(&mut r, 2 * SHARD * 32 * 32, 1.0);
+            augment.apply(&mut x, shape, &mut r);
+            (x, labels(&mut r, 2 * SHARD, CLASSES))
+        })
+        .collect()
+}
+
+/// Each member's own device, made once per test binary (pipelines are cached per device,
+/// so later networks on it build fast).
+fn member_context(rank: usize) -> GpuContext {
+    static CONTEXTS: std::sync::OnceLock<Vec<GpuContext>> = std::sync::OnceLock::new();
+    CONTEXTS.get_or_init(|| (0..2).map(|_| GpuContext::new().unwrap()).collect())[rank].clone()
+}
+
+fn flat(values: Vec<Vec<f32>>) -> Vec<f32> {
+    values.into_iter().flatten().collect()
+}
+
+#[test]
+fn two_members_train_like_one_with_the_global_batch() {
+    let Some(ctx) = gpu() else { return };
+    let steps = 5;
+    let data = batches(steps);
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let mut single = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
+        let mut single_metrics = Vec::new();
+        for (x, y) in &data {
+            single_metrics.push(single.train_step(x, y, true).unwrap().unwrap());
+        }
+        let members = ThreadGroup::new(2);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = members
+                .into_iter()
+                .enumerate()
+                .map(|(rank, member)| {
+                    let data = &data;
+                    s.spawn(move || {
+                        let mut net = Network::new(&member_context(rank), spec(), config(SHARD, update)).unwrap();
+                        let pixels = 32 * 32;
+                        let rows = rank * SHARD..(rank + 1) * SHARD;
+                        let mut metrics = Vec::new();
+                        for (x, y) in data {
+                            let shard = &x[rows.start * pixels..rows.end * pixels];
+                            let m = net.train_step_collective(shard, &y[rows.clone()], &member, true).unwrap();
+                            metrics.push(m.unwrap());
+                        }
+                        let centers = net.center_loss().unwrap().centers().unwrap();
+                        (flat(net.param_values().unwrap()), centers, metrics, net.step_count())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let (weights, centers, metrics, count) = &results[0];
+        assert_eq!(*count, steps as u64);
+        assert_eq!(weights, &results[1].0, "{update:?}: members' weights differ");
+        assert_eq!(centers, &results[1].1, "{update:?}: members' centers differ");
+        let reference = flat(single.param_values().unwrap());
+        let reference: Vec<f64> = reference.iter().map(|&v| v as f64).collect();
+        let err = rel_err(weights, &reference);
+        assert!(err < 1e-4, "{update:?}: weights vs one member with the global batch: {err}");
+        let single_centers: Vec<f64> =
+            single.center_loss().unwrap().centers().unwrap().iter().map(|&v| v as f64).collect();
+        assert!(rel_err(centers, &single_centers) < 1e-4, "{update:?}: centers");
+        for (step, (a, b)) in metrics.iter().zip(&single_metrics).enumerate() {
+            let (got, want) =
+                ([a.softmax_loss, a.center_loss, a.accuracy], [b.softmax_loss, b.center_loss, b.accuracy]);
+            let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+            assert!(rel_err(&got, &want) < 1e-4, "{update:?} step {step}: metrics {got:?} vs {want:?}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_shard_fails_every_member_before_anything_changes() {
+    let Some(_) = gpu() else { return };
+    let members = ThreadGroup::new(2);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .enumerate()
+            .map(|(rank, member)| {
+                s.spawn(move || {
+                    let mut net =
+                        Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Atomic)).unwrap();
+                    let before = flat(net.param_values().unwrap());
+                    let mut x = vec![0.5; SHARD * 32 * 32];
+                    if rank == 1 {
+                        x[3] = f32::INFINITY;
+                    }
+                    let result = net.train_step_collective(&x, &[0, 1, 2, 3], &member, true);
+                    (result.map(|_| ()), before == flat(net.param_values().unwrap()), net.step_count())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, (result, unchanged, count)) in results.iter().enumerate() {
+        assert!(
+            matches!(result, Err(Error::Rank { rank: 1, source }) if matches!(**source, Error::NonFinite { what: "images", .. })),
+            "rank {rank}: {result:?}"
+        );
+        assert!(*unchanged && *count == 0, "rank {rank}: the refused step changed the network");
+    }
+}

@@ -5,8 +5,8 @@
 mod common;
 
 use centerloss::collective::ThreadGroup;
-use centerloss::data::Augment;
-use centerloss::nn::{Network, NetworkSpec, TrainConfig};
+use centerloss::data::{Augment, Dataset};
+use centerloss::nn::{fit, fit_collective, FitOptions, Network, NetworkSpec, TrainConfig};
 use centerloss::{Error, GpuContext, UpdateMode};
 use common::{gpu, labels, rel_err, rng, uniform};
 
@@ -132,4 +132,46 @@ fn a_bad_shard_fails_every_member_before_anything_changes() {
         );
         assert!(*unchanged && *count == 0, "rank {rank}: the refused step changed the network");
     }
+}
+
+#[test]
+fn fit_on_two_members_equals_fit_with_the_global_batch() {
+    let Some(ctx) = gpu() else { return };
+    let mut r = rng(90);
+    let data =
+        Dataset { shape: [1, 32, 32], images: uniform(&mut r, 40 * 32 * 32, 1.0), labels: labels(&mut r, 40, CLASSES) };
+    let opts = FitOptions {
+        steps: 6,
+        augment: Augment { flip: true, crop_pad: 2 },
+        seed: 5,
+        report_every: 1,
+        progress: false,
+        ..Default::default()
+    };
+    let mut single = Network::new(&ctx, spec(), config(2 * SHARD, UpdateMode::Deterministic)).unwrap();
+    let single_report = fit(&mut single, &data, &opts).unwrap();
+    let members = ThreadGroup::new(2);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .enumerate()
+            .map(|(rank, member)| {
+                let (data, opts) = (&data, &opts);
+                s.spawn(move || {
+                    let mut net =
+                        Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Deterministic)).unwrap();
+                    let report = fit_collective(&mut net, data, opts, &member, &mut |_, _| Ok(None)).unwrap();
+                    (flat(net.param_values().unwrap()), report)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results[0].0, results[1].0, "members' weights differ");
+    let reference: Vec<f64> = flat(single.param_values().unwrap()).iter().map(|&v| v as f64).collect();
+    let err = rel_err(&results[0].0, &reference);
+    assert!(err < 1e-4, "weights vs fit with the global batch: {err}");
+    let losses = |h: &[(u64, centerloss::nn::StepMetrics)]| h.iter().map(|(_, m)| m.softmax_loss).collect::<Vec<_>>();
+    let want: Vec<f64> = losses(&single_report.history).iter().map(|&v| v as f64).collect();
+    assert!(rel_err(&losses(&results[0].1.history), &want) < 1e-4, "loss history differs");
 }

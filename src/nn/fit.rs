@@ -11,6 +11,7 @@ use std::time::Instant;
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::network::{Network, StepMetrics};
+use crate::collective::Collective;
 use crate::data::{epoch_batches, Augment, Dataset};
 use crate::{Error, Result};
 
@@ -83,7 +84,35 @@ pub fn fit_with(
     opts: &FitOptions,
     hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
 ) -> Result<FitReport> {
-    let batch = net.train_config().batch;
+    train(net, data, opts, None, hook)
+}
+
+/// [`fit_with`] as one member of a data-parallel group: every member passes the same
+/// data and options and a network with the same batch b; the global batch is N * b,
+/// drawn and augmented exactly as [`fit`] with batch N * b draws it, and member r trains
+/// on its rows r*b..(r+1)*b ([`Network::train_step_collective`]). The run equals that
+/// single-device run, and the members' networks stay bit-identical. Only rank 0 shows
+/// progress; the hook runs on every member (let rank 0 alone write files).
+pub fn fit_collective(
+    net: &mut Network,
+    data: &Dataset,
+    opts: &FitOptions,
+    comm: &dyn Collective,
+    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
+) -> Result<FitReport> {
+    train(net, data, opts, Some(comm), hook)
+}
+
+fn train(
+    net: &mut Network,
+    data: &Dataset,
+    opts: &FitOptions,
+    comm: Option<&dyn Collective>,
+    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
+) -> Result<FitReport> {
+    let (rank, members) = comm.map_or((0, 1), |c| (c.rank(), c.size()));
+    let shard = net.train_config().batch;
+    let batch = shard * members;
     if data.len() < batch {
         return Err(Error::Data(format!("{} training images are fewer than one batch of {batch}", data.len())));
     }
@@ -100,7 +129,7 @@ pub fn fit_with(
     let per_epoch = (data.len() / batch) as u64;
     let epochs = opts.steps.div_ceil(per_epoch);
     let first = net.step_count();
-    let bar = Progress::new(opts.steps, opts.progress, &opts.label);
+    let bar = Progress::new(opts.steps, opts.progress && rank == 0, &opts.label);
     bar.inc(first.min(opts.steps));
     let mut report = FitReport::default();
     let mut hooked = String::new();
@@ -126,7 +155,15 @@ pub fn fit_with(
             opts.augment.apply(&mut images, data.shape, &mut rng);
             let last = step + 1 == opts.steps;
             let read = last || (report.steps as usize).is_multiple_of(opts.report_every.max(1));
-            if let Some(m) = net.train_step(&images, &labels, read)? {
+            let metrics = match comm {
+                Some(comm) => {
+                    let (pixels, rows) = (data.image_len(), rank * shard..(rank + 1) * shard);
+                    let own = &images[rows.start * pixels..rows.end * pixels];
+                    net.train_step_collective(own, &labels[rows], comm, read)?
+                }
+                None => net.train_step(&images, &labels, read)?,
+            };
+            if let Some(m) = metrics {
                 if !m.softmax_loss.is_finite() {
                     return Err(Error::Data(format!("training diverged at step {step}: loss {}", m.softmax_loss)));
                 }

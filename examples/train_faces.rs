@@ -89,6 +89,11 @@ struct Args {
     /// Also train the softmax-only baseline with the same seed, data and budget.
     #[arg(long)]
     compare: bool,
+    /// Train on this many devices in this process (data-parallel: each takes batch / N rows
+    /// of every batch; the result equals a one-device run). Devices are opened over the
+    /// adapters found, round-robin.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
     /// Write the numbers as JSON here.
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -149,6 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out: a.out,
         compare: a.compare,
         progress: true,
+        devices: a.devices,
         ..Default::default()
     };
     let report = run(&ctx, &opts)?;

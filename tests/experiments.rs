@@ -133,3 +133,32 @@ fn face_job_short_run_with_compare_and_resume() {
     assert!(matches!(faces::run(&ctx, &zero), Err(Error::Config(_))));
     std::fs::remove_dir_all(&opts.out).ok();
 }
+
+#[test]
+fn face_job_on_two_devices_matches_one_device() {
+    let Some(ctx) = gpu() else { return };
+    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
+    let one = FaceOptions {
+        source: FaceSource::BuiltIn(set),
+        resolution: 32,
+        epochs: Some(2),
+        batch: 16,
+        embed_dim: 16,
+        out: out_dir("faces-one-device"),
+        progress: false,
+        ..Default::default()
+    };
+    let two = FaceOptions { devices: 2, out: out_dir("faces-two-devices"), ..one.clone() };
+    let (a, b) = (faces::run(&ctx, &one).unwrap(), faces::run(&ctx, &two).unwrap());
+    let (a, b) = (&a.variants[0], &b.variants[0]);
+    assert_eq!(a.evaluated_step, b.evaluated_step);
+    assert!((a.final_train_accuracy - b.final_train_accuracy).abs() < 1e-6, "{a:?} vs {b:?}");
+    let (x, y) = (a.eval.verification.roc_auc, b.eval.verification.roc_auc);
+    assert!((x - y).abs() < 1e-3, "AUC {x} on one device, {y} on two");
+    // An indivisible batch is refused before any training.
+    let odd = FaceOptions { devices: 3, ..two.clone() };
+    assert!(matches!(faces::run(&ctx, &odd), Err(Error::Config(m)) if m.contains("multiple of 3")));
+    for o in [&one, &two] {
+        std::fs::remove_dir_all(&o.out).ok();
+    }
+}

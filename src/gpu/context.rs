@@ -111,9 +111,49 @@ impl GpuContext {
 
     /// The asynchronous form of [`GpuContext::new`].
     pub async fn new_async() -> Result<Self> {
-        let choice = KernelChoice::from_env()?;
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = select_adapter(&instance).await?;
+        Self::open(instance, adapter).await
+    }
+
+    /// A device for member `index` of a data-parallel group: the adapters found (GPUs
+    /// only, when there are any besides CPU drivers) taken round-robin, or the one
+    /// `WGPU_ADAPTER_NAME` names for every member. Logs a warning when members share an
+    /// adapter (correct, but they split its throughput). Under MPI pass the local rank
+    /// ([`Mpi::local_rank`](crate::collective)).
+    pub fn for_member(index: usize, members: usize) -> Result<Self> {
+        pollster::block_on(async {
+            let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+            if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
+                if members > 1 {
+                    log::warn!("WGPU_ADAPTER_NAME is set: all {members} members share one adapter");
+                }
+                let adapter = select_adapter(&instance).await?;
+                return Self::open(instance, adapter).await;
+            }
+            let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+            let mut adapters = instance.enumerate_adapters(backends).await;
+            if adapters.iter().any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu) {
+                adapters.retain(|a| a.get_info().device_type != wgpu::DeviceType::Cpu);
+            }
+            if adapters.is_empty() {
+                return Err(Error::NoAdapter(format!("no adapter found (backends: {backends:?})")));
+            }
+            if members > adapters.len() {
+                log::warn!(
+                    "{members} members over {} adapter(s): several share one (correct, but they split its throughput)",
+                    adapters.len()
+                );
+            }
+            let count = adapters.len();
+            let adapter = adapters.swap_remove(index % count);
+            Self::open(instance, adapter).await
+        })
+    }
+
+    /// Opens a device on `adapter` with the features and limits the kernels use.
+    async fn open(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self> {
+        let choice = KernelChoice::from_env()?;
         let info = adapter.get_info();
         let wanted = wgpu::Features::SHADER_FLOAT32_ATOMIC
             | wgpu::Features::TIMESTAMP_QUERY

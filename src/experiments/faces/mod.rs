@@ -8,11 +8,12 @@ mod report;
 pub use report::{FaceReport, VariantReport};
 
 use super::training::{classify, validation_split, Plan, ValidationRecord};
+use crate::collective::{Collective, ThreadGroup};
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
 use crate::data::{parse_pairs, Augment, Dataset, Pair};
 use crate::eval;
-use crate::nn::{fit_with, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::nn::{fit_collective, fit_with, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 
 /// Where the faces come from.
@@ -79,6 +80,10 @@ pub struct FaceOptions {
     pub center_update: UpdateMode,
     /// Show progress bars.
     pub progress: bool,
+    /// Devices to train on in this process (data-parallel, [`crate::nn::fit_collective`]):
+    /// each takes `batch / devices` rows of every batch; the run equals a one-device run
+    /// with the same options, and checkpoints resume on any device count.
+    pub devices: usize,
 }
 
 impl Default for FaceOptions {
@@ -103,6 +108,7 @@ impl Default for FaceOptions {
             compare: false,
             center_update: UpdateMode::Deterministic,
             progress: true,
+            devices: 1,
         }
     }
 }
@@ -256,8 +262,16 @@ fn train_variant(
         center_update: opts.center_update,
         seed: opts.seed,
     };
+    let devices = opts.devices.max(1);
+    if !opts.batch.is_multiple_of(devices) {
+        return Err(Error::Config(format!(
+            "a batch of {} does not split over {devices} devices; use a multiple of {devices}",
+            opts.batch
+        )));
+    }
+    let cfg = TrainConfig { batch: opts.batch / devices, ..cfg };
     let spec = NetworkSpec::face_resnet(data.train.shape[0], opts.resolution, opts.embed_dim, data.train.num_classes());
-    let mut net = Network::new(ctx, spec, cfg)?;
+    let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
     let last = opts.out.join(format!("{name}-last.safetensors"));
     let best = opts.out.join(format!("{name}.safetensors"));
     let key = run_key(opts, &plan, lambda);
@@ -317,7 +331,24 @@ fn train_variant(
         checkpoint::save_with(net, &last, &[("run", key.clone()), ("validation", record.encode())])?;
         Ok(text)
     };
-    let fitted = fit_with(&mut net, &data.train, &fit_opts, &mut hook)?;
+    let fitted = if devices == 1 {
+        fit_with(&mut net, &data.train, &fit_opts, &mut hook)?
+    } else {
+        let resume_from = (opts.resume && last.exists()).then_some(last.as_path());
+        let helper = |member: ThreadGroup| -> Result<()> {
+            let ctx = GpuContext::for_member(member.rank(), devices)?;
+            let mut net = Network::new(&ctx, spec.clone(), cfg.clone())?;
+            if let Some(path) = resume_from {
+                checkpoint::load(&mut net, path)?;
+            }
+            fit_collective(&mut net, &data.train, &fit_opts, &member, &mut |_, _| Ok(None)).map(|_| ())
+        };
+        data_parallel(
+            devices,
+            &mut |member| fit_collective(&mut net, &data.train, &fit_opts, &member, &mut hook),
+            &helper,
+        )?
+    };
     let final_train_batch_accuracy = fitted.history.last().map_or(0.0, |(_, m)| m.accuracy);
     let evaluated_step = record.best().map_or(plan.steps, |b| b.0);
     checkpoint::load(&mut net, &best)?;
@@ -355,6 +386,36 @@ fn train_variant(
         steps: plan.steps,
         evaluated_step,
         checkpoint: best,
+    })
+}
+
+/// Runs `lead` as member 0 of an in-process group of `devices` on this thread and `helper`
+/// as members 1.. on their own threads; a member's own error wins over the
+/// [`Error::Collective`] the others see when it leaves.
+fn data_parallel<T>(
+    devices: usize,
+    lead: &mut dyn FnMut(ThreadGroup) -> Result<T>,
+    helper: &(dyn Fn(ThreadGroup) -> Result<()> + Sync),
+) -> Result<T> {
+    let mut members = ThreadGroup::new(devices).into_iter();
+    let first = members.next().ok_or_else(|| Error::Config("no devices".into()))?;
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = members.map(|m| s.spawn(move || helper(m))).collect();
+        // `lead` consumes member 0: it leaves the group when `lead` returns, so helpers
+        // blocked in a collective see the failure instead of waiting forever.
+        let lead_result = lead(first);
+        let mut helper_error = None;
+        for h in helpers {
+            match h.join() {
+                Ok(Err(e)) if !matches!(e, Error::Collective(_)) => helper_error = helper_error.or(Some(e)),
+                Err(_) => helper_error = helper_error.or(Some(Error::Collective("a device's thread panicked".into()))),
+                _ => {}
+            }
+        }
+        match (lead_result, helper_error) {
+            (Err(Error::Collective(_)), Some(e)) | (Ok(_), Some(e)) => Err(e),
+            (result, _) => result,
+        }
     })
 }
 

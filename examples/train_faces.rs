@@ -121,6 +121,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("wrote {n} images of {} identities to {}", a.identities + a.eval_identities, dir.display());
         return Ok(());
     }
+    // Under `mpirun` (built with --features mpi) each rank trains its rows of every batch.
+    #[cfg(feature = "mpi")]
+    let comm = centerloss::collective::Mpi::launched().then(centerloss::collective::Mpi::init).transpose()?;
+    #[cfg(feature = "mpi")]
+    let ctx = match &comm {
+        Some(_) => GpuContext::for_member(
+            centerloss::collective::Mpi::local_rank(),
+            centerloss::collective::Mpi::local_size(),
+        )?,
+        None => GpuContext::new()?,
+    };
+    #[cfg(not(feature = "mpi"))]
     let ctx = GpuContext::new()?;
     eprintln!("adapter: {}", ctx.adapter_summary());
     let source = match (a.data, a.list) {
@@ -157,6 +169,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         devices: a.devices,
         ..Default::default()
     };
+    #[cfg(feature = "mpi")]
+    let report = match &comm {
+        Some(comm) => match centerloss::experiments::faces::run_collective(&ctx, &opts, comm)? {
+            Some(report) => report,
+            None => return Ok(()), // ranks other than 0 report nothing
+        },
+        None => run(&ctx, &opts)?,
+    };
+    #[cfg(not(feature = "mpi"))]
     let report = run(&ctx, &opts)?;
     println!("\nHeld-out identities ({}):\n{}", report.data, report.table());
     for v in &report.variants {

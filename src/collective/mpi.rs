@@ -49,6 +49,21 @@ impl Mpi {
         Ok(Self { world: universe.world(), _universe: universe })
     }
 
+    /// Whether this process was started by an MPI launcher (`mpirun`, `srun`): Open MPI's,
+    /// MPICH's or PMIx's rank variables are set.
+    pub fn launched() -> bool {
+        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|v| std::env::var_os(v).is_some())
+    }
+
+    /// How many ranks run on this machine (`OMPI_COMM_WORLD_LOCAL_SIZE`, `MPI_LOCALNRANKS`),
+    /// else 1.
+    pub fn local_size() -> usize {
+        ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok()?.parse().ok())
+            .unwrap_or(1)
+    }
+
     /// This process's rank among the ranks on the same machine (to pick a device):
     /// `OMPI_COMM_WORLD_LOCAL_RANK`, `MPI_LOCALRANKID` (MPICH) or `SLURM_LOCALID`, else 0.
     pub fn local_rank() -> usize {

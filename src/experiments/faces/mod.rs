@@ -251,7 +251,9 @@ fn train_variant(
     data: &Data,
     name: &'static str,
     lambda: f32,
-) -> Result<VariantReport> {
+    comm: Option<&dyn Collective>,
+) -> Result<Option<VariantReport>> {
+    let lead = comm.is_none_or(|c| c.rank() == 0);
     let plan = Plan::new(data.train.len(), opts.batch, opts.lr, opts.epochs, opts.steps)?;
     let sgd = SgdConfig { lr: opts.lr, schedule: plan.schedule(), ..Default::default() };
     let cfg = TrainConfig {
@@ -262,10 +264,10 @@ fn train_variant(
         center_update: opts.center_update,
         seed: opts.seed,
     };
-    let devices = opts.devices.max(1);
+    let devices = comm.map_or(opts.devices.max(1), |c| c.size());
     if !opts.batch.is_multiple_of(devices) {
         return Err(Error::Config(format!(
-            "a batch of {} does not split over {devices} devices; use a multiple of {devices}",
+            "a batch of {} does not split over {devices} devices or ranks; use a multiple of {devices}",
             opts.batch
         )));
     }
@@ -296,7 +298,7 @@ fn train_variant(
         log::info!("{name}: no {} to resume from; training from the start", last.display());
     }
     let remaining = plan.steps.saturating_sub(net.step_count());
-    if remaining > 0 {
+    if remaining > 0 && lead {
         let per_step = seconds_per_step(&mut net, &data.train)?;
         log::info!("{name}: {}", plan.describe());
         log::info!(
@@ -331,7 +333,14 @@ fn train_variant(
         checkpoint::save_with(net, &last, &[("run", key.clone()), ("validation", record.encode())])?;
         Ok(text)
     };
-    let fitted = if devices == 1 {
+    let fitted = if let Some(comm) = comm {
+        if !lead {
+            // Ranks other than 0 train their shards; rank 0 validates, saves and evaluates.
+            fit_collective(&mut net, &data.train, &fit_opts, comm, &mut |_, _| Ok(None))?;
+            return Ok(None);
+        }
+        fit_collective(&mut net, &data.train, &fit_opts, comm, &mut hook)?
+    } else if devices == 1 {
         fit_with(&mut net, &data.train, &fit_opts, &mut hook)?
     } else {
         let resume_from = (opts.resume && last.exists()).then_some(last.as_path());
@@ -373,7 +382,7 @@ fn train_variant(
     let png = opts.out.join(format!("pca_{name}.png"));
     let title = format!("{name}: held-out embeddings of 10 identities (PCA)");
     plot::scatter_2d(&png, &title, &eval::pca_2d(&normalized, dim), &labels, None)?;
-    Ok(VariantReport {
+    Ok(Some(VariantReport {
         name,
         lambda,
         eval: report,
@@ -386,7 +395,7 @@ fn train_variant(
         steps: plan.steps,
         evaluated_step,
         checkpoint: best,
-    })
+    }))
 }
 
 /// Runs `lead` as member 0 of an in-process group of `devices` on this thread and `helper`
@@ -424,24 +433,48 @@ fn data_parallel<T>(
 /// for the best by validation, the one evaluated), a ROC plot and PCA plots into
 /// `opts.out`. With `opts.resume`, each variant continues from its last checkpoint.
 pub fn run(ctx: &GpuContext, opts: &FaceOptions) -> Result<FaceReport> {
+    run_on(ctx, opts, None)?.ok_or_else(|| Error::Config("no report".into()))
+}
+
+/// [`run`] as one rank of a data-parallel job (an MPI job, say): every rank passes the
+/// same options and loads the same data; each trains its rows of every batch
+/// (`opts.batch` / ranks); rank 0 alone validates, writes checkpoints and plots and
+/// evaluates, and returns the report (`None` on the other ranks). The figures equal a
+/// one-device run's. Resuming needs `opts.out` on a file system every rank sees.
+pub fn run_collective(ctx: &GpuContext, opts: &FaceOptions, comm: &dyn Collective) -> Result<Option<FaceReport>> {
+    if opts.devices > 1 {
+        return Err(Error::Config("use either ranks (a collective) or --devices, not both".into()));
+    }
+    run_on(ctx, opts, Some(comm))
+}
+
+fn run_on(ctx: &GpuContext, opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Option<FaceReport>> {
+    let lead = comm.is_none_or(|c| c.rank() == 0);
     std::fs::create_dir_all(&opts.out).map_err(|source| Error::Io { path: opts.out.display().to_string(), source })?;
-    let stale = checkpoint::remove_stale_temporaries(&opts.out)?;
-    if stale > 0 {
-        log::info!("removed {stale} temporary checkpoint files a killed run left in {}", opts.out.display());
+    if lead {
+        let stale = checkpoint::remove_stale_temporaries(&opts.out)?;
+        if stale > 0 {
+            log::info!("removed {stale} temporary checkpoint files a killed run left in {}", opts.out.display());
+        }
     }
     let data = load(opts)?;
-    log::info!("{}", data.description);
+    if lead {
+        log::info!("{}", data.description);
+    }
     let mut variants = Vec::new();
     if opts.compare || opts.lambda == 0.0 {
-        variants.push(train_variant(ctx, opts, &data, "softmax", 0.0)?);
+        variants.extend(train_variant(ctx, opts, &data, "softmax", 0.0, comm)?);
     }
     if opts.lambda > 0.0 {
-        variants.push(train_variant(ctx, opts, &data, "center", opts.lambda)?);
+        variants.extend(train_variant(ctx, opts, &data, "center", opts.lambda, comm)?);
+    }
+    if !lead {
+        return Ok(None);
     }
     let curves: Vec<(&str, Vec<(f64, f64)>)> =
         variants.iter().map(|v| (v.name, v.eval.verification.roc.clone())).collect();
     let roc_plot = opts.out.join("roc.png");
     let lowest_far = variants.first().map(|v| v.eval.verification.lowest_far);
     plot::roc_curves(&roc_plot, "Verification on held-out identities", &curves, lowest_far)?;
-    Ok(FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, roc_plot })
+    Ok(Some(FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, roc_plot }))
 }

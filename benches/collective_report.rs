@@ -161,7 +161,9 @@ fn main() -> Result<()> {
          process, each with its own device on that adapter (`ThreadGroup`), so the exchange is a \
          memory copy and the devices share the machine's cores: the times show the protocol's \
          overhead, not a speed-up. Bytes are payload per member per step (`Metered`): what it \
-         contributes, and what it receives from the others.\n"
+         contributes, and what it receives from the others. An all-reduce counts as its payload, \
+         4·P bytes each way (what the transport moves for it depends on its algorithm: a ring \
+         moves 2(N−1)/N times that). A one-member group still counts its own shard as sent.\n"
     )
     .ok();
     writeln!(md, "## `step_collective`, global B = {b}, D = {d}, atomic mode\n").ok();

@@ -43,6 +43,10 @@ struct Args {
     /// Where the plots go.
     #[arg(long, default_value = "out/mnist_2d")]
     out: PathBuf,
+    /// Train on this many devices in this process (data-parallel: each takes batch / N rows
+    /// of every batch; the result equals a one-device run).
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
     /// Write the numbers as JSON here.
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -51,6 +55,13 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let a = Args::parse();
+    // Under `mpirun` (built with --features mpi) each rank trains its rows of every batch.
+    #[cfg(feature = "mpi")]
+    let (comm, ctx) = match centerloss::experiments::mpi_rank()? {
+        Some((comm, ctx)) => (Some(comm), ctx),
+        None => (None, GpuContext::new()?),
+    };
+    #[cfg(not(feature = "mpi"))]
     let ctx = GpuContext::new()?;
     eprintln!("adapter: {}", ctx.adapter_summary());
     let opts = MnistOptions {
@@ -65,7 +76,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_test: a.max_test,
         out: a.out,
         progress: true,
+        devices: a.devices,
     };
+    #[cfg(feature = "mpi")]
+    let report = match &comm {
+        Some(comm) => match centerloss::experiments::mnist::run_collective(&ctx, &opts, comm)? {
+            Some(report) => report,
+            None => return Ok(()), // ranks other than 0 report nothing
+        },
+        None => run(&ctx, &opts)?,
+    };
+    #[cfg(not(feature = "mpi"))]
     let report = run(&ctx, &opts)?;
     println!(
         "MNIST: {} training images{}, {} test images",

@@ -123,14 +123,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Under `mpirun` (built with --features mpi) each rank trains its rows of every batch.
     #[cfg(feature = "mpi")]
-    let comm = centerloss::collective::Mpi::launched().then(centerloss::collective::Mpi::init).transpose()?;
-    #[cfg(feature = "mpi")]
-    let ctx = match &comm {
-        Some(_) => GpuContext::for_member(
-            centerloss::collective::Mpi::local_rank(),
-            centerloss::collective::Mpi::local_size(),
-        )?,
-        None => GpuContext::new()?,
+    let (comm, ctx) = match centerloss::experiments::mpi_rank()? {
+        Some((comm, ctx)) => (Some(comm), ctx),
+        None => (None, GpuContext::new()?),
     };
     #[cfg(not(feature = "mpi"))]
     let ctx = GpuContext::new()?;

@@ -59,7 +59,15 @@ fn mnist_2d_short_run() {
     for r in &report.runs {
         assert!(std::fs::metadata(&r.plot).unwrap().len() > 1000, "plot {} is empty", r.plot.display());
     }
+    // The same run on two devices: the same figures (the step is exact to the global batch;
+    // only summation order differs).
+    let two = MnistOptions { devices: 2, lambdas: vec![0.1], out: out_dir("mnist-two-devices"), ..opts.clone() };
+    let report2 = mnist::run(&ctx, &two).unwrap();
+    let (a, b) = (&report.runs[1], &report2.runs[0]);
+    assert_eq!(a.test_accuracy, b.test_accuracy);
+    assert!((a.intra_inter_ratio - b.intra_inter_ratio).abs() < 1e-3 * a.intra_inter_ratio, "{a:?} vs {b:?}");
     std::fs::remove_dir_all(&opts.out).ok();
+    std::fs::remove_dir_all(&two.out).ok();
 }
 
 #[test]

@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::collective::{Collective, ThreadGroup};
 use crate::data::{mnist::Mnist, Augment, Dataset};
-use crate::nn::{fit, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
-use crate::{eval, plot, GpuContext, Result, UpdateMode};
+use crate::experiments::training::{data_parallel, shard_batch};
+use crate::nn::{fit, fit_collective, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::{eval, plot, Error, GpuContext, Result, UpdateMode};
 
 /// Settings of [`run`].
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +34,9 @@ pub struct MnistOptions {
     pub out: PathBuf,
     /// Show progress bars.
     pub progress: bool,
+    /// Devices to train on in this process (data-parallel: each takes `batch / devices`
+    /// rows of every batch; the run equals a one-device run).
+    pub devices: usize,
 }
 
 impl Default for MnistOptions {
@@ -48,6 +53,7 @@ impl Default for MnistOptions {
             max_test: 0,
             out: PathBuf::from("out/mnist_2d"),
             progress: true,
+            devices: 1,
         }
     }
 }
@@ -132,6 +138,23 @@ fn truncate(d: &Dataset, max: usize) -> Dataset {
 
 /// Trains and evaluates LeNet++ once per lambda; writes one scatter plot per lambda.
 pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
+    run_on(ctx, opts, None)?.ok_or_else(|| Error::Config("no report".into()))
+}
+
+/// [`run`] as one rank of a data-parallel job (MPI): every rank passes the same options;
+/// each trains its `batch / ranks` rows of every batch; rank 0 alone evaluates, plots and
+/// returns the report (`None` elsewhere). The figures equal a one-device run's.
+pub fn run_collective(ctx: &GpuContext, opts: &MnistOptions, comm: &dyn Collective) -> Result<Option<MnistReport>> {
+    if opts.devices > 1 {
+        return Err(Error::Config("use either ranks (a collective) or --devices, not both".into()));
+    }
+    run_on(ctx, opts, Some(comm))
+}
+
+fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) -> Result<Option<MnistReport>> {
+    let lead = comm.is_none_or(|c| c.rank() == 0);
+    let devices = comm.map_or(opts.devices.max(1), |c| c.size());
+    let shard = shard_batch(opts.batch, devices)?;
     let mnist = Mnist::load(&opts.data)?;
     let train = truncate(&mnist.train, opts.max_train);
     let test = truncate(&mnist.test, opts.max_test);
@@ -146,14 +169,14 @@ pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
             ..Default::default()
         };
         let cfg = TrainConfig {
-            batch: opts.batch,
+            batch: shard,
             sgd,
             lambda,
             alpha: opts.alpha,
             center_update: UpdateMode::Atomic,
             seed: opts.seed,
         };
-        let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg)?;
+        let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone())?;
         let fit_opts = FitOptions {
             steps,
             augment: Augment { flip: false, crop_pad: 2 },
@@ -162,7 +185,24 @@ pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
             progress: opts.progress,
             ..Default::default()
         };
-        let fitted = fit(&mut net, &train, &fit_opts)?;
+        let no_hook = || |_: &mut Network, _: u64| Ok(None);
+        let fitted = match comm {
+            Some(comm) => fit_collective(&mut net, &train, &fit_opts, comm, &mut no_hook())?,
+            None if devices == 1 => fit(&mut net, &train, &fit_opts)?,
+            None => {
+                let helper = |member: ThreadGroup| -> Result<()> {
+                    let ctx = GpuContext::for_member(member.rank(), devices)?;
+                    let mut net = Network::new(&ctx, NetworkSpec::lenet_plus_plus(), cfg.clone())?;
+                    fit_collective(&mut net, &train, &fit_opts, &member, &mut no_hook()).map(|_| ())
+                };
+                let mut first =
+                    |member: ThreadGroup| fit_collective(&mut net, &train, &fit_opts, &member, &mut no_hook());
+                data_parallel(devices, &mut first, &helper)?
+            }
+        };
+        if !lead {
+            continue;
+        }
         let out = net.infer(&test.images)?;
         let accuracy = out.predictions(10).iter().zip(&test.labels).filter(|(p, y)| p == y).count() as f64
             / test.len().max(1) as f64;
@@ -189,11 +229,14 @@ pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
             plot: png,
         });
     }
-    Ok(MnistReport {
+    if !lead {
+        return Ok(None);
+    }
+    Ok(Some(MnistReport {
         adapter: ctx.adapter_summary(),
         train_images: train.len(),
         test_images: test.len(),
         full_train_set: mnist.full_train_set,
         runs,
-    })
+    }))
 }

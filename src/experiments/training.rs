@@ -4,6 +4,7 @@
 
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
+use crate::collective::ThreadGroup;
 use crate::data::Dataset;
 use crate::nn::{MultiStep, Network};
 use crate::{Error, Result};
@@ -195,6 +196,49 @@ impl ValidationRecord {
         }
         Some(Self { evaluations })
     }
+}
+
+/// The rows of a global batch of `batch` each of `devices` members trains, or
+/// [`Error::Config`] when it does not split evenly.
+pub fn shard_batch(batch: usize, devices: usize) -> Result<usize> {
+    let devices = devices.max(1);
+    if batch.is_multiple_of(devices) {
+        Ok(batch / devices)
+    } else {
+        Err(Error::Config(format!(
+            "a batch of {batch} does not split over {devices} devices or ranks; use a multiple of {devices}"
+        )))
+    }
+}
+
+/// Runs `lead` as member 0 of an in-process group of `devices` on this thread and `helper`
+/// as members 1.. on their own threads; a member's own error wins over the
+/// [`Error::Collective`] the others see when it leaves.
+pub fn data_parallel<T>(
+    devices: usize,
+    lead: &mut dyn FnMut(ThreadGroup) -> Result<T>,
+    helper: &(dyn Fn(ThreadGroup) -> Result<()> + Sync),
+) -> Result<T> {
+    let mut members = ThreadGroup::new(devices).into_iter();
+    let first = members.next().ok_or_else(|| Error::Config("no devices".into()))?;
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = members.map(|m| s.spawn(move || helper(m))).collect();
+        // `lead` consumes member 0: it leaves the group when `lead` returns, so helpers
+        // blocked in a collective see the failure instead of waiting forever.
+        let lead_result = lead(first);
+        let mut helper_error = None;
+        for h in helpers {
+            match h.join() {
+                Ok(Err(e)) if !matches!(e, Error::Collective(_)) => helper_error = helper_error.or(Some(e)),
+                Err(_) => helper_error = helper_error.or(Some(Error::Collective("a device's thread panicked".into()))),
+                _ => {}
+            }
+        }
+        match (lead_result, helper_error) {
+            (Err(Error::Collective(_)), Some(e)) | (Ok(_), Some(e)) => Err(e),
+            (result, _) => result,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
 use crate::data::{parse_pairs, Augment, Dataset, Pair};
 use crate::eval;
+use crate::experiments::training::{data_parallel, shard_batch};
 use crate::nn::{fit_collective, fit_with, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 
@@ -265,13 +266,7 @@ fn train_variant(
         seed: opts.seed,
     };
     let devices = comm.map_or(opts.devices.max(1), |c| c.size());
-    if !opts.batch.is_multiple_of(devices) {
-        return Err(Error::Config(format!(
-            "a batch of {} does not split over {devices} devices or ranks; use a multiple of {devices}",
-            opts.batch
-        )));
-    }
-    let cfg = TrainConfig { batch: opts.batch / devices, ..cfg };
+    let cfg = TrainConfig { batch: shard_batch(opts.batch, devices)?, ..cfg };
     let spec = NetworkSpec::face_resnet(data.train.shape[0], opts.resolution, opts.embed_dim, data.train.num_classes());
     let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
     let last = opts.out.join(format!("{name}-last.safetensors"));
@@ -396,36 +391,6 @@ fn train_variant(
         evaluated_step,
         checkpoint: best,
     }))
-}
-
-/// Runs `lead` as member 0 of an in-process group of `devices` on this thread and `helper`
-/// as members 1.. on their own threads; a member's own error wins over the
-/// [`Error::Collective`] the others see when it leaves.
-fn data_parallel<T>(
-    devices: usize,
-    lead: &mut dyn FnMut(ThreadGroup) -> Result<T>,
-    helper: &(dyn Fn(ThreadGroup) -> Result<()> + Sync),
-) -> Result<T> {
-    let mut members = ThreadGroup::new(devices).into_iter();
-    let first = members.next().ok_or_else(|| Error::Config("no devices".into()))?;
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = members.map(|m| s.spawn(move || helper(m))).collect();
-        // `lead` consumes member 0: it leaves the group when `lead` returns, so helpers
-        // blocked in a collective see the failure instead of waiting forever.
-        let lead_result = lead(first);
-        let mut helper_error = None;
-        for h in helpers {
-            match h.join() {
-                Ok(Err(e)) if !matches!(e, Error::Collective(_)) => helper_error = helper_error.or(Some(e)),
-                Err(_) => helper_error = helper_error.or(Some(Error::Collective("a device's thread panicked".into()))),
-                _ => {}
-            }
-        }
-        match (lead_result, helper_error) {
-            (Err(Error::Collective(_)), Some(e)) | (Ok(_), Some(e)) => Err(e),
-            (result, _) => result,
-        }
-    })
 }
 
 /// Loads the data, trains the variant(s), evaluates each on the held-out identities,

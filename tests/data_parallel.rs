@@ -7,7 +7,7 @@ mod common;
 use centerloss::collective::ThreadGroup;
 use centerloss::data::{Augment, Dataset};
 use centerloss::nn::{fit, fit_collective, FitOptions, Network, NetworkSpec, TrainConfig};
-use centerloss::{Error, GpuContext, UpdateMode};
+use centerloss::{checkpoint, Error, GpuContext, UpdateMode};
 use common::{gpu, labels, rel_err, rng, uniform};
 
 const SHARD: usize = 4;
@@ -174,4 +174,68 @@ fn fit_on_two_members_equals_fit_with_the_global_batch() {
     let losses = |h: &[(u64, centerloss::nn::StepMetrics)]| h.iter().map(|(_, m)| m.softmax_loss).collect::<Vec<_>>();
     let want: Vec<f64> = losses(&single_report.history).iter().map(|&v| v as f64).collect();
     assert!(rel_err(&losses(&results[0].1.history), &want) < 1e-4, "loss history differs");
+}
+
+#[test]
+fn a_checkpoint_from_two_members_resumes_on_one_and_back() {
+    let Some(ctx) = gpu() else { return };
+    let mut r = rng(91);
+    let data =
+        Dataset { shape: [1, 32, 32], images: uniform(&mut r, 40 * 32 * 32, 1.0), labels: labels(&mut r, 40, CLASSES) };
+    let opts = |steps| FitOptions {
+        steps,
+        augment: Augment { flip: true, crop_pad: 2 },
+        seed: 8,
+        progress: false,
+        ..Default::default()
+    };
+    let dir = std::env::temp_dir().join(format!("centerloss-dp-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (half, whole) = (dir.join("half.safetensors"), dir.join("whole.safetensors"));
+    let update = UpdateMode::Deterministic;
+    // Uninterrupted: 6 steps on one device with the global batch.
+    let mut reference = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
+    fit(&mut reference, &data, &opts(6)).unwrap();
+    // Two members for 3 steps, then one device from their checkpoint to step 6.
+    let on_two = |steps: u64, from: Option<&std::path::Path>, to: &std::path::Path| {
+        let members = ThreadGroup::new(2);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = members
+                .into_iter()
+                .enumerate()
+                .map(|(rank, member)| {
+                    let (data, o) = (&data, opts(steps));
+                    s.spawn(move || {
+                        let mut net = Network::new(&member_context(rank), spec(), config(SHARD, update)).unwrap();
+                        if let Some(path) = from {
+                            checkpoint::load(&mut net, path).unwrap();
+                        }
+                        fit_collective(&mut net, data, &o, &member, &mut |_, _| Ok(None)).unwrap();
+                        if rank == 0 {
+                            checkpoint::save(&net, to).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().for_each(|h| h.join().unwrap());
+        })
+    };
+    on_two(3, None, &half);
+    let mut one = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
+    checkpoint::load(&mut one, &half).unwrap();
+    assert_eq!(one.step_count(), 3);
+    fit(&mut one, &data, &opts(6)).unwrap();
+    let want: Vec<f64> = flat(reference.param_values().unwrap()).iter().map(|&v| v as f64).collect();
+    let err = rel_err(&flat(one.param_values().unwrap()), &want);
+    assert!(err < 1e-4, "2 members then 1 device vs 1 device throughout: {err}");
+    // And back: one device for 3 steps, two members to step 6.
+    let mut first = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
+    fit(&mut first, &data, &opts(3)).unwrap();
+    checkpoint::save(&first, &half).unwrap();
+    on_two(6, Some(&half), &whole);
+    let mut back = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
+    checkpoint::load(&mut back, &whole).unwrap();
+    let err = rel_err(&flat(back.param_values().unwrap()), &want);
+    assert!(err < 1e-4, "1 device then 2 members vs 1 device throughout: {err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -214,3 +214,76 @@ fn one_member_groups_match_step() {
     assert_eq!(a.step(&x, &y).unwrap(), b.step_collective(&x, &y, &member).unwrap());
     assert_eq!(a.centers().unwrap(), b.centers().unwrap());
 }
+
+#[test]
+fn the_bound_collective_step_writes_each_members_rows_into_its_buffers() {
+    let Some(ctx) = gpu() else { return };
+    use centerloss::gpu::{buffer, read_buffer};
+    use centerloss::BatchBuffers;
+    let (k, d, sizes) = (12, 8, [6usize, 3]);
+    let batch: usize = sizes.iter().sum();
+    let mut r = rng(51);
+    let init = uniform(&mut r, k * d, 1.0);
+    let (x, y) = (uniform(&mut r, batch * d, 1.5), labels(&mut r, batch, 5));
+    let mut single = GpuCenterLoss::new(&ctx, config(k, d, UpdateMode::Atomic)).unwrap();
+    single.set_centers(&init).unwrap();
+    let expected = single.step(&x, &y).unwrap();
+    let rows = shard_rows(&sizes);
+    let results = run_group(2, |rank, member| {
+        let ctx = member_context();
+        let mut cl = GpuCenterLoss::new(&ctx, config(k, d, UpdateMode::Atomic)).unwrap();
+        cl.set_centers(&init).unwrap();
+        let own = rows[rank].clone();
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let device = ctx.device();
+        let (fb, lb) = (
+            buffer(device, "f", (own.len() * d * 4) as u64, usage),
+            buffer(device, "l", (own.len() * 4) as u64, usage),
+        );
+        let (gb, loss) = (buffer(device, "g", (own.len() * d * 4) as u64, usage), buffer(device, "loss", 8, usage));
+        ctx.queue().write_buffer(&fb, 0, bytemuck::cast_slice(&x[own.start * d..own.end * d]));
+        ctx.queue().write_buffer(&lb, 0, bytemuck::cast_slice(&y[own.clone()]));
+        // The gradient is added to what the buffer holds (ones).
+        ctx.queue().write_buffer(&gb, 0, bytemuck::cast_slice(&vec![1.0f32; own.len() * d]));
+        let binding = cl
+            .bind(BatchBuffers {
+                features: &fb,
+                labels: &lb,
+                grad: &gb,
+                loss: &loss,
+                loss_offset: 4,
+                batch: own.len(),
+                accumulate_grad: true,
+            })
+            .unwrap();
+        let returned = cl.step_collective_bound(&binding, &member).unwrap();
+        let grad: Vec<f32> = read_buffer(&ctx, &gb, own.len() * d).unwrap();
+        let written: Vec<f32> = read_buffer(&ctx, &loss, 2).unwrap();
+        // Afterwards the binding's own passes are scaled by its own batch again.
+        let centers = cl.centers().unwrap();
+        ctx.queue().write_buffer(&gb, 0, bytemuck::cast_slice(&vec![0.0f32; own.len() * d]));
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        cl.encode_forward(&mut enc, &binding).unwrap();
+        ctx.queue().submit([enc.finish()]);
+        let plain: Vec<f32> = read_buffer(&ctx, &gb, own.len() * d).unwrap();
+        let mut cpu = CenterLossCpu::new(config(k, d, UpdateMode::Atomic)).unwrap();
+        cpu.set_centers(&centers).unwrap();
+        let want = cpu.forward(&x[own.start * d..own.end * d], &y[own.clone()]).unwrap().grad;
+        assert!(rel_err(&plain, &want) < TOL, "rank {rank}: a plain pass after the collective step");
+        (returned, written[1], grad, centers)
+    });
+    let single_centers: Vec<f64> = single.centers().unwrap().iter().map(|&v| v as f64).collect();
+    for (rank, (returned, written, grad, centers)) in results.iter().enumerate() {
+        assert_eq!(
+            returned.to_bits(),
+            written.to_bits(),
+            "rank {rank}: the loss written differs from the one returned"
+        );
+        assert!(rel_err(&[*returned], &[expected.loss as f64]) < TOL, "rank {rank}: loss");
+        let want: Vec<f64> =
+            expected.grad[rows[rank].start * d..rows[rank].end * d].iter().map(|&g| 1.0 + g as f64).collect();
+        assert!(rel_err(grad, &want) < TOL, "rank {rank}: gradient rows (added to ones)");
+        assert!(rel_err(centers, &single_centers) < TOL, "rank {rank}: centers");
+        assert_eq!(centers, &results[0].3, "rank {rank}: centers differ from rank 0's");
+    }
+}

@@ -61,6 +61,9 @@ pub struct CenterLossBinding {
     pub(super) sort_stages: Option<SortStages>,
     pub(super) loss_target: Option<(wgpu::Buffer, u64)>,
     pub(super) grad_accumulate: bool,
+    /// The features and labels the binding reads, at their byte offsets (the collective
+    /// step reads them back to exchange them).
+    pub(super) inputs: [(wgpu::Buffer, u64); 2],
 }
 
 impl std::fmt::Debug for CenterLossBinding {
@@ -312,6 +315,7 @@ impl GpuCenterLoss {
             sort_stages,
             loss_target,
             grad_accumulate,
+            inputs: [(features.0.clone(), features.1), (labels.0.clone(), labels.1)],
         })
     }
 

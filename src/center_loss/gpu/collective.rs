@@ -13,7 +13,7 @@
 use std::ops::Range;
 
 use super::plan::Pass;
-use super::{GpuCenterLoss, StepOutput};
+use super::{CenterLossBinding, GpuCenterLoss, StepOutput};
 use crate::center_loss::config::{Reduction, UpdateMode};
 use crate::collective::wire::{clone_error, decode_error, encode_error, Reader, Writer};
 use crate::collective::Collective;
@@ -47,6 +47,68 @@ impl GpuCenterLoss {
         self.step_collective_rows(features, labels, comm, true)
     }
 
+    /// The collective step on the GPU-resident path: this member's shard is the batch of
+    /// `binding` (the caller's buffers). Reads the shard back once to exchange it, writes
+    /// this shard's gradient rows (scaled by the global batch, with the pre-step centers)
+    /// into the binding's gradient buffer on the device (added when the binding
+    /// accumulates), updates the centers as [`GpuCenterLoss::step_collective`] does, and
+    /// writes the global loss to the binding's loss target. Returns the global loss.
+    pub fn step_collective_bound(&mut self, binding: &CenterLossBinding, comm: &dyn Collective) -> Result<f32> {
+        self.check_owner(binding)?;
+        // A shard that cannot be read is this member's bad input: every member hears of it.
+        let shard = self.read_inputs(binding);
+        let global = self.gather_shards(shard.as_ref().map(|(f, l)| (f.as_slice(), l.as_slice())), comm)?;
+        // This shard's gradient rows against the pre-step centers, scaled by the global
+        // batch; the scale is restored for the binding's own later steps (queue writes are
+        // applied in order, before each submission).
+        self.scale_binding_for(binding, global.labels.len().max(1))?;
+        let forward = self.ctx.capture(|| {
+            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+            self.record(&mut encoder, binding, binding.batch, Pass::Forward);
+            self.ctx.queue().submit([encoder.finish()]);
+        });
+        self.scale_binding_for(binding, binding.batch as usize)?;
+        let outcome = forward
+            .and_then(|()| self.run_host_rows(&global.features, &global.labels, Pass::Step, 0..0).map(|o| o.loss));
+        let loss = self.agree_on_centers(comm, &global.labels, outcome.as_ref().copied())?;
+        if let Some((target, offset)) = &binding.loss_target {
+            self.ctx.capture(|| {
+                self.ctx.queue().write_buffer(target, *offset, &loss.to_le_bytes());
+                self.ctx.queue().submit(None);
+            })?;
+        }
+        Ok(loss)
+    }
+
+    /// Reads a binding's features and labels back (one submission).
+    fn read_inputs(&self, binding: &CenterLossBinding) -> Result<(Vec<f32>, Vec<u32>)> {
+        for (what, (buffer, _)) in [("features", &binding.inputs[0]), ("labels", &binding.inputs[1])] {
+            if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+                return Err(Error::Buffer {
+                    what,
+                    reason: format!(
+                        "the collective step reads it back, so it needs usage COPY_SRC (has {:?})",
+                        buffer.usage()
+                    ),
+                });
+            }
+        }
+        let batch = binding.batch as usize;
+        let feature_bytes = (batch * self.cfg.feat_dim * 4) as u64;
+        let staging =
+            crate::gpu::Staging::new(self.ctx.device(), "collective inputs", feature_bytes + 4 * batch as u64);
+        let [(features, f_offset), (labels, l_offset)] = &binding.inputs;
+        self.ctx.capture(|| {
+            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+            staging.copy_from(&mut encoder, features, *f_offset, 0, feature_bytes);
+            staging.copy_from(&mut encoder, labels, *l_offset, feature_bytes, 4 * batch as u64);
+            self.ctx.queue().submit([encoder.finish()]);
+        })?;
+        let words: Vec<u32> = staging.read_values(&self.ctx, batch * (self.cfg.feat_dim + 1))?;
+        let (f, l) = words.split_at(batch * self.cfg.feat_dim);
+        Ok((bytemuck::cast_slice(f).to_vec(), l.to_vec()))
+    }
+
     /// [`GpuCenterLoss::step_collective`] without reading the gradient back (the trainer
     /// computes its rows on the device): returns the global loss.
     pub(crate) fn update_collective(&mut self, features: &[f32], labels: &[u32], comm: &dyn Collective) -> Result<f32> {
@@ -72,12 +134,17 @@ impl GpuCenterLoss {
     /// Exchanges the shards and the checks' verdicts; the global batch, or the same error
     /// on every member.
     pub(crate) fn gather_batch(&self, features: &[f32], labels: &[u32], comm: &dyn Collective) -> Result<GlobalBatch> {
-        let verdict = self.cfg.validate_batch(features, labels);
+        self.gather_shards(Ok((features, labels)), comm)
+    }
+
+    /// [`Self::gather_batch`] for a shard that may have failed before its checks (a read).
+    fn gather_shards(&self, shard: Result<(&[f32], &[u32]), &Error>, comm: &dyn Collective) -> Result<GlobalBatch> {
+        let checked = shard.map_err(clone_error).and_then(|(f, l)| Ok((self.cfg.validate_batch(f, l)?, f, l)));
         let mut message = Writer::default();
         message.u32(WIRE);
         self.fingerprint().write(&mut message);
-        match &verdict {
-            Ok(batch) => {
+        match &checked {
+            Ok((batch, features, labels)) => {
                 message.u8(0);
                 message.u64(*batch as u64);
                 message.bytes(bytemuck::cast_slice(features));

@@ -122,6 +122,11 @@ impl GpuCenterLoss {
         comm: &dyn Collective,
         with_grad: bool,
     ) -> Result<StepOutput> {
+        if comm.size() == 1 {
+            // A group of one exchanges nothing: the plain step.
+            let rows = if with_grad { 0..labels.len() } else { 0..0 };
+            return self.run_host_rows(features, labels, Pass::Step, rows);
+        }
         let global = self.gather_batch(features, labels, comm)?;
         let own = global.shards[comm.rank()].clone();
         let rows = if with_grad { own } else { 0..0 };

@@ -163,7 +163,7 @@ fn main() -> Result<()> {
          overhead, not a speed-up. Bytes are payload per member per step (`Metered`): what it \
          contributes, and what it receives from the others. An all-reduce counts as its payload, \
          4·P bytes each way (what the transport moves for it depends on its algorithm: a ring \
-         moves 2(N−1)/N times that). A one-member group still counts its own shard as sent.\n"
+         moves 2(N−1)/N times that). A one-member group exchanges nothing.\n"
     )
     .ok();
     writeln!(md, "## `step_collective`, global B = {b}, D = {d}, atomic mode\n").ok();

@@ -26,6 +26,8 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+#[cfg(feature = "burn")]
+pub mod burn;
 pub mod center_loss;
 pub mod checkpoint;
 pub mod collective;

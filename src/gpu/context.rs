@@ -155,12 +155,15 @@ impl GpuContext {
     async fn open(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self> {
         let choice = KernelChoice::from_env()?;
         let info = adapter.get_info();
-        let wanted = wgpu::Features::SHADER_FLOAT32_ATOMIC
-            | wgpu::Features::TIMESTAMP_QUERY
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        // Every stable feature the adapter has (the kernels use float atomics and timestamps
+        // where present): a library that shares the device, such as cubecl under burn,
+        // decides what to use from the adapter's features (64-bit integers, subgroups, ...),
+        // so the device must have them enabled, as cubecl's own devices do. Experimental
+        // features and mappable primary buffers stay off.
+        let excluded = wgpu::Features::MAPPABLE_PRIMARY_BUFFERS | wgpu::Features::all_experimental_mask();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("centerloss"),
-            required_features: adapter.features() & wanted,
+            required_features: adapter.features().difference(excluded),
             required_limits: adapter.limits(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,

@@ -99,4 +99,42 @@ impl GpuCenterLoss {
         let words: Vec<f32> = host.staging.read_values(&self.ctx, 2 + grad_bytes as usize / 4)?;
         Ok(StepOutput { loss: words[0], grad: words[2..].to_vec() })
     }
+
+    /// A step (or forward pass) on a batch that lives in another program's buffers at byte
+    /// offsets (a framework's memory pool, where inputs and outputs may share one buffer, so
+    /// they cannot be bound together): copies features and labels into the module's own
+    /// buffers, runs the pass, and copies the gradient and the loss out, in one submission,
+    /// on the device. Labels >= K and non-finite features are not checked on the host: the
+    /// kernels guard themselves ([`GpuCenterLoss::health`]).
+    #[cfg_attr(not(feature = "burn"), allow(dead_code))]
+    pub(crate) fn run_on_device(
+        &mut self,
+        batch: usize,
+        features: (&wgpu::Buffer, u64),
+        labels: (&wgpu::Buffer, u64),
+        grad_out: (&wgpu::Buffer, u64),
+        loss_out: (&wgpu::Buffer, u64),
+        update: bool,
+    ) -> Result<()> {
+        if batch == 0 {
+            return Ok(());
+        }
+        self.ensure_host_capacity(batch)?;
+        let Some(host) = &self.host else {
+            return Err(Error::Config("host buffers missing".into()));
+        };
+        let params = self.step_params(batch, false);
+        let values = (batch * self.cfg.feat_dim) as u64 * 4;
+        let queue = self.ctx.queue();
+        self.ctx.capture(|| {
+            queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
+            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(features.0, features.1, &host.features, 0, values);
+            encoder.copy_buffer_to_buffer(labels.0, labels.1, &host.labels, 0, 4 * batch as u64);
+            self.record(&mut encoder, &host.binding, batch as u32, if update { Pass::Step } else { Pass::Forward });
+            encoder.copy_buffer_to_buffer(&host.grad, 0, grad_out.0, grad_out.1, values);
+            encoder.copy_buffer_to_buffer(&host.binding.loss_scratch, 0, loss_out.0, loss_out.1, 4);
+            queue.submit([encoder.finish()]);
+        })
+    }
 }

@@ -8,13 +8,18 @@ cd "$(dirname "$0")/.."
 name=$1
 shift
 bin=.gpu/$name
-[ -x "$bin" ] || { echo "gpu-run: no prebuilt .gpu/$name" >&2; exit 1; }
+[ -x "$bin" ] || bin=target/release/examples/$name
+if [ ! -x "$bin" ]; then
+    echo "gpu-run: no prebuilt $name in .gpu/ or target/release/examples/ (see scripts/gpu-bench.sh)" >&2
+    exit 1
+fi
 if ! ldconfig -p | grep -q 'libGLdispatch\.so\.0' || ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
     for deb in .gpu/*.deb; do
         [ -e "$deb" ] && dpkg -x "$deb" /
     done
     ldconfig
 fi
+# NVIDIA's driver manifest, where the container runtime puts it.
 for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
     if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then
         export VK_DRIVER_FILES="$icd"

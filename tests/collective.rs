@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use centerloss::collective::{Collective, Metered, ThreadGroup};
 use centerloss::cpu::CenterLossCpu;
 use centerloss::{CenterLossConfig, Error, GpuCenterLoss, GpuContext, StepOutput, UpdateMode};
-use common::{gpu, labels, rel_err, rng, uniform};
+use common::{gpu, labels, rel_err, rng, run_group, uniform};
 
 const TOL: f64 = 1e-5;
 
@@ -20,23 +20,6 @@ fn config(k: usize, d: usize, update: UpdateMode) -> CenterLossConfig {
 /// A fresh device per member, as each member of a real group owns its own.
 fn member_context() -> GpuContext {
     GpuContext::new().expect("a second device on the same adapter")
-}
-
-/// Runs `body(rank, member)` for every member of an n-member group, each on its own
-/// thread, and returns the results in rank order.
-fn run_group<T: Send>(n: usize, body: impl Fn(usize, ThreadGroup) -> T + Sync) -> Vec<T> {
-    let members = ThreadGroup::new(n);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = members
-            .into_iter()
-            .enumerate()
-            .map(|(r, m)| {
-                let body = &body;
-                s.spawn(move || body(r, m))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("member thread")).collect()
-    })
 }
 
 /// Row ranges of shards of the given sizes.

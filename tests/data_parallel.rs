@@ -4,11 +4,10 @@
 
 mod common;
 
-use centerloss::collective::ThreadGroup;
 use centerloss::data::{Augment, Dataset};
 use centerloss::nn::{fit, fit_collective, FitOptions, Network, NetworkSpec, TrainConfig};
 use centerloss::{checkpoint, Error, GpuContext, UpdateMode};
-use common::{gpu, labels, rel_err, rng, uniform};
+use common::{gpu, labels, rel_err, rng, run_group, uniform};
 
 const SHARD: usize = 4;
 const CLASSES: usize = 10;
@@ -57,29 +56,18 @@ fn two_members_train_like_one_with_the_global_batch() {
         for (x, y) in &data {
             single_metrics.push(single.train_step(x, y, true).unwrap().unwrap());
         }
-        let members = ThreadGroup::new(2);
-        let results: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = members
-                .into_iter()
-                .enumerate()
-                .map(|(rank, member)| {
-                    let data = &data;
-                    s.spawn(move || {
-                        let mut net = Network::new(&member_context(rank), spec(), config(SHARD, update)).unwrap();
-                        let pixels = 32 * 32;
-                        let rows = rank * SHARD..(rank + 1) * SHARD;
-                        let mut metrics = Vec::new();
-                        for (x, y) in data {
-                            let shard = &x[rows.start * pixels..rows.end * pixels];
-                            let m = net.train_step_collective(shard, &y[rows.clone()], &member, true).unwrap();
-                            metrics.push(m.unwrap());
-                        }
-                        let centers = net.center_loss().unwrap().centers().unwrap();
-                        (flat(net.param_values().unwrap()), centers, metrics, net.step_count())
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let results = run_group(2, |rank, member| {
+            let mut net = Network::new(&member_context(rank), spec(), config(SHARD, update)).unwrap();
+            let pixels = 32 * 32;
+            let rows = rank * SHARD..(rank + 1) * SHARD;
+            let mut metrics = Vec::new();
+            for (x, y) in &data {
+                let shard = &x[rows.start * pixels..rows.end * pixels];
+                let m = net.train_step_collective(shard, &y[rows.clone()], &member, true).unwrap();
+                metrics.push(m.unwrap());
+            }
+            let centers = net.center_loss().unwrap().centers().unwrap();
+            (flat(net.param_values().unwrap()), centers, metrics, net.step_count())
         });
         let (weights, centers, metrics, count) = &results[0];
         assert_eq!(*count, steps as u64);
@@ -104,26 +92,15 @@ fn two_members_train_like_one_with_the_global_batch() {
 #[test]
 fn a_bad_shard_fails_every_member_before_anything_changes() {
     let Some(_) = gpu() else { return };
-    let members = ThreadGroup::new(2);
-    let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = members
-            .into_iter()
-            .enumerate()
-            .map(|(rank, member)| {
-                s.spawn(move || {
-                    let mut net =
-                        Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Atomic)).unwrap();
-                    let before = flat(net.param_values().unwrap());
-                    let mut x = vec![0.5; SHARD * 32 * 32];
-                    if rank == 1 {
-                        x[3] = f32::INFINITY;
-                    }
-                    let result = net.train_step_collective(&x, &[0, 1, 2, 3], &member, true);
-                    (result.map(|_| ()), before == flat(net.param_values().unwrap()), net.step_count())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results = run_group(2, |rank, member| {
+        let mut net = Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Atomic)).unwrap();
+        let before = flat(net.param_values().unwrap());
+        let mut x = vec![0.5; SHARD * 32 * 32];
+        if rank == 1 {
+            x[3] = f32::INFINITY;
+        }
+        let result = net.train_step_collective(&x, &[0, 1, 2, 3], &member, true);
+        (result.map(|_| ()), before == flat(net.param_values().unwrap()), net.step_count())
     });
     for (rank, (result, unchanged, count)) in results.iter().enumerate() {
         assert!(
@@ -150,22 +127,10 @@ fn fit_on_two_members_equals_fit_with_the_global_batch() {
     };
     let mut single = Network::new(&ctx, spec(), config(2 * SHARD, UpdateMode::Deterministic)).unwrap();
     let single_report = fit(&mut single, &data, &opts).unwrap();
-    let members = ThreadGroup::new(2);
-    let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = members
-            .into_iter()
-            .enumerate()
-            .map(|(rank, member)| {
-                let (data, opts) = (&data, &opts);
-                s.spawn(move || {
-                    let mut net =
-                        Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Deterministic)).unwrap();
-                    let report = fit_collective(&mut net, data, opts, &member, &mut |_, _| Ok(None)).unwrap();
-                    (flat(net.param_values().unwrap()), report)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results = run_group(2, |rank, member| {
+        let mut net = Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Deterministic)).unwrap();
+        let report = fit_collective(&mut net, &data, &opts, &member, &mut |_, _| Ok(None)).unwrap();
+        (flat(net.param_values().unwrap()), report)
     });
     assert_eq!(results[0].0, results[1].0, "members' weights differ");
     let reference: Vec<f64> = flat(single.param_values().unwrap()).iter().map(|&v| v as f64).collect();
@@ -198,27 +163,16 @@ fn a_checkpoint_from_two_members_resumes_on_one_and_back() {
     fit(&mut reference, &data, &opts(6)).unwrap();
     // Two members for 3 steps, then one device from their checkpoint to step 6.
     let on_two = |steps: u64, from: Option<&std::path::Path>, to: &std::path::Path| {
-        let members = ThreadGroup::new(2);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = members
-                .into_iter()
-                .enumerate()
-                .map(|(rank, member)| {
-                    let (data, o) = (&data, opts(steps));
-                    s.spawn(move || {
-                        let mut net = Network::new(&member_context(rank), spec(), config(SHARD, update)).unwrap();
-                        if let Some(path) = from {
-                            checkpoint::load(&mut net, path).unwrap();
-                        }
-                        fit_collective(&mut net, data, &o, &member, &mut |_, _| Ok(None)).unwrap();
-                        if rank == 0 {
-                            checkpoint::save(&net, to).unwrap();
-                        }
-                    })
-                })
-                .collect();
-            handles.into_iter().for_each(|h| h.join().unwrap());
-        })
+        run_group(2, |rank, member| {
+            let mut net = Network::new(&member_context(rank), spec(), config(SHARD, update)).unwrap();
+            if let Some(path) = from {
+                checkpoint::load(&mut net, path).unwrap();
+            }
+            fit_collective(&mut net, &data, &opts(steps), &member, &mut |_, _| Ok(None)).unwrap();
+            if rank == 0 {
+                checkpoint::save(&net, to).unwrap();
+            }
+        });
     };
     on_two(3, None, &half);
     let mut one = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();

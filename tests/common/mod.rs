@@ -72,3 +72,20 @@ pub fn uniform(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
 pub fn labels(rng: &mut StdRng, n: usize, k: usize) -> Vec<u32> {
     (0..n).map(|_| rng.random_range(0..k as u32)).collect()
 }
+
+/// Runs `body(rank, member)` for every member of an n-member in-process group, each on its
+/// own thread, and returns the results in rank order.
+pub fn run_group<T: Send>(n: usize, body: impl Fn(usize, centerloss::collective::ThreadGroup) -> T + Sync) -> Vec<T> {
+    let members = centerloss::collective::ThreadGroup::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .enumerate()
+            .map(|(r, m)| {
+                let body = &body;
+                s.spawn(move || body(r, m))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("member thread")).collect()
+    })
+}

@@ -83,6 +83,16 @@ impl Writer {
         self.u64(v.len() as u64);
         self.bytes(v.as_bytes());
     }
+    /// The verdict of this member's own checks: 0, or 1 and the error.
+    pub fn verdict(&mut self, verdict: Result<(), &Error>) {
+        match verdict {
+            Ok(()) => self.u8(0),
+            Err(e) => {
+                self.u8(1);
+                encode_error(e, self);
+            }
+        }
+    }
 }
 
 /// Reads a member's message; running past its end is [`Error::Collective`].
@@ -118,5 +128,13 @@ impl<'a> Reader<'a> {
     pub fn text(&mut self) -> Result<String> {
         let n = self.u64()? as usize;
         Ok(String::from_utf8_lossy(self.bytes(n)?).into_owned())
+    }
+    /// A member's verdict ([`Writer::verdict`]): `Ok`, or the [`Error::Rank`] naming it
+    /// that every member returns.
+    pub fn verdict(&mut self) -> Result<()> {
+        if self.u8()? == 0 {
+            return Ok(());
+        }
+        Err(Error::Rank { rank: self.rank, source: Box::new(decode_error(self)?) })
     }
 }

@@ -14,7 +14,7 @@
 //! 5. the summed gradients written back and the same SGD step on every member.
 
 use super::network::{Network, StepMetrics};
-use crate::collective::wire::{decode_error, encode_error, Reader, Writer};
+use crate::collective::wire::{Reader, Writer};
 use crate::collective::Collective;
 use crate::gpu::Staging;
 use crate::nn::kernels::SoftmaxParams;
@@ -121,13 +121,7 @@ impl Network {
     fn agree_on_shards(&self, images: &[f32], labels: &[u32], comm: &dyn Collective) -> Result<()> {
         let mut message = Writer::default();
         message.u64(self.train_config().batch as u64);
-        match self.check_batch(images, labels) {
-            Ok(()) => message.u8(0),
-            Err(e) => {
-                message.u8(1);
-                encode_error(&e, &mut message);
-            }
-        }
+        message.verdict(self.check_batch(images, labels).as_ref().copied());
         let messages = comm.all_gather(&message.0)?;
         let mut first_batch = None;
         for (rank, bytes) in messages.iter().enumerate() {
@@ -140,9 +134,7 @@ impl Network {
                 );
                 return Err(Error::Rank { rank, source: Box::new(Error::Config(why)) });
             }
-            if r.u8()? != 0 {
-                return Err(Error::Rank { rank, source: Box::new(decode_error(&mut r)?) });
-            }
+            r.verdict()?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::ops::Range;
 use super::plan::Pass;
 use super::{CenterLossBinding, GpuCenterLoss, StepOutput};
 use crate::center_loss::config::{Reduction, UpdateMode};
-use crate::collective::wire::{clone_error, decode_error, encode_error, Reader, Writer};
+use crate::collective::wire::{clone_error, Reader, Writer};
 use crate::collective::Collective;
 use crate::{Error, Result};
 
@@ -148,17 +148,11 @@ impl GpuCenterLoss {
         let mut message = Writer::default();
         message.u32(WIRE);
         self.fingerprint().write(&mut message);
-        match &checked {
-            Ok((batch, features, labels)) => {
-                message.u8(0);
-                message.u64(*batch as u64);
-                message.bytes(bytemuck::cast_slice(features));
-                message.bytes(bytemuck::cast_slice(labels));
-            }
-            Err(e) => {
-                message.u8(1);
-                encode_error(e, &mut message);
-            }
+        message.verdict(checked.as_ref().map(|_| ()));
+        if let Ok((batch, features, labels)) = &checked {
+            message.u64(*batch as u64);
+            message.bytes(bytemuck::cast_slice(features));
+            message.bytes(bytemuck::cast_slice(labels));
         }
         let messages = comm.all_gather(&message.0)?;
         let dim = self.cfg.feat_dim;
@@ -183,9 +177,7 @@ impl GpuCenterLoss {
                     ))),
                 });
             }
-            if r.u8()? != 0 {
-                return Err(Error::Rank { rank, source: Box::new(decode_error(&mut r)?) });
-            }
+            r.verdict()?;
             let batch = r.u64()? as usize;
             let start = global.labels.len();
             global.features.extend(bytemuck::pod_collect_to_vec::<u8, f32>(r.bytes(4 * batch * dim)?));
@@ -204,37 +196,28 @@ impl GpuCenterLoss {
         let mut classes = labels.to_vec();
         classes.sort_unstable();
         classes.dedup();
+        // Rank 0 sends its loss and the updated rows; a failure to read them is its verdict.
+        let rows = match (&outcome, comm.rank()) {
+            (Ok(_), 0) => Some(self.table.read_rows(&self.ctx, &classes)),
+            _ => None,
+        };
         let mut message = Writer::default();
-        match outcome {
-            Ok(loss) => {
-                message.u8(0);
-                if comm.rank() == 0 {
+        match (outcome, &rows) {
+            (Err(e), _) | (_, Some(Err(e))) => message.verdict(Err(e)),
+            (Ok(loss), rows) => {
+                message.verdict(Ok(()));
+                if let Some(Ok(rows)) = rows {
                     message.f32(loss);
-                    let rows = self.table.read_rows(&self.ctx, &classes);
-                    match rows {
-                        Ok(rows) => message.bytes(bytemuck::cast_slice(&rows)),
-                        Err(e) => {
-                            message = Writer::default();
-                            message.u8(1);
-                            encode_error(&e, &mut message);
-                        }
-                    }
+                    message.bytes(bytemuck::cast_slice(rows));
                 }
-            }
-            Err(e) => {
-                message.u8(1);
-                encode_error(e, &mut message);
             }
         }
         let messages = comm.all_gather(&message.0)?;
         for (rank, bytes) in messages.iter().enumerate() {
-            let mut r = Reader::new(bytes, rank);
-            if r.u8()? != 0 {
-                return Err(Error::Rank { rank, source: Box::new(decode_error(&mut r)?) });
-            }
+            Reader::new(bytes, rank).verdict()?;
         }
         let mut r = Reader::new(&messages[0], 0);
-        r.u8()?;
+        r.verdict()?;
         let loss = r.f32()?;
         if comm.rank() != 0 {
             let rows = bytemuck::pod_collect_to_vec::<u8, f32>(r.bytes(4 * classes.len() * self.cfg.feat_dim)?);

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use crate::collective::{Collective, ThreadGroup};
+use crate::collective::Collective;
 use crate::data::{mnist::Mnist, Augment, Dataset};
-use crate::experiments::training::{data_parallel, shard_batch};
-use crate::nn::{fit, fit_collective, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::experiments::training::{fit_group, shard_batch};
+use crate::nn::{FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{eval, plot, Error, GpuContext, Result, UpdateMode};
 
 /// Settings of [`run`].
@@ -185,24 +185,12 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
             progress: opts.progress,
             ..Default::default()
         };
-        let no_hook = || |_: &mut Network, _: u64| Ok(None);
-        let fitted = match comm {
-            Some(comm) => fit_collective(&mut net, &train, &fit_opts, comm, &mut no_hook())?,
-            None if devices == 1 => fit(&mut net, &train, &fit_opts)?,
-            None => {
-                let helper = |member: ThreadGroup| -> Result<()> {
-                    let ctx = GpuContext::for_member(member.rank(), devices)?;
-                    let mut net = Network::new(&ctx, NetworkSpec::lenet_plus_plus(), cfg.clone())?;
-                    fit_collective(&mut net, &train, &fit_opts, &member, &mut no_hook()).map(|_| ())
-                };
-                let mut first =
-                    |member: ThreadGroup| fit_collective(&mut net, &train, &fit_opts, &member, &mut no_hook());
-                data_parallel(devices, &mut first, &helper)?
-            }
-        };
-        if !lead {
+        let build = |ctx: &GpuContext| Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone());
+        let no_hook = &mut |_: &mut Network, _: u64| Ok(None);
+        // Ranks other than 0 train their shards; rank 0 evaluates and plots.
+        let Some(fitted) = fit_group(&mut net, &train, &fit_opts, comm, devices, &build, no_hook)? else {
             continue;
-        }
+        };
         let out = net.infer(&test.images)?;
         let accuracy = out.predictions(10).iter().zip(&test.labels).filter(|(p, y)| p == y).count() as f64
             / test.len().max(1) as f64;

@@ -4,9 +4,10 @@
 
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use crate::collective::ThreadGroup;
+use crate::collective::{Collective, ThreadGroup};
 use crate::data::Dataset;
-use crate::nn::{MultiStep, Network};
+use crate::nn::{fit_collective, fit_with, FitOptions, FitReport, MultiStep, Network};
+use crate::GpuContext;
 use crate::{Error, Result};
 
 /// A default run takes at least this many steps ...
@@ -211,10 +212,38 @@ pub fn shard_batch(batch: usize, devices: usize) -> Result<usize> {
     }
 }
 
+/// Trains `net` over the run's group: alone ([`fit_with`]) when there is no `comm` and one
+/// device; as member 0 of `devices` members in this process, whose other networks `build`
+/// makes on their own devices ([`GpuContext::for_member`]); or as a rank of `comm`. The
+/// hook runs on member (rank) 0 only; the others train without one and get `None`.
+pub fn fit_group(
+    net: &mut Network,
+    data: &Dataset,
+    opts: &FitOptions,
+    comm: Option<&dyn Collective>,
+    devices: usize,
+    build: &(dyn Fn(&GpuContext) -> Result<Network> + Sync),
+    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
+) -> Result<Option<FitReport>> {
+    let no_hook = || |_: &mut Network, _: u64| Ok(None);
+    match comm {
+        Some(comm) if comm.rank() > 0 => fit_collective(net, data, opts, comm, &mut no_hook()).map(|_| None),
+        Some(comm) => fit_collective(net, data, opts, comm, hook).map(Some),
+        None if devices <= 1 => fit_with(net, data, opts, hook).map(Some),
+        None => {
+            let helper = |member: ThreadGroup| -> Result<()> {
+                let mut net = build(&GpuContext::for_member(member.rank(), devices)?)?;
+                fit_collective(&mut net, data, opts, &member, &mut no_hook()).map(|_| ())
+            };
+            data_parallel(devices, &mut |member| fit_collective(net, data, opts, &member, hook), &helper).map(Some)
+        }
+    }
+}
+
 /// Runs `lead` as member 0 of an in-process group of `devices` on this thread and `helper`
 /// as members 1.. on their own threads; a member's own error wins over the
 /// [`Error::Collective`] the others see when it leaves.
-pub fn data_parallel<T>(
+fn data_parallel<T>(
     devices: usize,
     lead: &mut dyn FnMut(ThreadGroup) -> Result<T>,
     helper: &(dyn Fn(ThreadGroup) -> Result<()> + Sync),

@@ -8,13 +8,13 @@ mod report;
 pub use report::{FaceReport, VariantReport};
 
 use super::training::{classify, validation_split, Plan, ValidationRecord};
-use crate::collective::{Collective, ThreadGroup};
+use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
 use crate::data::{parse_pairs, Augment, Dataset, Pair};
 use crate::eval;
-use crate::experiments::training::{data_parallel, shard_batch};
-use crate::nn::{fit_collective, fit_with, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::experiments::training::{fit_group, shard_batch};
+use crate::nn::{FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 
 /// Where the faces come from.
@@ -328,30 +328,17 @@ fn train_variant(
         checkpoint::save_with(net, &last, &[("run", key.clone()), ("validation", record.encode())])?;
         Ok(text)
     };
-    let fitted = if let Some(comm) = comm {
-        if !lead {
-            // Ranks other than 0 train their shards; rank 0 validates, saves and evaluates.
-            fit_collective(&mut net, &data.train, &fit_opts, comm, &mut |_, _| Ok(None))?;
-            return Ok(None);
+    let resume_from = (opts.resume && last.exists()).then_some(last.as_path());
+    let build = |ctx: &GpuContext| -> Result<Network> {
+        let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
+        if let Some(path) = resume_from {
+            checkpoint::load(&mut net, path)?;
         }
-        fit_collective(&mut net, &data.train, &fit_opts, comm, &mut hook)?
-    } else if devices == 1 {
-        fit_with(&mut net, &data.train, &fit_opts, &mut hook)?
-    } else {
-        let resume_from = (opts.resume && last.exists()).then_some(last.as_path());
-        let helper = |member: ThreadGroup| -> Result<()> {
-            let ctx = GpuContext::for_member(member.rank(), devices)?;
-            let mut net = Network::new(&ctx, spec.clone(), cfg.clone())?;
-            if let Some(path) = resume_from {
-                checkpoint::load(&mut net, path)?;
-            }
-            fit_collective(&mut net, &data.train, &fit_opts, &member, &mut |_, _| Ok(None)).map(|_| ())
-        };
-        data_parallel(
-            devices,
-            &mut |member| fit_collective(&mut net, &data.train, &fit_opts, &member, &mut hook),
-            &helper,
-        )?
+        Ok(net)
+    };
+    // Ranks other than 0 train their shards; rank 0 validates, saves and evaluates.
+    let Some(fitted) = fit_group(&mut net, &data.train, &fit_opts, comm, devices, &build, &mut hook)? else {
+        return Ok(None);
     };
     let final_train_batch_accuracy = fitted.history.last().map_or(0.0, |(_, m)| m.accuracy);
     let evaluated_step = record.best().map_or(plan.steps, |b| b.0);

@@ -63,8 +63,12 @@ impl Network {
         let dim = self.embed_dim();
         let lens: Vec<usize> = self.graph.params().iter().map(|p| p.len).collect();
         let total: usize = lens.iter().sum();
-        // Layout of the read-back: gradients, then the 4 metric words, then embeddings.
-        let staging = Staging::new(ctx.device(), "data-parallel readback", 4 * (total + 4 + b * dim) as u64);
+        // Layout of the read-back: gradients, then the 4 metric words, then embeddings. The
+        // staging buffer is made on the first step and kept.
+        let staging = self
+            .collective_readback
+            .take()
+            .unwrap_or_else(|| Staging::new(ctx.device(), "data-parallel readback", 4 * (total + 4 + b * dim) as u64));
         ctx.capture(|| {
             let queue = ctx.queue();
             queue.write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
@@ -89,6 +93,7 @@ impl Network {
             Ok::<_, Error>(())
         })??;
         let mut values: Vec<f32> = staging.read_values(&ctx, total + 4 + b * dim)?;
+        self.collective_readback = Some(staging);
         let embeddings = values.split_off(total + 4);
         // Metrics are means over this shard: as shares of the global mean they sum.
         let share = b as f32 / global as f32;

@@ -114,6 +114,9 @@ pub struct Network {
     pub(super) softmax_uniform: wgpu::Buffer,
     /// How many members' shards the gradient scales assume (1: not data-parallel).
     pub(super) members: usize,
+    /// The data-parallel step's read-back of gradients, metrics and embeddings (made on
+    /// its first step).
+    pub(super) collective_readback: Option<Staging>,
     pub(super) metrics: wgpu::Buffer,
     pub(super) metrics_staging: Staging,
     /// The rules of the center-loss configuration (classes, lambda), with or without centers.
@@ -207,6 +210,7 @@ impl Network {
             sgd_uniforms,
             softmax_uniform: su,
             members: 1,
+            collective_readback: None,
             metrics,
             metrics_staging,
             center_cfg,

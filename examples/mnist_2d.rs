@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 
 use centerloss::experiments::mnist::{run, MnistOptions};
-use centerloss::GpuContext;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -56,13 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let a = Args::parse();
     // Under `mpirun` (built with --features mpi) each rank trains its rows of every batch.
-    #[cfg(feature = "mpi")]
-    let (comm, ctx) = match centerloss::experiments::mpi_rank()? {
-        Some((comm, ctx)) => (Some(comm), ctx),
-        None => (None, GpuContext::new()?),
-    };
-    #[cfg(not(feature = "mpi"))]
-    let ctx = GpuContext::new()?;
+    let (comm, ctx) = centerloss::experiments::launch()?;
     eprintln!("adapter: {}", ctx.adapter_summary());
     let opts = MnistOptions {
         data: a.data,
@@ -78,16 +71,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         progress: true,
         devices: a.devices,
     };
-    #[cfg(feature = "mpi")]
-    let report = match &comm {
+    let report = match comm.as_deref() {
         Some(comm) => match centerloss::experiments::mnist::run_collective(&ctx, &opts, comm)? {
             Some(report) => report,
             None => return Ok(()), // ranks other than 0 report nothing
         },
         None => run(&ctx, &opts)?,
     };
-    #[cfg(not(feature = "mpi"))]
-    let report = run(&ctx, &opts)?;
     println!(
         "MNIST: {} training images{}, {} test images",
         report.train_images,

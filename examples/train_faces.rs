@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use centerloss::data::faces::FaceSetConfig;
 use centerloss::data::folder::write_folder;
 use centerloss::experiments::faces::{run, FaceOptions, FaceSource};
-use centerloss::GpuContext;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -122,13 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     // Under `mpirun` (built with --features mpi) each rank trains its rows of every batch.
-    #[cfg(feature = "mpi")]
-    let (comm, ctx) = match centerloss::experiments::mpi_rank()? {
-        Some((comm, ctx)) => (Some(comm), ctx),
-        None => (None, GpuContext::new()?),
-    };
-    #[cfg(not(feature = "mpi"))]
-    let ctx = GpuContext::new()?;
+    let (comm, ctx) = centerloss::experiments::launch()?;
     eprintln!("adapter: {}", ctx.adapter_summary());
     let source = match (a.data, a.list) {
         (Some(root), _) => FaceSource::Folder { root, test_identities: a.test_identities },
@@ -164,16 +157,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         devices: a.devices,
         ..Default::default()
     };
-    #[cfg(feature = "mpi")]
-    let report = match &comm {
+    let report = match comm.as_deref() {
         Some(comm) => match centerloss::experiments::faces::run_collective(&ctx, &opts, comm)? {
             Some(report) => report,
             None => return Ok(()), // ranks other than 0 report nothing
         },
         None => run(&ctx, &opts)?,
     };
-    #[cfg(not(feature = "mpi"))]
-    let report = run(&ctx, &opts)?;
     println!("\nHeld-out identities ({}):\n{}", report.data, report.table());
     for v in &report.variants {
         eprintln!(

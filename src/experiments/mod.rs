@@ -5,17 +5,19 @@ pub mod faces;
 pub mod mnist;
 pub mod training;
 
-/// Under an MPI launcher (feature `mpi`; [`Mpi::launched`](crate::collective::Mpi::launched)):
-/// MPI initialised and a device for this rank (its local rank's adapter,
-/// [`GpuContext::for_member`](crate::GpuContext::for_member)); `None` when not launched
-/// by MPI, so the examples run unchanged either way.
-#[cfg(feature = "mpi")]
-pub fn mpi_rank() -> crate::Result<Option<(crate::collective::Mpi, crate::GpuContext)>> {
-    use crate::collective::Mpi;
-    if !Mpi::launched() {
-        return Ok(None);
+/// The GPU and, under an MPI launcher (feature `mpi`;
+/// [`Mpi::launched`](crate::collective)), the job's communicator with this rank's device
+/// (its local rank's adapter, [`GpuContext::for_member`](crate::GpuContext::for_member)).
+/// Otherwise `None` and the default device, so the examples run unchanged either way.
+pub fn launch() -> crate::Result<(Option<Box<dyn crate::collective::Collective>>, crate::GpuContext)> {
+    #[cfg(feature = "mpi")]
+    {
+        use crate::collective::Mpi;
+        if Mpi::launched() {
+            let comm = Mpi::init()?;
+            let ctx = crate::GpuContext::for_member(Mpi::local_rank(), Mpi::local_size())?;
+            return Ok((Some(Box::new(comm)), ctx));
+        }
     }
-    let comm = Mpi::init()?;
-    let ctx = crate::GpuContext::for_member(Mpi::local_rank(), Mpi::local_size())?;
-    Ok(Some((comm, ctx)))
+    Ok((None, crate::GpuContext::new()?))
 }

@@ -69,7 +69,7 @@ impl GpuCenterLoss {
         });
         self.scale_binding_for(binding, binding.batch as usize)?;
         let outcome = forward
-            .and_then(|()| self.run_host_rows(&global.features, &global.labels, Pass::Step, 0..0).map(|o| o.loss));
+            .and_then(|()| self.run_checked_rows(&global.features, &global.labels, Pass::Step, 0..0).map(|o| o.loss));
         let loss = self.agree_on_centers(comm, &global.labels, outcome.as_ref().copied())?;
         if let Some((target, offset)) = &binding.loss_target {
             self.ctx.capture(|| {
@@ -130,7 +130,8 @@ impl GpuCenterLoss {
         let global = self.gather_batch(features, labels, comm)?;
         let own = global.shards[comm.rank()].clone();
         let rows = if with_grad { own } else { 0..0 };
-        let outcome = self.run_host_rows(&global.features, &global.labels, Pass::Step, rows);
+        // Every shard passed its owner's checks (gather_batch), so the batch is not checked again.
+        let outcome = self.run_checked_rows(&global.features, &global.labels, Pass::Step, rows);
         let loss = self.agree_on_centers(comm, &global.labels, outcome.as_ref().map(|o| o.loss))?;
         let grad = outcome?.grad;
         Ok(StepOutput { loss, grad })

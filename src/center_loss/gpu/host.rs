@@ -71,7 +71,20 @@ impl GpuCenterLoss {
         pass: Pass,
         rows: std::ops::Range<usize>,
     ) -> Result<StepOutput> {
-        let batch = self.cfg.validate_batch(features, labels)?;
+        self.cfg.validate_batch(features, labels)?;
+        self.run_checked_rows(features, labels, pass, rows)
+    }
+
+    /// [`Self::run_host_rows`] for a batch whose shape, labels and values were already
+    /// checked (the collective step's global batch, checked shard by shard by its owners).
+    pub(super) fn run_checked_rows(
+        &mut self,
+        features: &[f32],
+        labels: &[u32],
+        pass: Pass,
+        rows: std::ops::Range<usize>,
+    ) -> Result<StepOutput> {
+        let batch = labels.len();
         if batch == 0 {
             return Ok(StepOutput { loss: 0.0, grad: Vec::new() });
         }

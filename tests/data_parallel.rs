@@ -4,8 +4,8 @@
 
 mod common;
 
-use centerloss::data::{Augment, Dataset};
-use centerloss::nn::{fit, fit_collective, FitOptions, Network, NetworkSpec, TrainConfig};
+use centerloss::data::{Augment, Dataset, Shard};
+use centerloss::nn::{fit, fit_collective, fit_shard, member_images, FitOptions, Network, NetworkSpec, TrainConfig};
 use centerloss::{checkpoint, Error, GpuContext, UpdateMode};
 use common::{gpu, labels, rel_err, rng, run_group, uniform};
 
@@ -127,9 +127,15 @@ fn fit_on_two_members_equals_fit_with_the_global_batch() {
     };
     let mut single = Network::new(&ctx, spec(), config(2 * SHARD, UpdateMode::Deterministic)).unwrap();
     let single_report = fit(&mut single, &data, &opts).unwrap();
+    // Member 1 holds only the images its rows use (an MPI rank's share); member 0 all.
+    let own = Shard::of(&data, member_images(data.len(), SHARD, 1, 2, opts.seed).unwrap()).unwrap();
+    assert!(own.data.len() <= data.len() / 2 + 2, "a share, not the set: {} images", own.data.len());
     let results = run_group(2, |rank, member| {
         let mut net = Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Deterministic)).unwrap();
-        let report = fit_collective(&mut net, &data, &opts, &member, &mut |_, _| Ok(None)).unwrap();
+        let report = match rank {
+            0 => fit_collective(&mut net, &data, &opts, &member, &mut |_, _| Ok(None)).unwrap(),
+            _ => fit_shard(&mut net, &own, &opts, &member, &mut |_, _| Ok(None)).unwrap(),
+        };
         (flat(net.param_values().unwrap()), report)
     });
     assert_eq!(results[0].0, results[1].0, "members' weights differ");
@@ -192,4 +198,19 @@ fn a_checkpoint_from_two_members_resumes_on_one_and_back() {
     let err = rel_err(&flat(back.param_values().unwrap()), &want);
     assert!(err < 1e-4, "1 device then 2 members vs 1 device throughout: {err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_shard_without_the_images_its_rows_need_is_an_error() {
+    let Some(ctx) = gpu() else { return };
+    let mut r = rng(91);
+    let data =
+        Dataset { shape: [1, 32, 32], images: uniform(&mut r, 40 * 32 * 32, 1.0), labels: labels(&mut r, 40, CLASSES) };
+    let part = Shard::of(&data, (0..20).collect()).unwrap();
+    let member = centerloss::collective::ThreadGroup::new(1).pop().unwrap();
+    let mut net = Network::new(&ctx, spec(), config(2 * SHARD, UpdateMode::Atomic)).unwrap();
+    let opts = FitOptions { steps: 2, progress: false, ..Default::default() };
+    let err = fit_shard(&mut net, &part, &opts, &member, &mut |_, _| Ok(None)).unwrap_err();
+    assert!(matches!(&err, Error::Data(m) if m.contains("shard lacks")), "{err}");
+    assert_eq!(net.step_count(), 0);
 }

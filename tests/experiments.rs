@@ -11,7 +11,7 @@ use centerloss::data::faces::FaceSetConfig;
 use centerloss::experiments::faces::{self, FaceOptions, FaceSource};
 use centerloss::experiments::mnist::{self, MnistOptions};
 use centerloss::Error;
-use common::gpu;
+use common::{gpu, run_group};
 
 fn out_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("centerloss-{tag}-{}", std::process::id()));
@@ -168,5 +168,56 @@ fn face_job_on_two_devices_matches_one_device() {
     assert!(matches!(faces::run(&ctx, &odd), Err(Error::Config(m)) if m.contains("multiple of 3")));
     for o in [&one, &two] {
         std::fs::remove_dir_all(&o.out).ok();
+    }
+}
+
+/// A folder job as two ranks of a group (what `mpirun -n 2` runs): rank 0 decodes the
+/// folder and tells rank 1 which files it read (one is broken); rank 1 decodes only the
+/// images its rows use; the report equals the one-process run's.
+#[test]
+fn a_folder_job_on_two_ranks_matches_one_process() {
+    let Some(ctx) = gpu() else { return };
+    let root = out_dir("faces-folder-ranks-data");
+    let set = FaceSetConfig {
+        train_identities: 8,
+        test_identities: 0,
+        images_per_identity: 8,
+        resolution: 32,
+        ..Default::default()
+    };
+    centerloss::data::folder::write_folder(&set.generate(0, 8), &root, |l| format!("id{l:02}")).unwrap();
+    std::fs::write(root.join("id03").join("broken.png"), b"not a png").unwrap();
+    let one = FaceOptions {
+        source: FaceSource::Folder { root: root.clone(), test_identities: 0.25 },
+        resolution: 32,
+        epochs: Some(2),
+        batch: 16,
+        embed_dim: 16,
+        lambda: 0.05,
+        out: out_dir("faces-folder-one"),
+        progress: false,
+        ..Default::default()
+    };
+    let single = faces::run(&ctx, &one).unwrap();
+    let ranks = FaceOptions { out: out_dir("faces-folder-ranks"), ..one.clone() };
+    let reports = run_group(2, |rank, member| {
+        let ctx = if rank == 0 { ctx.clone() } else { centerloss::GpuContext::new().unwrap() };
+        faces::run_collective(&ctx, &ranks, &member).unwrap()
+    });
+    assert!(reports[1].is_none(), "rank 1 reports nothing");
+    let (a, b) = (&single.variants[0], &reports[0].as_ref().expect("rank 0 reports").variants[0]);
+    assert_eq!(a.evaluated_step, b.evaluated_step);
+    assert!((a.final_train_accuracy - b.final_train_accuracy).abs() < 1e-6, "{a:?} vs {b:?}");
+    let (x, y) = (a.eval.verification.roc_auc, b.eval.verification.roc_auc);
+    assert!((x - y).abs() < 1e-3, "AUC {x} in one process, {y} on two ranks");
+    // A folder with nothing readable: both ranks fail with rank 0's reason, none waits.
+    let empty = out_dir("faces-folder-empty");
+    std::fs::create_dir_all(empty.join("nobody")).unwrap();
+    let none =
+        FaceOptions { source: FaceSource::Folder { root: empty.clone(), test_identities: 0.25 }, ..ranks.clone() };
+    let errors = run_group(2, |_, member| faces::run_collective(&ctx, &none, &member).unwrap_err().to_string());
+    assert!(errors.iter().all(|e| e.contains("no readable images")), "{errors:?}");
+    for dir in [&root, &one.out, &ranks.out, &empty] {
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -1,7 +1,9 @@
 //! The collective step under real MPI (feature `mpi`). Run as a test it launches itself
 //! with `mpirun -n 2 --oversubscribe` (`cargo test --release --features mpi --test mpi`);
 //! each rank then checks the step against one step on the whole batch, the centers
-//! bit-identical across ranks, the collectives themselves and a bad-input round.
+//! bit-identical across ranks, the collectives themselves and a bad-input round; then the
+//! trainer: `fit_group` on 2 ranks, rank 1 holding only its share of the images
+//! (`rank_shard`), equals `fit` on one device with the global batch.
 
 use std::process::{Command, ExitCode};
 
@@ -126,6 +128,51 @@ fn run(comm: &Mpi) -> Result<(), String> {
             other => return Err(format!("{update:?}: bad label on rank 1 gave {other:?}")),
         }
         ensure(cl.centers().map_err(|e| e.to_string())? == before, || "centers changed after a refused step".into())?;
+    }
+    train(comm, &ctx)
+}
+
+/// Six augmented steps of a small face network: 2 ranks of 4 rows, rank 1 on its shard
+/// alone, against one network with batches of 8 (on rank 0).
+fn train(comm: &Mpi, ctx: &GpuContext) -> Result<(), String> {
+    use centerloss::data::{Augment, Dataset};
+    use centerloss::experiments::training::{fit_group, rank_shard};
+    use centerloss::nn::{fit, FitOptions, Network, NetworkSpec, TrainConfig};
+    let e = |e: Error| e.to_string();
+    let mut r = StdRng::seed_from_u64(9);
+    let n = 40;
+    let mut data = Dataset {
+        shape: [1, 32, 32],
+        images: (0..n * 32 * 32).map(|_| r.random_range(-1.0..1.0)).collect(),
+        labels: (0..n).map(|_| r.random_range(0..10)).collect(),
+    };
+    let spec = NetworkSpec::face_resnet(1, 32, 16, 10);
+    let config = |batch| TrainConfig { batch, lambda: 0.1, alpha: 0.5, seed: 3, ..Default::default() };
+    let opts = FitOptions {
+        steps: 6,
+        augment: Augment { flip: true, crop_pad: 2 },
+        seed: 4,
+        progress: false,
+        ..Default::default()
+    };
+    let whole = data.clone();
+    let own = rank_shard(&mut data, 8, Some(comm), opts.seed).map_err(e)?;
+    ensure((comm.rank() == 1) == own.is_some(), || "rank 1 alone keeps a shard".into())?;
+    if let Some(own) = &own {
+        ensure(data.is_empty() && own.data.len() <= n / 2 + 2, || format!("rank 1 holds {} images", own.data.len()))?;
+    }
+    let mut net = Network::new(ctx, spec.clone(), config(4)).map_err(e)?;
+    let build = |_: &GpuContext| -> centerloss::Result<Network> { unreachable!("no in-process members") };
+    fit_group(&mut net, &data, own.as_ref(), &opts, Some(comm), 1, &build, &mut |_, _| Ok(None)).map_err(e)?;
+    let weights: Vec<f32> = net.param_values().map_err(e)?.concat();
+    let all = comm.all_gather(bytemuck::cast_slice(&weights)).map_err(e)?;
+    ensure(all[0] == all[1], || "weights not bit-identical across ranks".into())?;
+    if comm.rank() == 0 {
+        let mut single = Network::new(ctx, spec, config(8)).map_err(e)?;
+        fit(&mut single, &whole, &opts).map_err(e)?;
+        let want: Vec<f64> = single.param_values().map_err(e)?.concat().iter().map(|&v| v as f64).collect();
+        let err = rel(&weights, &want);
+        ensure(err < 1e-4, || format!("weights vs fit with the global batch: {err}"))?;
     }
     Ok(())
 }

@@ -68,6 +68,12 @@ impl ImageFolder {
     /// Reads `root/<identity>/<image>`; identities in name order, labelled from 0.
     /// An identity folder without readable images is skipped; no images at all is an error.
     pub fn load(root: &Path, shape: [usize; 3]) -> Result<Self> {
+        Self::from_items(Self::list(root)?, shape, &Self::no_images(root))
+    }
+
+    /// The images `load` would read, in its order, as (file, identity name), without
+    /// decoding any.
+    pub fn list(root: &Path) -> Result<Vec<(PathBuf, String)>> {
         if !root.is_dir() {
             return Err(Error::Data(format!("{} is not a folder of identity folders", root.display())));
         }
@@ -78,16 +84,25 @@ impl ImageFolder {
                 items.push((file, name.clone()));
             }
         }
-        Self::from_items(
-            items,
-            shape,
-            &format!("{} holds no readable images in ROOT/<identity>/<image>", root.display()),
+        Ok(items)
+    }
+
+    /// The error text of a folder or list with no readable image.
+    pub fn no_images(source: &Path) -> String {
+        format!(
+            "{} holds no readable images (ROOT/<identity>/<image>, or a list of `path label` lines)",
+            source.display()
         )
     }
 
     /// Reads a list file of `path label` lines (paths relative to the list's folder; the
     /// label is any identity name or number).
     pub fn load_list(list: &Path, shape: [usize; 3]) -> Result<Self> {
+        Self::from_items(Self::list_file(list)?, shape, &Self::no_images(list))
+    }
+
+    /// The images `load_list` would read, as (file, identity name), without decoding any.
+    pub fn list_file(list: &Path) -> Result<Vec<(PathBuf, String)>> {
         let text =
             std::fs::read_to_string(list).map_err(|source| Error::Io { path: list.display().to_string(), source })?;
         let base = list.parent().unwrap_or(Path::new("."));
@@ -102,10 +117,48 @@ impl ImageFolder {
                 .ok_or_else(|| Error::Data(format!("{}:{}: expected `path label`", list.display(), n + 1)))?;
             items.push((base.join(path.trim()), label.to_string()));
         }
-        Self::from_items(items, shape, &format!("{} lists no readable images", list.display()))
+        Ok(items)
     }
 
-    fn from_items(items: Vec<(PathBuf, String)>, shape: [usize; 3], empty: &str) -> Result<Self> {
+    /// Which of `items` this folder read (true) or skipped as unreadable.
+    pub fn readable(&self, items: &[(PathBuf, String)]) -> Vec<bool> {
+        let skipped: std::collections::HashSet<&PathBuf> = self.skipped.iter().map(|(p, _)| p).collect();
+        items.iter().map(|(p, _)| !skipped.contains(p)).collect()
+    }
+
+    /// The folder `items` make where `readable` says which could be read, without pixels:
+    /// labels and identities as [`ImageFolder::load`] gives them, and as each image's one
+    /// value (shape [1, 1, 1]) its position in `items` (the bits of a `u32`, read back with
+    /// [`ImageFolder::item_of`]). Splits move these values as they move pixels, so a split
+    /// planned on the skeleton says which files each part needs; decode only those.
+    pub fn skeleton(items: &[(PathBuf, String)], readable: &[bool]) -> Self {
+        let mut out = ImageFolder { data: Dataset { shape: [1, 1, 1], ..Default::default() }, ..Default::default() };
+        let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
+        for (i, (path, name)) in items.iter().enumerate() {
+            if !readable.get(i).copied().unwrap_or(false) {
+                out.skipped.push((path.clone(), "unreadable where the folder was decoded".into()));
+                continue;
+            }
+            let next = ids.len() as u32;
+            let label = *ids.entry(name).or_insert(next);
+            if label == next {
+                out.identities.push(name.clone());
+            }
+            out.data.images.push(f32::from_bits(i as u32));
+            out.data.labels.push(label);
+            out.paths.push(path.clone());
+        }
+        out
+    }
+
+    /// The position in its items of image `index` of a [`ImageFolder::skeleton`]'s set.
+    pub fn item_of(skeleton: &Dataset, index: usize) -> usize {
+        skeleton.images[index].to_bits() as usize
+    }
+
+    /// Decodes `items` (from [`ImageFolder::list`] or [`ImageFolder::list_file`]) to
+    /// `shape`, skipping unreadable files; none readable is [`Error::Data`] with `empty`.
+    pub fn from_items(items: Vec<(PathBuf, String)>, shape: [usize; 3], empty: &str) -> Result<Self> {
         let mut out = ImageFolder { data: Dataset { shape, ..Default::default() }, ..Default::default() };
         // Room for every image up front: a large folder is never copied while it grows.
         out.data.images.reserve_exact(items.len() * shape.iter().product::<usize>());

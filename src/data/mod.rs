@@ -1,5 +1,5 @@
 //! Data: MNIST IDX files, the built-in procedural face set, image folders, verification
-//! pairs, and the batch plumbing shared by the examples (shuffling, augmentation).
+//! pairs, and the batch plumbing shared by the trainer and the examples (the sampler, augmentation, shards).
 
 pub mod faces;
 #[cfg(feature = "images")]
@@ -10,7 +10,7 @@ pub mod pairs;
 
 pub use pairs::{parse_pairs, Pair};
 
-use rand::{rngs::StdRng, seq::SliceRandom, Rng};
+use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
 /// Images (`n * channels * height * width` values, NCHW, normalised) with their labels.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -121,46 +121,152 @@ impl Augment {
         (flip, dy, dx)
     }
 
-    /// Advances `rng` exactly as augmenting `images` images would, without touching pixels
-    /// (a run resumed mid-epoch replays the batches it already trained on this way).
-    pub fn skip(&self, images: usize, rng: &mut StdRng) {
-        for _ in 0..images {
-            self.draw(rng);
+    /// Augments `images` (a batch of `shape`) in place, drawing from `rng` image after image.
+    pub fn apply(&self, images: &mut [f32], shape: [usize; 3], rng: &mut StdRng) {
+        let len: usize = shape.iter().product();
+        let mut scratch = vec![0.0f32; len];
+        for img in images.chunks_mut(len) {
+            self.transform(img, shape, self.draw(rng), &mut scratch);
         }
     }
 
-    /// Augments `images` (a batch of `shape`) in place.
-    pub fn apply(&self, images: &mut [f32], shape: [usize; 3], rng: &mut StdRng) {
+    /// Augments training image `index` (its position in the training set) in place, as
+    /// epoch `epoch` of a run seeded `seed` draws it: the draw depends on those three
+    /// numbers alone, so which member of a data-parallel group augments the image, and
+    /// after how many others, does not change it.
+    pub fn apply_image(&self, image: &mut [f32], shape: [usize; 3], seed: u64, epoch: u64, index: usize) {
+        let mut rng = StdRng::seed_from_u64(mix(&[seed, 0x0041_5547_4D45_4E54, epoch, index as u64]));
+        let mut scratch = vec![0.0f32; image.len()];
+        self.transform(image, shape, self.draw(&mut rng), &mut scratch);
+    }
+
+    fn transform(&self, img: &mut [f32], shape: [usize; 3], (flip, dy, dx): (bool, isize, isize), scratch: &mut [f32]) {
+        if !flip && dy == 0 && dx == 0 {
+            return;
+        }
         let [c, h, w] = shape;
         let plane = h * w;
-        let mut scratch = vec![0.0f32; c * plane];
-        for img in images.chunks_mut(c * plane) {
-            let (flip, dy, dx) = self.draw(rng);
-            if !flip && dy == 0 && dx == 0 {
-                continue;
-            }
-            for ch in 0..c {
-                for y in 0..h {
-                    for x in 0..w {
-                        let sx = if flip { w - 1 - x } else { x } as isize + dx;
-                        let sy = y as isize + dy;
-                        let inside = sy >= 0 && sx >= 0 && sy < h as isize && sx < w as isize;
-                        scratch[ch * plane + y * w + x] =
-                            if inside { img[ch * plane + sy as usize * w + sx as usize] } else { 0.0 };
-                    }
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let sx = if flip { w - 1 - x } else { x } as isize + dx;
+                    let sy = y as isize + dy;
+                    let inside = sy >= 0 && sx >= 0 && sy < h as isize && sx < w as isize;
+                    scratch[ch * plane + y * w + x] =
+                        if inside { img[ch * plane + sy as usize * w + sx as usize] } else { 0.0 };
                 }
             }
-            img.copy_from_slice(&scratch);
         }
+        img.copy_from_slice(scratch);
     }
 }
 
-/// The index order of one epoch: a seeded shuffle, cut into full batches (the last
-/// partial batch is dropped, as the trainer's batch size is fixed).
-pub fn epoch_batches(n: usize, batch: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(rng);
-    order.chunks_exact(batch.max(1)).map(|c| c.to_vec()).collect()
+/// A seed made of several numbers (SplitMix64 over each in turn).
+fn mix(parts: &[u64]) -> u64 {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64;
+    for &p in parts {
+        h = h.wrapping_add(p).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// Which training image fills each row ("slot") of every global batch, the same for any
+/// number of data-parallel members: the training set is dealt once (seeded) into `batch`
+/// pools of n / batch or n / batch + 1 images; in every epoch each slot walks its own pool
+/// in a fresh seeded order, so a batch holds one image of every pool and an epoch
+/// (n / batch steps) shows every image at most once. A member that trains slots
+/// `a..b` needs only the images of those pools ([`Sampler::images_of`]): it can hold
+/// (and decode) its share of the data alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampler {
+    seed: u64,
+    pools: Vec<Vec<usize>>,
+    per_epoch: u64,
+}
+
+impl Sampler {
+    /// The sampler of `n` training images in global batches of `batch`.
+    pub fn new(n: usize, batch: usize, seed: u64) -> crate::Result<Self> {
+        if batch == 0 || n < batch {
+            return Err(crate::Error::Data(format!("{n} training images are fewer than one batch of {batch}")));
+        }
+        let mut dealt: Vec<usize> = (0..n).collect();
+        dealt.shuffle(&mut StdRng::seed_from_u64(mix(&[seed, 0x0050_4F4F_4C53])));
+        let mut pools = vec![Vec::with_capacity(n / batch + 1); batch];
+        for (k, &i) in dealt.iter().enumerate() {
+            pools[k % batch].push(i);
+        }
+        Ok(Self { seed, pools, per_epoch: (n / batch) as u64 })
+    }
+
+    /// Steps per epoch (n / batch, rounded down).
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.per_epoch
+    }
+
+    /// The global batch size (slots).
+    pub fn batch(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// For each slot of `slots`, the images it takes in `epoch`, step by step
+    /// ([`Sampler::steps_per_epoch`] of them).
+    pub fn epoch(&self, epoch: u64, slots: std::ops::Range<usize>) -> Vec<Vec<usize>> {
+        slots
+            .map(|s| {
+                let mut order = self.pools[s].clone();
+                order.shuffle(&mut StdRng::seed_from_u64(mix(&[self.seed, 0x534C_4F54, epoch, s as u64])));
+                order.truncate(self.per_epoch as usize);
+                order
+            })
+            .collect()
+    }
+
+    /// The images slots `slots` ever take, ascending: what a member training them needs.
+    pub fn images_of(&self, slots: std::ops::Range<usize>) -> Vec<usize> {
+        let mut all: Vec<usize> = self.pools[slots].concat();
+        all.sort_unstable();
+        all
+    }
+}
+
+/// A member's part of a training set: the images at `indices` (ascending positions in the
+/// whole set of `total` images) and their labels, as [`Sampler::images_of`] names them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Shard {
+    /// Images in the whole training set.
+    pub total: usize,
+    /// Positions in the whole set of the images held, ascending.
+    pub indices: Vec<usize>,
+    /// The images held, in the order of `indices`.
+    pub data: Dataset,
+}
+
+impl Shard {
+    /// The whole of `data` as a shard.
+    pub fn whole(data: Dataset) -> Self {
+        Self { total: data.len(), indices: (0..data.len()).collect(), data }
+    }
+
+    /// The images of `data` at `indices` (ascending), the rest dropped.
+    pub fn of(data: &Dataset, indices: Vec<usize>) -> crate::Result<Self> {
+        if indices.windows(2).any(|w| w[0] >= w[1]) || indices.last().is_some_and(|&i| i >= data.len()) {
+            return Err(crate::Error::Data(format!(
+                "a shard's indices must ascend and stay below the set's {} images",
+                data.len()
+            )));
+        }
+        Ok(Self { total: data.len(), data: data.select(&indices), indices })
+    }
+
+    /// Image `index` of the whole set and its label, if this shard holds it.
+    pub fn get(&self, index: usize) -> Option<(&[f32], u32)> {
+        let k = self.indices.binary_search(&index).ok()?;
+        Some((self.data.image(k), self.data.labels[k]))
+    }
 }
 
 #[cfg(test)]
@@ -196,22 +302,49 @@ mod tests {
     }
 
     #[test]
-    fn skip_draws_what_apply_draws() {
+    fn an_image_is_augmented_the_same_wherever_it_is() {
         let aug = Augment { flip: true, crop_pad: 2 };
-        let (mut a, mut b) = (StdRng::seed_from_u64(5), StdRng::seed_from_u64(5));
-        aug.apply(&mut [0.5; 3 * 16], [1, 4, 4], &mut a);
-        aug.skip(3, &mut b);
-        assert_eq!(a.random::<u64>(), b.random::<u64>());
+        let img: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let draw = |seed, epoch, index| {
+            let mut x = img.clone();
+            aug.apply_image(&mut x, [1, 4, 4], seed, epoch, index);
+            x
+        };
+        assert_eq!(draw(1, 2, 3), draw(1, 2, 3));
+        let varied = (0..20).filter(|&i| draw(1, 2, i) != draw(1, 3, i)).count();
+        assert!(varied > 5, "epochs draw anew: {varied} of 20 differ");
     }
 
     #[test]
-    fn epochs_cover_full_batches_once() {
-        let mut rng = StdRng::seed_from_u64(1);
-        let b = epoch_batches(10, 3, &mut rng);
-        assert_eq!(b.len(), 3);
-        let mut all: Vec<usize> = b.concat();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), 9);
+    fn the_sampler_covers_every_pool_and_does_not_depend_on_the_split() {
+        let (n, batch) = (103, 8);
+        let s = Sampler::new(n, batch, 5).unwrap();
+        assert_eq!(s.steps_per_epoch(), 12);
+        let whole = s.epoch(3, 0..batch);
+        assert_eq!(whole.len(), batch);
+        let mut seen: Vec<usize> = whole.concat();
+        assert_eq!(seen.len(), 12 * batch);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 12 * batch, "no image twice in an epoch");
+        // Members of slots 0..3 and 3..8 see what the whole batch's slots see.
+        assert_eq!([s.epoch(3, 0..3), s.epoch(3, 3..8)].concat(), whole);
+        assert_ne!(s.epoch(4, 0..batch), whole, "a new epoch, a new order");
+        let mine = s.images_of(3..8);
+        assert!(whole[3..].iter().flatten().all(|i| mine.binary_search(i).is_ok()));
+        let all = s.images_of(0..batch);
+        assert_eq!(all, (0..n).collect::<Vec<_>>());
+        assert!(Sampler::new(7, 8, 1).is_err());
+    }
+
+    #[test]
+    fn a_shard_finds_its_images() {
+        let data =
+            Dataset { shape: [1, 1, 2], images: (0..12).map(|v| v as f32).collect(), labels: vec![9, 8, 7, 6, 5, 4] };
+        let shard = Shard::of(&data, vec![1, 4]).unwrap();
+        assert_eq!(shard.get(4), Some((&[8.0f32, 9.0][..], 5)));
+        assert_eq!(shard.get(2), None);
+        assert!(Shard::of(&data, vec![4, 1]).is_err());
+        assert!(Shard::of(&data, vec![6]).is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::collective::Collective;
 use crate::data::{mnist::Mnist, Augment, Dataset};
-use crate::experiments::training::{fit_group, shard_batch};
+use crate::experiments::training::{fit_group, rank_shard, shard_batch};
 use crate::nn::{FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{eval, plot, Error, GpuContext, Result, UpdateMode};
 
@@ -156,11 +156,21 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
     let devices = comm.map_or(opts.devices.max(1), |c| c.size());
     let shard = shard_batch(opts.batch, devices)?;
     let mnist = Mnist::load(&opts.data)?;
-    let train = truncate(&mnist.train, opts.max_train);
-    let test = truncate(&mnist.test, opts.max_test);
+    let full_train_set = mnist.full_train_set;
+    let mut train = truncate(&mnist.train, opts.max_train);
+    // Rank 0 alone evaluates.
+    let test = if lead {
+        truncate(&mnist.test, opts.max_test)
+    } else {
+        Dataset { shape: mnist.test.shape, ..Default::default() }
+    };
+    let train_images = train.len();
+    // Ranks other than 0 keep only the images their rows use.
+    let own = rank_shard(&mut train, opts.batch, comm, opts.seed)?;
+    drop(mnist);
     std::fs::create_dir_all(&opts.out)
         .map_err(|source| crate::Error::Io { path: opts.out.display().to_string(), source })?;
-    let steps = FitOptions::epochs_to_steps(opts.epochs, train.len(), opts.batch);
+    let steps = FitOptions::epochs_to_steps(opts.epochs, train_images, opts.batch);
     let mut runs = Vec::new();
     for &lambda in &opts.lambdas {
         let sgd = SgdConfig {
@@ -188,7 +198,7 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
         let build = |ctx: &GpuContext| Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone());
         let no_hook = &mut |_: &mut Network, _: u64| Ok(None);
         // Ranks other than 0 train their shards; rank 0 evaluates and plots.
-        let Some(fitted) = fit_group(&mut net, &train, &fit_opts, comm, devices, &build, no_hook)? else {
+        let Some(fitted) = fit_group(&mut net, &train, own.as_ref(), &fit_opts, comm, devices, &build, no_hook)? else {
             continue;
         };
         let out = net.infer(&test.images)?;
@@ -222,9 +232,9 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
     }
     Ok(Some(MnistReport {
         adapter: ctx.adapter_summary(),
-        train_images: train.len(),
+        train_images,
         test_images: test.len(),
-        full_train_set: mnist.full_train_set,
+        full_train_set,
         runs,
     }))
 }

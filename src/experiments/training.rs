@@ -5,8 +5,8 @@
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use crate::collective::{Collective, ThreadGroup};
-use crate::data::Dataset;
-use crate::nn::{fit_collective, fit_with, FitOptions, FitReport, MultiStep, Network};
+use crate::data::{Dataset, Shard};
+use crate::nn::{fit_collective, fit_shard, fit_with, member_images, FitOptions, FitReport, MultiStep, Network};
 use crate::GpuContext;
 use crate::{Error, Result};
 
@@ -125,16 +125,26 @@ pub fn classify(net: &Network, data: &Dataset) -> Result<(f64, f64)> {
     if data.is_empty() {
         return Ok((0.0, 0.0));
     }
-    let k = net.spec().num_classes;
-    let out = net.infer(&data.images)?;
-    let mut loss = 0.0;
-    for (row, &y) in out.logits.chunks(k).zip(&data.labels) {
+    Ok(score_logits(&net.infer(&data.images)?.logits, &data.labels))
+}
+
+/// Accuracy and mean softmax cross-entropy (in f64) of `logits` (one row per label, any
+/// model's) against `labels`; (0, 0) for none.
+pub fn score_logits(logits: &[f32], labels: &[u32]) -> (f64, f64) {
+    if labels.is_empty() {
+        return (0.0, 0.0);
+    }
+    let k = logits.len() / labels.len();
+    let (mut right, mut loss) = (0usize, 0.0f64);
+    for (row, &y) in logits.chunks(k).zip(labels) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z)) as f64;
         let sum: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum();
         loss += max + sum.ln() - row[y as usize] as f64;
+        // The first of equal maxima, as `InferOutput::predictions`.
+        let best = row.iter().enumerate().fold(0, |b, (i, &z)| if z > row[b] { i } else { b });
+        right += usize::from(best == y as usize);
     }
-    let right = out.predictions(k).iter().zip(&data.labels).filter(|(p, y)| p == y).count();
-    Ok((right as f64 / data.len() as f64, loss / data.len() as f64))
+    (right as f64 / labels.len() as f64, loss / labels.len() as f64)
 }
 
 /// Whether evaluation `e` (step, accuracy, loss) is better than `b`: higher accuracy, or the
@@ -212,13 +222,34 @@ pub fn shard_batch(batch: usize, devices: usize) -> Result<usize> {
     }
 }
 
+/// What a rank other than 0 of `comm` keeps of the training set `train` (global batch
+/// `batch`, shuffled with `seed`): the images its rows of every batch ever use, as a
+/// [`Shard`]; `train` is left empty (its shape kept), so the rank holds its share alone.
+/// `None`, and `train` untouched, for rank 0 (which validates and evaluates) and outside
+/// a collective.
+pub fn rank_shard(
+    train: &mut Dataset,
+    batch: usize,
+    comm: Option<&dyn Collective>,
+    seed: u64,
+) -> Result<Option<Shard>> {
+    let Some(comm) = comm.filter(|c| c.rank() > 0) else { return Ok(None) };
+    let rows = shard_batch(batch, comm.size())?;
+    let shard = Shard::of(train, member_images(train.len(), rows, comm.rank(), comm.size(), seed)?)?;
+    *train = Dataset { shape: train.shape, ..Default::default() };
+    Ok(Some(shard))
+}
+
 /// Trains `net` over the run's group: alone ([`fit_with`]) when there is no `comm` and one
 /// device; as member 0 of `devices` members in this process, whose other networks `build`
-/// makes on their own devices ([`GpuContext::for_member`]); or as a rank of `comm`. The
-/// hook runs on member (rank) 0 only; the others train without one and get `None`.
+/// makes on their own devices ([`GpuContext::for_member`]); or as a rank of `comm`, on
+/// `shard` where the rank holds only its share ([`rank_shard`]), else on `data`. The hook
+/// runs on member (rank) 0 only; the others train without one and get `None`.
+#[allow(clippy::too_many_arguments)]
 pub fn fit_group(
     net: &mut Network,
     data: &Dataset,
+    shard: Option<&Shard>,
     opts: &FitOptions,
     comm: Option<&dyn Collective>,
     devices: usize,
@@ -227,7 +258,10 @@ pub fn fit_group(
 ) -> Result<Option<FitReport>> {
     let no_hook = || |_: &mut Network, _: u64| Ok(None);
     match comm {
-        Some(comm) if comm.rank() > 0 => fit_collective(net, data, opts, comm, &mut no_hook()).map(|_| None),
+        Some(comm) if comm.rank() > 0 => match shard {
+            Some(shard) => fit_shard(net, shard, opts, comm, &mut no_hook()).map(|_| None),
+            None => fit_collective(net, data, opts, comm, &mut no_hook()).map(|_| None),
+        },
         Some(comm) => fit_collective(net, data, opts, comm, hook).map(Some),
         None if devices <= 1 => fit_with(net, data, opts, hook).map(Some),
         None => {

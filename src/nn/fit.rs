@@ -2,17 +2,16 @@
 //! batches, augmentation, a progress bar (epoch, step, softmax loss, center loss,
 //! accuracy, images/s, and whatever the periodic hook reports, e.g. validation accuracy).
 //!
-//! The batch order and augmentation of step `s` depend only on the seed and `s`, so a run
-//! resumed from a checkpoint at any step (mid-epoch too) continues exactly where an
-//! uninterrupted run would be.
+//! Batches come from [`Sampler`] and each image's augmentation from (seed, epoch, image):
+//! both depend only on the seed and the step, never on how many members train or which
+//! rows each holds, so a run resumed from a checkpoint at any step (mid-epoch too), on any
+//! number of devices or ranks, continues exactly where an uninterrupted run would be.
 
 use std::time::Instant;
 
-use rand::{rngs::StdRng, SeedableRng};
-
 use super::network::{Network, StepMetrics};
 use crate::collective::Collective;
-use crate::data::{epoch_batches, Augment, Dataset};
+use crate::data::{Augment, Dataset, Sampler, Shard};
 use crate::{Error, Result};
 
 /// How [`fit`] runs.
@@ -84,7 +83,7 @@ pub fn fit_with(
     opts: &FitOptions,
     hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
 ) -> Result<FitReport> {
-    train(net, data, opts, None, hook)
+    train(net, Images::All(data), opts, None, hook)
 }
 
 /// [`fit_with`] as one member of a data-parallel group: every member passes the same
@@ -100,12 +99,67 @@ pub fn fit_collective(
     comm: &dyn Collective,
     hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
 ) -> Result<FitReport> {
-    train(net, data, opts, Some(comm), hook)
+    train(net, Images::All(data), opts, Some(comm), hook)
+}
+
+/// [`fit_collective`] for a member that holds only its share of the training set: the
+/// images of [`member_images`] (a [`Shard`] of them), so that an MPI rank need not load
+/// the others. The run is the same as with the whole set.
+pub fn fit_shard(
+    net: &mut Network,
+    shard: &Shard,
+    opts: &FitOptions,
+    comm: &dyn Collective,
+    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
+) -> Result<FitReport> {
+    train(net, Images::Shard(shard), opts, Some(comm), hook)
+}
+
+/// The positions in a training set of `images` images of those that member `rank` of
+/// `members`, each training `shard` rows of every batch, ever uses (ascending): what its
+/// [`Shard`] must hold.
+pub fn member_images(images: usize, shard: usize, rank: usize, members: usize, seed: u64) -> Result<Vec<usize>> {
+    let sampler = Sampler::new(images, shard * members, seed)?;
+    Ok(sampler.images_of(rank * shard..(rank + 1) * shard))
+}
+
+/// The training images a member reads: the whole set or its shard.
+#[derive(Clone, Copy)]
+enum Images<'a> {
+    All(&'a Dataset),
+    Shard(&'a Shard),
+}
+
+impl<'a> Images<'a> {
+    fn total(&self) -> usize {
+        match self {
+            Images::All(d) => d.len(),
+            Images::Shard(s) => s.total,
+        }
+    }
+
+    fn set(&self) -> &'a Dataset {
+        match self {
+            Images::All(d) => d,
+            Images::Shard(s) => &s.data,
+        }
+    }
+
+    fn get(&self, index: usize) -> Result<(&'a [f32], u32)> {
+        match self {
+            Images::All(d) => Ok((d.image(index), d.labels[index])),
+            Images::Shard(s) => s.get(index).ok_or_else(|| {
+                Error::Data(format!(
+                    "this member's shard lacks training image {index}; build it with member_images for the same batch, members and seed"
+                ))
+            }),
+        }
+    }
 }
 
 fn train(
     net: &mut Network,
-    data: &Dataset,
+    images_of: Images,
     opts: &FitOptions,
     comm: Option<&dyn Collective>,
     hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
@@ -113,8 +167,9 @@ fn train(
     let (rank, members) = comm.map_or((0, 1), |c| (c.rank(), c.size()));
     let shard = net.train_config().batch;
     let batch = shard * members;
-    if data.len() < batch {
-        return Err(Error::Data(format!("{} training images are fewer than one batch of {batch}", data.len())));
+    let data = images_of.set();
+    if images_of.total() < batch {
+        return Err(Error::Data(format!("{} training images are fewer than one batch of {batch}", images_of.total())));
     }
     if data.image_len() != net.input_len() {
         return Err(Error::Data(format!(
@@ -126,7 +181,9 @@ fn train(
     if opts.steps == 0 {
         return Err(Error::Config("a training budget of zero steps trains nothing; ask for at least one".into()));
     }
-    let per_epoch = (data.len() / batch) as u64;
+    let sampler = Sampler::new(images_of.total(), batch, opts.seed)?;
+    let slots = rank * shard..(rank + 1) * shard;
+    let per_epoch = sampler.steps_per_epoch();
     let epochs = opts.steps.div_ceil(per_epoch);
     let first = net.step_count();
     let bar = Progress::new(opts.steps, opts.progress && rank == 0, &opts.label);
@@ -135,32 +192,29 @@ fn train(
     let mut hooked = String::new();
     let mut hook_seconds = 0.0;
     let start = Instant::now();
-    let mut images = vec![0.0f32; batch * data.image_len()];
-    let mut labels = vec![0u32; batch];
+    let pixels = data.image_len();
+    let mut images = vec![0.0f32; shard * pixels];
+    let mut labels = vec![0u32; shard];
     let mut step = first;
     while step < opts.steps {
         let epoch = step / per_epoch;
-        let mut rng = StdRng::seed_from_u64(opts.seed ^ (epoch + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let order = epoch_batches(data.len(), batch, &mut rng);
-        // Batches of this epoch already trained (a resumed run): replay their draws.
-        opts.augment.skip((step % per_epoch) as usize * batch, &mut rng);
-        for idx in &order[(step % per_epoch) as usize..] {
+        // Each slot's images this epoch; this member builds its own rows alone.
+        let order = sampler.epoch(epoch, slots.clone());
+        for t in (step % per_epoch) as usize..per_epoch as usize {
             if step >= opts.steps {
                 break;
             }
-            for (slot, &j) in idx.iter().enumerate() {
-                images[slot * data.image_len()..(slot + 1) * data.image_len()].copy_from_slice(data.image(j));
-                labels[slot] = data.labels[j];
+            for (row, pool) in order.iter().enumerate() {
+                let (image, label) = images_of.get(pool[t])?;
+                let target = &mut images[row * pixels..(row + 1) * pixels];
+                target.copy_from_slice(image);
+                opts.augment.apply_image(target, data.shape, opts.seed, epoch, pool[t]);
+                labels[row] = label;
             }
-            opts.augment.apply(&mut images, data.shape, &mut rng);
             let last = step + 1 == opts.steps;
             let read = last || (report.steps as usize).is_multiple_of(opts.report_every.max(1));
             let metrics = match comm {
-                Some(comm) => {
-                    let (pixels, rows) = (data.image_len(), rank * shard..(rank + 1) * shard);
-                    let own = &images[rows.start * pixels..rows.end * pixels];
-                    net.train_step_collective(own, &labels[rows], comm, read)?
-                }
+                Some(comm) => net.train_step_collective(&images, &labels, comm, read)?,
                 None => net.train_step(&images, &labels, read)?,
             };
             if let Some(m) = metrics {

@@ -10,11 +10,11 @@ pub use report::{FaceReport, VariantReport};
 use super::training::{classify, validation_split, Plan, ValidationRecord};
 use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
-use crate::data::folder::{numbered, ImageFolder};
-use crate::data::{parse_pairs, Augment, Dataset, Pair};
+use crate::data::folder::{load_image, numbered, ImageFolder};
+use crate::data::{parse_pairs, Augment, Dataset, Pair, Shard};
 use crate::eval;
-use crate::experiments::training::{fit_group, shard_batch};
-use crate::nn::{FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::experiments::training::{fit_group, rank_shard, shard_batch};
+use crate::nn::{member_images, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 
 /// Where the faces come from.
@@ -116,6 +116,11 @@ impl Default for FaceOptions {
 
 struct Data {
     train: Dataset,
+    /// Images and classes of the whole training set (`train` is emptied on MPI ranks
+    /// other than 0, which hold only `own`).
+    train_images: usize,
+    classes: usize,
+    own: Option<Shard>,
     validation: Dataset,
     test: Dataset,
     all: Option<(Dataset, Vec<Pair>)>,
@@ -159,8 +164,72 @@ fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Resul
 /// Training set, held-out set, `--pairs` over all images, description.
 type FolderSplit = (Dataset, Dataset, Option<(Dataset, Vec<Pair>)>, String);
 
-fn load(opts: &FaceOptions) -> Result<Data> {
+/// Reads a folder's or list's `items` for a run: all of them outside a group and on rank 0
+/// of `comm`, which then sends every rank which files it could read; the other ranks take
+/// that answer and decode nothing yet ([`ImageFolder::skeleton`]: the split is planned on
+/// labels alone, and each rank decodes only its shard, [`decode_shard`]).
+fn read_items(
+    items: Vec<(PathBuf, String)>,
+    shape: [usize; 3],
+    empty: &str,
+    comm: Option<&dyn Collective>,
+) -> Result<ImageFolder> {
+    let Some(comm) = comm.filter(|c| c.size() > 1) else {
+        return ImageFolder::from_items(items, shape, empty);
+    };
+    // [1, readable bits...] or [0, error text]: the other ranks never wait on a failure.
+    let mut message = Vec::new();
+    let folder = if comm.rank() == 0 {
+        let folder = ImageFolder::from_items(items.clone(), shape, empty);
+        message = match &folder {
+            Ok(f) => std::iter::once(1).chain(f.readable(&items).into_iter().map(u8::from)).collect(),
+            Err(e) => [&[0u8][..], e.to_string().as_bytes()].concat(),
+        };
+        Some(folder)
+    } else {
+        None
+    };
+    comm.broadcast(0, &mut message)?;
+    match (folder, message.split_first()) {
+        (Some(folder), _) => folder,
+        (None, Some((1, readable))) => {
+            let readable: Vec<bool> = readable.iter().map(|&b| b == 1).collect();
+            Ok(ImageFolder::skeleton(&items, &readable))
+        }
+        (None, other) => {
+            let why = other.map_or(String::new(), |(_, text)| String::from_utf8_lossy(text).into_owned());
+            Err(Error::Rank { rank: 0, source: Box::new(Error::Data(why)) })
+        }
+    }
+}
+
+/// Decodes the training images a rank other than 0 needs, from the skeleton training set
+/// `train` ([`ImageFolder::skeleton`], split like the decoded set) and the folder's
+/// `items`: those [`member_images`] names for its rows.
+fn decode_shard(
+    train: &Dataset,
+    items: &[(PathBuf, String)],
+    shape: [usize; 3],
+    opts: &FaceOptions,
+    comm: &dyn Collective,
+) -> Result<Shard> {
+    let rows = shard_batch(opts.batch, comm.size())?;
+    let indices = member_images(train.len(), rows, comm.rank(), comm.size(), opts.seed)?;
+    let mut data = Dataset { shape, ..Default::default() };
+    for &i in &indices {
+        let path = &items[ImageFolder::item_of(train, i)].0;
+        let pixels = load_image(path, shape).map_err(|why| {
+            Error::Data(format!("{} decoded on rank 0 but not on rank {}: {why}", path.display(), comm.rank()))
+        })?;
+        data.images.extend(pixels);
+        data.labels.push(train.labels[i]);
+    }
+    Ok(Shard { total: train.len(), indices, data })
+}
+
+fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Data> {
     let shape = [opts.channels, opts.resolution, opts.resolution];
+    let mut items = None;
     let (train, test, all, mut description) = match &opts.source {
         FaceSource::BuiltIn(cfg) => {
             let cfg = FaceSetConfig { resolution: opts.resolution, rgb: opts.channels == 3, ..cfg.clone() };
@@ -176,11 +245,15 @@ fn load(opts: &FaceOptions) -> Result<Data> {
             );
             (train, test, None, description)
         }
-        FaceSource::Folder { root, test_identities } => {
-            split_folder(ImageFolder::load(root, shape)?, *test_identities, opts)?
-        }
-        FaceSource::List { list, test_identities } => {
-            split_folder(ImageFolder::load_list(list, shape)?, *test_identities, opts)?
+        FaceSource::Folder { root, test_identities: fraction }
+        | FaceSource::List { list: root, test_identities: fraction } => {
+            let listed = match &opts.source {
+                FaceSource::Folder { .. } => ImageFolder::list(root)?,
+                _ => ImageFolder::list_file(root)?,
+            };
+            let folder = read_items(listed.clone(), shape, &ImageFolder::no_images(root), comm)?;
+            items = Some(listed);
+            split_folder(folder, *fraction, opts)?
         }
     };
     let (train, validation) = validation_split(train, opts.validation_fraction, opts.seed)?;
@@ -190,7 +263,26 @@ fn load(opts: &FaceOptions) -> Result<Data> {
         validation.len(),
         test.len()
     );
-    Ok(Data { train, validation, test, all, description })
+    let mut data = Data {
+        train_images: train.len(),
+        classes: train.num_classes(),
+        own: None,
+        train,
+        validation,
+        test,
+        all,
+        description,
+    };
+    if let Some(comm) = comm.filter(|c| c.rank() > 0) {
+        // Ranks other than 0 hold only the training images their rows use.
+        data.own = match &items {
+            Some(items) => Some(decode_shard(&data.train, items, shape, opts, comm)?),
+            None => rank_shard(&mut data.train, opts.batch, Some(comm), opts.seed)?,
+        };
+        data.train = Dataset { shape, ..Default::default() };
+        (data.validation, data.test, data.all) = (Dataset::default(), Dataset::default(), None);
+    }
+    Ok(data)
 }
 
 /// The options that decide a variant's training, one `name=value` line each, as a
@@ -255,7 +347,7 @@ fn train_variant(
     comm: Option<&dyn Collective>,
 ) -> Result<Option<VariantReport>> {
     let lead = comm.is_none_or(|c| c.rank() == 0);
-    let plan = Plan::new(data.train.len(), opts.batch, opts.lr, opts.epochs, opts.steps)?;
+    let plan = Plan::new(data.train_images, opts.batch, opts.lr, opts.epochs, opts.steps)?;
     let sgd = SgdConfig { lr: opts.lr, schedule: plan.schedule(), ..Default::default() };
     let cfg = TrainConfig {
         batch: opts.batch,
@@ -267,7 +359,7 @@ fn train_variant(
     };
     let devices = comm.map_or(opts.devices.max(1), |c| c.size());
     let cfg = TrainConfig { batch: shard_batch(opts.batch, devices)?, ..cfg };
-    let spec = NetworkSpec::face_resnet(data.train.shape[0], opts.resolution, opts.embed_dim, data.train.num_classes());
+    let spec = NetworkSpec::face_resnet(opts.channels, opts.resolution, opts.embed_dim, data.classes);
     let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
     let last = opts.out.join(format!("{name}-last.safetensors"));
     let best = opts.out.join(format!("{name}.safetensors"));
@@ -337,7 +429,9 @@ fn train_variant(
         Ok(net)
     };
     // Ranks other than 0 train their shards; rank 0 validates, saves and evaluates.
-    let Some(fitted) = fit_group(&mut net, &data.train, &fit_opts, comm, devices, &build, &mut hook)? else {
+    let Some(fitted) =
+        fit_group(&mut net, &data.train, data.own.as_ref(), &fit_opts, comm, devices, &build, &mut hook)?
+    else {
         return Ok(None);
     };
     let final_train_batch_accuracy = fitted.history.last().map_or(0.0, |(_, m)| m.accuracy);
@@ -356,14 +450,14 @@ fn train_variant(
         let emb = net.infer(&all.images)?.embeddings;
         report.verification = eval::evaluate_pairs(&emb, dim, &all.labels, pairs, opts.seed).verification;
     }
-    // A 2-D projection of the first ten held-out identities.
-    let keep: Vec<usize> = (0..data.test.len()).filter(|&i| data.test.labels[i] < 10).collect();
-    let emb: Vec<f32> = keep.iter().flat_map(|&i| test.embeddings[i * dim..(i + 1) * dim].iter().copied()).collect();
-    let labels: Vec<u32> = keep.iter().map(|&i| data.test.labels[i]).collect();
-    let normalized: Vec<f32> = eval::l2_normalized(&emb, dim).into_iter().map(|v| v as f32).collect();
     let png = opts.out.join(format!("pca_{name}.png"));
-    let title = format!("{name}: held-out embeddings of 10 identities (PCA)");
-    plot::scatter_2d(&png, &title, &eval::pca_2d(&normalized, dim), &labels, None)?;
+    pca_plot(
+        &png,
+        &format!("{name}: held-out embeddings of 10 identities (PCA)"),
+        &test.embeddings,
+        dim,
+        &data.test.labels,
+    )?;
     Ok(Some(VariantReport {
         name,
         lambda,
@@ -378,6 +472,16 @@ fn train_variant(
         evaluated_step,
         checkpoint: best,
     }))
+}
+
+/// Writes `png`: the L2-normalised `embeddings` (rows of `dim`) of the first ten
+/// identities in `labels`, projected on their two principal axes.
+pub fn pca_plot(png: &std::path::Path, title: &str, embeddings: &[f32], dim: usize, labels: &[u32]) -> Result<()> {
+    let keep: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] < 10).collect();
+    let rows: Vec<f32> = keep.iter().flat_map(|&i| embeddings[i * dim..(i + 1) * dim].iter().copied()).collect();
+    let normalized: Vec<f32> = eval::l2_normalized(&rows, dim).into_iter().map(|v| v as f32).collect();
+    let ids: Vec<u32> = keep.iter().map(|&i| labels[i]).collect();
+    plot::scatter_2d(png, title, &eval::pca_2d(&normalized, dim), &ids, None)
 }
 
 /// Loads the data, trains the variant(s), evaluates each on the held-out identities,
@@ -409,7 +513,7 @@ fn run_on(ctx: &GpuContext, opts: &FaceOptions, comm: Option<&dyn Collective>) -
             log::info!("removed {stale} temporary checkpoint files a killed run left in {}", opts.out.display());
         }
     }
-    let data = load(opts)?;
+    let data = load(opts, comm)?;
     if lead {
         log::info!("{}", data.description);
     }

@@ -1,68 +1,78 @@
-//! The burn path's cost next to the plain step, wall clock, same run: B = D = 512,
-//! K = 10 575 (atomic). Three ways, alternating rounds:
+//! The burn path's cost next to the plain step, same run: B = D = 512, K = 10 575
+//! (atomic), median of alternating rounds:
+//! - `GpuCenterLoss` on the GPU-resident path (`encode_step` on device buffers, one
+//!   submission, waited for): GPU time (timestamps) and wall clock — the baseline;
 //! - `GpuCenterLoss::step` on host slices (upload, step, loss + gradient read back);
-//! - `centerloss::burn::CenterLoss::step` on burn tensors, then `backward` and the
-//!   features' gradient synchronised on the device (no read back);
-//! - burn alone: the same tensors through `(x - x.detach()) * g` summed, backward, synced
-//!   (what the detach identity adds on burn's side).
+//! - `centerloss::burn::CenterLoss::step` on burn tensors, synchronised (no backward);
+//! - the same with `backward` and the features' gradient, synchronised (no read back).
 //!
 //! cargo run --release --features burn --example burn_step
 
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use centerloss::bench::{CenterLossBench, CenterLossCase};
 use centerloss::gpu::median;
 use centerloss::{CenterLossConfig, GpuCenterLoss, GpuContext, UpdateMode};
-use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (b, d, k, rounds) = (512usize, 512usize, 10_575usize, 15);
+    let case = CenterLossCase { batch: 512, dim: 512, classes: 10_575, update: UpdateMode::Atomic };
+    let rounds = 21;
     let ctx = GpuContext::new()?;
     let device = centerloss::burn::device(&ctx)?;
-    let cfg = CenterLossConfig { num_classes: k, feat_dim: d, update: UpdateMode::Atomic, ..Default::default() };
-    let mut r = StdRng::seed_from_u64(1);
-    let x: Vec<f32> = (0..b * d).map(|_| r.random_range(-1.0..1.0)).collect();
-    let y: Vec<u32> = (0..b).map(|_| r.random_range(0..k as u32)).collect();
+    let (b, d) = (case.batch, case.dim);
+    let cfg = CenterLossConfig { num_classes: case.classes, feat_dim: d, update: case.update, ..Default::default() };
+    let (x, y) = case.inputs(1);
+    let resident = CenterLossBench::new(&ctx, case, 1)?;
     let mut plain = GpuCenterLoss::new(&ctx, cfg.clone())?;
     let mut ours = centerloss::burn::CenterLoss::new(&ctx, cfg)?;
     let auto = device.clone().autodiff();
     let labels = Tensor::<1, Int>::from_data(TensorData::new(y.iter().map(|&v| v as i32).collect(), [b]), &device);
     let features = || Tensor::<2>::from_data(TensorData::new(x.clone(), [b, d]), &auto).require_grad();
-    let (mut t_plain, mut t_burn, mut t_identity) = (Vec::new(), Vec::new(), Vec::new());
+    let mut t: [Vec<f64>; 5] = Default::default();
     for round in 0..rounds + 2 {
-        let t = Instant::now();
+        let gpu = resident.time(1, 1)?.seconds;
+        let wall = Instant::now();
+        resident.time(1, 1)?;
+        let resident_wall = wall.elapsed().as_secs_f64();
+
+        let start = Instant::now();
         plain.step(&x, &y)?;
-        let plain_s = t.elapsed().as_secs_f64();
+        let plain_s = start.elapsed().as_secs_f64();
 
         let f = features();
         device.sync()?;
-        let t = Instant::now();
+        let start = Instant::now();
+        let _loss = ours.step(f, labels.clone())?;
+        device.sync()?;
+        let forward_s = start.elapsed().as_secs_f64();
+
+        let f = features();
+        device.sync()?;
+        let start = Instant::now();
         let loss = ours.step(f.clone(), labels.clone())?;
         let grads = loss.backward();
         let _ = f.grad(&grads);
         device.sync()?;
-        let burn_s = t.elapsed().as_secs_f64();
-
-        let f = features();
-        let g = Tensor::<2>::zeros([b, d], &device);
-        device.sync()?;
-        let t = Instant::now();
-        let loss = ((f.clone() - f.clone().detach()) * g).sum();
-        let grads = loss.backward();
-        let _ = f.grad(&grads);
-        device.sync()?;
-        let identity_s = t.elapsed().as_secs_f64();
+        let burn_s = start.elapsed().as_secs_f64();
         if round >= 2 {
-            t_plain.push(plain_s);
-            t_burn.push(burn_s);
-            t_identity.push(identity_s);
+            for (v, s) in t.iter_mut().zip([gpu, resident_wall, plain_s, forward_s, burn_s]) {
+                v.push(s);
+            }
         }
     }
+    let [gpu, wall, plain, forward, burn] = t.map(median);
     println!("{}", ctx.adapter_summary());
-    println!("B {b} D {d} K {k}, median of {rounds} alternating rounds, wall clock:");
-    println!("| path | ms |\n|---|---|");
-    println!("| GpuCenterLoss::step (host slices in, loss + gradient out) | {:.2} |", 1e3 * median(t_plain));
-    println!("| burn: CenterLoss::step + backward + sync | {:.2} |", 1e3 * median(t_burn));
-    println!("| burn alone: the detach identity + backward + sync | {:.2} |", 1e3 * median(t_identity));
+    println!("B {b} D {d} K {}, atomic, median of {rounds} alternating rounds:", case.classes);
+    println!("| path | ms | vs resident wall |\n|---|---|---|");
+    println!("| GpuCenterLoss resident step, GPU time (timestamps) | {:.3} | |", 1e3 * gpu);
+    println!("| GpuCenterLoss resident step, submit + wait (wall) | {:.3} | 1.00x |", 1e3 * wall);
+    println!(
+        "| GpuCenterLoss::step (host slices in, loss + gradient out) | {:.3} | {:.2}x |",
+        1e3 * plain,
+        plain / wall
+    );
+    println!("| burn: CenterLoss::step + sync | {:.3} | {:.2}x |", 1e3 * forward, forward / wall);
+    println!("| burn: CenterLoss::step + backward + sync | {:.3} | {:.2}x |", 1e3 * burn, burn / wall);
     Ok(())
 }

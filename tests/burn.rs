@@ -16,6 +16,7 @@ const TOL: f64 = 1e-5;
 /// Burn's device on the test binary's context (registered once).
 fn burn_device() -> Option<Device> {
     static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
+    let _ = env_logger::builder().is_test(true).try_init();
     DEVICE.get_or_init(|| gpu().map(|ctx| centerloss::burn::device(&ctx).expect("burn on our device"))).clone()
 }
 
@@ -40,17 +41,29 @@ fn steps_on_burn_tensors_match_the_reference() {
                 let what = format!("{update:?} B {b} D {d} K {k} step {step}");
                 let x = uniform(&mut r, b * d, 2.0);
                 let y = labels(&mut r, b, k.min(7));
-                let features = Tensor::<2>::from_data(TensorData::new(x.clone(), [b, d]), &device.clone().autodiff())
-                    .require_grad();
-                let label_tensor =
-                    Tensor::<1, Int>::from_data(TensorData::new(y.iter().map(|&v| v as i32).collect(), [b]), &device);
+                // Step 1 runs on a graph with gradient checkpointing (the other autodiff
+                // strategy burn offers).
+                let graph = match step {
+                    1 => device.clone().autodiff().gradient_checkpointing(),
+                    _ => device.clone().autodiff(),
+                };
+                let features = Tensor::<2>::from_data(TensorData::new(x.clone(), [b, d]), &graph).require_grad();
+                // Labels on the plain device, or on the autodiff one as a softmax loss takes them.
+                let label_device = if step % 2 == 1 { device.clone().autodiff() } else { device.clone() };
+                let label_tensor = Tensor::<1, Int>::from_data(
+                    TensorData::new(y.iter().map(|&v| v as i32).collect(), [b]),
+                    &label_device,
+                );
                 let loss = ours.step(features.clone(), label_tensor).unwrap();
                 let value = loss.clone().into_data().try_to_vec::<f32>().unwrap()[0];
-                let grads = loss.backward();
+                // Step 2 scales the loss: the backward multiplies G by the incoming gradient.
+                let scale = if step == 2 { 0.25 } else { 1.0 };
+                let grads = (loss * scale).backward();
                 let grad = values(features.grad(&grads).expect("features have a gradient"));
                 let want = cpu.step(&x, &y).unwrap();
                 assert!(rel_err(&[value], &[want.loss]) < TOL, "{what}: loss {value} vs {}", want.loss);
-                assert!(rel_err(&grad, &want.grad) < TOL, "{what}: gradient");
+                let want_grad: Vec<f64> = want.grad.iter().map(|g| g * scale).collect();
+                assert!(rel_err(&grad, &want_grad) < TOL, "{what}: gradient");
                 assert!(rel_err(&ours.inner().centers().unwrap(), cpu.centers()) < TOL, "{what}: centers");
             }
         }

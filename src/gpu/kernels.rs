@@ -143,9 +143,27 @@ impl KernelSet {
         storage: &[&wgpu::Buffer],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
+        let whole: Vec<wgpu::BufferBinding<'_>> = storage.iter().map(|b| b.as_entire_buffer_binding()).collect();
+        self.op_ranges(kernel, constants, uniform, &whole, grid)
+    }
+
+    /// [`KernelSet::op`] with each storage binding a range of a buffer (a tensor inside
+    /// another library's memory pool; offsets aligned to the device's
+    /// `min_storage_buffer_offset_alignment`).
+    pub fn op_ranges(
+        &self,
+        kernel: &'static str,
+        constants: &[(&'static str, f64)],
+        uniform: &wgpu::Buffer,
+        storage: &[wgpu::BufferBinding<'_>],
+        grid: (u32, u32, u32),
+    ) -> Result<Op> {
         let layout = &self.compiled(kernel)?.layout;
         let mut entries = vec![super::bind(0, uniform)];
-        entries.extend(storage.iter().enumerate().map(|(i, b)| super::bind(i as u32 + 1, b)));
+        entries.extend(storage.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource: wgpu::BindingResource::Buffer(b.clone()),
+        }));
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel),
             layout,

@@ -25,10 +25,10 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     epochs: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = MnistOptions::default().batch)]
     batch: usize,
     /// Learning rate (divided by 10 at 60% and 85% of training).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = MnistOptions::default().lr)]
     lr: f32,
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long, default_value_t = 1)]

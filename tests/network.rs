@@ -3,7 +3,7 @@
 
 mod common;
 
-use centerloss::nn::{LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
+use centerloss::nn::{LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig, WeightInit};
 use centerloss::{checkpoint, Error, GpuContext, UpdateMode};
 use common::{gpu, rng, uniform};
 use rand::Rng;
@@ -21,6 +21,7 @@ fn small_spec() -> NetworkSpec {
         ],
         num_classes: 3,
         classifier_bias: true,
+        init: WeightInit::HeNormal,
     }
 }
 
@@ -140,6 +141,7 @@ fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
         ],
         num_classes: 4,
         classifier_bias: true,
+        init: WeightInit::HeNormal,
     };
     let sgd = SgdConfig {
         lr: 0.05,
@@ -253,4 +255,20 @@ fn checkpoint_round_trip_and_exact_resume() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The trunk's first weights follow the spec's initialisation: LeNet++ draws U(±1/√fan_in)
+/// (PyTorch's default; He-normal diverges at its learning rate), the face network He-normal.
+#[test]
+fn weights_start_as_the_spec_says() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = TrainConfig { batch: 2, seed: 3, ..Default::default() };
+    let first = |spec: NetworkSpec| Network::new(&ctx, spec, cfg.clone()).unwrap().param_values().unwrap()[0].clone();
+    let std = |w: &[f32]| (w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
+    let lenet = first(NetworkSpec::lenet_plus_plus());
+    let bound = 1.0 / 25f64.sqrt(); // 1 channel, 5 x 5 taps
+    assert!(lenet.iter().all(|&v| (v as f64).abs() <= bound + 1e-7));
+    assert!((std(&lenet) / (bound / 3f64.sqrt()) - 1.0).abs() < 0.1, "std {}", std(&lenet));
+    let face = first(NetworkSpec::face_resnet(1, 32, 16, 5));
+    assert!((std(&face) / (2.0f64 / 25.0).sqrt() - 1.0).abs() < 0.15, "std {}", std(&face));
 }

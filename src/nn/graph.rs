@@ -13,7 +13,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 use super::kernels::{ConvUniform, CPU_KERNEL_ALIASES, KERNELS};
-use super::spec::{LayerSpec, Shape};
+use super::spec::{LayerSpec, Shape, WeightInit};
 use crate::gpu::{self, GpuContext, KernelFamily, KernelSet, Op};
 use crate::{Error, Result};
 
@@ -70,6 +70,8 @@ pub struct Graph {
     kernels: Arc<KernelSet>,
     pub(super) batch: usize,
     rng: StdRng,
+    /// How [`Graph::init_weights`] draws trunk weights.
+    pub(super) init: WeightInit,
     pub(super) forward: Vec<Op>,
     pub(super) backward: Vec<Vec<Op>>,
     pub(super) params: Vec<Param>,
@@ -112,6 +114,7 @@ impl Graph {
             kernels,
             batch,
             rng: StdRng::seed_from_u64(seed),
+            init: WeightInit::default(),
             forward: Vec::new(),
             backward: Vec::new(),
             params: Vec::new(),
@@ -221,10 +224,19 @@ impl Graph {
         self.params.len() - 1
     }
 
-    /// He (Kaiming) normal initialisation for a layer feeding a (P)ReLU.
-    pub(super) fn he_normal(&mut self, len: usize, fan_in: usize) -> Vec<f32> {
-        let normal = Normal::new(0.0, (2.0 / fan_in as f64).sqrt()).expect("finite std");
-        (0..len).map(|_| normal.sample(&mut self.rng) as f32).collect()
+    /// `len` trunk weights of a layer with `fan_in` inputs per output, drawn as
+    /// [`Graph::init`] says.
+    pub(super) fn init_weights(&mut self, len: usize, fan_in: usize) -> Vec<f32> {
+        match self.init {
+            WeightInit::HeNormal => {
+                let normal = Normal::new(0.0, (2.0 / fan_in as f64).sqrt()).expect("finite std");
+                (0..len).map(|_| normal.sample(&mut self.rng) as f32).collect()
+            }
+            WeightInit::FanInUniform => {
+                let bound = (1.0 / fan_in as f64).sqrt() as f32;
+                (0..len).map(|_| self.rng.random_range(-bound..=bound)).collect()
+            }
+        }
     }
 
     /// Xavier uniform initialisation (the classifier).

@@ -79,7 +79,7 @@ impl Graph {
         let [in_c, in_h, in_w] = x.shape;
         let [out_c, out_h, out_w] = y.shape;
         let taps = in_c * kernel * kernel;
-        let weight = self.he_normal(out_c * taps, taps);
+        let weight = self.init_weights(out_c * taps, taps);
         let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
         let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
         // Split-K for the weight gradient, whose reduction runs over batch * pixels.
@@ -163,7 +163,7 @@ impl Graph {
 
     fn linear(&mut self, x: &Tensor, y: &Tensor, bias: bool, name: &str) -> Result<()> {
         let (b, i, o) = (self.batch, x.per_sample(), y.per_sample());
-        let weight = self.he_normal(o * i, i);
+        let weight = self.init_weights(o * i, i);
         let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
         let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o]));
         self.linear_ops(x, y, wi, bi, b, i, o)

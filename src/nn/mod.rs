@@ -18,4 +18,4 @@ pub use graph::{Graph, Param, ParamKind, Tensor};
 pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Inference, Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};
-pub use spec::{LayerSpec, NetworkSpec, Shape};
+pub use spec::{LayerSpec, NetworkSpec, Shape, WeightInit};

@@ -134,6 +134,7 @@ impl Network {
             return Err(Error::Config(format!("learning rate must be finite and > 0, got {}", cfg.sgd.lr)));
         }
         let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
+        graph.init = spec.init;
         let input = graph.input(spec.input, false);
         let embedding = graph.sequence(&input, &spec.trunk, "trunk")?;
         let embedding = Tensor { shape: [embedding.per_sample(), 1, 1], ..embedding };

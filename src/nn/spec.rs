@@ -81,6 +81,20 @@ impl LayerSpec {
     }
 }
 
+/// How a network's convolution and hidden linear weights start (biases start at 0; the
+/// classifier is Xavier-uniform either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightInit {
+    /// He (Kaiming) normal, std √(2/fan_in): activations keep their scale through (P)ReLUs.
+    /// The face network's, which trains at lr 0.05 behind its warm-up.
+    #[default]
+    HeNormal,
+    /// U(±1/√fan_in), PyTorch's default for convolutions and linear layers: activations
+    /// shrink layer by layer. LeNet++'s: with He-normal its 2-D features start at ~0.3 and
+    /// SGD at lr 0.05 diverges within 5 steps, in PyTorch as here (docs/cpu-experiments.md).
+    FanInUniform,
+}
+
 /// A classification network: `trunk` maps the input to the embedding (where center loss
 /// applies), then a linear classifier maps the embedding to `num_classes` logits.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +107,8 @@ pub struct NetworkSpec {
     pub num_classes: usize,
     /// Whether the classifier has a bias.
     pub classifier_bias: bool,
+    /// How the trunk's weights start.
+    pub init: WeightInit,
 }
 
 impl NetworkSpec {
@@ -125,6 +141,7 @@ impl NetworkSpec {
             ],
             num_classes: 10,
             classifier_bias: false,
+            init: WeightInit::FanInUniform,
         }
     }
 
@@ -155,6 +172,12 @@ impl NetworkSpec {
             trunk.extend([LayerSpec::conv(width, 3, 2, 1), LayerSpec::prelu(), unit(width)]);
         }
         trunk.push(LayerSpec::Linear { out_features: embed_dim, bias: true });
-        Self { input: [channels, resolution, resolution], trunk, num_classes, classifier_bias: true }
+        Self {
+            input: [channels, resolution, resolution],
+            trunk,
+            num_classes,
+            classifier_bias: true,
+            init: WeightInit::HeNormal,
+        }
     }
 }

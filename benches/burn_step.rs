@@ -4,15 +4,17 @@
 //!   submission, waited for): GPU time (timestamps) and wall clock — the baseline;
 //! - `GpuCenterLoss::step` on host slices (upload, step, loss + gradient read back);
 //! - `centerloss::burn::CenterLoss::step` on burn tensors, synchronised (no backward);
-//! - the same with `backward` and the features' gradient, synchronised (no read back).
+//! - the same with `backward` and the features' gradient, synchronised (no read back);
+//! - the burn path's GPU work beyond the step, GPU timestamps: the copies of features and
+//!   labels in and of gradient and loss out, and the backward's `center_grad_scale` pass.
 //!
 //! cargo run --release --features burn --example burn_step
 
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData};
-use centerloss::bench::{CenterLossBench, CenterLossCase};
-use centerloss::gpu::median;
+use centerloss::bench::{time_recorded, CenterLossBench, CenterLossCase};
+use centerloss::gpu::{self, median, record_ops, Access, KernelSet, KernelSpec};
 use centerloss::{CenterLossConfig, GpuCenterLoss, GpuContext, UpdateMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,9 +31,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auto = device.clone().autodiff();
     let labels = Tensor::<1, Int>::from_data(TensorData::new(y.iter().map(|&v| v as i32).collect(), [b]), &device);
     let features = || Tensor::<2>::from_data(TensorData::new(x.clone(), [b, d]), &auto).require_grad();
-    let mut t: [Vec<f64>; 5] = Default::default();
+    // What the burn path adds on the GPU, on buffers of the same sizes.
+    let dev = ctx.device();
+    let bytes = (b * d * 4) as u64;
+    let [burn_x, own_x, own_g, burn_g] =
+        ["burn x", "own x", "own g", "burn g"].map(|l| gpu::buffer(dev, l, bytes, gpu::STORAGE_RW));
+    let small = ["burn y", "own y", "own loss", "burn loss", "params"]
+        .map(|l| gpu::buffer(dev, l, 4 * b as u64, gpu::STORAGE_RW | wgpu::BufferUsages::UNIFORM));
+    const SCALE: &[KernelSpec] = &[KernelSpec::new("center_grad_scale", 16, &[Access::Read, Access::Write])];
+    let kernels = KernelSet::for_context(&ctx, "burn gradient scale", SCALE, &[])?;
+    ctx.queue().write_buffer(&small[4], 0, bytemuck::cast_slice(&[(b * d) as u32, 0, 0, 0]));
+    let grid = gpu::grid((b * d) as u64, ctx.limits().max_compute_workgroups_per_dimension);
+    let scale = kernels.op("center_grad_scale", &[], &small[4], &[&small[2], &burn_g], (grid.0, grid.1, 1))?;
+    let extra = |enc: &mut wgpu::CommandEncoder| {
+        enc.copy_buffer_to_buffer(&burn_x, 0, &own_x, 0, bytes);
+        enc.copy_buffer_to_buffer(&small[0], 0, &small[1], 0, 4 * b as u64);
+        enc.copy_buffer_to_buffer(&own_g, 0, &burn_g, 0, bytes);
+        enc.copy_buffer_to_buffer(&small[2], 0, &small[3], 0, 4);
+        record_ops(&mut enc.begin_compute_pass(&Default::default()), std::slice::from_ref(&scale));
+    };
+    let mut t: [Vec<f64>; 6] = Default::default();
     for round in 0..rounds + 2 {
         let gpu = resident.time(1, 1)?.seconds;
+        let extra_gpu = time_recorded(&ctx, 1, 1, &extra)?.seconds;
         let wall = Instant::now();
         resident.time(1, 1)?;
         let resident_wall = wall.elapsed().as_secs_f64();
@@ -56,12 +78,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device.sync()?;
         let burn_s = start.elapsed().as_secs_f64();
         if round >= 2 {
-            for (v, s) in t.iter_mut().zip([gpu, resident_wall, plain_s, forward_s, burn_s]) {
+            for (v, s) in t.iter_mut().zip([gpu, resident_wall, plain_s, forward_s, burn_s, extra_gpu]) {
                 v.push(s);
             }
         }
     }
-    let [gpu, wall, plain, forward, burn] = t.map(median);
+    let [gpu, wall, plain, forward, burn, extra] = t.map(median);
     println!("{}", ctx.adapter_summary());
     println!("B {b} D {d} K {}, atomic, median of {rounds} alternating rounds:", case.classes);
     println!("| path | ms | vs resident wall |\n|---|---|---|");
@@ -74,5 +96,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("| burn: CenterLoss::step + sync | {:.3} | {:.2}x |", 1e3 * forward, forward / wall);
     println!("| burn: CenterLoss::step + backward + sync | {:.3} | {:.2}x |", 1e3 * burn, burn / wall);
+    println!(
+        "\nThe burn path's GPU work beyond the step (copies in and out, the backward's scale pass), GPU timestamps: {:.3} ms = {:.0}% of the step's {:.3} ms.",
+        1e3 * extra,
+        100.0 * extra / gpu,
+        1e3 * gpu
+    );
     Ok(())
 }

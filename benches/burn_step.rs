@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use centerloss::bench::{time_recorded, CenterLossBench, CenterLossCase};
-use centerloss::gpu::{self, median, record_ops, Access, KernelSet, KernelSpec};
+use centerloss::center_loss::GRAD_SCALE_KERNELS;
+use centerloss::gpu::{self, median, record_ops, KernelSet};
 use centerloss::{CenterLossConfig, GpuCenterLoss, GpuContext, UpdateMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,8 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["burn x", "own x", "own g", "burn g"].map(|l| gpu::buffer(dev, l, bytes, gpu::STORAGE_RW));
     let small = ["burn y", "own y", "own loss", "burn loss", "params"]
         .map(|l| gpu::buffer(dev, l, 4 * b as u64, gpu::STORAGE_RW | wgpu::BufferUsages::UNIFORM));
-    const SCALE: &[KernelSpec] = &[KernelSpec::new("center_grad_scale", 16, &[Access::Read, Access::Write])];
-    let kernels = KernelSet::for_context(&ctx, "burn gradient scale", SCALE, &[])?;
+    let kernels = KernelSet::for_context(&ctx, "burn gradient scale", GRAD_SCALE_KERNELS, &[])?;
     ctx.queue().write_buffer(&small[4], 0, bytemuck::cast_slice(&[(b * d) as u32, 0, 0, 0]));
     let grid = gpu::grid((b * d) as u64, ctx.limits().max_compute_workgroups_per_dimension);
     let scale = kernels.op("center_grad_scale", &[], &small[4], &[&small[2], &burn_g], (grid.0, grid.1, 1))?;

@@ -38,7 +38,8 @@ use ::burn::tensor::wgpu::WgpuSetup;
 use ::burn::tensor::Shape;
 use ::burn::tensor::{DType, Device, Int, Tensor};
 
-use crate::gpu::{self, record_ops, Access, KernelSet, KernelSpec};
+use crate::center_loss::GRAD_SCALE_KERNELS;
+use crate::gpu::{self, record_ops, KernelSet};
 use crate::{CenterLossConfig, Error, GpuCenterLoss, GpuContext, Result};
 
 /// A burn device on `ctx`'s wgpu device and queue (burn's wgpu runtime registered with
@@ -216,8 +217,6 @@ struct GradScale {
     incoming: wgpu::Buffer,
 }
 
-const SCALE_KERNELS: &[KernelSpec] = &[KernelSpec::new("center_grad_scale", 16, &[Access::Read, Access::Write])];
-
 impl std::fmt::Debug for GradScale {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("GradScale")
@@ -229,7 +228,7 @@ impl GradScale {
         let device = ctx.device();
         Ok(Self {
             ctx: ctx.clone(),
-            kernels: KernelSet::for_context(ctx, "burn gradient scale", SCALE_KERNELS, &[])?,
+            kernels: KernelSet::for_context(ctx, "burn gradient scale", GRAD_SCALE_KERNELS, &[])?,
             params: gpu::buffer(
                 device,
                 "burn gradient scale params",

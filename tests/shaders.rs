@@ -18,7 +18,10 @@ fn every_shader_variant_validates_with_naga() {
         {
             let nn_cpu =
                 centerloss::nn::KERNELS.iter().map(|k| (k.name, k.name, centerloss::nn::CPU_KERNEL_ALIASES.to_vec()));
-            let tables = centerloss::nn::KERNELS.iter().chain(centerloss::bench::KERNELS);
+            let tables = centerloss::nn::KERNELS
+                .iter()
+                .chain(centerloss::bench::KERNELS)
+                .chain(centerloss::center_loss::GRAD_SCALE_KERNELS);
             let single = tables.map(|k| (k.name, k.name, Vec::new())).chain(nn_cpu);
             let center_loss = [KernelFamily::Gpu, KernelFamily::Cpu]
                 .into_iter()

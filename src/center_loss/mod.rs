@@ -8,4 +8,5 @@ mod gpu;
 pub use config::{CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
 pub use gpu::{
     shader_plan, BatchBuffers, BatchOffsets, CenterLossBinding, GpuCenterLoss, GpuHealth, ShaderSpec, StepOutput,
+    GRAD_SCALE_KERNELS,
 };

@@ -25,7 +25,7 @@ mod table;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use binding::{BatchBuffers, BatchOffsets, CenterLossBinding};
-pub use pipelines::{shader_plan, ShaderSpec};
+pub use pipelines::{shader_plan, ShaderSpec, GRAD_SCALE_KERNELS};
 
 use super::config::{CenterLossConfig, UpdateMode};
 use crate::error::{check_finite, check_len};

@@ -33,6 +33,12 @@ pub(super) fn update_words(vec4: bool, family: KernelFamily) -> bool {
 /// One shader module to build: (label, kernel file, import aliases).
 pub type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
 
+/// The kernel that scales a gradient in place by one value read on the device
+/// (`center_grad_scale.wgsl`): the backward of the burn integration, G times the loss's
+/// incoming gradient, bound to a range of another library's buffer.
+pub const GRAD_SCALE_KERNELS: &[gpu::KernelSpec] =
+    &[gpu::KernelSpec::new("center_grad_scale", 16, &[gpu::Access::Read, gpu::Access::Write])];
+
 /// Every shader module a configuration builds (for tools that validate them offline):
 /// `center_bindings` > 1 selects the kernels that bind several center buffers at once,
 /// `vec4` the kernels for D divisible by 4 (the forward kernel in both families, the

@@ -34,9 +34,10 @@ use ::burn::backend::wgpu::CubeTensor;
 use ::burn::backend::BackendTypes;
 use ::burn::backend::Wgpu;
 use ::burn::cubecl::wgpu::{AutoCompiler, WgpuServer};
+use ::burn::tensor::kind::Basic;
 use ::burn::tensor::wgpu::WgpuSetup;
 use ::burn::tensor::Shape;
-use ::burn::tensor::{DType, Device, Int, Tensor};
+use ::burn::tensor::{BackendPrimitive, DType, Device, Int, Tensor};
 
 use crate::center_loss::GRAD_SCALE_KERNELS;
 use crate::gpu::{self, record_ops, KernelSet};
@@ -142,21 +143,10 @@ impl CenterLoss {
         } else {
             (Tensor::<2>::zeros([batch, dim], &device), Tensor::<1>::zeros([1], &device))
         };
+        let (g, l) = (wgpu_primitive(grad, "gradient")?, wgpu_primitive(loss, "loss")?);
         if batch > 0 {
-            let primitive = |t: Tensor<2>, what| {
-                t.try_into_primitive::<Wgpu>().map_err(|e| Error::Config(format!("{what}: not a wgpu tensor: {e:?}")))
-            };
-            let x = cube(primitive(features.clone().inner(), "features")?, "features")?;
-            let y = labels
-                .clone()
-                .try_into_primitive::<Wgpu>()
-                .map_err(|e| Error::Config(format!("labels: not a wgpu tensor: {e:?}")))?;
-            let y = cube(y, "labels")?;
-            let g = primitive(grad.clone(), "gradient")?;
-            let l = loss
-                .clone()
-                .try_into_primitive::<Wgpu>()
-                .map_err(|e| Error::Config(format!("loss: not a wgpu tensor: {e:?}")))?;
+            let x = cube(wgpu_primitive(features.clone().inner(), "features")?, "features")?;
+            let y = cube(wgpu_primitive(labels, "labels")?, "labels")?;
             let (xb, yb, gb, lb) =
                 (resource(&x, "features")?, resource(&y, "labels")?, resource(&g, "gradient")?, resource(&l, "loss")?);
             // Burn's pending work goes to the queue before ours (the docs of WgpuSetup).
@@ -164,9 +154,9 @@ impl CenterLoss {
             self.inner.run_on_device(batch, (&xb.0, xb.1), (&yb.0, yb.1), (&gb.0, gb.1), (&lb.0, lb.1), update)?;
         }
         if !features.is_autodiff() {
-            return Ok(loss);
+            return Ok(Tensor::from_primitive::<Wgpu>(l));
         }
-        attach(features, loss, grad, &self.scale)
+        attach(features, l, (g, self.scale.clone()))
     }
 
     /// Writes the centers to `path` (safetensors: `centers` [K, D] f32), e.g. beside burn's
@@ -289,12 +279,9 @@ impl Backward<Wgpu, 1> for CenterLossBackward {
     }
 }
 
-/// `loss` (value L) as a node of the features' autodiff graph whose backward gives them
-/// `grad` times the incoming gradient.
-fn attach(features: Tensor<2>, loss: Tensor<1>, grad: Tensor<2>, scale: &Arc<GradScale>) -> Result<Tensor<1>> {
-    let inner = |t: Tensor<2>| t.try_into_primitive::<Wgpu>().map_err(|e| Error::Config(format!("{e:?}")));
-    let l = loss.try_into_primitive::<Wgpu>().map_err(|e| Error::Config(format!("loss: {e:?}")))?;
-    let state = (inner(grad)?, scale.clone());
+/// The loss `l` (value L) as a node of the features' autodiff graph whose backward gives
+/// them the state's G times the incoming gradient.
+fn attach(features: Tensor<2>, l: CubeTensor, state: (CubeTensor, Arc<GradScale>)) -> Result<Tensor<1>> {
     // The autodiff context says which checkpointing strategy the graph runs.
     if let Ok(x) = features.clone().try_into_primitive::<Autodiff<Wgpu, NoCheckpointing>>() {
         return Ok(Tensor::from_primitive::<Autodiff<Wgpu, NoCheckpointing>>(record::<NoCheckpointing>(x, l, state)));
@@ -303,6 +290,14 @@ fn attach(features: Tensor<2>, loss: Tensor<1>, grad: Tensor<2>, scale: &Arc<Gra
         .try_into_primitive::<Autodiff<Wgpu, BalancedCheckpointing>>()
         .map_err(|e| Error::Config(format!("features: not a wgpu autodiff tensor: {e:?}")))?;
     Ok(Tensor::from_primitive::<Autodiff<Wgpu, BalancedCheckpointing>>(record::<BalancedCheckpointing>(x, l, state)))
+}
+
+/// The wgpu primitive of a tensor without autodiff, or an error naming `what`.
+fn wgpu_primitive<const D: usize, K: Basic + BackendPrimitive<Wgpu>>(
+    tensor: Tensor<D, K>,
+    what: &str,
+) -> Result<K::Primitive> {
+    tensor.try_into_primitive::<Wgpu>().map_err(|e| Error::Config(format!("{what}: not a wgpu tensor: {e:?}")))
 }
 
 fn record<C: CheckpointStrategy>(

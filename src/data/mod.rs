@@ -124,7 +124,7 @@ impl Augment {
     /// Augments `images` (a batch of `shape`) in place, drawing from `rng` image after image.
     pub fn apply(&self, images: &mut [f32], shape: [usize; 3], rng: &mut StdRng) {
         let len: usize = shape.iter().product();
-        let mut scratch = vec![0.0f32; len];
+        let mut scratch = Vec::new();
         for img in images.chunks_mut(len) {
             self.transform(img, shape, self.draw(rng), &mut scratch);
         }
@@ -136,16 +136,24 @@ impl Augment {
     /// after how many others, does not change it.
     pub fn apply_image(&self, image: &mut [f32], shape: [usize; 3], seed: u64, epoch: u64, index: usize) {
         let mut rng = StdRng::seed_from_u64(mix(&[seed, 0x0041_5547_4D45_4E54, epoch, index as u64]));
-        let mut scratch = vec![0.0f32; image.len()];
-        self.transform(image, shape, self.draw(&mut rng), &mut scratch);
+        self.transform(image, shape, self.draw(&mut rng), &mut Vec::new());
     }
 
-    fn transform(&self, img: &mut [f32], shape: [usize; 3], (flip, dy, dx): (bool, isize, isize), scratch: &mut [f32]) {
+    /// Flips and shifts `img` as drawn, through `scratch` (sized here, on first use: an
+    /// image left as it is allocates nothing).
+    fn transform(
+        &self,
+        img: &mut [f32],
+        shape: [usize; 3],
+        (flip, dy, dx): (bool, isize, isize),
+        scratch: &mut Vec<f32>,
+    ) {
         if !flip && dy == 0 && dx == 0 {
             return;
         }
         let [c, h, w] = shape;
         let plane = h * w;
+        scratch.resize(img.len(), 0.0);
         for ch in 0..c {
             for y in 0..h {
                 for x in 0..w {
@@ -246,11 +254,6 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The whole of `data` as a shard.
-    pub fn whole(data: Dataset) -> Self {
-        Self { total: data.len(), indices: (0..data.len()).collect(), data }
-    }
-
     /// The images of `data` at `indices` (ascending), the rest dropped.
     pub fn of(data: &Dataset, indices: Vec<usize>) -> crate::Result<Self> {
         if indices.windows(2).any(|w| w[0] >= w[1]) || indices.last().is_some_and(|&i| i >= data.len()) {

@@ -222,6 +222,13 @@ pub fn shard_batch(batch: usize, devices: usize) -> Result<usize> {
     }
 }
 
+/// The positions in a training set of `images` images that rank `comm.rank()` uses, each
+/// rank training its share of global batches of `batch` shuffled with `seed`
+/// ([`member_images`]).
+pub fn rank_images(images: usize, batch: usize, comm: &dyn Collective, seed: u64) -> Result<Vec<usize>> {
+    member_images(images, shard_batch(batch, comm.size())?, comm.rank(), comm.size(), seed)
+}
+
 /// What a rank other than 0 of `comm` keeps of the training set `train` (global batch
 /// `batch`, shuffled with `seed`): the images its rows of every batch ever use, as a
 /// [`Shard`]; `train` is left empty (its shape kept), so the rank holds its share alone.
@@ -234,8 +241,7 @@ pub fn rank_shard(
     seed: u64,
 ) -> Result<Option<Shard>> {
     let Some(comm) = comm.filter(|c| c.rank() > 0) else { return Ok(None) };
-    let rows = shard_batch(batch, comm.size())?;
-    let shard = Shard::of(train, member_images(train.len(), rows, comm.rank(), comm.size(), seed)?)?;
+    let shard = Shard::of(train, rank_images(train.len(), batch, comm, seed)?)?;
     *train = Dataset { shape: train.shape, ..Default::default() };
     Ok(Some(shard))
 }

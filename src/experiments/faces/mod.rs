@@ -13,8 +13,8 @@ use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{load_image, numbered, ImageFolder};
 use crate::data::{parse_pairs, Augment, Dataset, Pair, Shard};
 use crate::eval;
-use crate::experiments::training::{fit_group, rank_shard, shard_batch};
-use crate::nn::{member_images, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::experiments::training::{fit_group, rank_images, rank_shard, shard_batch};
+use crate::nn::{FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
 
 /// Where the faces come from.
@@ -169,20 +169,20 @@ type FolderSplit = (Dataset, Dataset, Option<(Dataset, Vec<Pair>)>, String);
 /// that answer and decode nothing yet ([`ImageFolder::skeleton`]: the split is planned on
 /// labels alone, and each rank decodes only its shard, [`decode_shard`]).
 fn read_items(
-    items: Vec<(PathBuf, String)>,
+    items: &[(PathBuf, String)],
     shape: [usize; 3],
     empty: &str,
     comm: Option<&dyn Collective>,
 ) -> Result<ImageFolder> {
     let Some(comm) = comm.filter(|c| c.size() > 1) else {
-        return ImageFolder::from_items(items, shape, empty);
+        return ImageFolder::from_items(items.to_vec(), shape, empty);
     };
     // [1, readable bits...] or [0, error text]: the other ranks never wait on a failure.
     let mut message = Vec::new();
     let folder = if comm.rank() == 0 {
-        let folder = ImageFolder::from_items(items.clone(), shape, empty);
+        let folder = ImageFolder::from_items(items.to_vec(), shape, empty);
         message = match &folder {
-            Ok(f) => std::iter::once(1).chain(f.readable(&items).into_iter().map(u8::from)).collect(),
+            Ok(f) => std::iter::once(1).chain(f.readable(items).into_iter().map(u8::from)).collect(),
             Err(e) => [&[0u8][..], e.to_string().as_bytes()].concat(),
         };
         Some(folder)
@@ -194,7 +194,7 @@ fn read_items(
         (Some(folder), _) => folder,
         (None, Some((1, readable))) => {
             let readable: Vec<bool> = readable.iter().map(|&b| b == 1).collect();
-            Ok(ImageFolder::skeleton(&items, &readable))
+            Ok(ImageFolder::skeleton(items, &readable))
         }
         (None, other) => {
             let why = other.map_or(String::new(), |(_, text)| String::from_utf8_lossy(text).into_owned());
@@ -205,7 +205,7 @@ fn read_items(
 
 /// Decodes the training images a rank other than 0 needs, from the skeleton training set
 /// `train` ([`ImageFolder::skeleton`], split like the decoded set) and the folder's
-/// `items`: those [`member_images`] names for its rows.
+/// `items`: those [`rank_images`] names for its rows.
 fn decode_shard(
     train: &Dataset,
     items: &[(PathBuf, String)],
@@ -213,8 +213,7 @@ fn decode_shard(
     opts: &FaceOptions,
     comm: &dyn Collective,
 ) -> Result<Shard> {
-    let rows = shard_batch(opts.batch, comm.size())?;
-    let indices = member_images(train.len(), rows, comm.rank(), comm.size(), opts.seed)?;
+    let indices = rank_images(train.len(), opts.batch, comm, opts.seed)?;
     let mut data = Dataset { shape, ..Default::default() };
     for &i in &indices {
         let path = &items[ImageFolder::item_of(train, i)].0;
@@ -251,7 +250,7 @@ fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Data> {
                 FaceSource::Folder { .. } => ImageFolder::list(root)?,
                 _ => ImageFolder::list_file(root)?,
             };
-            let folder = read_items(listed.clone(), shape, &ImageFolder::no_images(root), comm)?;
+            let folder = read_items(&listed, shape, &ImageFolder::no_images(root), comm)?;
             items = Some(listed);
             split_folder(folder, *fraction, opts)?
         }

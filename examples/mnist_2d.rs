@@ -16,7 +16,7 @@ struct Args {
     #[arg(long, default_value = "../shared/data/mnist")]
     data: PathBuf,
     /// Comma-separated center-loss weights; 0 is softmax alone.
-    #[arg(long, default_value = "0,0.001,0.01,0.1", value_delimiter = ',')]
+    #[arg(long, default_value = "0,0.01", value_delimiter = ',')]
     lambdas: Vec<f32>,
     /// Center learning rate.
     #[arg(long, default_value_t = 0.5)]

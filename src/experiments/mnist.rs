@@ -43,11 +43,11 @@ impl Default for MnistOptions {
     fn default() -> Self {
         Self {
             data: PathBuf::from("../shared/data/mnist"),
-            lambdas: vec![0.0, 0.001, 0.01, 0.1],
+            lambdas: vec![0.0, 0.01],
             alpha: 0.5,
             epochs: 8,
             batch: 64,
-            lr: 0.05,
+            lr: 0.03,
             seed: 1,
             max_train: 0,
             max_test: 0,

@@ -219,7 +219,10 @@ fn train(
             };
             if let Some(m) = metrics {
                 if !m.softmax_loss.is_finite() {
-                    return Err(Error::Data(format!("training diverged at step {step}: loss {}", m.softmax_loss)));
+                    return Err(Error::Data(format!(
+                        "training diverged at step {step}: loss {} (lower the learning rate, or try another seed)",
+                        m.softmax_loss
+                    )));
                 }
                 report.history.push((net.step_count(), m));
                 let rate = (report.steps + 1) as f64 * batch as f64 / (start.elapsed().as_secs_f64() - hook_seconds);

@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, default_value_t = 0.5)]
     alpha: f32,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = MnistOptions::default().epochs)]
     epochs: usize,
     /// Batch size.
     #[arg(long, default_value_t = MnistOptions::default().batch)]
@@ -30,6 +30,10 @@ struct Args {
     /// Learning rate (divided by 10 at 60% and 85% of training).
     #[arg(long, default_value_t = MnistOptions::default().lr)]
     lr: f32,
+    /// Scale the gradients down to this L2 norm (all parameters together) when they exceed
+    /// it; 0 turns clipping off.
+    #[arg(long, default_value_t = MnistOptions::default().clip_grad_norm.unwrap_or(0.0))]
+    clip_grad_norm: f32,
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -64,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         epochs: a.epochs,
         batch: a.batch,
         lr: a.lr,
+        clip_grad_norm: (a.clip_grad_norm != 0.0).then_some(a.clip_grad_norm),
         seed: a.seed,
         max_train: a.max_train,
         max_test: a.max_test,

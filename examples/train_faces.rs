@@ -60,6 +60,10 @@ struct Args {
     /// and 85%).
     #[arg(long, default_value_t = 0.05)]
     lr: f32,
+    /// Scale the gradients down to this L2 norm (all parameters together) when they exceed
+    /// it (off by default).
+    #[arg(long)]
+    clip_grad_norm: Option<f32>,
     /// Train on the images as they are: no random flips and 2-pixel crops.
     #[arg(long)]
     no_augment: bool,
@@ -144,6 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         steps: a.steps,
         batch: a.batch,
         lr: a.lr,
+        clip_grad_norm: a.clip_grad_norm,
         augment: !a.no_augment,
         validation_fraction: a.validation,
         lambda: a.lambda,

@@ -110,6 +110,59 @@ fn finite_difference_gradient_check() {
     assert!(err < 2e-2, "gradient check: rel err {err}\nnumeric {num:?}\nanalytic {ana:?}");
 }
 
+/// Gradient-norm clipping: with the clip above the gradients' norm a step is bit-identical
+/// to one without clipping; below it, the first step is w - lr (s g + decay w) with
+/// s = clip / norm (the momentum starts at zero), checked in f64.
+#[test]
+fn gradient_clipping_scales_the_step_to_the_clip() {
+    let Some(ctx) = gpu() else { return };
+    let config = |clip: Option<f32>| TrainConfig {
+        batch: 4,
+        lambda: 0.5,
+        center_update: UpdateMode::Deterministic,
+        seed: 3,
+        sgd: SgdConfig { lr: 0.1, clip_grad_norm: clip, ..Default::default() },
+        ..Default::default()
+    };
+    let mut r = rng(2);
+    let images = uniform(&mut r, 4 * 72, 1.0);
+    let labels = vec![2, 0, 1, 1];
+    let mut plain = Network::new(&ctx, small_spec(), config(None)).unwrap();
+    let start = plain.param_values().unwrap();
+    let grads = plain.gradients(&images, &labels).unwrap();
+    let norm = grads.iter().flatten().map(|&g| (g as f64).powi(2)).sum::<f64>().sqrt();
+    assert!(norm > 0.0);
+    plain.train_step(&images, &labels, false).unwrap();
+    let mut loose = Network::new(&ctx, small_spec(), config(Some((1.01 * norm) as f32))).unwrap();
+    loose.train_step(&images, &labels, false).unwrap();
+    assert_eq!(loose.param_values().unwrap(), plain.param_values().unwrap(), "a clip above the norm changed the step");
+
+    let clip = 0.25 * norm;
+    let mut tight = Network::new(&ctx, small_spec(), config(Some(clip as f32))).unwrap();
+    assert_eq!(tight.param_values().unwrap(), start);
+    tight.train_step(&images, &labels, false).unwrap();
+    // The steps themselves are compared (the weights would hide an error in a small step).
+    let sgd = &tight.train_config().sgd;
+    let after = tight.param_values().unwrap();
+    let (mut got, mut want, mut full) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, p) in tight.graph().params().iter().enumerate() {
+        let decay = sgd.decay_for(p.kind) as f64;
+        for j in 0..p.len {
+            let (w, g) = (start[i][j] as f64, grads[i][j] as f64);
+            got.push(after[i][j] - start[i][j]);
+            want.push(-0.1 * (clip / norm * g + decay * w));
+            full.push(-0.1 * (g + decay * w));
+        }
+    }
+    let err = common::rel_err(&got, &want);
+    assert!(err < 1e-4, "clipped step vs f64: rel err {err}");
+    assert!(common::rel_err(&got, &full) > 0.5, "the step was not clipped");
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let err = Network::new(&ctx, small_spec(), config(Some(bad))).err().unwrap().to_string();
+        assert!(err.contains("gradient-norm clip"), "{err}");
+    }
+}
+
 /// Four classes of 8x8 images, each a bright square in its own quadrant plus noise.
 fn quadrant_data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     let mut r = rng(seed);

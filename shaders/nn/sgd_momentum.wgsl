@@ -1,5 +1,6 @@
 // SGD with momentum and weight decay (Caffe's rule), one parameter tensor:
-//   v <- momentum * v + lr * (g + decay * w);   w <- w - v
+//   v <- momentum * v + lr * (s * g + decay * w);   w <- w - v
+// where s = clip[0] is gradient-norm clipping's factor (1 when clipping is off).
 
 #import common
 
@@ -14,6 +15,7 @@ struct SgdParams {
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> velocity: array<f32>;
+@group(0) @binding(4) var<storage, read> clip: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -22,7 +24,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let w = weight[i];
-    let v = sgd.momentum * velocity[i] + sgd.lr * (grad[i] + sgd.decay * w);
+    let v = sgd.momentum * velocity[i] + sgd.lr * (clip[0] * grad[i] + sgd.decay * w);
     velocity[i] = v;
     weight[i] = w - v;
 }

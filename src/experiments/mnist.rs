@@ -24,6 +24,8 @@ pub struct MnistOptions {
     pub batch: usize,
     /// Learning rate (divided by 10 at 60% and 85% of training).
     pub lr: f32,
+    /// Gradient-norm clipping ([`SgdConfig::clip_grad_norm`]; `None`: off).
+    pub clip_grad_norm: Option<f32>,
     /// Seed.
     pub seed: u64,
     /// At most this many training images (0: all).
@@ -48,6 +50,7 @@ impl Default for MnistOptions {
             epochs: 8,
             batch: 64,
             lr: 0.03,
+            clip_grad_norm: None,
             seed: 1,
             max_train: 0,
             max_test: 0,
@@ -122,6 +125,7 @@ impl MnistReport {
             "batch": opts.batch,
             "alpha": opts.alpha,
             "lr": opts.lr,
+            "clip_grad_norm": opts.clip_grad_norm,
             "seed": opts.seed,
             "runs": runs,
         })
@@ -176,6 +180,7 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
         let sgd = SgdConfig {
             lr: opts.lr,
             schedule: MultiStep::at_fractions(steps, &[0.6, 0.85], 0.1),
+            clip_grad_norm: opts.clip_grad_norm,
             ..Default::default()
         };
         let cfg = TrainConfig {

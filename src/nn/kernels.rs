@@ -95,6 +95,26 @@ pub(crate) struct SgdParams {
     pub decay: f32,
 }
 
+/// Mirrors `SumSquaresParams` in `shaders/nn/grad_sum_squares.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct SumSquaresParams {
+    pub len: u32,
+    pub slot: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Mirrors `ClipParams` in `shaders/nn/clip_scale.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct ClipParams {
+    pub count: u32,
+    pub max_norm: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
 /// Mirrors `SoftmaxParams` in `shaders/nn/softmax_cross_entropy.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -141,7 +161,9 @@ pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("reduce_rows", uniform::<ReduceParams>(), &[R, W]),
     KernelSpec::new("l2norm_forward", uniform::<RowParams>(), &[R, W, W]),
     KernelSpec::new("l2norm_backward", uniform::<RowParams>(), &[R, R, R, W]),
-    KernelSpec::new("sgd_momentum", uniform::<SgdParams>(), &[R, W, W]),
+    KernelSpec::new("grad_sum_squares", uniform::<SumSquaresParams>(), &[R, W]),
+    KernelSpec::new("clip_scale", uniform::<ClipParams>(), &[R, W]),
+    KernelSpec::new("sgd_momentum", uniform::<SgdParams>(), &[R, W, W, R]),
 ];
 
 #[cfg(test)]
@@ -198,6 +220,10 @@ mod tests {
         }
         let sgd = mirror::module("sgd_momentum", &[]);
         mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, decay }));
+        let sum_squares = mirror::module("grad_sum_squares", &[]);
+        mirror::assert_struct(&sum_squares, "SumSquaresParams", layout!(SumSquaresParams { len, slot, _pad0, _pad1 }));
+        let clip = mirror::module("clip_scale", &[]);
+        mirror::assert_struct(&clip, "ClipParams", layout!(ClipParams { count, max_norm, _pad0, _pad1 }));
         let softmax = mirror::module("softmax_cross_entropy", &[]);
         mirror::assert_struct(&softmax, "SoftmaxParams", layout!(SoftmaxParams { batch, classes, grad_scale, _pad }));
         let reduce = mirror::module("reduce_rows", &[]);

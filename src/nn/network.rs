@@ -2,7 +2,7 @@
 //! lambda * center loss on its embedding, one GPU step per batch with no host round trip.
 
 use super::graph::{Graph, Tensor};
-use super::kernels::{ReduceParams, SgdParams, SoftmaxParams};
+use super::kernels::{ClipParams, ReduceParams, SgdParams, SoftmaxParams, SumSquaresParams};
 use super::optimizer::SgdConfig;
 use super::spec::NetworkSpec;
 use crate::error::{check_finite, check_len};
@@ -106,8 +106,9 @@ pub struct Network {
     pub(super) logits: Tensor,
     pub(super) trunk_groups: usize,
     pub(super) head: Vec<Op>,
-    /// One SGD dispatch per parameter, and the uniform each reads (rewritten when the
-    /// scheduled learning rate changes).
+    /// Gradient-norm clipping's dispatches (when on: each parameter's sum of squares, then
+    /// the factor), then one SGD dispatch per parameter, and the uniform each SGD dispatch
+    /// reads (rewritten when the scheduled learning rate changes).
     pub(super) sgd_ops: Vec<Op>,
     sgd_uniforms: Vec<wgpu::Buffer>,
     /// The softmax head's uniform (its gradient scale, 1 / global batch).
@@ -130,9 +131,7 @@ impl Network {
     /// Builds the network, its optimizer and its centers; shapes are checked here and a
     /// mismatch is an [`Error::Config`] naming the layer.
     pub fn new(ctx: &GpuContext, spec: NetworkSpec, cfg: TrainConfig) -> Result<Self> {
-        if !(cfg.sgd.lr.is_finite() && cfg.sgd.lr > 0.0) {
-            return Err(Error::Config(format!("learning rate must be finite and > 0, got {}", cfg.sgd.lr)));
-        }
+        cfg.sgd.validate()?;
         let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
         graph.init = spec.init;
         let input = graph.input(spec.input, false);
@@ -174,11 +173,23 @@ impl Network {
             graph.op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
         ];
         let max_grid = ctx.limits().max_compute_workgroups_per_dimension;
+        // Clipping's factor and the norm it saw; the factor stays 1 without clipping.
+        let clip = gpu::storage_init(device, "gradient clip", &[1.0f32, 0.0]);
         let (mut sgd_ops, mut sgd_uniforms) = (Vec::new(), Vec::new());
+        if let Some(max_norm) = cfg.sgd.clip_grad_norm {
+            let params = graph.params();
+            let sums = gpu::buffer(device, "gradient sums of squares", 4 * params.len().max(1) as u64, gpu::STORAGE_RW);
+            for (slot, p) in params.iter().enumerate() {
+                let u = graph.uniform(&SumSquaresParams { len: p.len as u32, slot: slot as u32, _pad0: 0, _pad1: 0 });
+                sgd_ops.push(graph.op("grad_sum_squares", &u, &[&p.grad, &sums], (1, 1, 1))?);
+            }
+            let u = graph.uniform(&ClipParams { count: params.len() as u32, max_norm, _pad0: 0, _pad1: 0 });
+            sgd_ops.push(graph.op("clip_scale", &u, &[&sums, &clip], (1, 1, 1))?);
+        }
         for p in graph.params() {
             let u = graph.uniform(&SgdParams { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
             let (x, y) = gpu::grid(p.len as u64, max_grid);
-            sgd_ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity], (x, y, 1))?);
+            sgd_ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity, &clip], (x, y, 1))?);
             sgd_uniforms.push(u);
         }
         let center = if cfg.lambda > 0.0 {

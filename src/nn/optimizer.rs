@@ -1,8 +1,10 @@
 //! SGD with momentum and weight decay, and the multi-step learning-rate schedule.
 
 use super::graph::ParamKind;
+use crate::{Error, Result};
 
-/// SGD settings (Caffe's rule: v = momentum v + lr (g + decay w); w -= v).
+/// SGD settings (Caffe's rule: v = momentum v + lr (s g + decay w); w -= v, where s is
+/// gradient-norm clipping's factor, 1 without clipping).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgdConfig {
     /// Base learning rate.
@@ -19,6 +21,11 @@ pub struct SgdConfig {
     pub decay_mult_slope: f32,
     /// Learning-rate schedule.
     pub schedule: MultiStep,
+    /// Gradient-norm clipping: when the L2 norm of all parameters' gradients together
+    /// exceeds this, they are scaled to it (s = max / norm) before weight decay is added,
+    /// as `torch.nn.utils.clip_grad_norm_` and Caffe's `clip_gradients` do. `None`: no
+    /// clipping.
+    pub clip_grad_norm: Option<f32>,
 }
 
 impl Default for SgdConfig {
@@ -31,11 +38,25 @@ impl Default for SgdConfig {
             decay_mult_bias: 0.0,
             decay_mult_slope: 0.0,
             schedule: MultiStep::default(),
+            clip_grad_norm: None,
         }
     }
 }
 
 impl SgdConfig {
+    /// Checks that the rate is finite and positive, and the clipping norm too when set.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::Config(format!("learning rate must be finite and > 0, got {}", self.lr)));
+        }
+        match self.clip_grad_norm {
+            Some(c) if !(c.is_finite() && c > 0.0) => {
+                Err(Error::Config(format!("the gradient-norm clip must be finite and > 0, got {c}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The weight decay that applies to a parameter of `kind`.
     pub fn decay_for(&self, kind: ParamKind) -> f32 {
         self.weight_decay

@@ -57,6 +57,8 @@ pub struct FaceOptions {
     pub batch: usize,
     /// Learning rate (warm-up over the first 5% of the steps, divided by 10 at 60% and 85%).
     pub lr: f32,
+    /// Gradient-norm clipping ([`SgdConfig::clip_grad_norm`]; `None`: off).
+    pub clip_grad_norm: Option<f32>,
     /// Random flips and 2-pixel crops of the training batches.
     pub augment: bool,
     /// Fraction of each training identity's images held out for validation.
@@ -98,6 +100,7 @@ impl Default for FaceOptions {
             steps: None,
             batch: 64,
             lr: 0.05,
+            clip_grad_norm: None,
             augment: true,
             validation_fraction: 0.1,
             lambda: 0.01,
@@ -304,16 +307,20 @@ fn run_key(opts: &FaceOptions, plan: &Plan, lambda: f32) -> String {
         format!("validation={}", opts.validation_fraction),
         format!("update={:?}", opts.center_update),
     ]
+    .into_iter()
+    // Only when set, so that checkpoints from before the option resume as they did.
+    .chain(opts.clip_grad_norm.map(|c| format!("clip_grad_norm={c}")))
+    .collect::<Vec<_>>()
     .join("\n")
 }
 
 /// Says which recorded options (lines of [`run_key`]) differ from this run's.
 fn key_difference(recorded: &str, now: &str) -> String {
-    let diffs: Vec<String> = recorded
-        .lines()
-        .zip(now.lines())
-        .filter(|(was, is)| was != is)
-        .map(|(was, is)| format!("was {was}, now {is}"))
+    let (was, is): (Vec<&str>, Vec<&str>) = (recorded.lines().collect(), now.lines().collect());
+    let line = |lines: &[&str], i: usize| lines.get(i).copied().unwrap_or("(not set)").to_string();
+    let diffs: Vec<String> = (0..was.len().max(is.len()))
+        .filter(|&i| was.get(i) != is.get(i))
+        .map(|i| format!("was {}, now {}", line(&was, i), line(&is, i)))
         .collect();
     if diffs.is_empty() {
         "the recorded options differ".into()
@@ -347,7 +354,8 @@ fn train_variant(
 ) -> Result<Option<VariantReport>> {
     let lead = comm.is_none_or(|c| c.rank() == 0);
     let plan = Plan::new(data.train_images, opts.batch, opts.lr, opts.epochs, opts.steps)?;
-    let sgd = SgdConfig { lr: opts.lr, schedule: plan.schedule(), ..Default::default() };
+    let sgd =
+        SgdConfig { lr: opts.lr, schedule: plan.schedule(), clip_grad_norm: opts.clip_grad_norm, ..Default::default() };
     let cfg = TrainConfig {
         batch: opts.batch,
         sgd,
@@ -532,4 +540,26 @@ fn run_on(ctx: &GpuContext, opts: &FaceOptions, comm: Option<&dyn Collective>) -
     let lowest_far = variants.first().map(|v| v.eval.verification.lowest_far);
     plot::roc_curves(&roc_plot, "Verification on held-out identities", &curves, lowest_far)?;
     Ok(Some(FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, roc_plot }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_difference_names_changed_and_added_options() {
+        let recorded = "batch=64\nlr=0.05";
+        assert_eq!(key_difference(recorded, "batch=64\nlr=0.1"), "was lr=0.05, now lr=0.1");
+        assert_eq!(
+            key_difference(recorded, "batch=64\nlr=0.05\nclip_grad_norm=2"),
+            "was (not set), now clip_grad_norm=2"
+        );
+        // A key without clipping is the key from before the option existed.
+        let plan = Plan::new(100, 10, 0.05, Some(1), None).unwrap();
+        let opts = FaceOptions::default();
+        let plain = run_key(&opts, &plan, 0.01);
+        assert!(!plain.contains("clip"));
+        let clipped = run_key(&FaceOptions { clip_grad_norm: Some(2.0), ..opts }, &plan, 0.01);
+        assert_eq!(clipped, format!("{plain}\nclip_grad_norm=2"));
+    }
 }

@@ -4,7 +4,8 @@
 # 10 at 60% and 85% of training, a random 28x28 crop of the image padded by 2, softmax + center
 # loss (lambda, alpha 0.5, the paper's update). Prints the test accuracy after every epoch.
 #   python3 scripts/lenet_recipe.py --lr 0.03 --epochs 8 --lam 0.01 --seed 1
-# Options: --warmup N (linear warm-up steps), --torch-bias (PyTorch's bias init), --no-augment.
+# Options: --clip C (clip the gradients' global L2 norm to C, as mnist_2d --clip-grad-norm),
+# --warmup N (linear warm-up steps), --torch-bias (PyTorch's bias init), --no-augment.
 import argparse, gzip, math, os, struct, time
 
 import torch
@@ -19,6 +20,7 @@ p.add_argument('--batch', type=int, default=64)
 p.add_argument('--warmup', type=int, default=0)
 p.add_argument('--torch-bias', action='store_true')
 p.add_argument('--no-augment', action='store_true')
+p.add_argument('--clip', type=float, default=0.0)
 p.add_argument('--mnist', default=os.environ.get('MNIST', '../shared/data/mnist'))
 a = p.parse_args()
 torch.set_num_threads(os.cpu_count())
@@ -62,7 +64,7 @@ milestones = [int(steps * 0.6), int(steps * 0.85)]
 centers = torch.zeros(10, 2)
 g = torch.Generator().manual_seed(a.seed)
 t0, step = time.time(), 0
-tag = 'lr %g lambda %g seed %d' % (a.lr, a.lam, a.seed)
+tag = 'lr %g lambda %g seed %d' % (a.lr, a.lam, a.seed) + (' clip %g' % a.clip if a.clip > 0 else '')
 for epoch in range(a.epochs):
     order = torch.randperm(8000, generator=g)
     for i in range(8000 // B):
@@ -81,6 +83,8 @@ for epoch in range(a.epochs):
             loss = loss + a.lam * 0.5 * ((f - centers[yb]) ** 2).sum() / B
         opt.zero_grad()
         loss.backward()
+        if a.clip > 0:
+            nn.utils.clip_grad_norm_(weights + others, a.clip)
         opt.step()
         step += 1
         if a.lam > 0:

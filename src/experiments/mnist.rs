@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::collective::Collective;
 use crate::data::{mnist::Mnist, Augment, Dataset};
+use crate::experiments::json_f32;
 use crate::experiments::training::{fit_group, rank_shard, shard_batch};
 use crate::nn::{FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{eval, plot, Error, GpuContext, Result, UpdateMode};
@@ -47,10 +48,10 @@ impl Default for MnistOptions {
             data: PathBuf::from("../shared/data/mnist"),
             lambdas: vec![0.0, 0.01],
             alpha: 0.5,
-            epochs: 8,
+            epochs: 5,
             batch: 64,
-            lr: 0.03,
-            clip_grad_norm: None,
+            lr: 0.1,
+            clip_grad_norm: Some(1.0),
             seed: 1,
             max_train: 0,
             max_test: 0,
@@ -105,7 +106,7 @@ impl MnistReport {
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "lambda": r.lambda,
+                    "lambda": json_f32(r.lambda),
                     "test_accuracy": r.test_accuracy,
                     "intra_class_distance": r.intra_class_distance,
                     "inter_center_distance": r.inter_center_distance,
@@ -123,9 +124,9 @@ impl MnistReport {
             "full_train_set": self.full_train_set,
             "epochs": opts.epochs,
             "batch": opts.batch,
-            "alpha": opts.alpha,
-            "lr": opts.lr,
-            "clip_grad_norm": opts.clip_grad_norm,
+            "alpha": json_f32(opts.alpha),
+            "lr": json_f32(opts.lr),
+            "clip_grad_norm": opts.clip_grad_norm.map(json_f32),
             "seed": opts.seed,
             "runs": runs,
         })

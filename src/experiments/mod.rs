@@ -21,3 +21,20 @@ pub fn launch() -> crate::Result<(Option<Box<dyn crate::collective::Collective>>
     }
     Ok((None, crate::GpuContext::new()?))
 }
+
+/// An `f32` setting as the JSON number it was written as (0.1, not the 0.10000000149 of its
+/// widening to `f64`): the shortest decimal that reads back as the same `f32`.
+pub(crate) fn json_f32(value: f32) -> serde_json::Value {
+    value.to_string().parse::<f64>().map_or(serde_json::Value::Null, serde_json::Value::from)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_f32_writes_the_short_decimal() {
+        assert_eq!(super::json_f32(0.1).to_string(), "0.1");
+        assert_eq!(super::json_f32(0.01).to_string(), "0.01");
+        assert_eq!(super::json_f32(5.0).to_string(), "5.0");
+        assert!(super::json_f32(f32::NAN).is_null());
+    }
+}

@@ -220,7 +220,8 @@ fn train(
             if let Some(m) = metrics {
                 if !m.softmax_loss.is_finite() {
                     return Err(Error::Data(format!(
-                        "training diverged at step {step}: loss {} (lower the learning rate, or try another seed)",
+                        "training diverged at step {step}: loss {} (lower the learning rate, clip the gradients \
+                         (--clip-grad-norm, SgdConfig::clip_grad_norm), or try another seed)",
                         m.softmax_loss
                     )));
                 }

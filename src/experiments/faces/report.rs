@@ -55,7 +55,7 @@ impl FaceReport {
             map.insert(
                 v.name.to_string(),
                 serde_json::json!({
-                    "lambda": v.lambda,
+                    "lambda": crate::experiments::json_f32(v.lambda),
                     "verification_accuracy": ver.accuracy,
                     "verification_accuracy_std": ver.accuracy_std,
                     "roc_auc": ver.roc_auc,

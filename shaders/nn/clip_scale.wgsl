@@ -1,6 +1,5 @@
 // Gradient-norm clipping's factor from the parameters' sums of squares (in slot order):
-//   norm = sqrt(sum_p sums[p]);  scale[0] = max_norm / norm if norm > max_norm, else 1;
-//   scale[1] = norm.
+//   norm = sqrt(sum_p sums[p]);  scale[0] = max_norm / norm if norm > max_norm, else 1.
 // A non-finite norm leaves the factor at 1, so the step diverges visibly instead of being
 // scaled to zero.
 
@@ -23,5 +22,4 @@ fn main() {
     }
     let norm = sqrt(total);
     scale[0] = select(1.0, cp.max_norm / norm, norm > cp.max_norm);
-    scale[1] = norm;
 }

@@ -114,7 +114,7 @@ impl Network {
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             {
                 let mut cpass = encoder.begin_compute_pass(&Default::default());
-                self.graph.record_ops(&mut cpass, &self.sgd_ops);
+                self.graph.record_ops(&mut cpass, &self.sgd.ops);
             }
             ctx.queue().submit([encoder.finish()]);
         })?;

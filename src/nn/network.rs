@@ -2,8 +2,8 @@
 //! lambda * center loss on its embedding, one GPU step per batch with no host round trip.
 
 use super::graph::{Graph, Tensor};
-use super::kernels::{ClipParams, ReduceParams, SgdParams, SoftmaxParams, SumSquaresParams};
-use super::optimizer::SgdConfig;
+use super::kernels::{ReduceParams, SoftmaxParams};
+use super::optimizer::{Sgd, SgdConfig};
 use super::spec::NetworkSpec;
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Op, Staging};
@@ -106,11 +106,8 @@ pub struct Network {
     pub(super) logits: Tensor,
     pub(super) trunk_groups: usize,
     pub(super) head: Vec<Op>,
-    /// Gradient-norm clipping's dispatches (when on: each parameter's sum of squares, then
-    /// the factor), then one SGD dispatch per parameter, and the uniform each SGD dispatch
-    /// reads (rewritten when the scheduled learning rate changes).
-    pub(super) sgd_ops: Vec<Op>,
-    sgd_uniforms: Vec<wgpu::Buffer>,
+    /// The optimizer's dispatches (clipping, when on, and SGD).
+    pub(super) sgd: Sgd,
     /// The softmax head's uniform (its gradient scale, 1 / global batch).
     pub(super) softmax_uniform: wgpu::Buffer,
     /// How many members' shards the gradient scales assume (1: not data-parallel).
@@ -172,26 +169,7 @@ impl Network {
             )?,
             graph.op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
         ];
-        let max_grid = ctx.limits().max_compute_workgroups_per_dimension;
-        // Clipping's factor and the norm it saw; the factor stays 1 without clipping.
-        let clip = gpu::storage_init(device, "gradient clip", &[1.0f32, 0.0]);
-        let (mut sgd_ops, mut sgd_uniforms) = (Vec::new(), Vec::new());
-        if let Some(max_norm) = cfg.sgd.clip_grad_norm {
-            let params = graph.params();
-            let sums = gpu::buffer(device, "gradient sums of squares", 4 * params.len().max(1) as u64, gpu::STORAGE_RW);
-            for (slot, p) in params.iter().enumerate() {
-                let u = graph.uniform(&SumSquaresParams { len: p.len as u32, slot: slot as u32, _pad0: 0, _pad1: 0 });
-                sgd_ops.push(graph.op("grad_sum_squares", &u, &[&p.grad, &sums], (1, 1, 1))?);
-            }
-            let u = graph.uniform(&ClipParams { count: params.len() as u32, max_norm, _pad0: 0, _pad1: 0 });
-            sgd_ops.push(graph.op("clip_scale", &u, &[&sums, &clip], (1, 1, 1))?);
-        }
-        for p in graph.params() {
-            let u = graph.uniform(&SgdParams { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
-            let (x, y) = gpu::grid(p.len as u64, max_grid);
-            sgd_ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity, &clip], (x, y, 1))?);
-            sgd_uniforms.push(u);
-        }
+        let sgd = Sgd::new(&graph, &cfg.sgd, ctx.limits().max_compute_workgroups_per_dimension)?;
         let center = if cfg.lambda > 0.0 {
             let cl = GpuCenterLoss::new(ctx, center_cfg.clone())?;
             let grad = embedding.grad.as_ref().ok_or_else(|| Error::Config("embedding has no gradient".into()))?;
@@ -218,8 +196,7 @@ impl Network {
             logits,
             trunk_groups,
             head,
-            sgd_ops,
-            sgd_uniforms,
+            sgd,
             softmax_uniform: su,
             members: 1,
             collective_readback: None,
@@ -292,18 +269,7 @@ impl Network {
             return Ok(());
         }
         self.lr = lr;
-        let ctx = self.graph.context();
-        ctx.capture(|| {
-            for (p, u) in self.graph.params().iter().zip(&self.sgd_uniforms) {
-                let value = SgdParams {
-                    len: p.len as u32,
-                    lr,
-                    momentum: self.cfg.sgd.momentum,
-                    decay: self.cfg.sgd.decay_for(p.kind),
-                };
-                ctx.queue().write_buffer(u, 0, bytemuck::bytes_of(&value));
-            }
-        })
+        self.sgd.set_rate(&self.graph, &self.cfg.sgd, lr)
     }
 
     pub(super) fn check_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
@@ -347,7 +313,7 @@ impl Network {
                 let mut cpass = encoder.begin_compute_pass(&Default::default());
                 self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
                 if pass == Pass::Train {
-                    self.graph.record_ops(&mut cpass, &self.sgd_ops);
+                    self.graph.record_ops(&mut cpass, &self.sgd.ops);
                 }
             }
             if read_metrics {

@@ -1,6 +1,8 @@
 //! SGD with momentum and weight decay, and the multi-step learning-rate schedule.
 
-use super::graph::ParamKind;
+use super::graph::{Graph, ParamKind};
+use super::kernels::{ClipParams, SgdParams, SumSquaresParams};
+use crate::gpu::{self, Op};
 use crate::{Error, Result};
 
 /// SGD settings (Caffe's rule: v = momentum v + lr (s g + decay w); w -= v, where s is
@@ -65,6 +67,55 @@ impl SgdConfig {
                 ParamKind::Bias => self.decay_mult_bias,
                 ParamKind::Slope => self.decay_mult_slope,
             }
+    }
+}
+
+/// The optimizer's dispatches on a graph's parameters: with clipping, each parameter's
+/// gradient sum of squares and then the factor; then one SGD dispatch per parameter.
+pub(crate) struct Sgd {
+    /// The dispatches, in order.
+    pub(crate) ops: Vec<Op>,
+    /// The uniform each SGD dispatch reads, in [`Graph::params`] order.
+    uniforms: Vec<wgpu::Buffer>,
+}
+
+impl Sgd {
+    /// Builds the dispatches; the rates are written by [`Sgd::set_rate`].
+    pub(crate) fn new(graph: &Graph, cfg: &SgdConfig, max_grid: u32) -> Result<Self> {
+        let device = graph.context().device();
+        let params = graph.params();
+        // Clipping's factor: stays 1 without clipping.
+        let clip = gpu::storage_init(device, "gradient clip", &[1.0f32]);
+        let mut ops = Vec::new();
+        if let Some(max_norm) = cfg.clip_grad_norm {
+            let sums = gpu::buffer(device, "gradient sums of squares", 4 * params.len().max(1) as u64, gpu::STORAGE_RW);
+            for (slot, p) in params.iter().enumerate() {
+                let u = graph.uniform(&SumSquaresParams { len: p.len as u32, slot: slot as u32, _pad0: 0, _pad1: 0 });
+                ops.push(graph.op("grad_sum_squares", &u, &[&p.grad, &sums], (1, 1, 1))?);
+            }
+            let u = graph.uniform(&ClipParams { count: params.len() as u32, max_norm, _pad0: 0, _pad1: 0 });
+            ops.push(graph.op("clip_scale", &u, &[&sums, &clip], (1, 1, 1))?);
+        }
+        let mut uniforms = Vec::new();
+        for p in params {
+            let u = graph.uniform(&SgdParams { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
+            let (x, y) = gpu::grid(p.len as u64, max_grid);
+            ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity, &clip], (x, y, 1))?);
+            uniforms.push(u);
+        }
+        Ok(Self { ops, uniforms })
+    }
+
+    /// Writes learning rate `lr` (with `cfg`'s momentum and weight decays) into every SGD
+    /// dispatch's uniform.
+    pub(crate) fn set_rate(&self, graph: &Graph, cfg: &SgdConfig, lr: f32) -> Result<()> {
+        let ctx = graph.context();
+        ctx.capture(|| {
+            for (p, u) in graph.params().iter().zip(&self.uniforms) {
+                let value = SgdParams { len: p.len as u32, lr, momentum: cfg.momentum, decay: cfg.decay_for(p.kind) };
+                ctx.queue().write_buffer(u, 0, bytemuck::bytes_of(&value));
+            }
+        })
     }
 }
 

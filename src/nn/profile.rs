@@ -26,7 +26,7 @@ impl Network {
             .chain(&self.head)
             .chain(self.graph.backward_ops(self.trunk_groups..groups))
             .collect();
-        let after: Vec<&Op> = self.graph.backward_ops(0..self.trunk_groups).chain(&self.sgd_ops).collect();
+        let after: Vec<&Op> = self.graph.backward_ops(0..self.trunk_groups).chain(&self.sgd.ops).collect();
         let Some(mut kernels) = gpu::profile_ops(&ctx, &before, samples)? else {
             return Ok(None);
         };

@@ -107,8 +107,21 @@ fn random_labels(batch: usize, k: usize) -> impl Fn(&mut rand::rngs::StdRng) -> 
 fn matches_cpu_on_awkward_shapes() {
     // (B, D, K): single sample, 1-D, prime and tile-straddling sizes, K = 1,
     // heavy duplicates (B >> K) and K >> B.
-    let shapes =
-        [(1, 1, 1), (1, 2, 3), (7, 3, 5), (33, 511, 10), (64, 512, 7), (257, 2, 1), (2048, 3, 4), (50, 16, 50_000)];
+    // D divisible by 4 takes the vec4 kernels (in the CPU family the fused walk, whose rows
+    // are split over walk lanes: 1 word, 9 words in one lane, 17 over 2, 128 over 8).
+    let shapes = [
+        (1, 1, 1),
+        (1, 2, 3),
+        (7, 3, 5),
+        (33, 511, 10),
+        (64, 512, 7),
+        (257, 2, 1),
+        (2048, 3, 4),
+        (50, 16, 50_000),
+        (300, 4, 3),
+        (13, 36, 5),
+        (19, 68, 1000),
+    ];
     for (i, &(b, d, k)) in shapes.iter().enumerate() {
         for variant in VARIANTS {
             for reduction in [Reduction::Mean, Reduction::Sum] {
@@ -130,12 +143,13 @@ fn center_table_split_over_many_buffers() {
     // 5 rows (of 3 floats padded to 4) per buffer: 23 classes over 5 buffers, labels
     // crossing every boundary; bound
     // one, two or (the default, where the adapter allows) four buffers per dispatch.
-    for variant in VARIANTS {
+    // D = 3 and D = 4 (the vec4 kernels) both fill a padded row of 4 floats.
+    for (variant, d) in VARIANTS.into_iter().flat_map(|v| [(v, 3), (v, 4)]) {
         for (bindings, passes) in [(Some(1), 5), (Some(2), 3), (None, 2)] {
             let cfg = CenterLossConfig {
                 max_buffer_bytes: Some(4 * 4 * 5),
                 center_bindings: bindings,
-                ..config(23, 3, variant, Reduction::Mean)
+                ..config(23, d, variant, Reduction::Mean)
             };
             if let Some(ctx) = gpu() {
                 let cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
@@ -171,17 +185,25 @@ fn deterministic_mode_is_bit_identical_across_runs() {
         let outs: Vec<_> = batches.iter().map(|(x, y)| cl.step(x, y).unwrap()).collect();
         (outs, cl.centers().unwrap())
     };
-    let (out_a, centers_a) = run(&ctx);
-    // Twice on the same context, and once with each kernel family (the CPU family updates
-    // four elements per invocation, with the same sums in the same order).
-    for other in [ctx.clone()].into_iter().chain(kernel_variants(&ctx)) {
-        let (out_b, centers_b) = run(&other);
-        for (a, b) in out_a.iter().zip(&out_b) {
+    // Twice with each kernel family: bit for bit the same.
+    let families = kernel_variants(&ctx);
+    let runs: Vec<_> = families.iter().map(|family| (run(family), run(family))).collect();
+    for ((out_a, centers_a), (out_b, centers_b)) in &runs {
+        for (a, b) in out_a.iter().zip(out_b) {
             assert_eq!(a.loss.to_bits(), b.loss.to_bits());
             assert!(a.grad.iter().zip(&b.grad).all(|(x, y)| x.to_bits() == y.to_bits()));
         }
-        assert!(centers_a.iter().zip(&centers_b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(centers_a.iter().zip(centers_b).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
+    // Across families the gradient and the centers too (the CPU family's walk sums each
+    // class's rows in the same order); the loss adds the same squares in another grouping.
+    let ((gpu_out, gpu_centers), _) = &runs[0];
+    let ((cpu_out, cpu_centers), _) = &runs[1];
+    for (a, b) in gpu_out.iter().zip(cpu_out) {
+        assert!(((a.loss - b.loss) / a.loss).abs() < 1e-6, "loss {} vs {}", a.loss, b.loss);
+        assert!(a.grad.iter().zip(&b.grad).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+    assert!(gpu_centers.iter().zip(cpu_centers).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
 #[test]

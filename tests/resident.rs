@@ -4,11 +4,12 @@
 mod common;
 
 use centerloss::cpu::CenterLossCpu;
+use centerloss::gpu::KernelChoice;
 use centerloss::{
     BatchBuffers, BatchOffsets, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, GpuContext, GpuHealth,
     UpdateMode,
 };
-use common::{gpu, labels, rel_err, rng, uniform};
+use common::{gpu, kernel_variants, labels, rel_err, rng, uniform};
 use rand::rngs::StdRng;
 use wgpu::util::DeviceExt;
 
@@ -61,8 +62,8 @@ fn cfg(update: UpdateMode) -> CenterLossConfig {
 }
 
 /// The GPU module and the f64 reference for `cfg(update)`, from the same random centers.
-fn gpu_and_reference(ctx: &GpuContext, update: UpdateMode, r: &mut StdRng) -> (GpuCenterLoss, CenterLossCpu) {
-    let config = cfg(update);
+fn gpu_and_reference(ctx: &GpuContext, update: UpdateMode, d: usize, r: &mut StdRng) -> (GpuCenterLoss, CenterLossCpu) {
+    let config = CenterLossConfig { feat_dim: d, ..cfg(update) };
     let init = uniform(r, config.num_classes * config.feat_dim, 1.0);
     let mut cl = GpuCenterLoss::new(ctx, config.clone()).unwrap();
     let mut cpu = CenterLossCpu::new(config).unwrap();
@@ -74,10 +75,13 @@ fn gpu_and_reference(ctx: &GpuContext, update: UpdateMode, r: &mut StdRng) -> (G
 #[test]
 fn encoded_steps_match_the_cpu_reference() {
     let Some(ctx) = gpu() else { return };
-    let (b, d, k) = (37, 6, 9);
-    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+    let (b, k) = (37, 9);
+    // D = 8: the vec4 kernels (the fused walk in the CPU family); D = 6 the scalar ones.
+    let cases = [UpdateMode::Atomic, UpdateMode::Deterministic].into_iter().flat_map(|u| [(u, 6), (u, 8)]);
+    for (ctx, (update, d)) in kernel_variants(&ctx).into_iter().flat_map(|c| cases.clone().map(move |u| (c.clone(), u)))
+    {
         let mut r = rng(10);
-        let (cl, mut cpu) = gpu_and_reference(&ctx, update, &mut r);
+        let (cl, mut cpu) = gpu_and_reference(&ctx, update, d, &mut r);
         let x = uniform(&mut r, b * d, 1.0);
         let y = labels(&mut r, b, k);
         let caller = caller_buffers(&ctx, &x, &y);
@@ -117,8 +121,10 @@ fn encoded_steps_match_the_cpu_reference() {
 fn poisoned_batches_are_skipped_and_reported() {
     let Some(ctx) = gpu() else { return };
     let (b, k) = (12, 9);
-    // D = 8 takes the vec4 forward kernel, D = 6 the scalar one.
-    for (update, d) in [(UpdateMode::Atomic, 6), (UpdateMode::Deterministic, 6), (UpdateMode::Atomic, 8)] {
+    // D = 8 takes the vec4 kernels (the fused walk in the CPU family), D = 6 the scalar ones.
+    let cases = [UpdateMode::Atomic, UpdateMode::Deterministic].into_iter().flat_map(|u| [(u, 6), (u, 8)]);
+    for (ctx, (update, d)) in kernel_variants(&ctx).into_iter().flat_map(|c| cases.clone().map(move |u| (c.clone(), u)))
+    {
         let mut r = rng(20);
         let mut cl = GpuCenterLoss::new(&ctx, CenterLossConfig { feat_dim: d, ..cfg(update) }).unwrap();
         let init = uniform(&mut r, k * d, 1.0);
@@ -131,7 +137,7 @@ fn poisoned_batches_are_skipped_and_reported() {
         let bad_labels = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&bad_labels, b, false)).unwrap();
         submit_step(&ctx, &cl, &binding);
-        assert_eq!(cl.centers().unwrap(), init, "{update:?}: poisoned update applied");
+        assert_eq!(cl.centers().unwrap(), init, "{update:?} D={d} {:?}: poisoned update applied", ctx.kernels());
         assert_eq!(cl.health().unwrap(), GpuHealth { skipped_updates: 1, invalid_labels: 2, non_finite_values: 0 });
         let grad = read_f32(&ctx, &bad_labels.grad);
         assert!(grad[3 * d..4 * d].iter().all(|&g| g == 0.0));
@@ -192,53 +198,59 @@ fn profiled_steps_time_every_kernel_and_still_step() {
     if !ctx.has_timestamps() {
         return;
     }
-    let (b, d, k) = (37, 6, 9);
-    for (update, kernels) in [
+    let (b, k) = (37, 9);
+    let separate_atomic =
+        vec!["center_claim", "center_forward", "loss_reduce", "center_apply", "center_release", "status_finalize"];
+    let separate_sorted = vec![
+        "sort_keys_init",
+        "bitonic_local",
+        "center_forward",
+        "loss_reduce",
+        "center_update_sorted",
+        "status_finalize",
+    ];
+    // D = 8 in the CPU family: the fused walk.
+    let cpu = ctx.with_kernels(KernelChoice::Cpu);
+    for (ctx, update, d, kernels) in [
+        (ctx.clone(), UpdateMode::Atomic, 6, separate_atomic),
+        (ctx.clone(), UpdateMode::Deterministic, 6, separate_sorted),
+        (cpu.clone(), UpdateMode::Atomic, 8, vec!["center_inspect_vec4", "center_walk_vec4", "center_close"]),
         (
-            UpdateMode::Atomic,
-            vec!["center_claim", "center_forward", "loss_reduce", "center_apply", "center_release", "status_finalize"],
-        ),
-        (
+            cpu.clone(),
             UpdateMode::Deterministic,
-            vec![
-                "sort_keys_init",
-                "bitonic_local",
-                "center_forward",
-                "loss_reduce",
-                "center_update_sorted",
-                "status_finalize",
-            ],
+            8,
+            vec!["center_inspect_vec4", "bitonic_local", "center_walk_vec4", "center_close"],
         ),
     ] {
         let mut r = rng(30);
-        let (cl, mut cpu) = gpu_and_reference(&ctx, update, &mut r);
+        let (cl, mut cpu) = gpu_and_reference(&ctx, update, d, &mut r);
         let (x, y) = (uniform(&mut r, b * d, 1.0), labels(&mut r, b, k));
         let caller = caller_buffers(&ctx, &x, &y);
         let binding = cl.bind(bind(&caller, b, false)).unwrap();
         let profile = cl.profile_step(&binding, 3).unwrap().expect("the adapter has timestamps");
         let names: Vec<&str> = profile.iter().map(|t| t.kernel).collect();
-        assert_eq!(names, kernels, "{update:?}");
+        assert_eq!(names, kernels, "{update:?} D={d}");
         assert!(profile.iter().all(|t| t.seconds > 0.0 && t.seconds.is_finite()), "{profile:?}");
-        if update == UpdateMode::Deterministic {
+        if let Some(sort) = profile.iter().find(|t| t.kernel == "bitonic_local") {
             // 64 padded rows: all 21 bitonic stages in one workgroup-memory dispatch.
-            assert_eq!(profile[1].dispatches, 1);
+            assert_eq!(sort.dispatches, 1);
         }
         // Three real steps ran.
         for _ in 0..3 {
             cpu.step(&x, &y).unwrap();
         }
-        assert!(rel_err(&cl.centers().unwrap(), cpu.centers()) < 1e-5, "{update:?}");
+        assert!(rel_err(&cl.centers().unwrap(), cpu.centers()) < 1e-5, "{update:?} D={d}");
     }
 }
 
 #[test]
 fn a_batch_inside_larger_buffers_at_aligned_offsets() {
     let Some(ctx) = gpu() else { return };
-    let (b, d, k) = (21, 6, 9);
+    let (b, k) = (21, 9);
     let align = ctx.limits().min_storage_buffer_offset_alignment as usize;
-    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+    for (update, d) in [UpdateMode::Atomic, UpdateMode::Deterministic].into_iter().flat_map(|u| [(u, 6), (u, 8)]) {
         let mut r = rng(11);
-        let (cl, mut cpu) = gpu_and_reference(&ctx, update, &mut r);
+        let (cl, mut cpu) = gpu_and_reference(&ctx, update, d, &mut r);
         let x = uniform(&mut r, b * d, 1.0);
         let y = labels(&mut r, b, k);
         // Pool-like buffers: the batch starts after `align` (features, grad) or 2 * `align`

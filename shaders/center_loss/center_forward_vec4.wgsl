@@ -24,11 +24,6 @@ fn write_grad(w: u32, g: vec4<f32>) {
     }
 }
 
-fn non_finite_count(x: vec4<f32>) -> u32 {
-    let bits = bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u);
-    return dot(select(vec4<u32>(0u), vec4<u32>(1u), bits == vec4<u32>(0x7f800000u)), vec4<u32>(1u));
-}
-
 // Word w = (row, d .. d + 3): gradient, accumulation, and its squared distance.
 fn word(w: u32, row: u32, d: u32) -> f32 {
     let label = labels[row];

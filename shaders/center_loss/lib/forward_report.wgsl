@@ -1,17 +1,7 @@
 // What both forward kernels (center_forward, center_forward_vec4) report besides the
 // gradient: poisoned inputs in the health counters, and one loss partial per invocation.
 
-// A row with a label >= K (call once per row).
-fn report_bad_label() {
-    atomicOr(&status[0], FLAG_BAD_LABEL);
-    atomicAdd(&status[2], 1u);
-}
-
-// `count` non-finite feature values (count > 0).
-fn report_non_finite(count: u32) {
-    atomicOr(&status[0], FLAG_NON_FINITE);
-    atomicAdd(&status[3], count);
-}
+#import health_report
 
 // The invocation's sum of squared distances, summed in a fixed order by loss_reduce: no
 // workgroup barriers here (a tree reduction per workgroup cost ~40% of the kernel on lavapipe).

@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::pipelines::{vec4_forward, FORWARD_PER_INVOCATION, WORKGROUP_SIZE};
+use super::pipelines::{vec4_forward, walk_lanes, FORWARD_PER_INVOCATION, WORKGROUP_SIZE};
 use super::GpuCenterLoss;
 use crate::center_loss::config::center_stride;
 use crate::gpu;
@@ -222,14 +222,34 @@ impl GpuCenterLoss {
         }
     }
 
+    /// Loss partials a step over `batch` rows writes: one per forward invocation and window,
+    /// or (the fused walk) one per row and walk lane.
+    fn loss_partials(&self, batch: usize) -> usize {
+        let params = self.step_params(batch, false);
+        let forward = params.partials_per_window as usize * params.num_windows as usize;
+        if self.walk_step {
+            forward.max(batch * walk_lanes(self.cfg.feat_dim))
+        } else {
+            forward
+        }
+    }
+
+    /// Words of the atomic mode's per-batch scratch: B*D sums and B counts, or (the fused
+    /// walk) the B links of the class lists.
+    fn accumulator_words(&self, batch: usize) -> usize {
+        if self.walk_step {
+            batch
+        } else {
+            batch * (self.cfg.feat_dim + 1)
+        }
+    }
+
     /// Checks that a batch of `batch` rows fits in storage bindings.
     pub(super) fn check_batch_fits(&self, batch: usize) -> Result<()> {
         let limit = self.ctx.limits().max_storage_buffer_binding_size.min(u32::MAX as u64);
-        // The atomic accumulators hold B*D sums and B counts; sort keys hold 2 words per padded
-        // row; the loss scratch one partial per forward invocation and window.
-        let params = self.step_params(batch, false);
-        let partials = 1 + params.partials_per_window as usize * params.num_windows as usize;
-        let largest = 4 * (batch * (self.cfg.feat_dim + 1)).max(2 * batch.next_power_of_two()).max(partials) as u64;
+        // The atomic scratch, the sort keys (2 words per padded row), the loss scratch.
+        let partials = 1 + self.loss_partials(batch);
+        let largest = 4 * self.accumulator_words(batch).max(2 * batch.next_power_of_two()).max(partials) as u64;
         if largest > limit {
             return Err(Error::TooLarge {
                 what: "one batch",
@@ -255,7 +275,7 @@ impl GpuCenterLoss {
         let device = self.ctx.device();
         let params = self.step_params(batch, grad_accumulate);
         let params_buffer = gpu::uniform(device, "step params", &params);
-        let partials = params.partials_per_window as u64 * params.num_windows as u64;
+        let partials = self.loss_partials(batch) as u64;
         let loss_scratch = gpu::buffer(device, "loss scratch", 4 * (1 + partials), gpu::STORAGE_RW);
         let values = (batch * self.cfg.feat_dim) as u64 * 4;
         fn sized(binding: u32, (buffer, offset): (&wgpu::Buffer, u64), size: u64) -> wgpu::BindGroupEntry<'_> {
@@ -282,12 +302,8 @@ impl GpuCenterLoss {
         });
         let (scratch_group, sort_stages) = match &self.slots {
             Some(slots) => {
-                let acc = gpu::buffer(
-                    device,
-                    "slot accumulators",
-                    4 * (batch * (self.cfg.feat_dim + 1)) as u64,
-                    gpu::STORAGE_RW,
-                );
+                let acc =
+                    gpu::buffer(device, "slot accumulators", 4 * self.accumulator_words(batch) as u64, gpu::STORAGE_RW);
                 let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("center loss atomic scratch"),
                     layout: &self.layouts.scratch,

@@ -10,6 +10,11 @@
 //! Both end with a health pass that counts steps whose inputs were poisoned (a label >= K
 //! or a non-finite feature reached the GPU without host checks) and skips their update.
 //!
+//! The CPU kernel family (D divisible by 4) fuses a step into a walk: inspect labels and
+//! features (health, and each row linked into its class's list or given its sort key)
+//! -> the sort (deterministic mode) -> each class's first row walks its rows (gather,
+//! loss, gradient, center update) -> close (loss, slots, health).
+//!
 //! Rooms: `table` (the centers over buffers and windows), `pipelines` (shader variants,
 //! layouts), `binding` (batches bound to the module), `plan` (the dispatches of a pass),
 //! `host` (the host-slice API), `profile` (per-kernel timestamps).
@@ -31,7 +36,7 @@ use super::config::{CenterLossConfig, UpdateMode};
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Staging};
 use crate::{Error, Result};
-use pipelines::{create_layouts, create_pipelines, update_words, vec4_forward, Layouts, Pipelines};
+use pipelines::{create_layouts, create_pipelines, vec4_forward, walk_step, Layouts, Pipelines};
 use table::{CenterTable, TableShape};
 
 /// Result of one GPU step.
@@ -70,8 +75,8 @@ pub struct GpuCenterLoss {
     cfg: CenterLossConfig,
     id: u64,
     native_atomics: bool,
-    /// Whether the center update walks vec4 words (CPU family, D divisible by 4).
-    update_words: bool,
+    /// Whether a step is the CPU family's fused walk (D divisible by 4).
+    walk_step: bool,
     table: CenterTable,
     status: wgpu::Buffer,
     status_staging: Staging,
@@ -130,7 +135,7 @@ impl GpuCenterLoss {
                 cfg: cfg.clone(),
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 native_atomics,
-                update_words: update_words(vec4, ctx.kernels()),
+                walk_step: walk_step(vec4, ctx.kernels()),
                 table,
                 status,
                 status_staging: Staging::new(device, "health staging", 16),

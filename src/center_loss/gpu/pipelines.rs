@@ -24,10 +24,21 @@ pub(super) fn vec4_forward(dim: usize) -> bool {
     dim.is_multiple_of(4)
 }
 
-/// Whether the center update walks vec4 words (`center_apply_vec4`,
-/// `center_update_sorted_vec4`: CPU drivers, D divisible by 4) instead of single elements.
-pub(super) fn update_words(vec4: bool, family: KernelFamily) -> bool {
+/// Whether a step runs the CPU family's fused walk (`center_inspect_vec4`,
+/// `center_walk_vec4`, `center_close`: CPU drivers, D divisible by 4) instead of the
+/// forward pass, the accumulation and the update as separate passes.
+pub(super) fn walk_step(vec4: bool, family: KernelFamily) -> bool {
     vec4 && family == KernelFamily::Cpu
+}
+
+/// Most vec4 words one invocation of `center_walk_vec4` handles (`WORDS_PER_INVOCATION`,
+/// walk_shape.wgsl).
+pub(super) const WALK_WORDS_PER_INVOCATION: usize = 16;
+
+/// Invocations of `center_walk_vec4` and `center_inspect_vec4` per row (`walk_lanes()`);
+/// each walk lane writes one loss partial.
+pub(super) fn walk_lanes(dim: usize) -> usize {
+    (dim / 4).div_ceil(WALK_WORDS_PER_INVOCATION)
 }
 
 /// One shader module to build: (label, kernel file, import aliases).
@@ -42,7 +53,7 @@ pub const GRAD_SCALE_KERNELS: &[gpu::KernelSpec] =
 /// Every shader module a configuration builds (for tools that validate them offline):
 /// `center_bindings` > 1 selects the kernels that bind several center buffers at once,
 /// `vec4` the kernels for D divisible by 4 (the forward kernel in both families, the
-/// center updates in the CPU family).
+/// fused walk of a step in the CPU family).
 pub fn shader_plan(
     update: UpdateMode,
     native_atomics: bool,
@@ -69,25 +80,30 @@ pub fn shader_plan(
         ("reduce", "loss_reduce", vec![]),
         ("finalize", "status_finalize", vec![]),
     ];
-    match update {
-        UpdateMode::Atomic => plan.extend([
+    let sort = [("bitonic", "bitonic_step", vec![]), ("bitonic_local", "bitonic_local", vec![])];
+    match (update, walk_step(vec4, family)) {
+        (UpdateMode::Atomic, false) => plan.extend([
             ("claim", "center_claim", vec![accum]),
             ("forward_accumulate", forward, vec![("accumulate", "accumulate_atomic"), accum, data]),
-            match update_words(vec4, family) {
-                true => ("apply", "center_apply_vec4", vec![accum]),
-                false => ("apply", "center_apply", vec![accum]),
-            },
+            ("apply", "center_apply", vec![accum]),
             ("release", "center_release", vec![accum]),
         ]),
-        UpdateMode::Deterministic => plan.extend([
-            ("sort_init", "sort_keys_init", vec![]),
-            ("bitonic", "bitonic_step", vec![]),
-            ("bitonic_local", "bitonic_local", vec![]),
-            match update_words(vec4, family) {
-                true => ("update_sorted", "center_update_sorted_vec4", vec![data]),
-                false => ("update_sorted", "center_update_sorted", vec![]),
-            },
-        ]),
+        (UpdateMode::Deterministic, false) => {
+            plan.push(("sort_init", "sort_keys_init", vec![]));
+            plan.extend(sort);
+            plan.push(("update_sorted", "center_update_sorted", vec![]));
+        }
+        (update, true) => {
+            let runs = ("runs", if update == UpdateMode::Atomic { "runs_links" } else { "runs_sorted" });
+            plan.extend([
+                ("inspect", "center_inspect_vec4", vec![runs, data]),
+                ("walk", "center_walk_vec4", vec![runs, data]),
+                ("close", "center_close", vec![runs]),
+            ]);
+            if update == UpdateMode::Deterministic {
+                plan.extend(sort);
+            }
+        }
     }
     for (_, _, aliases) in &mut plan {
         aliases.push(window);
@@ -114,18 +130,29 @@ pub(super) struct Pipelines {
 }
 
 pub(super) enum ModePipelines {
+    /// Atomic mode: slots claimed, (c - x) scattered into them, applied, released.
     Atomic {
         claim: wgpu::ComputePipeline,
         forward_accumulate: wgpu::ComputePipeline,
         apply: wgpu::ComputePipeline,
         release: wgpu::ComputePipeline,
     },
-    Sorted {
-        init: wgpu::ComputePipeline,
-        bitonic: wgpu::ComputePipeline,
-        local_sort: wgpu::ComputePipeline,
-        update: wgpu::ComputePipeline,
+    /// Deterministic mode: (label, row) keys sorted, each class's run summed in row order.
+    Sorted { init: wgpu::ComputePipeline, sort: SortPipelines, update: wgpu::ComputePipeline },
+    /// The CPU family's fused step ([`walk_step`]): inspect, sort (deterministic mode only),
+    /// walk each class once, close.
+    Walk {
+        inspect: wgpu::ComputePipeline,
+        sort: Option<SortPipelines>,
+        walk: wgpu::ComputePipeline,
+        close: wgpu::ComputePipeline,
     },
+}
+
+/// The bitonic sort of deterministic mode: global stages and block-local runs of stages.
+pub(super) struct SortPipelines {
+    pub bitonic: wgpu::ComputePipeline,
+    pub local: wgpu::ComputePipeline,
 }
 
 pub(super) fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_bindings: usize, vec4: bool) -> Layouts {
@@ -183,18 +210,27 @@ pub(super) fn create_pipelines(
         gpu::compute_pipeline(device, label, layout, &modules[module], constants)
     };
     let main = &layouts.main;
-    let mode = match update {
-        UpdateMode::Atomic => ModePipelines::Atomic {
+    let sort = || SortPipelines {
+        bitonic: make("bitonic_step", "bitonic", &layouts.sort, &[]),
+        local: make("bitonic_local", "bitonic_local", &layouts.sort, &[]),
+    };
+    let mode = match (update, walk_step(vec4, family)) {
+        (UpdateMode::Atomic, false) => ModePipelines::Atomic {
             claim: make("center_claim", "claim", main, &[]),
             forward_accumulate: make("center_forward (accumulate)", "forward_accumulate", main, &[]),
             apply: make("center_apply", "apply", main, &[]),
             release: make("center_release", "release", main, &[]),
         },
-        UpdateMode::Deterministic => ModePipelines::Sorted {
+        (UpdateMode::Deterministic, false) => ModePipelines::Sorted {
             init: make("sort_keys_init", "sort_init", main, &[]),
-            bitonic: make("bitonic_step", "bitonic", &layouts.sort, &[]),
-            local_sort: make("bitonic_local", "bitonic_local", &layouts.sort, &[]),
+            sort: sort(),
             update: make("center_update_sorted", "update_sorted", main, &[]),
+        },
+        (update, true) => ModePipelines::Walk {
+            inspect: make("center_inspect_vec4", "inspect", main, &[]),
+            sort: (update == UpdateMode::Deterministic).then(sort),
+            walk: make("center_walk_vec4", "walk", main, &[]),
+            close: make("center_close", "close", main, &[]),
         },
     };
     Ok(Pipelines {
@@ -227,6 +263,11 @@ mod tests {
         );
         assert_eq!(mirror::constant(&vec4, "PER_INVOCATION"), FORWARD_PER_INVOCATION);
         assert_eq!(mirror::constant(&forward, "EMPTY_SLOT"), super::super::EMPTY_SLOT as u64);
+        let inspect =
+            mirror::module("center_inspect_vec4", &[("runs", "runs_links"), ("batch_data", "batch_data_vec4")]);
+        assert_eq!(mirror::constant(&inspect, "EMPTY_SLOT"), super::super::EMPTY_SLOT as u64);
+        let walk = mirror::module("center_walk_vec4", &[("runs", "runs_sorted"), ("batch_data", "batch_data_vec4")]);
+        assert_eq!(mirror::constant(&walk, "WORDS_PER_INVOCATION"), WALK_WORDS_PER_INVOCATION as u64);
         let local = mirror::module("bitonic_local", &[]);
         assert_eq!(mirror::constant(&local, "LOCAL_KEYS"), LOCAL_SORT_KEYS as u64);
         mirror::assert_struct(

@@ -2,7 +2,7 @@
 //! which grid; and its recording into one compute pass.
 
 use super::binding::CenterLossBinding;
-use super::pipelines::{ModePipelines, LOCAL_SORT_KEYS};
+use super::pipelines::{walk_lanes, ModePipelines, SortPipelines, LOCAL_SORT_KEYS};
 use super::GpuCenterLoss;
 use crate::gpu;
 use crate::Result;
@@ -70,10 +70,7 @@ impl GpuCenterLoss {
         let dim = self.cfg.feat_dim as u64;
         let max = self.max_grid();
         let rows = gpu::grid(batch, max);
-        // The update kernels walk elements, or vec4 words (CPU family, D divisible by 4).
-        let update_grid = gpu::grid(if self.update_words { batch * dim / 4 } else { batch * dim }, max);
         let forward = self.forward_grid(batch as usize);
-        let padded = gpu::grid(batch.next_power_of_two(), max);
         let p = &self.pipelines;
         let mut plan = Vec::new();
         let once = |plan: &mut Vec<Dispatch<'a>>, kernel, pipeline, grid| {
@@ -95,55 +92,75 @@ impl GpuCenterLoss {
                 once(&mut plan, "center_claim", claim, rows);
                 per_window(&mut plan, "center_forward", forward_accumulate, forward);
             }
-            (Pass::Step, ModePipelines::Sorted { init, bitonic, local_sort, .. }) => {
-                once(&mut plan, "sort_keys_init", init, padded);
-                if let Some(stages) = &binding.sort_stages {
-                    let padded_keys = batch.next_power_of_two() as u32;
-                    // One workgroup per block of LOCAL_SORT_KEYS keys, one invocation per pair.
-                    let blocks = gpu::grid(padded_keys.div_ceil(2) as u64, max);
-                    let stage = |kernel, pipeline, k: u32, j: u32, grid| {
-                        let index = stage_index(k, j).min(stages.count.saturating_sub(1));
-                        Dispatch {
-                            kernel,
-                            pipeline,
-                            window: None,
-                            stage: Some((&stages.group, index * stages.stride)),
-                            grid,
-                        }
-                    };
-                    if padded_keys >= 2 {
-                        // Sort each block locally, then per merge: the stages whose partners
-                        // are a block or more apart globally, the rest locally.
-                        plan.push(stage("bitonic_local", local_sort, 2, 1, blocks));
-                        let mut k = 2 * LOCAL_SORT_KEYS;
-                        while k <= padded_keys {
-                            let mut j = k / 2;
-                            while j >= LOCAL_SORT_KEYS {
-                                plan.push(stage("bitonic_step", bitonic, k, j, padded));
-                                j /= 2;
-                            }
-                            plan.push(stage("bitonic_local", local_sort, k, j, blocks));
-                            k *= 2;
-                        }
-                    }
-                }
+            (Pass::Step, ModePipelines::Sorted { init, sort, .. }) => {
+                once(&mut plan, "sort_keys_init", init, gpu::grid(batch.next_power_of_two(), max));
+                self.plan_sort(&mut plan, binding, batch, sort);
                 per_window(&mut plan, "center_forward", &p.forward_grad, forward);
+            }
+            (Pass::Step, ModePipelines::Walk { inspect, sort, walk, close }) => {
+                // Both walk (row, lane); the inspection also writes every padded sort key.
+                let lanes = walk_lanes(self.cfg.feat_dim) as u64;
+                let keys = if sort.is_some() { batch.next_power_of_two() } else { 0 };
+                once(&mut plan, "center_inspect_vec4", inspect, gpu::grid((batch * lanes).max(keys), max));
+                if let Some(sort) = sort {
+                    self.plan_sort(&mut plan, binding, batch, sort);
+                }
+                per_window(&mut plan, "center_walk_vec4", walk, gpu::grid(batch * lanes, max));
+                once(&mut plan, "center_close", close, (1, 1));
+                return plan;
             }
         }
         once(&mut plan, "loss_reduce", &p.reduce, (1, 1));
+        let updated = gpu::grid(batch * dim, max);
         match (pass, &p.mode) {
             (Pass::Step, ModePipelines::Atomic { apply, release, .. }) => {
-                per_window(&mut plan, "center_apply", apply, update_grid);
+                per_window(&mut plan, "center_apply", apply, updated);
                 once(&mut plan, "center_release", release, rows);
             }
             (Pass::Step, ModePipelines::Sorted { update, .. }) => {
-                per_window(&mut plan, "center_update_sorted", update, update_grid)
+                per_window(&mut plan, "center_update_sorted", update, updated)
             }
             _ => {}
         }
         let finalize = if pass == Pass::Step { &p.finalize_step } else { &p.finalize_forward };
         once(&mut plan, "status_finalize", finalize, (1, 1));
         plan
+    }
+
+    /// The bitonic sort of the (label, row) keys of the first `batch` rows: each block of
+    /// LOCAL_SORT_KEYS sorted locally, then per merge the stages whose partners are a block
+    /// or more apart globally, the rest locally.
+    fn plan_sort<'a>(
+        &self,
+        plan: &mut Vec<Dispatch<'a>>,
+        binding: &'a CenterLossBinding,
+        batch: u64,
+        sort: &'a SortPipelines,
+    ) {
+        let Some(stages) = &binding.sort_stages else { return };
+        let max = self.max_grid();
+        let padded_keys = batch.next_power_of_two() as u32;
+        if padded_keys < 2 {
+            return;
+        }
+        // One workgroup per block of LOCAL_SORT_KEYS keys, one invocation per pair.
+        let blocks = gpu::grid(padded_keys.div_ceil(2) as u64, max);
+        let padded = gpu::grid(padded_keys as u64, max);
+        let stage = |kernel, pipeline, k: u32, j: u32, grid| {
+            let index = stage_index(k, j).min(stages.count.saturating_sub(1));
+            Dispatch { kernel, pipeline, window: None, stage: Some((&stages.group, index * stages.stride)), grid }
+        };
+        plan.push(stage("bitonic_local", &sort.local, 2, 1, blocks));
+        let mut k = 2 * LOCAL_SORT_KEYS;
+        while k <= padded_keys {
+            let mut j = k / 2;
+            while j >= LOCAL_SORT_KEYS {
+                plan.push(stage("bitonic_step", &sort.bitonic, k, j, padded));
+                j /= 2;
+            }
+            plan.push(stage("bitonic_local", &sort.local, k, j, blocks));
+            k *= 2;
+        }
     }
 
     /// A compute pass with `binding`'s groups and the first window bound.

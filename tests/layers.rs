@@ -170,7 +170,10 @@ fn gemm_cases(ctx: &GpuContext, shapes: &[(usize, usize, usize)]) {
 fn maxpool_matches_reference() {
     let Some(ctx) = gpu() else { return };
     for (i, &(b, c, h, w, k, s)) in
-        [(1, 1, 2, 2, 2, 2), (2, 3, 7, 7, 3, 2), (3, 5, 9, 6, 2, 2), (1, 2, 5, 8, 3, 1)].iter().enumerate()
+        // The last: rows wider than a workgroup's step of 256 pixels.
+        [(1, 1, 2, 2, 2, 2), (2, 3, 7, 7, 3, 2), (3, 5, 9, 6, 2, 2), (1, 2, 5, 8, 3, 1), (2, 3, 5, 300, 3, 2)]
+                .iter()
+                .enumerate()
     {
         let (r, _) = run_layer(&ctx, b, [c, h, w], LayerSpec::MaxPool { kernel: k, stride: s }, 40 + i as u64);
         let (yref, arg) = cpu::maxpool(&f64s(&r.x), b, c, h, w, k, s);
@@ -183,7 +186,19 @@ fn maxpool_matches_reference() {
 #[test]
 fn prelu_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    for (i, &(b, shape)) in [(1, [1, 1, 1]), (3, [5, 3, 7]), (2, [2, 1, 1]), (4, [33, 2, 2])].iter().enumerate() {
+    // Tiny tensors, and ones whose invocations walk several steps of 256 elements: planes
+    // longer than a step (323 pixels), and several planes per step wrapping the channels
+    // (30 pixels: 8 planes over 7 channels; 64 pixels over 37 channels, several workgroups).
+    let cases = [
+        (1, [1, 1, 1]),
+        (3, [5, 3, 7]),
+        (2, [2, 1, 1]),
+        (4, [33, 2, 2]),
+        (3, [5, 17, 19]),
+        (2, [7, 6, 5]),
+        (9, [37, 8, 8]),
+    ];
+    for (i, &(b, shape)) in cases.iter().enumerate() {
         for shared in [false, true] {
             let (r, _) = run_layer(&ctx, b, shape, LayerSpec::PRelu { shared }, 50 + i as u64);
             let pixels = if shared { shape.iter().product() } else { shape[1] * shape[2] };

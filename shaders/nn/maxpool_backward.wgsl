@@ -10,26 +10,31 @@
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup(wid, nwg) * WORKGROUP_SIZE + lid;
-    if i >= pool.batch * pool.channels * pool.in_h * pool.in_w {
-        return;
+    let inputs = PLANES * IN_H * IN_W;
+    var walk = pixel_walk_begin(wid, nwg, lid, IN_W, IN_H);
+    for (var t = 0u; t < PIXELS_PER_INVOCATION; t = t + 1u) {
+        if walk.i < inputs {
+            grad_in[walk.i] = pool_input_grad(walk.i, walk.plane, walk.y, walk.x);
+        }
+        pixel_walk_next(&walk, IN_W, IN_H);
     }
-    let x = i % pool.in_w;
-    let y = (i / pool.in_w) % pool.in_h;
-    let plane = i / (pool.in_w * pool.in_h);
+}
+
+// Input i = (plane, y, x): dOut summed over the windows that chose it.
+fn pool_input_grad(i: u32, plane: u32, y: u32, x: u32) -> f32 {
     // Windows oy with oy*s <= y < oy*s + k.
-    let oy_lo = select(0u, (y + 1u - pool.kernel + pool.stride - 1u) / pool.stride, y + 1u > pool.kernel);
-    let ox_lo = select(0u, (x + 1u - pool.kernel + pool.stride - 1u) / pool.stride, x + 1u > pool.kernel);
-    let oy_hi = min(y / pool.stride + 1u, pool.out_h);
-    let ox_hi = min(x / pool.stride + 1u, pool.out_w);
+    let oy_lo = select(0u, (y + 1u - KERNEL + STRIDE - 1u) / STRIDE, y + 1u > KERNEL);
+    let ox_lo = select(0u, (x + 1u - KERNEL + STRIDE - 1u) / STRIDE, x + 1u > KERNEL);
+    let oy_hi = min(y / STRIDE + 1u, OUT_H);
+    let ox_hi = min(x / STRIDE + 1u, OUT_W);
     var sum = 0.0;
     for (var oy = oy_lo; oy < oy_hi; oy = oy + 1u) {
         for (var ox = ox_lo; ox < ox_hi; ox = ox + 1u) {
-            let o = (plane * pool.out_h + oy) * pool.out_w + ox;
+            let o = (plane * OUT_H + oy) * OUT_W + ox;
             if argmax[o] == i {
                 sum = sum + grad_out[o];
             }
         }
     }
-    grad_in[i] = sum;
+    return sum;
 }

@@ -10,19 +10,24 @@
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let o = linear_workgroup(wid, nwg) * WORKGROUP_SIZE + lid;
-    if o >= pool.batch * pool.channels * pool.out_h * pool.out_w {
-        return;
+    let outputs = PLANES * OUT_H * OUT_W;
+    var walk = pixel_walk_begin(wid, nwg, lid, OUT_W, OUT_H);
+    for (var t = 0u; t < PIXELS_PER_INVOCATION; t = t + 1u) {
+        if walk.i < outputs {
+            pool_output(walk.i, walk.plane, walk.y, walk.x);
+        }
+        pixel_walk_next(&walk, OUT_W, OUT_H);
     }
-    let ox = o % pool.out_w;
-    let oy = (o / pool.out_w) % pool.out_h;
-    let plane = o / (pool.out_w * pool.out_h);
-    let base = plane * pool.in_h * pool.in_w;
-    var best = base + oy * pool.stride * pool.in_w + ox * pool.stride;
+}
+
+// Output o = (plane, oy, ox): the window's maximum and where it lies.
+fn pool_output(o: u32, plane: u32, oy: u32, ox: u32) {
+    let base = plane * IN_H * IN_W;
+    var best = base + oy * STRIDE * IN_W + ox * STRIDE;
     var best_v = input[best];
-    for (var ky = 0u; ky < pool.kernel; ky = ky + 1u) {
-        for (var kx = 0u; kx < pool.kernel; kx = kx + 1u) {
-            let idx = base + (oy * pool.stride + ky) * pool.in_w + ox * pool.stride + kx;
+    for (var ky = 0u; ky < KERNEL; ky = ky + 1u) {
+        for (var kx = 0u; kx < KERNEL; kx = kx + 1u) {
+            let idx = base + (oy * STRIDE + ky) * IN_W + ox * STRIDE + kx;
             let v = input[idx];
             if v > best_v {
                 best_v = v;

@@ -10,10 +10,13 @@
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = element_index(wid, nwg, lid);
-    if i >= shape.len {
-        return;
+    var walk = walk_begin(wid, nwg, lid);
+    for (var t = 0u; t < ELEMENTS_PER_INVOCATION; t = t + 1u) {
+        let i = walk.i;
+        if i < shape.len {
+            let g = grad_out[i];
+            grad_in[i] = select(slope[walk.channel] * g, g, input[i] > 0.0);
+        }
+        walk_next(&walk);
     }
-    let g = grad_out[i];
-    grad_in[i] = select(slope[channel_of(i)] * g, g, input[i] > 0.0);
 }

@@ -12,7 +12,9 @@ use bytemuck::Pod;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
-use super::kernels::{ConvUniform, CPU_KERNEL_ALIASES, KERNELS};
+use super::kernels::{
+    ShapeConstantsUniform, CPU_KERNEL_ALIASES, ELEMENTS_PER_INVOCATION, KERNELS, PIXELS_PER_INVOCATION,
+};
 use super::spec::{LayerSpec, Shape, WeightInit};
 use crate::gpu::{self, GpuContext, KernelFamily, KernelSet, Op};
 use crate::{Error, Result};
@@ -78,7 +80,7 @@ pub struct Graph {
     /// Fills storage bindings a dispatch does not use (no bias).
     pub(super) dummy: wgpu::Buffer,
     /// The uniform of the convolutions, whose shapes are pipeline constants.
-    pub(super) conv_uniform: wgpu::Buffer,
+    pub(super) shape_constants_uniform: wgpu::Buffer,
 }
 
 /// Outputs of one GEMM workgroup (64 x 64 or 32 x 128): `TILE_OUTPUTS` in gemm_core.wgsl.
@@ -119,7 +121,11 @@ impl Graph {
             backward: Vec::new(),
             params: Vec::new(),
             dummy,
-            conv_uniform: gpu::uniform(ctx.device(), "conv uniform", &ConvUniform::default()),
+            shape_constants_uniform: gpu::uniform(
+                ctx.device(),
+                "shape-constants uniform",
+                &ShapeConstantsUniform::default(),
+            ),
         })
     }
 
@@ -178,6 +184,17 @@ impl Graph {
         self.kernels.op(kernel, &[], uniform, storage, grid)
     }
 
+    /// [`Self::op`] for a kernel whose shapes are pipeline constants (`constants`).
+    pub(super) fn op_with_constants(
+        &self,
+        kernel: &'static str,
+        constants: &[(&'static str, f64)],
+        storage: &[&wgpu::Buffer],
+        grid: (u32, u32, u32),
+    ) -> Result<Op> {
+        self.kernels.op(kernel, constants, &self.shape_constants_uniform, storage, grid)
+    }
+
     /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128
     /// when M is at most 32 (so that few output channels do not waste half the tile); with
     /// the CPU-driver core, workgroups of 8 invocations of 16 x 8 outputs each, side by side.
@@ -206,6 +223,17 @@ impl Graph {
         constants.push(("TILE_M", tile_m as f64));
         let grid = (n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, slices as u32);
         self.kernels.op(kernel, &constants, uniform, storage, grid)
+    }
+
+    /// The grid of a walking element-wise kernel over `len` elements
+    /// ([`ELEMENTS_PER_INVOCATION`] each).
+    pub(super) fn grid_walk(&self, len: usize) -> (u32, u32, u32) {
+        self.grid1(len.div_ceil(ELEMENTS_PER_INVOCATION))
+    }
+
+    /// The grid of a pooling kernel over `pixels` pixels ([`PIXELS_PER_INVOCATION`] each).
+    pub(super) fn grid_pool(&self, pixels: usize) -> (u32, u32, u32) {
+        self.grid1(pixels.div_ceil(PIXELS_PER_INVOCATION))
     }
 
     pub(super) fn grid1(&self, invocations: usize) -> (u32, u32, u32) {

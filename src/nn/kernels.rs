@@ -29,13 +29,21 @@ pub(crate) struct GemmParams {
     pub _pad2: u32,
 }
 
-/// Mirrors `ConvUniform` in `shaders/nn/lib/conv_params.wgsl` (the shapes are pipeline
-/// constants; the uniform only fills binding 0).
+/// Mirrors `ConvUniform` (conv_params.wgsl) and `PoolUniform` (pool_params.wgsl): the
+/// kernels whose shapes are pipeline constants; the uniform only fills binding 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub(crate) struct ConvUniform {
+pub(crate) struct ShapeConstantsUniform {
     pub unused: [u32; 4],
 }
+
+/// Elements each invocation of `add`, `prelu_forward` and `prelu_backward` takes
+/// (`ELEMENTS_PER_INVOCATION`, elementwise.wgsl).
+pub(crate) const ELEMENTS_PER_INVOCATION: usize = 8;
+
+/// Pixels each invocation of `maxpool_forward` and `maxpool_backward` takes
+/// (`PIXELS_PER_INVOCATION`, pool_params.wgsl).
+pub(crate) const PIXELS_PER_INVOCATION: usize = 8;
 
 /// Mirrors `ElementParams` in `shaders/nn/lib/elementwise.wgsl`: element-wise kernels over
 /// `len` values of an NCHW tensor.
@@ -69,20 +77,6 @@ pub(crate) struct RowParams {
     pub dim: u32,
     pub eps: f32,
     pub _pad: u32,
-}
-
-/// Mirrors `PoolParams` in `shaders/nn/lib/pool_params.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub(crate) struct PoolParams {
-    pub batch: u32,
-    pub channels: u32,
-    pub in_h: u32,
-    pub in_w: u32,
-    pub out_h: u32,
-    pub out_w: u32,
-    pub kernel: u32,
-    pub stride: u32,
 }
 
 /// Mirrors `SgdParams` in `shaders/nn/sgd_momentum.wgsl`.
@@ -146,17 +140,17 @@ const fn uniform<T>() -> u64 {
 /// Every trainer kernel in `shaders/nn/`: its uniform and its storage bindings.
 pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("gemm", uniform::<GemmParams>(), &[R, R, R, W]),
-    KernelSpec::new("conv2d_forward", uniform::<ConvUniform>(), &[R, R, R, W]),
-    KernelSpec::new("conv2d_backward_input", uniform::<ConvUniform>(), &[R, R, W]),
-    KernelSpec::new("conv2d_backward_weight", uniform::<ConvUniform>(), &[R, R, W]),
+    KernelSpec::new("conv2d_forward", uniform::<ShapeConstantsUniform>(), &[R, R, R, W]),
+    KernelSpec::new("conv2d_backward_input", uniform::<ShapeConstantsUniform>(), &[R, R, W]),
+    KernelSpec::new("conv2d_backward_weight", uniform::<ShapeConstantsUniform>(), &[R, R, W]),
     KernelSpec::new("sum_slices", uniform::<ElementParams>(), &[R, W]),
     KernelSpec::new("channel_sum", uniform::<ChannelParams>(), &[R, W]),
     KernelSpec::new("prelu_forward", uniform::<ElementParams>(), &[R, R, W]),
     KernelSpec::new("prelu_backward", uniform::<ElementParams>(), &[R, R, R, W]),
     KernelSpec::new("prelu_slope_grad", uniform::<ChannelParams>(), &[R, R, W]),
     KernelSpec::new("add", uniform::<ElementParams>(), &[R, R, W]),
-    KernelSpec::new("maxpool_forward", uniform::<PoolParams>(), &[R, W, W]),
-    KernelSpec::new("maxpool_backward", uniform::<PoolParams>(), &[R, R, W]),
+    KernelSpec::new("maxpool_forward", uniform::<ShapeConstantsUniform>(), &[R, W, W]),
+    KernelSpec::new("maxpool_backward", uniform::<ShapeConstantsUniform>(), &[R, R, W]),
     KernelSpec::new("softmax_cross_entropy", uniform::<SoftmaxParams>(), &[R, R, W, W]),
     KernelSpec::new("reduce_rows", uniform::<ReduceParams>(), &[R, W]),
     KernelSpec::new("l2norm_forward", uniform::<RowParams>(), &[R, W, W]),
@@ -201,11 +195,16 @@ mod tests {
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_M"), GEMM_CPU_BLOCK_M as u64);
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_N"), GEMM_CPU_BLOCK_N as u64);
         let conv = mirror::module("conv2d_forward", &[]);
-        mirror::assert_struct(&conv, "ConvUniform", layout!(ConvUniform { unused }));
+        let unused = layout!(ShapeConstantsUniform { unused });
+        mirror::assert_struct(&conv, "ConvUniform", unused);
         let element = layout!(ElementParams { len, channels, pixels, _pad });
         for kernel in ["add", "prelu_forward", "prelu_backward", "sum_slices"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ElementParams", element);
         }
+        let add = mirror::module("add", &[]);
+        assert_eq!(mirror::constant(&add, "ELEMENTS_PER_INVOCATION"), ELEMENTS_PER_INVOCATION as u64);
+        let pool = mirror::module("maxpool_forward", &[]);
+        assert_eq!(mirror::constant(&pool, "PIXELS_PER_INVOCATION"), PIXELS_PER_INVOCATION as u64);
         let channel = layout!(ChannelParams { batch, channels, pixels, _pad });
         for kernel in ["channel_sum", "prelu_slope_grad"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ChannelParams", channel);
@@ -214,9 +213,8 @@ mod tests {
         for kernel in ["l2norm_forward", "l2norm_backward"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "RowParams", rows);
         }
-        let pool = layout!(PoolParams { batch, channels, in_h, in_w, out_h, out_w, kernel, stride });
         for kernel in ["maxpool_forward", "maxpool_backward"] {
-            mirror::assert_struct(&mirror::module(kernel, &[]), "PoolParams", pool);
+            mirror::assert_struct(&mirror::module(kernel, &[]), "PoolUniform", unused);
         }
         let sgd = mirror::module("sgd_momentum", &[]);
         mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, decay }));

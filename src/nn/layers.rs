@@ -3,7 +3,7 @@
 //! residual blocks).
 
 use super::graph::{Graph, ParamKind, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
-use super::kernels::{ChannelParams, ElementParams, GemmParams, PoolParams, RowParams};
+use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
 use crate::gpu::{self, Constants, Op};
 use crate::{Error, Result};
@@ -104,7 +104,7 @@ impl Graph {
             ("K_PER_SLICE", k_per_slice as f64),
         ];
         let conv_op = |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, z): (usize, usize, usize)| {
-            g.gemm_op(kernel, &constants, &g.conv_uniform, storage, m, n, z)
+            g.gemm_op(kernel, &constants, &g.shape_constants_uniform, storage, m, n, z)
         };
         let gemm_grid = |m: usize, n: usize, z: usize| (m, n, z);
         let wv = self.params[wi].value.clone();
@@ -257,25 +257,24 @@ impl Graph {
     fn maxpool(&mut self, x: &Tensor, y: &Tensor, kernel: usize, stride: usize) -> Result<()> {
         let [c, h, w] = x.shape;
         let [_, oh, ow] = y.shape;
-        let params = PoolParams {
-            batch: self.batch as u32,
-            channels: c as u32,
-            in_h: h as u32,
-            in_w: w as u32,
-            out_h: oh as u32,
-            out_w: ow as u32,
-            kernel: kernel as u32,
-            stride: stride as u32,
-        };
-        let u = self.uniform(&params);
+        let constants = [
+            ("PLANES", (self.batch * c) as f64),
+            ("IN_H", h as f64),
+            ("IN_W", w as f64),
+            ("OUT_H", oh as f64),
+            ("OUT_W", ow as f64),
+            ("KERNEL", kernel as f64),
+            ("STRIDE", stride as f64),
+        ];
         let argmax =
             gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
-        let fwd =
-            self.op("maxpool_forward", &u, &[&x.buffer, &y.buffer, &argmax], self.grid1(self.batch * y.per_sample()))?;
+        let grid = self.grid_pool(self.batch * y.per_sample());
+        let fwd = self.op_with_constants("maxpool_forward", &constants, &[&x.buffer, &y.buffer, &argmax], grid)?;
         self.forward.push(fwd);
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
-            group.push(self.op("maxpool_backward", &u, &[dy, &argmax, dx], self.grid1(self.batch * x.per_sample()))?);
+            let grid = self.grid_pool(self.batch * x.per_sample());
+            group.push(self.op_with_constants("maxpool_backward", &constants, &[dy, &argmax, dx], grid)?);
         }
         self.backward.push(group);
         Ok(())
@@ -290,7 +289,7 @@ impl Graph {
             self.uniform(&ElementParams { len: len as u32, channels: channels as u32, pixels: pixels as u32, _pad: 0 });
         let sv = self.params[si].value.clone();
         let sg = self.params[si].grad.clone();
-        let fwd = self.op("prelu_forward", &eu, &[&x.buffer, &sv, &y.buffer], self.grid1(len))?;
+        let fwd = self.op("prelu_forward", &eu, &[&x.buffer, &sv, &y.buffer], self.grid_walk(len))?;
         self.forward.push(fwd);
         let dy = y.grad.clone().ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
         let cu = self.uniform(&ChannelParams {
@@ -301,7 +300,7 @@ impl Graph {
         });
         let mut group = vec![self.op("prelu_slope_grad", &cu, &[&x.buffer, &dy, &sg], (channels as u32, 1, 1))?];
         if let Some(dx) = &x.grad {
-            group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid1(len))?);
+            group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid_walk(len))?);
         }
         self.backward.push(group);
         Ok(())
@@ -359,12 +358,12 @@ impl Graph {
         let y = Tensor { shape: u.shape, buffer: self.tensor(u.shape, false).buffer, grad: Some(dy.clone()) };
         let len = self.batch * y.per_sample();
         let eu = self.uniform(&ElementParams { len: len as u32, channels: 1, pixels: 1, _pad: 0 });
-        let fwd = self.op("add", &eu, &[&u.buffer, &s.buffer, &y.buffer], self.grid1(len))?;
+        let fwd = self.op("add", &eu, &[&u.buffer, &s.buffer, &y.buffer], self.grid_walk(len))?;
         self.forward.push(fwd);
         let mut copy_in = Vec::new();
         if let Some(sg) = &s.grad {
             let zero = gpu::buffer(self.ctx.device(), "zeros", 4 * len as u64, gpu::STORAGE_RW);
-            copy_in.push(self.op("add", &eu, &[&dy, &zero, sg], self.grid1(len))?);
+            copy_in.push(self.op("add", &eu, &[&dy, &zero, sg], self.grid_walk(len))?);
         }
         // Groups run in reverse: this copy runs before both branches' backward groups.
         self.backward.push(copy_in);
@@ -372,7 +371,7 @@ impl Graph {
             let xlen = self.batch * x.per_sample();
             let xu = self.uniform(&ElementParams { len: xlen as u32, channels: 1, pixels: 1, _pad: 0 });
             let other = xs_grad.as_ref().unwrap_or(&dy);
-            let sum = self.op("add", &xu, &[db, other, dx], self.grid1(xlen))?;
+            let sum = self.op("add", &xu, &[db, other, dx], self.grid_walk(xlen))?;
             self.backward[sum_slot].push(sum);
         }
         Ok(y)

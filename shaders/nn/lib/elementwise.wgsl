@@ -16,3 +16,38 @@ fn element_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 fn channel_of(i: u32) -> u32 {
     return (i / shape.pixels) % shape.channels;
 }
+
+// The walking kernels (add, PReLU) take ELEMENTS_PER_INVOCATION elements each,
+// WORKGROUP_SIZE apart (consecutive invocations, consecutive elements), and follow the
+// element's channel without a division per element: a CPU driver runs many fewer
+// invocations and no per-lane divisions; a GPU still reads consecutive words per step.
+const ELEMENTS_PER_INVOCATION: u32 = 8u;
+
+struct ElementWalk {
+    i: u32,
+    pixel: u32,
+    channel: u32,
+}
+
+fn walk_begin(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> ElementWalk {
+    let i = linear_workgroup(wid, nwg) * ELEMENTS_PER_INVOCATION * WORKGROUP_SIZE + lid;
+    let plane = i / shape.pixels;
+    return ElementWalk(i, i - plane * shape.pixels, plane % shape.channels);
+}
+
+// Advances by WORKGROUP_SIZE elements: whole planes, then the rest of a plane's pixels.
+fn walk_next(w: ptr<function, ElementWalk>) {
+    let planes = WORKGROUP_SIZE / shape.pixels;
+    (*w).i = (*w).i + WORKGROUP_SIZE;
+    (*w).pixel = (*w).pixel + (WORKGROUP_SIZE - planes * shape.pixels);
+    var carry = 0u;
+    if (*w).pixel >= shape.pixels {
+        (*w).pixel = (*w).pixel - shape.pixels;
+        carry = 1u;
+    }
+    // channel < C and planes % C < C: one wrap at most.
+    (*w).channel = (*w).channel + planes % shape.channels + carry;
+    if (*w).channel >= shape.channels {
+        (*w).channel = (*w).channel - shape.channels;
+    }
+}

@@ -213,6 +213,55 @@ fn prelu_matches_reference() {
     }
 }
 
+/// A per-channel PReLU on a convolution's output also sums that convolution's bias gradient
+/// (`prelu_backward_channel`, the convolution's own sum dropped): it must equal the sum of
+/// the PReLU's input gradient per channel. And a PReLU on an input without a gradient
+/// still gets its slope gradient.
+#[test]
+fn prelu_takes_over_the_convolution_bias_gradient() {
+    let Some(ctx) = gpu() else { return };
+    let (b, shape) = (3, [2, 9, 7]);
+    let mut g = Graph::new(&ctx, b, 7).unwrap();
+    let x = g.input(shape, true);
+    let conv = g.layer(&x, &LayerSpec::conv(5, 3, 1, 1), "conv").unwrap();
+    let y = g.layer(&conv, &LayerSpec::prelu(), "prelu").unwrap();
+    let mut r = rng(70);
+    g.write(&x.buffer, &uniform(&mut r, b * x.per_sample(), 1.0)).unwrap();
+    let params: Vec<Vec<f32>> = g.params().iter().map(|p| uniform(&mut r, p.len, 0.5)).collect();
+    for (p, v) in g.params().iter().zip(&params) {
+        g.write(&p.value, v).unwrap();
+    }
+    let dy = uniform(&mut r, b * y.per_sample(), 1.0);
+    g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
+    g.run(true).unwrap();
+    let pixels = 9 * 7;
+    let conv_out = f64s(&g.read(&conv.buffer, b * conv.per_sample()).unwrap());
+    // Parameters in order: conv weight, conv bias, PReLU slopes.
+    let slopes = f64s(&params[2]);
+    let (dconv, dslope) = cpu::prelu_backward(&conv_out, &slopes, &f64s(&dy), pixels);
+    let mut dbias = vec![0.0; 5];
+    for (i, v) in dconv.iter().enumerate() {
+        dbias[(i / pixels) % 5] += v;
+    }
+    let grads: Vec<Vec<f32>> = g.params().iter().map(|p| read_buffer(&ctx, &p.grad, p.len).unwrap()).collect();
+    assert!(rel(&grads[1], &dbias) < TOL, "conv bias gradient {:?} vs {dbias:?}", grads[1]);
+    assert!(rel(&grads[2], &dslope) < TOL, "slope gradient");
+    assert!(rel(&g.read(conv.grad.as_ref().unwrap(), dconv.len()).unwrap(), &dconv) < TOL, "PReLU dx");
+
+    let mut g = Graph::new(&ctx, b, 8).unwrap();
+    let x = g.input(shape, false);
+    let y = g.layer(&x, &LayerSpec::prelu(), "prelu").unwrap();
+    let xv = uniform(&mut r, b * x.per_sample(), 1.0);
+    g.write(&x.buffer, &xv).unwrap();
+    let slopes = uniform(&mut r, 2, 0.5);
+    g.write(&g.params()[0].value, &slopes).unwrap();
+    let dy = uniform(&mut r, b * y.per_sample(), 1.0);
+    g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
+    g.run(true).unwrap();
+    let (_, dslope) = cpu::prelu_backward(&f64s(&xv), &f64s(&slopes), &f64s(&dy), pixels);
+    assert!(rel(&read_buffer(&ctx, &g.params()[0].grad, 2).unwrap(), &dslope) < TOL, "slope gradient, no dx");
+}
+
 #[test]
 fn l2norm_matches_reference() {
     let Some(ctx) = gpu() else { return };

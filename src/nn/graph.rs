@@ -81,6 +81,21 @@ pub struct Graph {
     pub(super) dummy: wgpu::Buffer,
     /// The uniform of the convolutions, whose shapes are pipeline constants.
     pub(super) shape_constants_uniform: wgpu::Buffer,
+    /// The bias-gradient sum of the last convolution, which a per-channel PReLU on its
+    /// output takes over (`prelu_backward_channel`).
+    pub(super) pending_bias: Option<PendingBias>,
+}
+
+/// A convolution's `channel_sum` of its output gradient into its bias gradient, recorded
+/// as op `op` of backward group `group`.
+pub(super) struct PendingBias {
+    /// The convolution's output values (which tensor the sum belongs to).
+    pub output: wgpu::Buffer,
+    pub channels: usize,
+    pub pixels: usize,
+    pub grad: wgpu::Buffer,
+    pub group: usize,
+    pub op: usize,
 }
 
 /// Outputs of one GEMM workgroup (64 x 64 or 32 x 128): `TILE_OUTPUTS` in gemm_core.wgsl.
@@ -126,6 +141,7 @@ impl Graph {
                 "shape-constants uniform",
                 &ShapeConstantsUniform::default(),
             ),
+            pending_bias: None,
         })
     }
 
@@ -184,15 +200,16 @@ impl Graph {
         self.kernels.op(kernel, &[], uniform, storage, grid)
     }
 
-    /// [`Self::op`] for a kernel whose shapes are pipeline constants (`constants`).
+    /// [`Self::op`] with pipeline constants (`constants`).
     pub(super) fn op_with_constants(
         &self,
         kernel: &'static str,
         constants: &[(&'static str, f64)],
+        uniform: &wgpu::Buffer,
         storage: &[&wgpu::Buffer],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        self.kernels.op(kernel, constants, &self.shape_constants_uniform, storage, grid)
+        self.kernels.op(kernel, constants, uniform, storage, grid)
     }
 
     /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128

@@ -148,6 +148,7 @@ pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("prelu_forward", uniform::<ElementParams>(), &[R, R, W]),
     KernelSpec::new("prelu_backward", uniform::<ElementParams>(), &[R, R, R, W]),
     KernelSpec::new("prelu_slope_grad", uniform::<ChannelParams>(), &[R, R, W]),
+    KernelSpec::new("prelu_backward_channel", uniform::<ChannelParams>(), &[R, R, R, W, W, W]),
     KernelSpec::new("add", uniform::<ElementParams>(), &[R, R, W]),
     KernelSpec::new("maxpool_forward", uniform::<ShapeConstantsUniform>(), &[R, W, W]),
     KernelSpec::new("maxpool_backward", uniform::<ShapeConstantsUniform>(), &[R, R, W]),
@@ -206,7 +207,7 @@ mod tests {
         let pool = mirror::module("maxpool_forward", &[]);
         assert_eq!(mirror::constant(&pool, "PIXELS_PER_INVOCATION"), PIXELS_PER_INVOCATION as u64);
         let channel = layout!(ChannelParams { batch, channels, pixels, _pad });
-        for kernel in ["channel_sum", "prelu_slope_grad"] {
+        for kernel in ["channel_sum", "prelu_slope_grad", "prelu_backward_channel"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ChannelParams", channel);
         }
         let rows = layout!(RowParams { rows, dim, eps, _pad });

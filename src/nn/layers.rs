@@ -2,6 +2,7 @@
 //! dispatches (convolution, linear and classifier, max pool, PReLU, L2 normalisation,
 //! residual blocks).
 
+use super::graph::PendingBias;
 use super::graph::{Graph, ParamKind, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
@@ -147,6 +148,14 @@ impl Graph {
                 _pad: 0,
             });
             let bg = self.params[bi].grad.clone();
+            self.pending_bias = Some(PendingBias {
+                output: y.buffer.clone(),
+                channels: out_c,
+                pixels: out_h * out_w,
+                grad: bg.clone(),
+                group: self.backward.len(),
+                op: group.len(),
+            });
             group.push(self.op("channel_sum", &cu, &[&dy, &bg], (out_c as u32, 1, 1))?);
         }
         if let Some(dx) = &x.grad {
@@ -269,12 +278,24 @@ impl Graph {
         let argmax =
             gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
         let grid = self.grid_pool(self.batch * y.per_sample());
-        let fwd = self.op_with_constants("maxpool_forward", &constants, &[&x.buffer, &y.buffer, &argmax], grid)?;
+        let fwd = self.op_with_constants(
+            "maxpool_forward",
+            &constants,
+            &self.shape_constants_uniform,
+            &[&x.buffer, &y.buffer, &argmax],
+            grid,
+        )?;
         self.forward.push(fwd);
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
             let grid = self.grid_pool(self.batch * x.per_sample());
-            group.push(self.op_with_constants("maxpool_backward", &constants, &[dy, &argmax, dx], grid)?);
+            group.push(self.op_with_constants(
+                "maxpool_backward",
+                &constants,
+                &self.shape_constants_uniform,
+                &[dy, &argmax, dx],
+                grid,
+            )?);
         }
         self.backward.push(group);
         Ok(())
@@ -298,11 +319,32 @@ impl Graph {
             pixels: pixels as u32,
             _pad: 0,
         });
-        let mut group = vec![self.op("prelu_slope_grad", &cu, &[&x.buffer, &dy, &sg], (channels as u32, 1, 1))?];
-        if let Some(dx) = &x.grad {
-            group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid_walk(len))?);
+        if shared {
+            let mut group = vec![self.op("prelu_slope_grad", &cu, &[&x.buffer, &dy, &sg], (channels as u32, 1, 1))?];
+            if let Some(dx) = &x.grad {
+                group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid_walk(len))?);
+            }
+            self.backward.push(group);
+            return Ok(());
         }
-        self.backward.push(group);
+        // Per-channel slopes: one pass for dx, the slope gradient and, when x is a
+        // convolution's output, that convolution's bias gradient (its channel_sum goes).
+        let bias =
+            self.pending_bias.take().filter(|p| p.output == x.buffer && p.channels == channels && p.pixels == pixels);
+        if let Some(p) = &bias {
+            self.backward[p.group].remove(p.op);
+        }
+        let constants = [("WRITE_DX", x.grad.is_some() as u8 as f64), ("BIAS", bias.is_some() as u8 as f64)];
+        let dx = x.grad.as_ref().unwrap_or(&self.dummy);
+        let bg = bias.as_ref().map_or(&self.dummy, |p| &p.grad);
+        let fused = self.op_with_constants(
+            "prelu_backward_channel",
+            &constants,
+            &cu,
+            &[&x.buffer, &sv, &dy, dx, &sg, bg],
+            (channels as u32, 1, 1),
+        )?;
+        self.backward.push(vec![fused]);
         Ok(())
     }
 

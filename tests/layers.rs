@@ -168,47 +168,59 @@ fn gemm_cases(ctx: &GpuContext, shapes: &[(usize, usize, usize)]) {
 
 #[test]
 fn maxpool_matches_reference() {
-    let Some(ctx) = gpu() else { return };
-    for (i, &(b, c, h, w, k, s)) in
-        // The last: rows wider than a workgroup's step of 256 pixels.
-        [(1, 1, 2, 2, 2, 2), (2, 3, 7, 7, 3, 2), (3, 5, 9, 6, 2, 2), (1, 2, 5, 8, 3, 1), (2, 3, 5, 300, 3, 2)]
-                .iter()
-                .enumerate()
-    {
-        let (r, _) = run_layer(&ctx, b, [c, h, w], LayerSpec::MaxPool { kernel: k, stride: s }, 40 + i as u64);
-        let (yref, arg) = cpu::maxpool(&f64s(&r.x), b, c, h, w, k, s);
-        assert!(rel(&r.y, &yref) < TOL, "forward case {i}");
-        let dx = cpu::maxpool_backward(&f64s(&r.dy), &arg, r.x.len());
-        assert!(rel(&r.dx, &dx) < TOL, "dx case {i}");
+    let Some(gpu_ctx) = gpu() else { return };
+    // Both kernel families (the walking and fused kernels differ).
+    for ctx in kernel_variants(&gpu_ctx) {
+        for (i, &(b, c, h, w, k, s)) in
+            // The last: rows wider than a workgroup's step of 256 pixels.
+            [
+                (1, 1, 2, 2, 2, 2),
+                (2, 3, 7, 7, 3, 2),
+                (3, 5, 9, 6, 2, 2),
+                (1, 2, 5, 8, 3, 1),
+                (2, 3, 5, 300, 3, 2),
+            ]
+            .iter()
+            .enumerate()
+        {
+            let (r, _) = run_layer(&ctx, b, [c, h, w], LayerSpec::MaxPool { kernel: k, stride: s }, 40 + i as u64);
+            let (yref, arg) = cpu::maxpool(&f64s(&r.x), b, c, h, w, k, s);
+            assert!(rel(&r.y, &yref) < TOL, "forward case {i}");
+            let dx = cpu::maxpool_backward(&f64s(&r.dy), &arg, r.x.len());
+            assert!(rel(&r.dx, &dx) < TOL, "dx case {i}");
+        }
     }
 }
 
 #[test]
 fn prelu_matches_reference() {
-    let Some(ctx) = gpu() else { return };
-    // Tiny tensors, and ones whose invocations walk several steps of 256 elements: planes
-    // longer than a step (323 pixels), and several planes per step wrapping the channels
-    // (30 pixels: 8 planes over 7 channels; 64 pixels over 37 channels, several workgroups).
-    let cases = [
-        (1, [1, 1, 1]),
-        (3, [5, 3, 7]),
-        (2, [2, 1, 1]),
-        (4, [33, 2, 2]),
-        (3, [5, 17, 19]),
-        (2, [7, 6, 5]),
-        (9, [37, 8, 8]),
-    ];
-    for (i, &(b, shape)) in cases.iter().enumerate() {
-        for shared in [false, true] {
-            let (r, _) = run_layer(&ctx, b, shape, LayerSpec::PRelu { shared }, 50 + i as u64);
-            let pixels = if shared { shape.iter().product() } else { shape[1] * shape[2] };
-            let slopes = f64s(&r.params[0]);
-            assert_eq!(slopes.len(), if shared { 1 } else { shape[0] });
-            let yref = cpu::prelu(&f64s(&r.x), &slopes, pixels);
-            assert!(rel(&r.y, &yref) < TOL, "forward case {i}");
-            let (dx, ds) = cpu::prelu_backward(&f64s(&r.x), &slopes, &f64s(&r.dy), pixels);
-            assert!(rel(&r.dx, &dx) < TOL, "dx case {i}");
-            assert!(rel(&r.grads[0], &ds) < TOL, "dslope case {i} shared {shared}");
+    let Some(gpu_ctx) = gpu() else { return };
+    // Both kernel families (the walking and fused kernels differ).
+    for ctx in kernel_variants(&gpu_ctx) {
+        // Tiny tensors, and ones whose invocations walk several steps of 256 elements: planes
+        // longer than a step (323 pixels), and several planes per step wrapping the channels
+        // (30 pixels: 8 planes over 7 channels; 64 pixels over 37 channels, several workgroups).
+        let cases = [
+            (1, [1, 1, 1]),
+            (3, [5, 3, 7]),
+            (2, [2, 1, 1]),
+            (4, [33, 2, 2]),
+            (3, [5, 17, 19]),
+            (2, [7, 6, 5]),
+            (9, [37, 8, 8]),
+        ];
+        for (i, &(b, shape)) in cases.iter().enumerate() {
+            for shared in [false, true] {
+                let (r, _) = run_layer(&ctx, b, shape, LayerSpec::PRelu { shared }, 50 + i as u64);
+                let pixels = if shared { shape.iter().product() } else { shape[1] * shape[2] };
+                let slopes = f64s(&r.params[0]);
+                assert_eq!(slopes.len(), if shared { 1 } else { shape[0] });
+                let yref = cpu::prelu(&f64s(&r.x), &slopes, pixels);
+                assert!(rel(&r.y, &yref) < TOL, "forward case {i}");
+                let (dx, ds) = cpu::prelu_backward(&f64s(&r.x), &slopes, &f64s(&r.dy), pixels);
+                assert!(rel(&r.dx, &dx) < TOL, "dx case {i}");
+                assert!(rel(&r.grads[0], &ds) < TOL, "dslope case {i} shared {shared}");
+            }
         }
     }
 }
@@ -219,47 +231,50 @@ fn prelu_matches_reference() {
 /// still gets its slope gradient.
 #[test]
 fn prelu_takes_over_the_convolution_bias_gradient() {
-    let Some(ctx) = gpu() else { return };
-    let (b, shape) = (3, [2, 9, 7]);
-    let mut g = Graph::new(&ctx, b, 7).unwrap();
-    let x = g.input(shape, true);
-    let conv = g.layer(&x, &LayerSpec::conv(5, 3, 1, 1), "conv").unwrap();
-    let y = g.layer(&conv, &LayerSpec::prelu(), "prelu").unwrap();
-    let mut r = rng(70);
-    g.write(&x.buffer, &uniform(&mut r, b * x.per_sample(), 1.0)).unwrap();
-    let params: Vec<Vec<f32>> = g.params().iter().map(|p| uniform(&mut r, p.len, 0.5)).collect();
-    for (p, v) in g.params().iter().zip(&params) {
-        g.write(&p.value, v).unwrap();
-    }
-    let dy = uniform(&mut r, b * y.per_sample(), 1.0);
-    g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
-    g.run(true).unwrap();
-    let pixels = 9 * 7;
-    let conv_out = f64s(&g.read(&conv.buffer, b * conv.per_sample()).unwrap());
-    // Parameters in order: conv weight, conv bias, PReLU slopes.
-    let slopes = f64s(&params[2]);
-    let (dconv, dslope) = cpu::prelu_backward(&conv_out, &slopes, &f64s(&dy), pixels);
-    let mut dbias = vec![0.0; 5];
-    for (i, v) in dconv.iter().enumerate() {
-        dbias[(i / pixels) % 5] += v;
-    }
-    let grads: Vec<Vec<f32>> = g.params().iter().map(|p| read_buffer(&ctx, &p.grad, p.len).unwrap()).collect();
-    assert!(rel(&grads[1], &dbias) < TOL, "conv bias gradient {:?} vs {dbias:?}", grads[1]);
-    assert!(rel(&grads[2], &dslope) < TOL, "slope gradient");
-    assert!(rel(&g.read(conv.grad.as_ref().unwrap(), dconv.len()).unwrap(), &dconv) < TOL, "PReLU dx");
+    let Some(gpu_ctx) = gpu() else { return };
+    // Both kernel families (the walking and fused kernels differ).
+    for ctx in kernel_variants(&gpu_ctx) {
+        let (b, shape) = (3, [2, 9, 7]);
+        let mut g = Graph::new(&ctx, b, 7).unwrap();
+        let x = g.input(shape, true);
+        let conv = g.layer(&x, &LayerSpec::conv(5, 3, 1, 1), "conv").unwrap();
+        let y = g.layer(&conv, &LayerSpec::prelu(), "prelu").unwrap();
+        let mut r = rng(70);
+        g.write(&x.buffer, &uniform(&mut r, b * x.per_sample(), 1.0)).unwrap();
+        let params: Vec<Vec<f32>> = g.params().iter().map(|p| uniform(&mut r, p.len, 0.5)).collect();
+        for (p, v) in g.params().iter().zip(&params) {
+            g.write(&p.value, v).unwrap();
+        }
+        let dy = uniform(&mut r, b * y.per_sample(), 1.0);
+        g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
+        g.run(true).unwrap();
+        let pixels = 9 * 7;
+        let conv_out = f64s(&g.read(&conv.buffer, b * conv.per_sample()).unwrap());
+        // Parameters in order: conv weight, conv bias, PReLU slopes.
+        let slopes = f64s(&params[2]);
+        let (dconv, dslope) = cpu::prelu_backward(&conv_out, &slopes, &f64s(&dy), pixels);
+        let mut dbias = vec![0.0; 5];
+        for (i, v) in dconv.iter().enumerate() {
+            dbias[(i / pixels) % 5] += v;
+        }
+        let grads: Vec<Vec<f32>> = g.params().iter().map(|p| read_buffer(&ctx, &p.grad, p.len).unwrap()).collect();
+        assert!(rel(&grads[1], &dbias) < TOL, "conv bias gradient {:?} vs {dbias:?}", grads[1]);
+        assert!(rel(&grads[2], &dslope) < TOL, "slope gradient");
+        assert!(rel(&g.read(conv.grad.as_ref().unwrap(), dconv.len()).unwrap(), &dconv) < TOL, "PReLU dx");
 
-    let mut g = Graph::new(&ctx, b, 8).unwrap();
-    let x = g.input(shape, false);
-    let y = g.layer(&x, &LayerSpec::prelu(), "prelu").unwrap();
-    let xv = uniform(&mut r, b * x.per_sample(), 1.0);
-    g.write(&x.buffer, &xv).unwrap();
-    let slopes = uniform(&mut r, 2, 0.5);
-    g.write(&g.params()[0].value, &slopes).unwrap();
-    let dy = uniform(&mut r, b * y.per_sample(), 1.0);
-    g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
-    g.run(true).unwrap();
-    let (_, dslope) = cpu::prelu_backward(&f64s(&xv), &f64s(&slopes), &f64s(&dy), pixels);
-    assert!(rel(&read_buffer(&ctx, &g.params()[0].grad, 2).unwrap(), &dslope) < TOL, "slope gradient, no dx");
+        let mut g = Graph::new(&ctx, b, 8).unwrap();
+        let x = g.input(shape, false);
+        let y = g.layer(&x, &LayerSpec::prelu(), "prelu").unwrap();
+        let xv = uniform(&mut r, b * x.per_sample(), 1.0);
+        g.write(&x.buffer, &xv).unwrap();
+        let slopes = uniform(&mut r, 2, 0.5);
+        g.write(&g.params()[0].value, &slopes).unwrap();
+        let dy = uniform(&mut r, b * y.per_sample(), 1.0);
+        g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
+        g.run(true).unwrap();
+        let (_, dslope) = cpu::prelu_backward(&f64s(&xv), &f64s(&slopes), &f64s(&dy), pixels);
+        assert!(rel(&read_buffer(&ctx, &g.params()[0].grad, 2).unwrap(), &dslope) < TOL, "slope gradient, no dx");
+    }
 }
 
 #[test]
@@ -283,26 +298,30 @@ fn l2norm_matches_reference() {
 
 #[test]
 fn residual_block_sums_branches_both_ways() {
-    let Some(ctx) = gpu() else { return };
-    let (b, shape) = (3, [4, 5, 5]);
-    let n = b * 100;
-    for shortcut in [vec![], vec![LayerSpec::PRelu { shared: true }]] {
-        let spec = LayerSpec::Residual { body: vec![LayerSpec::PRelu { shared: false }], shortcut: shortcut.clone() };
-        let (r, _) = run_layer(&ctx, b, shape, spec, 70);
-        let x = f64s(&r.x);
-        let body = cpu::prelu(&x, &f64s(&r.params[0]), 25);
-        let short = if shortcut.is_empty() { x.clone() } else { cpu::prelu(&x, &f64s(&r.params[1]), 100) };
-        let yref: Vec<f64> = body.iter().zip(&short).map(|(a, b)| a + b).collect();
-        assert!(rel(&r.y, &yref) < TOL);
-        let (dbody, _) = cpu::prelu_backward(&x, &f64s(&r.params[0]), &f64s(&r.dy), 25);
-        let dshort = if shortcut.is_empty() {
-            f64s(&r.dy)
-        } else {
-            cpu::prelu_backward(&x, &f64s(&r.params[1]), &f64s(&r.dy), 100).0
-        };
-        let dx: Vec<f64> = dbody.iter().zip(&dshort).map(|(a, b)| a + b).collect();
-        assert_eq!(dx.len(), n);
-        assert!(rel(&r.dx, &dx) < TOL, "dx with {} shortcut layers", shortcut.len());
+    let Some(gpu_ctx) = gpu() else { return };
+    // Both kernel families (the walking and fused kernels differ).
+    for ctx in kernel_variants(&gpu_ctx) {
+        let (b, shape) = (3, [4, 5, 5]);
+        let n = b * 100;
+        for shortcut in [vec![], vec![LayerSpec::PRelu { shared: true }]] {
+            let spec =
+                LayerSpec::Residual { body: vec![LayerSpec::PRelu { shared: false }], shortcut: shortcut.clone() };
+            let (r, _) = run_layer(&ctx, b, shape, spec, 70);
+            let x = f64s(&r.x);
+            let body = cpu::prelu(&x, &f64s(&r.params[0]), 25);
+            let short = if shortcut.is_empty() { x.clone() } else { cpu::prelu(&x, &f64s(&r.params[1]), 100) };
+            let yref: Vec<f64> = body.iter().zip(&short).map(|(a, b)| a + b).collect();
+            assert!(rel(&r.y, &yref) < TOL);
+            let (dbody, _) = cpu::prelu_backward(&x, &f64s(&r.params[0]), &f64s(&r.dy), 25);
+            let dshort = if shortcut.is_empty() {
+                f64s(&r.dy)
+            } else {
+                cpu::prelu_backward(&x, &f64s(&r.params[1]), &f64s(&r.dy), 100).0
+            };
+            let dx: Vec<f64> = dbody.iter().zip(&dshort).map(|(a, b)| a + b).collect();
+            assert_eq!(dx.len(), n);
+            assert!(rel(&r.dx, &dx) < TOL, "dx with {} shortcut layers", shortcut.len());
+        }
     }
 }
 

@@ -12,9 +12,7 @@ use bytemuck::Pod;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
-use super::kernels::{
-    ShapeConstantsUniform, CPU_KERNEL_ALIASES, ELEMENTS_PER_INVOCATION, KERNELS, PIXELS_PER_INVOCATION,
-};
+use super::kernels::{values_per_invocation, ShapeConstantsUniform, CPU_KERNEL_ALIASES, KERNELS};
 use super::spec::{LayerSpec, Shape, WeightInit};
 use crate::gpu::{self, GpuContext, KernelFamily, KernelSet, Op};
 use crate::{Error, Result};
@@ -242,15 +240,10 @@ impl Graph {
         self.kernels.op(kernel, &constants, uniform, storage, grid)
     }
 
-    /// The grid of a walking element-wise kernel over `len` elements
-    /// ([`ELEMENTS_PER_INVOCATION`] each).
+    /// The grid of a walking kernel (element-wise or pooling) over `len` values
+    /// ([`values_per_invocation`] each).
     pub(super) fn grid_walk(&self, len: usize) -> (u32, u32, u32) {
-        self.grid1(len.div_ceil(ELEMENTS_PER_INVOCATION))
-    }
-
-    /// The grid of a pooling kernel over `pixels` pixels ([`PIXELS_PER_INVOCATION`] each).
-    pub(super) fn grid_pool(&self, pixels: usize) -> (u32, u32, u32) {
-        self.grid1(pixels.div_ceil(PIXELS_PER_INVOCATION))
+        self.grid1(len.div_ceil(values_per_invocation(self.ctx.kernels())))
     }
 
     pub(super) fn grid1(&self, invocations: usize) -> (u32, u32, u32) {

@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Access, KernelSpec};
+use crate::gpu::{Access, KernelFamily, KernelSpec};
 use Access::{Read as R, Write as W};
 
 /// Mirrors `GemmParams` in `shaders/nn/gemm.wgsl`.
@@ -37,13 +37,15 @@ pub(crate) struct ShapeConstantsUniform {
     pub unused: [u32; 4],
 }
 
-/// Elements each invocation of `add`, `prelu_forward` and `prelu_backward` takes
-/// (`ELEMENTS_PER_INVOCATION`, elementwise.wgsl).
-pub(crate) const ELEMENTS_PER_INVOCATION: usize = 8;
-
-/// Pixels each invocation of `maxpool_forward` and `maxpool_backward` takes
-/// (`PIXELS_PER_INVOCATION`, pool_params.wgsl).
-pub(crate) const PIXELS_PER_INVOCATION: usize = 8;
+/// Values each invocation of the walking kernels takes (`add`, `prelu_forward`,
+/// `prelu_backward`: `ELEMENTS_PER_INVOCATION`; the max-pooling kernels:
+/// `PIXELS_PER_INVOCATION`), per family: walk_width.wgsl and walk_width_cpu.wgsl.
+pub(crate) fn values_per_invocation(family: KernelFamily) -> usize {
+    match family {
+        KernelFamily::Gpu => 1,
+        KernelFamily::Cpu => 8,
+    }
+}
 
 /// Mirrors `ElementParams` in `shaders/nn/lib/elementwise.wgsl`: element-wise kernels over
 /// `len` values of an NCHW tensor.
@@ -131,7 +133,7 @@ pub(crate) struct ReduceParams {
 
 /// The helpers the CPU-driver variants of the trainer kernels import instead of the GPU
 /// ones (`#import` aliases), chosen by [`crate::gpu::KernelFamily`].
-pub const CPU_KERNEL_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu")];
+pub const CPU_KERNEL_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu"), ("walk_width", "walk_width_cpu")];
 
 const fn uniform<T>() -> u64 {
     size_of::<T>() as u64
@@ -202,10 +204,11 @@ mod tests {
         for kernel in ["add", "prelu_forward", "prelu_backward", "sum_slices"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ElementParams", element);
         }
-        let add = mirror::module("add", &[]);
-        assert_eq!(mirror::constant(&add, "ELEMENTS_PER_INVOCATION"), ELEMENTS_PER_INVOCATION as u64);
-        let pool = mirror::module("maxpool_forward", &[]);
-        assert_eq!(mirror::constant(&pool, "PIXELS_PER_INVOCATION"), PIXELS_PER_INVOCATION as u64);
+        for (family, aliases) in [(KernelFamily::Gpu, &[][..]), (KernelFamily::Cpu, CPU_KERNEL_ALIASES)] {
+            let per = values_per_invocation(family) as u64;
+            assert_eq!(mirror::constant(&mirror::module("add", aliases), "ELEMENTS_PER_INVOCATION"), per);
+            assert_eq!(mirror::constant(&mirror::module("maxpool_forward", aliases), "PIXELS_PER_INVOCATION"), per);
+        }
         let channel = layout!(ChannelParams { batch, channels, pixels, _pad });
         for kernel in ["channel_sum", "prelu_slope_grad", "prelu_backward_channel"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ChannelParams", channel);

@@ -6,7 +6,7 @@ use super::graph::PendingBias;
 use super::graph::{Graph, ParamKind, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
-use crate::gpu::{self, Constants, Op};
+use crate::gpu::{self, Constants, KernelFamily, Op};
 use crate::{Error, Result};
 
 impl Graph {
@@ -277,7 +277,7 @@ impl Graph {
         ];
         let argmax =
             gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
-        let grid = self.grid_pool(self.batch * y.per_sample());
+        let grid = self.grid_walk(self.batch * y.per_sample());
         let fwd = self.op_with_constants(
             "maxpool_forward",
             &constants,
@@ -288,7 +288,7 @@ impl Graph {
         self.forward.push(fwd);
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
-            let grid = self.grid_pool(self.batch * x.per_sample());
+            let grid = self.grid_walk(self.batch * x.per_sample());
             group.push(self.op_with_constants(
                 "maxpool_backward",
                 &constants,
@@ -319,7 +319,9 @@ impl Graph {
             pixels: pixels as u32,
             _pad: 0,
         });
-        if shared {
+        // On CPU drivers, per-channel slopes take the fused pass below; GPUs keep the
+        // element-parallel dx pass (no GPU was at hand to time the fused one).
+        if shared || self.ctx.kernels() == KernelFamily::Gpu {
             let mut group = vec![self.op("prelu_slope_grad", &cu, &[&x.buffer, &dy, &sg], (channels as u32, 1, 1))?];
             if let Some(dx) = &x.grad {
                 group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid_walk(len))?);

@@ -17,11 +17,10 @@ fn channel_of(i: u32) -> u32 {
     return (i / shape.pixels) % shape.channels;
 }
 
-// The walking kernels (add, PReLU) take ELEMENTS_PER_INVOCATION elements each,
-// WORKGROUP_SIZE apart (consecutive invocations, consecutive elements), and follow the
-// element's channel without a division per element: a CPU driver runs many fewer
-// invocations and no per-lane divisions; a GPU still reads consecutive words per step.
-const ELEMENTS_PER_INVOCATION: u32 = 8u;
+// The walking kernels (add, PReLU) take ELEMENTS_PER_INVOCATION elements each (walk_width:
+// 1 on GPUs, 8 on CPU drivers), WORKGROUP_SIZE apart (consecutive invocations, consecutive
+// elements), and follow the element's channel without a division per element.
+#import walk_width
 
 struct ElementWalk {
     i: u32,

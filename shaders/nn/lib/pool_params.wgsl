@@ -16,10 +16,10 @@ struct PoolUniform {
 
 @group(0) @binding(0) var<uniform> pool_uniform: PoolUniform;
 
-// Both pooling kernels take PIXELS_PER_INVOCATION pixels each, WORKGROUP_SIZE apart
-// (consecutive invocations, consecutive pixels), and follow the pixel's (plane, y, x) in a
-// width x height plane without a division per pixel.
-const PIXELS_PER_INVOCATION: u32 = 8u;
+// Both pooling kernels take PIXELS_PER_INVOCATION pixels each (walk_width: 1 on GPUs, 8 on
+// CPU drivers), WORKGROUP_SIZE apart (consecutive invocations, consecutive pixels), and
+// follow the pixel's (plane, y, x) in a width x height plane without a division per pixel.
+#import walk_width
 
 struct PixelWalk {
     i: u32,

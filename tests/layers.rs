@@ -277,6 +277,38 @@ fn prelu_takes_over_the_convolution_bias_gradient() {
     }
 }
 
+/// A convolution whose output feeds a residual block starting with a PReLU: the PReLU sees
+/// only the body's share of the output gradient, so the convolution must keep its own bias
+/// sum. Every parameter gradient in the CPU family (fused PReLU backward) equals the GPU
+/// family's (separate passes).
+#[test]
+fn a_residual_branch_does_not_take_the_convolution_bias_gradient() {
+    let Some(gpu_ctx) = gpu() else { return };
+    let specs = [
+        LayerSpec::conv(4, 3, 1, 1),
+        LayerSpec::Residual { body: vec![LayerSpec::prelu(), LayerSpec::conv(4, 3, 1, 1)], shortcut: vec![] },
+        LayerSpec::prelu(),
+    ];
+    let (b, shape) = (2, [3, 6, 5]);
+    let run = |ctx: &GpuContext| {
+        let mut g = Graph::new(ctx, b, 9).unwrap();
+        let x = g.input(shape, false);
+        let y = g.sequence(&x, &specs, "net").unwrap();
+        let mut r = rng(90);
+        g.write(&x.buffer, &uniform(&mut r, b * x.per_sample(), 1.0)).unwrap();
+        for p in g.params() {
+            g.write(&p.value, &uniform(&mut r, p.len, 0.5)).unwrap();
+        }
+        g.write(y.grad.as_ref().unwrap(), &uniform(&mut r, b * y.per_sample(), 1.0)).unwrap();
+        g.run(true).unwrap();
+        g.params().iter().map(|p| read_buffer(ctx, &p.grad, p.len).unwrap()).collect::<Vec<_>>()
+    };
+    let [gpu_family, cpu_family] = kernel_variants(&gpu_ctx).map(|ctx| run(&ctx));
+    for (i, (c, g)) in cpu_family.iter().zip(&gpu_family).enumerate() {
+        assert!(rel(c, &f64s(g)) < TOL, "parameter {i}: {c:?} vs {g:?}");
+    }
+}
+
 #[test]
 fn l2norm_matches_reference() {
     let Some(ctx) = gpu() else { return };

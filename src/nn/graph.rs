@@ -87,8 +87,9 @@ pub struct Graph {
 /// A convolution's `channel_sum` of its output gradient into its bias gradient, recorded
 /// as op `op` of backward group `group`.
 pub(super) struct PendingBias {
-    /// The convolution's output values (which tensor the sum belongs to).
-    pub output: wgpu::Buffer,
+    /// The convolution's output gradient: a PReLU whose input gradient is this very buffer
+    /// writes all of it (a residual branch's input has a gradient buffer of its own).
+    pub output_grad: wgpu::Buffer,
     pub channels: usize,
     pub pixels: usize,
     pub grad: wgpu::Buffer,

@@ -2,8 +2,7 @@
 //! dispatches (convolution, linear and classifier, max pool, PReLU, L2 normalisation,
 //! residual blocks).
 
-use super::graph::PendingBias;
-use super::graph::{Graph, ParamKind, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
+use super::graph::{Graph, ParamKind, PendingBias, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
 use crate::gpu::{self, Constants, KernelFamily, Op};
@@ -149,7 +148,7 @@ impl Graph {
             });
             let bg = self.params[bi].grad.clone();
             self.pending_bias = Some(PendingBias {
-                output: y.buffer.clone(),
+                output_grad: dy.clone(),
                 channels: out_c,
                 pixels: out_h * out_w,
                 grad: bg.clone(),
@@ -331,8 +330,10 @@ impl Graph {
         }
         // Per-channel slopes: one pass for dx, the slope gradient and, when x is a
         // convolution's output, that convolution's bias gradient (its channel_sum goes).
-        let bias =
-            self.pending_bias.take().filter(|p| p.output == x.buffer && p.channels == channels && p.pixels == pixels);
+        let bias = self
+            .pending_bias
+            .take()
+            .filter(|p| x.grad.as_ref() == Some(&p.output_grad) && p.channels == channels && p.pixels == pixels);
         if let Some(p) = &bias {
             self.backward[p.group].remove(p.op);
         }

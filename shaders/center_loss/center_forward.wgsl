@@ -15,14 +15,6 @@
 // false for loss-only evaluation.
 override WRITE_GRAD: bool = true;
 
-fn write_grad(e: u32, g: f32) {
-    if params.grad_accumulate != 0u {
-        grad[e] = grad[e] + g;
-    } else {
-        grad[e] = g;
-    }
-}
-
 // One element e = (row, d): gradient, accumulation, and its squared distance.
 fn element(e: u32, row: u32, d: u32) -> f32 {
     let label = labels[row];

@@ -16,14 +16,6 @@ override WRITE_GRAD: bool = true;
 
 const PER_INVOCATION: u32 = 8u;
 
-fn write_grad(w: u32, g: vec4<f32>) {
-    if params.grad_accumulate != 0u {
-        grad[w] = grad[w] + g;
-    } else {
-        grad[w] = g;
-    }
-}
-
 // Word w = (row, d .. d + 3): gradient, accumulation, and its squared distance.
 fn word(w: u32, row: u32, d: u32) -> f32 {
     let label = labels[row];

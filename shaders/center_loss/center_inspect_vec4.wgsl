@@ -28,13 +28,10 @@ fn main(
     let lane = e - row * lanes;
     let base = row * words + lane;
     let count = (words - lane + lanes - 1u) / lanes;
-    let exponent = vec4<u32>(0x7f800000u);
-    var bad = vec4<u32>(0u);
+    var non_finite = 0u;
     for (var t = 0u; t < count; t = t + 1u) {
-        let bits = bitcast<vec4<u32>>(features[base + t * lanes]) & exponent;
-        bad = bad + select(vec4<u32>(0u), vec4<u32>(1u), bits == exponent);
+        non_finite = non_finite + non_finite_count(features[base + t * lanes]);
     }
-    let non_finite = dot(bad, vec4<u32>(1u));
     if non_finite != 0u {
         report_non_finite(non_finite);
     }

@@ -13,14 +13,6 @@
 #import walk_shape
 #import runs
 
-fn write_grad(w: u32, g: vec4<f32>) {
-    if params.grad_accumulate != 0u {
-        grad[w] = grad[w] + g;
-    } else {
-        grad[w] = g;
-    }
-}
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,

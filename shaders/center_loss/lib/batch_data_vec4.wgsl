@@ -7,3 +7,13 @@
 fn feature(i: u32) -> f32 {
     return features[i / 4u][i % 4u];
 }
+
+// Writes gradient word w, or adds to it when the caller sums several losses
+// (params.grad_accumulate).
+fn write_grad(w: u32, g: vec4<f32>) {
+    if params.grad_accumulate != 0u {
+        grad[w] = grad[w] + g;
+    } else {
+        grad[w] = g;
+    }
+}

@@ -11,12 +11,12 @@
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let outputs = PLANES * OUT_H * OUT_W;
-    var walk = pixel_walk_begin(wid, nwg, lid, OUT_W, OUT_H);
-    for (var t = 0u; t < PIXELS_PER_INVOCATION; t = t + 1u) {
+    var walk = walk_begin(wid, nwg, lid, OUT_W, OUT_H);
+    for (var t = 0u; t < VALUES_PER_INVOCATION; t = t + 1u) {
         if walk.i < outputs {
             pool_output(walk.i, walk.plane, walk.y, walk.x);
         }
-        pixel_walk_next(&walk, OUT_W, OUT_H);
+        walk_next(&walk, OUT_W, OUT_H);
     }
 }
 

@@ -2,6 +2,7 @@
 
 #import common
 #import elementwise
+#import plane_walk
 
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> slope: array<f32>;
@@ -9,13 +10,13 @@
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    var walk = walk_begin(wid, nwg, lid);
-    for (var t = 0u; t < ELEMENTS_PER_INVOCATION; t = t + 1u) {
+    var walk = walk_begin(wid, nwg, lid, shape.pixels, shape.channels);
+    for (var t = 0u; t < VALUES_PER_INVOCATION; t = t + 1u) {
         let i = walk.i;
         if i < shape.len {
             let x = input[i];
-            output[i] = select(slope[walk.channel] * x, x, x > 0.0);
+            output[i] = select(slope[walk.y] * x, x, x > 0.0);
         }
-        walk_next(&walk);
+        walk_next(&walk, shape.pixels, shape.channels);
     }
 }

@@ -38,8 +38,8 @@ pub(crate) struct ShapeConstantsUniform {
 }
 
 /// Values each invocation of the walking kernels takes (`add`, `prelu_forward`,
-/// `prelu_backward`: `ELEMENTS_PER_INVOCATION`; the max-pooling kernels:
-/// `PIXELS_PER_INVOCATION`), per family: walk_width.wgsl and walk_width_cpu.wgsl.
+/// `prelu_backward`, max pooling: `VALUES_PER_INVOCATION`), per family: walk_width.wgsl
+/// and walk_width_cpu.wgsl.
 pub(crate) fn values_per_invocation(family: KernelFamily) -> usize {
     match family {
         KernelFamily::Gpu => 1,
@@ -206,8 +206,7 @@ mod tests {
         }
         for (family, aliases) in [(KernelFamily::Gpu, &[][..]), (KernelFamily::Cpu, CPU_KERNEL_ALIASES)] {
             let per = values_per_invocation(family) as u64;
-            assert_eq!(mirror::constant(&mirror::module("add", aliases), "ELEMENTS_PER_INVOCATION"), per);
-            assert_eq!(mirror::constant(&mirror::module("maxpool_forward", aliases), "PIXELS_PER_INVOCATION"), per);
+            assert_eq!(mirror::constant(&mirror::module("add", aliases), "VALUES_PER_INVOCATION"), per);
         }
         let channel = layout!(ChannelParams { batch, channels, pixels, _pad });
         for kernel in ["channel_sum", "prelu_slope_grad", "prelu_backward_channel"] {

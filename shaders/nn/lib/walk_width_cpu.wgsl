@@ -2,5 +2,4 @@
 // family: eight, so that a CPU driver runs an eighth of the invocations, each with its
 // index work done once (docs/cpu-experiments.md). (walk_width: one, for GPUs.)
 
-const ELEMENTS_PER_INVOCATION: u32 = 8u;
-const PIXELS_PER_INVOCATION: u32 = 8u;
+const VALUES_PER_INVOCATION: u32 = 8u;

@@ -67,7 +67,7 @@ pub struct Param {
 /// parameters. Build it with [`Graph::input`], [`Graph::layer`] and [`Graph::sequence`].
 pub struct Graph {
     pub(super) ctx: GpuContext,
-    kernels: Arc<KernelSet>,
+    pub(super) kernels: Arc<KernelSet>,
     pub(super) batch: usize,
     rng: StdRng,
     /// How [`Graph::init_weights`] draws trunk weights.
@@ -197,18 +197,6 @@ impl Graph {
         grid: (u32, u32, u32),
     ) -> Result<Op> {
         self.kernels.op(kernel, &[], uniform, storage, grid)
-    }
-
-    /// [`Self::op`] with pipeline constants (`constants`).
-    pub(super) fn op_with_constants(
-        &self,
-        kernel: &'static str,
-        constants: &[(&'static str, f64)],
-        uniform: &wgpu::Buffer,
-        storage: &[&wgpu::Buffer],
-        grid: (u32, u32, u32),
-    ) -> Result<Op> {
-        self.kernels.op(kernel, constants, uniform, storage, grid)
     }
 
     /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128

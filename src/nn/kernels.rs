@@ -29,8 +29,8 @@ pub(crate) struct GemmParams {
     pub _pad2: u32,
 }
 
-/// Mirrors `ConvUniform` (conv_params.wgsl) and `PoolUniform` (pool_params.wgsl): the
-/// kernels whose shapes are pipeline constants; the uniform only fills binding 0.
+/// Mirrors `ShapeUniform` (spatial_window.wgsl) of the convolution and pooling kernels,
+/// whose shapes are pipeline constants; the uniform only fills binding 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub(crate) struct ShapeConstantsUniform {
@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_N"), GEMM_CPU_BLOCK_N as u64);
         let conv = mirror::module("conv2d_forward", &[]);
         let unused = layout!(ShapeConstantsUniform { unused });
-        mirror::assert_struct(&conv, "ConvUniform", unused);
+        mirror::assert_struct(&conv, "ShapeUniform", unused);
         let element = layout!(ElementParams { len, channels, pixels, _pad });
         for kernel in ["add", "prelu_forward", "prelu_backward", "sum_slices"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ElementParams", element);
@@ -217,7 +217,7 @@ mod tests {
             mirror::assert_struct(&mirror::module(kernel, &[]), "RowParams", rows);
         }
         for kernel in ["maxpool_forward", "maxpool_backward"] {
-            mirror::assert_struct(&mirror::module(kernel, &[]), "PoolUniform", unused);
+            mirror::assert_struct(&mirror::module(kernel, &[]), "ShapeUniform", unused);
         }
         let sgd = mirror::module("sgd_momentum", &[]);
         mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, decay }));

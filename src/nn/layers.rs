@@ -89,20 +89,15 @@ impl Graph {
             SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1)).max(reduce.div_ceil(MAX_K_PER_SLICE));
         let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
         let slices = reduce.div_ceil(k_per_slice);
-        let constants: Constants = vec![
+        let mut constants: Constants = window_constants(x, y, kernel, stride).to_vec();
+        constants.extend([
             ("BATCH", self.batch as f64),
             ("IN_C", in_c as f64),
-            ("IN_H", in_h as f64),
-            ("IN_W", in_w as f64),
             ("OUT_C", out_c as f64),
-            ("OUT_H", out_h as f64),
-            ("OUT_W", out_w as f64),
-            ("KERNEL", kernel as f64),
-            ("STRIDE", stride as f64),
             ("PAD", pad as f64),
             ("HAS_BIAS", bias as u8 as f64),
             ("K_PER_SLICE", k_per_slice as f64),
-        ];
+        ]);
         let conv_op = |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, z): (usize, usize, usize)| {
             g.gemm_op(kernel, &constants, &g.shape_constants_uniform, storage, m, n, z)
         };
@@ -263,21 +258,12 @@ impl Graph {
     }
 
     fn maxpool(&mut self, x: &Tensor, y: &Tensor, kernel: usize, stride: usize) -> Result<()> {
-        let [c, h, w] = x.shape;
-        let [_, oh, ow] = y.shape;
-        let constants = [
-            ("PLANES", (self.batch * c) as f64),
-            ("IN_H", h as f64),
-            ("IN_W", w as f64),
-            ("OUT_H", oh as f64),
-            ("OUT_W", ow as f64),
-            ("KERNEL", kernel as f64),
-            ("STRIDE", stride as f64),
-        ];
+        let mut constants: Constants = window_constants(x, y, kernel, stride).to_vec();
+        constants.push(("PLANES", (self.batch * x.shape[0]) as f64));
         let argmax =
             gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
         let grid = self.grid_walk(self.batch * y.per_sample());
-        let fwd = self.op_with_constants(
+        let fwd = self.kernels.op(
             "maxpool_forward",
             &constants,
             &self.shape_constants_uniform,
@@ -288,7 +274,7 @@ impl Graph {
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
             let grid = self.grid_walk(self.batch * x.per_sample());
-            group.push(self.op_with_constants(
+            group.push(self.kernels.op(
                 "maxpool_backward",
                 &constants,
                 &self.shape_constants_uniform,
@@ -340,7 +326,7 @@ impl Graph {
         let constants = [("WRITE_DX", x.grad.is_some() as u8 as f64), ("BIAS", bias.is_some() as u8 as f64)];
         let dx = x.grad.as_ref().unwrap_or(&self.dummy);
         let bg = bias.as_ref().map_or(&self.dummy, |p| &p.grad);
-        let fused = self.op_with_constants(
+        let fused = self.kernels.op(
             "prelu_backward_channel",
             &constants,
             &cu,
@@ -421,4 +407,19 @@ impl Graph {
         }
         Ok(y)
     }
+}
+
+/// The pipeline constants of spatial_window.wgsl for a window of `kernel` x `kernel` at
+/// `stride` from `x` to `y` (a convolution or a pooling layer).
+fn window_constants(x: &Tensor, y: &Tensor, kernel: usize, stride: usize) -> [(&'static str, f64); 6] {
+    let [_, in_h, in_w] = x.shape;
+    let [_, out_h, out_w] = y.shape;
+    [
+        ("IN_H", in_h as f64),
+        ("IN_W", in_w as f64),
+        ("OUT_H", out_h as f64),
+        ("OUT_W", out_w as f64),
+        ("KERNEL", kernel as f64),
+        ("STRIDE", stride as f64),
+    ]
 }

@@ -1,27 +1,17 @@
-// Shapes of one 2-D convolution (NCHW), shared by its three GEMM kernels. They are
-// pipeline constants, so every division by a size compiles to a multiply and shift.
+// Shapes of one 2-D convolution (NCHW), shared by its three GEMM kernels: the window
+// (spatial_window) and the rest, pipeline constants too.
+
+#import spatial_window
 
 override BATCH: u32 = 1u;
 override IN_C: u32 = 1u;
-override IN_H: u32 = 1u;
-override IN_W: u32 = 1u;
 override OUT_C: u32 = 1u;
-override OUT_H: u32 = 1u;
-override OUT_W: u32 = 1u;
-override KERNEL: u32 = 1u;
-override STRIDE: u32 = 1u;
 override PAD: u32 = 0u;
 override HAS_BIAS: bool = false;
 // K per split-K slice (backward weight); the other kernels use all of K.
 override K_PER_SLICE: u32 = 1u;
 
 override TAPS: u32 = KERNEL * KERNEL;
-
-struct ConvUniform {
-    unused: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> conv_uniform: ConvUniform;
 
 // Values per input plane (one sample's channel) and per input sample.
 override IN_PLANE: u32 = IN_H * IN_W;

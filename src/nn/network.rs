@@ -169,7 +169,7 @@ impl Network {
             )?,
             graph.op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
         ];
-        let sgd = Sgd::new(&graph, &cfg.sgd, ctx.limits().max_compute_workgroups_per_dimension)?;
+        let sgd = Sgd::new(&graph, &cfg.sgd)?;
         let center = if cfg.lambda > 0.0 {
             let cl = GpuCenterLoss::new(ctx, center_cfg.clone())?;
             let grad = embedding.grad.as_ref().ok_or_else(|| Error::Config("embedding has no gradient".into()))?;

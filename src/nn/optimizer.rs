@@ -81,7 +81,7 @@ pub(crate) struct Sgd {
 
 impl Sgd {
     /// Builds the dispatches; the rates are written by [`Sgd::set_rate`].
-    pub(crate) fn new(graph: &Graph, cfg: &SgdConfig, max_grid: u32) -> Result<Self> {
+    pub(crate) fn new(graph: &Graph, cfg: &SgdConfig) -> Result<Self> {
         let device = graph.context().device();
         let params = graph.params();
         // Clipping's factor: stays 1 without clipping.
@@ -99,8 +99,7 @@ impl Sgd {
         let mut uniforms = Vec::new();
         for p in params {
             let u = graph.uniform(&SgdParams { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
-            let (x, y) = gpu::grid(p.len as u64, max_grid);
-            ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity, &clip], (x, y, 1))?);
+            ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity, &clip], graph.grid1(p.len))?);
             uniforms.push(u);
         }
         Ok(Self { ops, uniforms })

@@ -1,19 +1,11 @@
-// Sums the forward kernel's workgroup partials in a fixed order (one workgroup):
-// loss = grad_scale / 2 * sum_i ||x_i - c_{y_i}||^2, bit-reproducible in every mode.
+// Sums the forward kernel's loss partials (one per invocation and window) in a fixed order
+// (one workgroup): see step_close's write_loss.
 
 #import common
-#import tree_sum
 #import batch_bindings
+#import step_close
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32) {
-    let count = params.partials_per_window * params.num_windows;
-    var sum = 0.0;
-    for (var k = lid; k < count; k = k + WORKGROUP_SIZE) {
-        sum = sum + loss_scratch.partials[k];
-    }
-    let total = tree_sum(lid, sum);
-    if lid == 0u {
-        loss_scratch.loss = 0.5 * params.grad_scale * total;
-    }
+    write_loss(lid, params.partials_per_window * params.num_windows);
 }

@@ -3,14 +3,12 @@
 
 #import common
 #import batch_bindings
+#import step_close
 
 // false after a loss-only pass, which updates nothing and so skips nothing.
 override COUNT_SKIPPED: bool = true;
 
 @compute @workgroup_size(1)
 fn main() {
-    let flags = atomicExchange(&status[0], 0u);
-    if COUNT_SKIPPED && flags != 0u {
-        atomicAdd(&status[1], 1u);
-    }
+    close_health(COUNT_SKIPPED);
 }

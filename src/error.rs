@@ -109,6 +109,10 @@ pub enum Error {
     /// transport failed. The step did not complete on this member.
     #[error("collective: {0}")]
     Collective(String),
+    /// A state the crate's own code should never reach (a bug in centerloss, not in the
+    /// caller's input); please report it with the message.
+    #[error("internal error in centerloss (please report it): {0}")]
+    Internal(String),
 }
 
 /// Shorthand for results in this crate.

@@ -289,3 +289,64 @@ fn large_table_k100000_d512() {
         compare(cfg, 256, 1, 800, &move |rng: &mut rand::rngs::StdRng| labels(rng, 256, k));
     }
 }
+
+#[test]
+fn center_rows_read_and_write_only_the_rows_named() {
+    let Some(ctx) = gpu() else { return };
+    // 23 classes of D = 5 (rows padded to 8 floats) over buffers of 3 rows each.
+    let cfg =
+        CenterLossConfig { max_buffer_bytes: Some(3 * 8 * 4), ..config(23, 5, Variant::AtomicCas, Reduction::Mean) };
+    let mut cl = GpuCenterLoss::new(&ctx, cfg).unwrap();
+    assert!(!cl.uses_native_float_atomics(), "force_cas_atomics must select the compare-exchange loop");
+    assert!(cl.num_center_buffers() > 1);
+    let mut r = rng(300);
+    let centers = uniform(&mut r, 23 * 5, 2.0);
+    cl.set_centers(&centers).unwrap();
+    let classes = [22u32, 0, 7, 7, 14];
+    let rows = cl.center_rows(&classes).unwrap();
+    let expected: Vec<f32> = classes.iter().flat_map(|&c| centers[c as usize * 5..][..5].to_vec()).collect();
+    assert_eq!(rows, expected);
+
+    let written = [3u32, 21];
+    let values = uniform(&mut r, 2 * 5, 2.0);
+    cl.set_center_rows(&written, &values).unwrap();
+    let mut after = centers.clone();
+    after[3 * 5..4 * 5].copy_from_slice(&values[..5]);
+    after[21 * 5..22 * 5].copy_from_slice(&values[5..]);
+    assert_eq!(cl.centers().unwrap(), after);
+
+    // A label >= K or a non-finite value changes nothing.
+    assert!(matches!(cl.center_rows(&[23]), Err(centerloss::Error::LabelOutOfRange { .. })));
+    assert!(cl.set_center_rows(&[1, 23], &values).is_err());
+    let mut bad = values.clone();
+    bad[7] = f32::NAN;
+    assert!(cl.set_center_rows(&written, &bad).is_err());
+    assert_eq!(cl.centers().unwrap(), after);
+}
+
+#[test]
+fn a_second_module_of_the_same_configuration_compiles_no_pipeline() {
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own: the other tests of this binary compile on the shared one meanwhile.
+    let device = GpuContext::new().unwrap();
+    for ctx in kernel_variants(&device) {
+        for (variant, d) in VARIANTS.into_iter().flat_map(|v| [(v, 3), (v, 8)]) {
+            let cfg = config(11, d, variant, Reduction::Mean);
+            let before = ctx.pipelines_compiled();
+            let mut first = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
+            let compiled = ctx.pipelines_compiled();
+            assert!(compiled > before, "{variant:?} D {d}: the first module compiles its pipelines");
+            let mut second = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
+            assert_eq!(ctx.pipelines_compiled(), compiled, "{variant:?} D {d}: the second module compiled pipelines");
+            // The modules share pipelines, not centers.
+            let mut r = rng(400);
+            let centers = uniform(&mut r, 11 * d, 1.0);
+            first.set_centers(&centers).unwrap();
+            second.step(&uniform(&mut r, 5 * d, 1.0), &labels(&mut r, 5, 11)).unwrap();
+            assert_eq!(first.centers().unwrap(), centers);
+            assert_eq!(ctx.pipelines_compiled(), compiled);
+        }
+    }
+}

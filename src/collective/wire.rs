@@ -35,6 +35,10 @@ pub(crate) fn encode_error(e: &Error, w: &mut Writer) {
             w.u8(4);
             w.text(message);
         }
+        Error::Internal(message) => {
+            w.u8(6);
+            w.text(message);
+        }
         other => {
             w.u8(5);
             w.text(&other.to_string());
@@ -48,6 +52,7 @@ pub(crate) fn decode_error(r: &mut Reader<'_>) -> Result<Error> {
         2 => Error::LabelOutOfRange { index: r.u64()? as usize, label: r.u32()?, num_classes: r.u64()? as usize },
         3 => Error::NonFinite { what: static_name(&r.text()?), index: r.u64()? as usize, value: r.f32()? },
         4 => Error::Config(r.text()?),
+        6 => Error::Internal(r.text()?),
         _ => Error::Gpu(r.text()?),
     })
 }

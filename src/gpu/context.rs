@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::{Error, Result};
@@ -90,7 +91,16 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     uncaptured: Arc<Mutex<Vec<String>>>,
-    cache: Mutex<HashMap<&'static str, Arc<dyn Any + Send + Sync>>>,
+    cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    pipelines_compiled: Arc<AtomicU64>,
+}
+
+impl Inner {
+    fn new(handles: WgpuHandles, info: wgpu::AdapterInfo, uncaptured: Arc<Mutex<Vec<String>>>) -> Self {
+        let WgpuHandles { instance, adapter, device, queue } = handles;
+        let (cache, pipelines_compiled) = (Mutex::new(HashMap::new()), Arc::new(AtomicU64::new(0)));
+        Self { instance, adapter, device, queue, info, uncaptured, cache, pipelines_compiled }
+    }
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -182,7 +192,7 @@ impl GpuContext {
             }
         }));
         log::info!("centerloss GPU context: {}", summary(&info, device.features()));
-        let inner = Inner { instance, adapter, device, queue, info, uncaptured, cache: Mutex::new(HashMap::new()) };
+        let inner = Inner::new(WgpuHandles { instance, adapter, device, queue }, info, uncaptured);
         Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner) }.with_kernels(choice))
     }
 
@@ -217,7 +227,7 @@ impl GpuContext {
         log::info!("centerloss GPU context on a shared device: {}", summary(&info, device.features()));
         // No uncaptured-error handler: the errors logged in `uncaptured` stay empty here.
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
-        let inner = Inner { instance, adapter, device, queue, info, uncaptured, cache: Mutex::new(HashMap::new()) };
+        let inner = Inner::new(WgpuHandles { instance, adapter, device, queue }, info, uncaptured);
         Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner) }.with_kernels(choice))
     }
 
@@ -311,19 +321,35 @@ impl GpuContext {
         Ok(value)
     }
 
-    /// A per-device object built once by `make` and shared by later callers (pipelines).
+    /// A per-device object built once by `make` and shared by later callers (pipelines),
+    /// under `key` (which names everything the object depends on, the kernel family too).
     pub(crate) fn cached<T: Send + Sync + 'static>(
         &self,
-        key: &'static str,
+        key: &str,
         make: impl FnOnce() -> Result<T>,
     ) -> Result<Arc<T>> {
-        let mut cache = self.inner.cache.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        let mut cache = self.inner.cache.lock().map_err(|_| Error::Internal("pipeline cache poisoned".into()))?;
         if let Some(hit) = cache.get(key) {
-            return hit.clone().downcast::<T>().map_err(|_| Error::Gpu(format!("cache entry {key} has another type")));
+            return hit
+                .clone()
+                .downcast::<T>()
+                .map_err(|_| Error::Internal(format!("cache entry {key} has another type")));
         }
         let value = Arc::new(make()?);
-        cache.insert(key, value.clone());
+        cache.insert(key.to_owned(), value.clone());
         Ok(value)
+    }
+
+    /// Builds the device's layouts, shader modules and pipelines, counting the pipelines.
+    pub fn pipeline_factory(&self) -> super::PipelineFactory {
+        super::PipelineFactory::new(self.inner.device.clone(), self.inner.pipelines_compiled.clone())
+    }
+
+    /// How many compute pipelines the crate has compiled on this device (shared by every
+    /// clone of the context). Pipelines are cached per device: a second module or network
+    /// with a configuration seen before compiles none.
+    pub fn pipelines_compiled(&self) -> u64 {
+        self.inner.pipelines_compiled.load(Ordering::Relaxed)
     }
 
     /// Returns (and clears) an error that reached the uncaptured-error handler.

@@ -5,6 +5,7 @@
 //! dispatches ([`Op`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{profile_dispatches, shaders, GpuContext, KernelTime};
@@ -64,6 +65,69 @@ pub fn record_ops(cpass: &mut wgpu::ComputePass<'_>, ops: &[Op]) {
     }
 }
 
+/// Makes the layouts, shader modules and compute pipelines of one device, and counts the
+/// pipelines it compiles ([`GpuContext::pipelines_compiled`]). Every subsystem builds its
+/// GPU objects through it, once per device: [`KernelSet`] for single-group kernels, the
+/// center loss for its multi-group plans.
+#[derive(Clone)]
+pub struct PipelineFactory {
+    device: wgpu::Device,
+    compiled: Arc<AtomicU64>,
+}
+
+impl PipelineFactory {
+    pub(super) fn new(device: wgpu::Device, compiled: Arc<AtomicU64>) -> Self {
+        Self { device, compiled }
+    }
+
+    /// A bind-group layout of `entries`.
+    pub fn bind_group_layout(&self, label: &str, entries: &[wgpu::BindGroupLayoutEntry]) -> wgpu::BindGroupLayout {
+        self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
+    }
+
+    /// A pipeline layout whose groups 0, 1, ... are `groups`.
+    pub fn pipeline_layout(&self, label: &str, groups: &[&wgpu::BindGroupLayout]) -> wgpu::PipelineLayout {
+        let groups: Vec<Option<&wgpu::BindGroupLayout>> = groups.iter().map(|g| Some(*g)).collect();
+        self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &groups,
+            immediate_size: 0,
+        })
+    }
+
+    /// The shader module of `kernel` composed with `aliases` ([`shaders::compose`]).
+    pub fn shader_module(&self, label: &str, kernel: &str, aliases: &[(&str, &str)]) -> Result<wgpu::ShaderModule> {
+        let source = shaders::compose(kernel, aliases)?;
+        Ok(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        }))
+    }
+
+    /// A compute pipeline for the `main` entry of `module`, with pipeline-overridable
+    /// constants.
+    pub fn compute_pipeline(
+        &self,
+        label: &str,
+        layout: &wgpu::PipelineLayout,
+        module: &wgpu::ShaderModule,
+        constants: &[(&str, f64)],
+    ) -> wgpu::ComputePipeline {
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: Some(layout),
+            module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
+    }
+}
+
 struct Compiled {
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
@@ -73,7 +137,7 @@ struct Compiled {
 /// The shader modules and layouts of a table of kernels on one device, and their pipelines
 /// (one per set of pipeline constants, made on first use and then shared).
 pub struct KernelSet {
-    device: wgpu::Device,
+    factory: PipelineFactory,
     compiled: HashMap<&'static str, Compiled>,
     pipelines: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
 }
@@ -92,7 +156,7 @@ impl KernelSet {
     }
 
     fn new(ctx: &GpuContext, table: &[KernelSpec], aliases: &[(&str, &str)]) -> Result<Self> {
-        let device = ctx.device();
+        let factory = ctx.pipeline_factory();
         ctx.capture(|| {
             let mut compiled = HashMap::new();
             for spec in table {
@@ -100,24 +164,17 @@ impl KernelSet {
                 for (i, access) in spec.storage.iter().enumerate() {
                     entries.push(super::storage_entry(i as u32 + 1, *access == Access::Read, spec.element_bytes));
                 }
-                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(spec.name),
-                    entries: &entries,
-                });
-                let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(spec.name),
-                    bind_group_layouts: &[Some(&layout)],
-                    immediate_size: 0,
-                });
-                let module = shader_module(device, spec.name, spec.name, aliases)?;
+                let layout = factory.bind_group_layout(spec.name, &entries);
+                let pipeline_layout = factory.pipeline_layout(spec.name, &[&layout]);
+                let module = factory.shader_module(spec.name, spec.name, aliases)?;
                 compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
             }
-            Ok(Self { device: device.clone(), compiled, pipelines: Mutex::new(HashMap::new()) })
+            Ok(Self { factory, compiled, pipelines: Mutex::new(HashMap::new()) })
         })?
     }
 
     fn compiled(&self, kernel: &str) -> Result<&Compiled> {
-        self.compiled.get(kernel).ok_or_else(|| Error::Config(format!("no kernel named {kernel}")))
+        self.compiled.get(kernel).ok_or_else(|| Error::Internal(format!("no kernel named {kernel} in this kernel set")))
     }
 
     /// The pipeline of `kernel` specialised with `constants`.
@@ -128,7 +185,7 @@ impl KernelSet {
             return Ok(p.clone());
         }
         let c = self.compiled(kernel)?;
-        let p = compute_pipeline(&self.device, kernel, &c.pipeline_layout, &c.module, constants);
+        let p = self.factory.compute_pipeline(kernel, &c.pipeline_layout, &c.module, constants);
         cache.insert(key, p.clone());
         Ok(p)
     }
@@ -164,45 +221,13 @@ impl KernelSet {
             binding: i as u32 + 1,
             resource: wgpu::BindingResource::Buffer(b.clone()),
         }));
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let group = self.factory.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel),
             layout,
             entries: &entries,
         });
         Ok(Op { kernel, pipeline: self.pipeline(kernel, constants)?, group, grid })
     }
-}
-
-/// The shader module of `kernel` composed with `aliases` ([`shaders::compose`]).
-pub fn shader_module(
-    device: &wgpu::Device,
-    label: &str,
-    kernel: &str,
-    aliases: &[(&str, &str)],
-) -> Result<wgpu::ShaderModule> {
-    let source = shaders::compose(kernel, aliases)?;
-    Ok(device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    }))
-}
-
-/// A compute pipeline for the `main` entry of `module`, with pipeline-overridable constants.
-pub fn compute_pipeline(
-    device: &wgpu::Device,
-    label: &str,
-    layout: &wgpu::PipelineLayout,
-    module: &wgpu::ShaderModule,
-    constants: &[(&str, f64)],
-) -> wgpu::ComputePipeline {
-    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(label),
-        layout: Some(layout),
-        module,
-        entry_point: Some("main"),
-        compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
-        cache: None,
-    })
 }
 
 /// GPU time of each kernel of `ops`, each dispatch timed in a compute pass of its own

@@ -40,7 +40,7 @@ fn lookup(name: &str, helper: bool) -> Result<&'static str> {
         .iter()
         .find(|s| s.name == name && s.helper == helper)
         .map(|s| s.text)
-        .ok_or_else(|| Error::Config(format!("no WGSL {} named `{name}`", if helper { "helper" } else { "kernel" })))
+        .ok_or_else(|| Error::Internal(format!("no WGSL {} named `{name}`", if helper { "helper" } else { "kernel" })))
 }
 
 fn expand(name: &str, source: &str, aliases: &[(&str, &str)], seen: &mut Vec<String>, out: &mut String) -> Result<()> {
@@ -53,8 +53,8 @@ fn expand(name: &str, source: &str, aliases: &[(&str, &str)], seen: &mut Vec<Str
                     continue;
                 }
                 seen.push(target.to_string());
-                let body =
-                    lookup(target, true).map_err(|_| Error::Config(format!("`{name}` imports unknown `{import}`")))?;
+                let body = lookup(target, true)
+                    .map_err(|_| Error::Internal(format!("`{name}` imports unknown `{import}`")))?;
                 expand(target, body, aliases, seen, out)?;
             }
             None => {

@@ -113,7 +113,7 @@ impl Graph {
         )?;
         self.forward.push(fwd);
 
-        let dy = y.grad.clone().ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
         let mut group = Vec::new();
         if slices == 1 {
             group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &wg], gemm_grid(out_c, taps, 1))?);
@@ -202,7 +202,7 @@ impl Graph {
         let fwd =
             self.dense_gemm((b, o, i), [i, 1, 1, i], bi.is_some() as u32, [&x.buffer, &wv, &bias_value], &y.buffer)?;
         self.forward.extend(fwd);
-        let dy = y.grad.clone().ok_or_else(|| Error::Config("linear output has no gradient".into()))?;
+        let dy = y.grad.clone().ok_or_else(|| Error::Internal("linear output has no gradient".into()))?;
         let mut group = Vec::new();
         // dW[o, i] = dY[b, o]^T X[b, i]
         group.extend(self.dense_gemm((o, i, b), [1, o, i, 1], 0, [&dy, &x.buffer, &self.dummy.clone()], &wg)?);
@@ -297,7 +297,7 @@ impl Graph {
         let sg = self.params[si].grad.clone();
         let fwd = self.op("prelu_forward", &eu, &[&x.buffer, &sv, &y.buffer], self.grid_walk(len))?;
         self.forward.push(fwd);
-        let dy = y.grad.clone().ok_or_else(|| Error::Config(format!("{name}: output has no gradient")))?;
+        let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
         let cu = self.uniform(&ChannelParams {
             batch: self.batch as u32,
             channels: channels as u32,

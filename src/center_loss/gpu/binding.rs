@@ -290,7 +290,7 @@ impl GpuCenterLoss {
         }
         let batch_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("center loss batch"),
-            layout: &self.layouts.batch,
+            layout: &self.kernels.layouts.batch,
             entries: &[
                 gpu::bind(0, &params_buffer),
                 sized(1, features, values),
@@ -306,7 +306,7 @@ impl GpuCenterLoss {
                     gpu::buffer(device, "slot accumulators", 4 * self.accumulator_words(batch) as u64, gpu::STORAGE_RW);
                 let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("center loss atomic scratch"),
-                    layout: &self.layouts.scratch,
+                    layout: &self.kernels.layouts.scratch,
                     entries: &[gpu::bind(0, slots), gpu::bind(1, &acc)],
                 });
                 (group, None)
@@ -315,7 +315,7 @@ impl GpuCenterLoss {
                 let keys = gpu::buffer(device, "sort keys", 8 * params.padded_batch as u64, gpu::STORAGE_RW);
                 let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("center loss sort scratch"),
-                    layout: &self.layouts.scratch,
+                    layout: &self.kernels.layouts.scratch,
                     entries: &[gpu::bind(0, &keys)],
                 });
                 (group, Some(self.sort_stages(params.padded_batch)))
@@ -361,7 +361,7 @@ impl GpuCenterLoss {
         let buffer = gpu::uniform_bytes(device, "sort stages", &bytes);
         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("sort stage"),
-            layout: &self.layouts.stage,
+            layout: &self.kernels.layouts.stage,
             entries: &[wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -90,7 +90,7 @@ impl GpuCenterLoss {
         }
         self.ensure_host_capacity(batch)?;
         let Some(host) = &self.host else {
-            return Err(Error::Config("host buffers missing".into()));
+            return Err(Error::Internal("host buffers missing after they were made".into()));
         };
         let params = self.step_params(batch, false);
         let row_bytes = self.cfg.feat_dim as u64 * 4;
@@ -134,7 +134,7 @@ impl GpuCenterLoss {
         }
         self.ensure_host_capacity(batch)?;
         let Some(host) = &self.host else {
-            return Err(Error::Config("host buffers missing".into()));
+            return Err(Error::Internal("host buffers missing after they were made".into()));
         };
         let params = self.step_params(batch, false);
         let values = (batch * self.cfg.feat_dim) as u64 * 4;

@@ -36,7 +36,7 @@ use super::config::{CenterLossConfig, UpdateMode};
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Staging};
 use crate::{Error, Result};
-use pipelines::{create_layouts, create_pipelines, vec4_forward, walk_step, Layouts, Pipelines};
+use pipelines::{vec4_forward, walk_step, CenterKernels};
 use table::{CenterTable, TableShape};
 
 /// Result of one GPU step.
@@ -81,8 +81,8 @@ pub struct GpuCenterLoss {
     status: wgpu::Buffer,
     status_staging: Staging,
     slots: Option<wgpu::Buffer>,
-    layouts: Layouts,
-    pipelines: Pipelines,
+    /// Layouts and pipelines, shared with every module of the same shader plan on the device.
+    kernels: std::sync::Arc<CenterKernels>,
     host: Option<host::HostBatch>,
 }
 
@@ -111,26 +111,17 @@ impl GpuCenterLoss {
         let (k, dim) = (cfg.num_classes, cfg.feat_dim);
         let native_atomics = ctx.has_float_atomics() && !cfg.force_cas_atomics;
         let device = ctx.device();
+        let vec4 = vec4_forward(dim);
+        let kernels = CenterKernels::for_context(ctx, cfg.update, native_atomics, shape.layout_bindings, vec4)?;
         ctx.capture(|| {
-            let vec4 = vec4_forward(dim);
-            let layouts = create_layouts(device, cfg.update, shape.layout_bindings, vec4);
-            let pipelines = create_pipelines(
-                device,
-                &layouts,
-                cfg.update,
-                native_atomics,
-                shape.layout_bindings,
-                vec4,
-                ctx.kernels(),
-            )?;
-            let table = CenterTable::new(device, &shape, &cfg, &layouts.window);
+            let table = CenterTable::new(device, &shape, &cfg, &kernels.layouts.window);
             let status = gpu::buffer(device, "health", 16, gpu::STORAGE_RW);
             let slots = (cfg.update == UpdateMode::Atomic).then(|| {
                 let slots = gpu::buffer(device, "class slots", 4 * k as u64, gpu::STORAGE_RW);
                 ctx.queue().write_buffer(&slots, 0, bytemuck::cast_slice(&vec![EMPTY_SLOT; k]));
                 slots
             });
-            Ok(Self {
+            Self {
                 ctx: ctx.clone(),
                 cfg: cfg.clone(),
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -140,10 +131,9 @@ impl GpuCenterLoss {
                 status,
                 status_staging: Staging::new(device, "health staging", 16),
                 slots,
-                layouts,
-                pipelines,
+                kernels,
                 host: None,
-            })
+            }
         })
         .map_err(|e| match e {
             Error::Gpu(why) => Error::Gpu(format!(
@@ -153,7 +143,7 @@ impl GpuCenterLoss {
                 shape.buffer_limit
             )),
             other => other,
-        })?
+        })
     }
 
     /// The configuration.

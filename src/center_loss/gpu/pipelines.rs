@@ -155,10 +155,40 @@ pub(super) struct SortPipelines {
     pub local: wgpu::ComputePipeline,
 }
 
-pub(super) fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_bindings: usize, vec4: bool) -> Layouts {
-    let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| {
-        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
-    };
+/// The layouts and pipelines of one center-loss configuration on one device, built once
+/// and shared by every [`super::GpuCenterLoss`] with the same shader plan there.
+pub(super) struct CenterKernels {
+    pub layouts: Layouts,
+    pub pipelines: Pipelines,
+}
+
+impl CenterKernels {
+    /// The kernels of this shader plan on `ctx`: built on the first call, shared after it.
+    pub fn for_context(
+        ctx: &gpu::GpuContext,
+        update: UpdateMode,
+        native_atomics: bool,
+        center_bindings: usize,
+        vec4: bool,
+    ) -> Result<std::sync::Arc<Self>> {
+        let family = ctx.kernels();
+        let key = format!(
+            "center loss {update:?} native_atomics={native_atomics} bindings={center_bindings} vec4={vec4} {family:?}"
+        );
+        ctx.cached(&key, || {
+            ctx.capture(|| {
+                let factory = ctx.pipeline_factory();
+                let layouts = create_layouts(&factory, update, center_bindings, vec4);
+                let pipelines =
+                    create_pipelines(&factory, &layouts, update, native_atomics, center_bindings, vec4, family)?;
+                Ok(Self { layouts, pipelines })
+            })?
+        })
+    }
+}
+
+fn create_layouts(factory: &gpu::PipelineFactory, update: UpdateMode, center_bindings: usize, vec4: bool) -> Layouts {
+    let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| factory.bind_group_layout(label, entries);
     let batch = layout(
         "center loss batch",
         &[
@@ -180,21 +210,13 @@ pub(super) fn create_layouts(device: &wgpu::Device, update: UpdateMode, center_b
         UpdateMode::Deterministic => layout("sort scratch", &[gpu::storage_entry(0, false, 8)]),
     };
     let stage = layout("sort stage", &[gpu::uniform_entry(0, SORT_STAGE_BYTES, true)]);
-    let main = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some("center loss"),
-        bind_group_layouts: &[Some(&batch), Some(&window), Some(&scratch)],
-        immediate_size: 0,
-    });
-    let sort = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some("center loss sort"),
-        bind_group_layouts: &[Some(&batch), Some(&window), Some(&scratch), Some(&stage)],
-        immediate_size: 0,
-    });
+    let main = factory.pipeline_layout("center loss", &[&batch, &window, &scratch]);
+    let sort = factory.pipeline_layout("center loss sort", &[&batch, &window, &scratch, &stage]);
     Layouts { batch, window, scratch, stage, main, sort }
 }
 
-pub(super) fn create_pipelines(
-    device: &wgpu::Device,
+fn create_pipelines(
+    factory: &gpu::PipelineFactory,
     layouts: &Layouts,
     update: UpdateMode,
     native_atomics: bool,
@@ -204,10 +226,10 @@ pub(super) fn create_pipelines(
 ) -> Result<Pipelines> {
     let mut modules = std::collections::HashMap::new();
     for (label, kernel, aliases) in shader_plan(update, native_atomics, center_bindings, vec4, family) {
-        modules.insert(label, gpu::shader_module(device, label, kernel, &aliases)?);
+        modules.insert(label, factory.shader_module(label, kernel, &aliases)?);
     }
     let make = |label: &str, module: &str, layout: &wgpu::PipelineLayout, constants: &[(&str, f64)]| {
-        gpu::compute_pipeline(device, label, layout, &modules[module], constants)
+        factory.compute_pipeline(label, layout, &modules[module], constants)
     };
     let main = &layouts.main;
     let sort = || SortPipelines {

@@ -71,7 +71,7 @@ impl GpuCenterLoss {
         let max = self.max_grid();
         let rows = gpu::grid(batch, max);
         let forward = self.forward_grid(batch as usize);
-        let p = &self.pipelines;
+        let p = &self.kernels.pipelines;
         let mut plan = Vec::new();
         let once = |plan: &mut Vec<Dispatch<'a>>, kernel, pipeline, grid| {
             plan.push(Dispatch { kernel, pipeline, window: None, stage: None, grid })

@@ -119,7 +119,11 @@ fn training_step(
     let x = random(3, global * pixels, 1.0);
     let y: Vec<u32> = (0..global as u32).map(|i| i % spec.num_classes as u32).collect();
     let per = on_members(ctxs, n, |member, ctx| -> Result<(Vec<f64>, u64, u64, usize)> {
-        let cfg = TrainConfig { batch: shard, lambda: 0.003, ..Default::default() };
+        let cfg = TrainConfig {
+            batch: shard,
+            center: CenterLossConfig { lambda: 0.003, ..Default::default() },
+            ..Default::default()
+        };
         let mut net = Network::new(ctx, spec.clone(), cfg)?;
         let params = net.graph().params().iter().map(|p| p.len).sum();
         let rows = member.rank() * shard..(member.rank() + 1) * shard;

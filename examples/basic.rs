@@ -15,8 +15,7 @@ fn main() -> Result<(), centerloss::Error> {
     let cfg = CenterLossConfig {
         num_classes: means.len(),
         feat_dim: 2,
-        alpha: 0.5,
-        lambda: 0.01,
+        // alpha and lambda: the defaults (centerloss::DEFAULT_ALPHA, DEFAULT_LAMBDA).
         reduction: Reduction::Mean,
         update: UpdateMode::Atomic,
         ..Default::default()

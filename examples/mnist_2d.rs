@@ -19,7 +19,7 @@ struct Args {
     #[arg(long, default_value = "0,0.01", value_delimiter = ',')]
     lambdas: Vec<f32>,
     /// Center learning rate.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = centerloss::DEFAULT_ALPHA)]
     alpha: f32,
     /// Passes over the training set.
     #[arg(long, default_value_t = MnistOptions::default().epochs)]

@@ -72,10 +72,10 @@ struct Args {
     #[arg(long, default_value_t = 0.1)]
     validation: f64,
     /// Center-loss weight.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = centerloss::DEFAULT_LAMBDA)]
     lambda: f32,
     /// Center learning rate.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = centerloss::DEFAULT_ALPHA)]
     alpha: f32,
     /// Embedding size.
     #[arg(long, default_value_t = 128)]

@@ -105,16 +105,9 @@ pub struct CenterLossCase {
 }
 
 impl CenterLossCase {
-    /// The module's configuration for this case (alpha 0.5, lambda 0.01).
+    /// The module's configuration for this case (the default α and λ).
     pub fn config(&self) -> CenterLossConfig {
-        CenterLossConfig {
-            num_classes: self.classes,
-            feat_dim: self.dim,
-            alpha: 0.5,
-            lambda: 0.01,
-            update: self.update,
-            ..Default::default()
-        }
+        CenterLossConfig { num_classes: self.classes, feat_dim: self.dim, update: self.update, ..Default::default() }
     }
 
     /// Seeded features in [-1, 1) and uniformly random labels.
@@ -278,7 +271,7 @@ pub fn trainer_profile(
 /// one training step taken on it (pipelines compiled, buffers touched).
 fn warmed_up_network(ctx: &GpuContext, spec: NetworkSpec, batch: usize) -> Result<(Network, Vec<f32>, Vec<u32>)> {
     let classes = spec.num_classes as u32;
-    let mut net = Network::new(ctx, spec, TrainConfig { batch, lambda: 0.01, ..Default::default() })?;
+    let mut net = Network::new(ctx, spec, TrainConfig { batch, ..Default::default() })?;
     let mut rng = StdRng::seed_from_u64(0);
     let x: Vec<f32> = (0..batch * net.input_len()).map(|_| rng.random_range(-1.0..1.0)).collect();
     let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes)).collect();

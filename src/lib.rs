@@ -44,7 +44,7 @@ pub mod plot;
 pub use center_loss::cpu;
 pub use center_loss::{
     BatchBuffers, BatchOffsets, CenterLossBinding, CenterLossConfig, GpuCenterLoss, GpuHealth, Reduction, StepOutput,
-    UpdateMode,
+    UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA,
 };
 pub use error::{Error, Result};
 pub use gpu::GpuContext;

@@ -139,34 +139,3 @@ pub fn roc_curves(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)], 
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
 }
-
-/// Writes images (values in [-1, 1], NCHW with 1 or 3 channels) as a grid, `cols` per row,
-/// scaled up `zoom` times: a look at the data.
-pub fn image_grid(path: &Path, images: &[f32], shape: [usize; 3], cols: usize, zoom: usize) -> Result<()> {
-    let err = plot_err(path);
-    let [c, h, w] = shape;
-    let len = c * h * w;
-    let n = images.len() / len.max(1);
-    let cols = cols.clamp(1, n.max(1));
-    let rows = n.div_ceil(cols);
-    let zoom = zoom.max(1);
-    let root =
-        BitMapBackend::new(path, ((cols * (w + 1) * zoom) as u32, (rows * (h + 1) * zoom) as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    for (i, img) in images.chunks(len).enumerate() {
-        let (ox, oy) = ((i % cols) * (w + 1) * zoom, (i / cols) * (h + 1) * zoom);
-        for y in 0..h {
-            for x in 0..w {
-                let v = |ch: usize| ((img[ch * h * w + y * w + x].clamp(-1.0, 1.0) + 1.0) * 127.5) as u8;
-                let color = if c >= 3 { RGBColor(v(0), v(1), v(2)) } else { RGBColor(v(0), v(0), v(0)) };
-                for dy in 0..zoom {
-                    for dx in 0..zoom {
-                        root.draw_pixel(((ox + x * zoom + dx) as i32, (oy + y * zoom + dy) as i32), &color)
-                            .map_err(|e| err(e.to_string()))?;
-                    }
-                }
-            }
-        }
-    }
-    root.present().map_err(|e| err(e.to_string()))
-}

@@ -8,7 +8,7 @@ use centerloss::data::{Augment, Dataset, Shard};
 use centerloss::nn::{
     fit, fit_collective, fit_shard, member_images, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig,
 };
-use centerloss::{checkpoint, Error, GpuContext, UpdateMode};
+use centerloss::{checkpoint, CenterLossConfig, Error, GpuContext, UpdateMode};
 use common::{gpu, labels, rel_err, rng, run_group, uniform};
 
 const SHARD: usize = 4;
@@ -23,7 +23,8 @@ fn spec() -> NetworkSpec {
 fn config(batch: usize, update: UpdateMode) -> TrainConfig {
     let clip = (update == UpdateMode::Deterministic).then_some(1e-2);
     let sgd = SgdConfig { clip_grad_norm: clip, ..Default::default() };
-    TrainConfig { batch, sgd, lambda: 0.1, alpha: 0.5, center_update: update, seed: 11 }
+    let center = CenterLossConfig { lambda: 0.1, alpha: 0.5, update, ..Default::default() };
+    TrainConfig { batch, sgd, center, seed: 11 }
 }
 
 /// `steps` global batches of 2 * SHARD images, augmented (flip + crop) as one batch.

@@ -13,7 +13,7 @@ use std::time::Instant;
 use centerloss::data::faces::FaceSetConfig;
 use centerloss::experiments::faces::{self, FaceOptions, FaceSource};
 use centerloss::nn::{Network, NetworkSpec, TrainConfig};
-use centerloss::{checkpoint, GpuContext};
+use centerloss::{checkpoint, CenterLossConfig, GpuContext};
 use common::gpu;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -38,7 +38,11 @@ fn job(out: PathBuf) -> FaceOptions {
 
 /// A network of the job's shape, to load its checkpoints into.
 fn network(ctx: &GpuContext) -> Network {
-    let cfg = TrainConfig { batch: 16, lambda: 0.01, ..Default::default() };
+    let cfg = TrainConfig {
+        batch: 16,
+        center: CenterLossConfig { lambda: 0.01, ..Default::default() },
+        ..Default::default()
+    };
     Network::new(ctx, NetworkSpec::face_resnet(1, 32, 16, 6), cfg).unwrap()
 }
 

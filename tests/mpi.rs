@@ -147,7 +147,12 @@ fn train(comm: &Mpi, ctx: &GpuContext) -> Result<(), String> {
         labels: (0..n).map(|_| r.random_range(0..10)).collect(),
     };
     let spec = NetworkSpec::face_resnet(1, 32, 16, 10);
-    let config = |batch| TrainConfig { batch, lambda: 0.1, alpha: 0.5, seed: 3, ..Default::default() };
+    let config = |batch| TrainConfig {
+        batch,
+        center: CenterLossConfig { lambda: 0.1, alpha: 0.5, ..Default::default() },
+        seed: 3,
+        ..Default::default()
+    };
     let opts = FitOptions {
         steps: 6,
         augment: Augment { flip: true, crop_pad: 2 },

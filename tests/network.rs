@@ -4,9 +4,14 @@
 mod common;
 
 use centerloss::nn::{LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig, WeightInit};
-use centerloss::{checkpoint, Error, GpuContext, UpdateMode};
+use centerloss::{checkpoint, CenterLossConfig, Error, GpuContext, UpdateMode};
 use common::{gpu, rng, uniform};
 use rand::Rng;
+
+/// Center loss with weight `lambda` and deterministic center updates.
+fn deterministic(lambda: f32) -> CenterLossConfig {
+    CenterLossConfig { lambda, update: UpdateMode::Deterministic, ..Default::default() }
+}
 
 fn small_spec() -> NetworkSpec {
     NetworkSpec {
@@ -30,8 +35,7 @@ fn small_spec() -> NetworkSpec {
 #[test]
 fn finite_difference_gradient_check() {
     let Some(ctx) = gpu() else { return };
-    let cfg =
-        TrainConfig { batch: 4, lambda: 0.5, center_update: UpdateMode::Deterministic, seed: 3, ..Default::default() };
+    let cfg = TrainConfig { batch: 4, center: deterministic(0.5), seed: 3, ..Default::default() };
     let mut net = Network::new(&ctx, small_spec(), cfg).unwrap();
     let mut r = rng(1);
     let images = uniform(&mut r, 4 * 72, 1.0);
@@ -118,11 +122,9 @@ fn gradient_clipping_scales_the_step_to_the_clip() {
     let Some(ctx) = gpu() else { return };
     let config = |clip: Option<f32>| TrainConfig {
         batch: 4,
-        lambda: 0.5,
-        center_update: UpdateMode::Deterministic,
+        center: deterministic(0.5),
         seed: 3,
         sgd: SgdConfig { lr: 0.1, clip_grad_norm: clip, ..Default::default() },
-        ..Default::default()
     };
     let mut r = rng(2);
     let images = uniform(&mut r, 4 * 72, 1.0);
@@ -201,7 +203,12 @@ fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
         schedule: MultiStep { milestones: vec![60], ..Default::default() },
         ..Default::default()
     };
-    let cfg = TrainConfig { batch: 32, sgd, lambda: 0.01, alpha: 0.5, center_update: update, seed: 11 };
+    let cfg = TrainConfig {
+        batch: 32,
+        sgd,
+        center: CenterLossConfig { lambda: 0.01, alpha: 0.5, update, ..Default::default() },
+        seed: 11,
+    };
     Network::new(ctx, spec, cfg).unwrap()
 }
 

@@ -26,10 +26,22 @@ pub enum UpdateMode {
     Deterministic,
 }
 
+/// The center learning rate α of the paper's experiments (Wen et al. 2016, section 4).
+pub const DEFAULT_ALPHA: f32 = 0.5;
+
+/// The loss weight λ. 0.01 is what both experiments here measured best: on the built-in
+/// faces it beat 0.005 and 0.02 and then won every verification figure over softmax alone on
+/// seeds 1-3; on MNIST's 2-D features (the paper's Figure 3 spans 0.001-0.1) it gave 97.65%
+/// against 96.60% for softmax alone and 1.4x tighter classes (docs/faces.md,
+/// docs/mnist.md). The paper's face networks use 0.003 on a 512-d embedding; the right λ
+/// depends on the embedding's scale, so sweep it on your data.
+pub const DEFAULT_LAMBDA: f32 = 0.01;
+
 /// Settings of a center-loss module (GPU or CPU).
 ///
 /// `alpha` is the center learning rate (0, 1]; `lambda` weighs the loss and its gradient
-/// (not the center update). Defaults: alpha 0.5, lambda 0.003 (the paper's face setting).
+/// (not the center update). Defaults: [`DEFAULT_ALPHA`], [`DEFAULT_LAMBDA`], mean reduction,
+/// atomic updates.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CenterLossConfig {
     /// Number of classes K (rows of the center table).
@@ -64,8 +76,8 @@ impl Default for CenterLossConfig {
         Self {
             num_classes: 0,
             feat_dim: 0,
-            alpha: 0.5,
-            lambda: 0.003,
+            alpha: DEFAULT_ALPHA,
+            lambda: DEFAULT_LAMBDA,
             reduction: Reduction::Mean,
             update: UpdateMode::Atomic,
             force_cas_atomics: false,

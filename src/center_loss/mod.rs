@@ -5,7 +5,7 @@ mod config;
 pub mod cpu;
 mod gpu;
 
-pub use config::{CenterLossConfig, Reduction, UpdateMode, MAX_CENTER_BINDINGS};
+pub use config::{CenterLossConfig, Reduction, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA, MAX_CENTER_BINDINGS};
 pub use gpu::{
     shader_plan, BatchBuffers, BatchOffsets, CenterLossBinding, GpuCenterLoss, GpuHealth, ShaderSpec, StepOutput,
     GRAD_SCALE_KERNELS,

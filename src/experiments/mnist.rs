@@ -8,7 +8,7 @@ use crate::data::{mnist::Mnist, Augment, Dataset};
 use crate::experiments::json_f32;
 use crate::experiments::training::{fit_group, rank_shard, shard_batch};
 use crate::nn::{FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
-use crate::{eval, plot, Error, GpuContext, Result, UpdateMode};
+use crate::{eval, plot, CenterLossConfig, Error, GpuContext, Result, UpdateMode, DEFAULT_ALPHA};
 
 /// Settings of [`run`].
 #[derive(Clone, Debug, PartialEq)]
@@ -47,7 +47,7 @@ impl Default for MnistOptions {
         Self {
             data: PathBuf::from("../shared/data/mnist"),
             lambdas: vec![0.0, 0.01],
-            alpha: 0.5,
+            alpha: DEFAULT_ALPHA,
             epochs: 5,
             batch: 64,
             lr: 0.1,
@@ -143,7 +143,7 @@ fn truncate(d: &Dataset, max: usize) -> Dataset {
 
 /// Trains and evaluates LeNet++ once per lambda; writes one scatter plot per lambda.
 pub fn run(ctx: &GpuContext, opts: &MnistOptions) -> Result<MnistReport> {
-    run_on(ctx, opts, None)?.ok_or_else(|| Error::Config("no report".into()))
+    run_on(ctx, opts, None)?.ok_or_else(|| Error::Internal("the lead member returned no report".into()))
 }
 
 /// [`run`] as one rank of a data-parallel job (MPI): every rank passes the same options;
@@ -187,9 +187,7 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
         let cfg = TrainConfig {
             batch: shard,
             sgd,
-            lambda,
-            alpha: opts.alpha,
-            center_update: UpdateMode::Atomic,
+            center: CenterLossConfig { lambda, alpha: opts.alpha, update: UpdateMode::Atomic, ..Default::default() },
             seed: opts.seed,
         };
         let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone())?;

@@ -7,7 +7,7 @@ use super::optimizer::{Sgd, SgdConfig};
 use super::spec::NetworkSpec;
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Op, Staging};
-use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result, UpdateMode};
+use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Result};
 
 /// How a network is trained.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,26 +16,17 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Optimizer settings.
     pub sgd: SgdConfig,
-    /// Center-loss weight; 0 trains with softmax alone (no centers at all).
-    pub lambda: f32,
-    /// Center learning rate.
-    pub alpha: f32,
-    /// How the centers are updated on the GPU.
-    pub center_update: UpdateMode,
+    /// The center loss on the embedding: α, λ (0 trains with softmax alone, no centers at
+    /// all), reduction and update mode. `num_classes` and `feat_dim` come from the network
+    /// spec: leave them 0, or they must match it.
+    pub center: CenterLossConfig,
     /// Seed of the weight initialisation.
     pub seed: u64,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self {
-            batch: 64,
-            sgd: SgdConfig::default(),
-            lambda: 0.003,
-            alpha: 0.5,
-            center_update: UpdateMode::Atomic,
-            seed: 0,
-        }
+        Self { batch: 64, sgd: SgdConfig::default(), center: CenterLossConfig::default(), seed: 0 }
     }
 }
 
@@ -124,6 +115,22 @@ pub struct Network {
     pub(super) lr: f32,
 }
 
+/// `center` with the network's K and D filled in (0 means "from the network"), validated.
+fn center_config(center: &CenterLossConfig, num_classes: usize, feat_dim: usize) -> Result<CenterLossConfig> {
+    for (what, given, network) in
+        [("num_classes", center.num_classes, num_classes), ("feat_dim", center.feat_dim, feat_dim)]
+    {
+        if given != 0 && given != network {
+            return Err(Error::Config(format!(
+                "TrainConfig::center.{what} is {given} but the network has {network}: leave it 0"
+            )));
+        }
+    }
+    let cfg = CenterLossConfig { num_classes, feat_dim, ..center.clone() };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
 impl Network {
     /// Builds the network, its optimizer and its centers; shapes are checked here and a
     /// mismatch is an [`Error::Config`] naming the layer.
@@ -134,16 +141,7 @@ impl Network {
         let input = graph.input(spec.input, false);
         let embedding = graph.sequence(&input, &spec.trunk, "trunk")?;
         let embedding = Tensor { shape: [embedding.per_sample(), 1, 1], ..embedding };
-        let center_cfg = CenterLossConfig {
-            num_classes: spec.num_classes,
-            feat_dim: embedding.per_sample(),
-            alpha: cfg.alpha,
-            lambda: cfg.lambda,
-            reduction: Reduction::Mean,
-            update: cfg.center_update,
-            ..Default::default()
-        };
-        center_cfg.validate()?;
+        let center_cfg = center_config(&cfg.center, spec.num_classes, embedding.per_sample())?;
         let trunk_groups = graph.backward_groups();
         let logits = graph.classifier(&embedding, spec.num_classes, spec.classifier_bias, "classifier")?;
         let device = ctx.device();
@@ -152,7 +150,7 @@ impl Network {
         let metrics = gpu::buffer(device, "metrics", 16, gpu::STORAGE_RW);
         let metrics_staging = Staging::new(device, "metrics staging", 16);
         let row_stats = gpu::buffer(device, "row stats", 8 * b as u64, gpu::STORAGE_RW);
-        let dlogits = logits.grad.clone().ok_or_else(|| Error::Config("logits have no gradient".into()))?;
+        let dlogits = logits.grad.clone().ok_or_else(|| Error::Internal("logits have no gradient".into()))?;
         let su = graph.uniform(&SoftmaxParams {
             batch: b as u32,
             classes: spec.num_classes as u32,
@@ -170,9 +168,9 @@ impl Network {
             graph.op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
         ];
         let sgd = Sgd::new(&graph, &cfg.sgd)?;
-        let center = if cfg.lambda > 0.0 {
+        let center = if center_cfg.lambda > 0.0 {
             let cl = GpuCenterLoss::new(ctx, center_cfg.clone())?;
-            let grad = embedding.grad.as_ref().ok_or_else(|| Error::Config("embedding has no gradient".into()))?;
+            let grad = embedding.grad.as_ref().ok_or_else(|| Error::Internal("embedding has no gradient".into()))?;
             let binding = cl.bind(BatchBuffers {
                 features: &embedding.buffer,
                 labels: &labels,

@@ -16,7 +16,7 @@ use crate::data::{Augment, Dataset};
 use crate::eval;
 use crate::experiments::training::{fit_group, shard_batch};
 use crate::nn::{FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
-use crate::{checkpoint, plot, Error, GpuContext, Result, UpdateMode};
+use crate::{checkpoint, plot, CenterLossConfig, Error, GpuContext, Result, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA};
 
 /// Where the faces come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,8 +104,8 @@ impl Default for FaceOptions {
             clip_grad_norm: None,
             augment: true,
             validation_fraction: 0.1,
-            lambda: 0.01,
-            alpha: 0.5,
+            lambda: DEFAULT_LAMBDA,
+            alpha: DEFAULT_ALPHA,
             embed_dim: 128,
             seed: 1,
             resume: false,
@@ -190,9 +190,7 @@ fn train_variant(
     let cfg = TrainConfig {
         batch: opts.batch,
         sgd,
-        lambda,
-        alpha: opts.alpha,
-        center_update: opts.center_update,
+        center: CenterLossConfig { lambda, alpha: opts.alpha, update: opts.center_update, ..Default::default() },
         seed: opts.seed,
     };
     let devices = comm.map_or(opts.devices.max(1), |c| c.size());
@@ -327,7 +325,7 @@ pub fn pca_plot(png: &std::path::Path, title: &str, embeddings: &[f32], dim: usi
 /// for the best by validation, the one evaluated), a ROC plot and PCA plots into
 /// `opts.out`. With `opts.resume`, each variant continues from its last checkpoint.
 pub fn run(ctx: &GpuContext, opts: &FaceOptions) -> Result<FaceReport> {
-    run_on(ctx, opts, None)?.ok_or_else(|| Error::Config("no report".into()))
+    run_on(ctx, opts, None)?.ok_or_else(|| Error::Internal("the lead member returned no report".into()))
 }
 
 /// [`run`] as one rank of a data-parallel job (an MPI job, say): every rank passes the

@@ -7,7 +7,7 @@ use super::optimizer::{Sgd, SgdConfig};
 use super::spec::NetworkSpec;
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Op, Staging};
-use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Result};
+use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result};
 
 /// How a network is trained.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +116,7 @@ pub struct Network {
 }
 
 /// `center` with the network's K and D filled in (0 means "from the network"), validated.
+/// The trainer averages both losses over the batch, so the reduction must be the mean.
 fn center_config(center: &CenterLossConfig, num_classes: usize, feat_dim: usize) -> Result<CenterLossConfig> {
     for (what, given, network) in
         [("num_classes", center.num_classes, num_classes), ("feat_dim", center.feat_dim, feat_dim)]
@@ -125,6 +126,11 @@ fn center_config(center: &CenterLossConfig, num_classes: usize, feat_dim: usize)
                 "TrainConfig::center.{what} is {given} but the network has {network}: leave it 0"
             )));
         }
+    }
+    if center.reduction != Reduction::Mean {
+        return Err(Error::Config(
+            "TrainConfig::center.reduction must be Reduction::Mean: the trainer averages softmax and center loss over the batch".into(),
+        ));
     }
     let cfg = CenterLossConfig { num_classes, feat_dim, ..center.clone() };
     cfg.validate()?;
@@ -425,5 +431,22 @@ impl Network {
         check_len("parameter", p.len, values.len())?;
         check_finite("parameter", values)?;
         self.graph.write(&p.value, values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_center_config_takes_k_and_d_from_the_network_and_refuses_what_it_cannot_train() {
+        let cfg = center_config(&CenterLossConfig::default(), 10, 2).unwrap();
+        assert_eq!((cfg.num_classes, cfg.feat_dim), (10, 2));
+        let mismatch = CenterLossConfig { feat_dim: 3, ..Default::default() };
+        assert!(matches!(center_config(&mismatch, 10, 2), Err(Error::Config(_))));
+        let sum = CenterLossConfig { reduction: Reduction::Sum, ..Default::default() };
+        assert!(matches!(center_config(&sum, 10, 2), Err(Error::Config(_))));
+        let bad_alpha = CenterLossConfig { alpha: 0.0, ..Default::default() };
+        assert!(matches!(center_config(&bad_alpha, 10, 2), Err(Error::Config(_))));
     }
 }

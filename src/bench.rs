@@ -25,7 +25,7 @@ struct CopyParams {
 /// The benchmarks' own kernel (`shaders/bench/`): a copy that moves 16 bytes per invocation.
 pub const KERNELS: &[KernelSpec] = &[KernelSpec {
     name: "bandwidth_copy",
-    uniform_bytes: std::mem::size_of::<CopyParams>() as u64,
+    uniform_bytes: Some(std::mem::size_of::<CopyParams>() as u64),
     storage: &[Access::Read, Access::Write],
     element_bytes: 16,
 }];
@@ -217,7 +217,7 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, samples: usize) -> Result<(f
     let len = (bytes / 16) as u32;
     let u = gpu::uniform(ctx.device(), "copy params", &CopyParams { len, _pad0: 0, _pad1: 0, _pad2: 0 });
     let (x, y) = gpu::grid(len as u64, ctx.limits().max_compute_workgroups_per_dimension);
-    let op = ctx.capture(|| kernels.op("bandwidth_copy", &[], &u, &[&src, &dst], (x, y, 1)))??;
+    let op = ctx.capture(|| kernels.op("bandwidth_copy", &[], Some(&u), &[&src, &dst], (x, y, 1)))??;
     let iters = 4;
     let timing = time_recorded(ctx, iters, samples, &|enc| {
         let mut pass = enc.begin_compute_pass(&Default::default());

@@ -240,7 +240,7 @@ impl GradScale {
         let op = self.kernels.op_ranges(
             "center_grad_scale",
             &[],
-            &self.params,
+            Some(&self.params),
             &[
                 self.incoming.as_entire_buffer_binding(),
                 wgpu::BufferBinding { buffer: &g, offset: g_offset, size: NonZeroU64::new(4 * len as u64) },

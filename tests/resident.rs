@@ -214,12 +214,12 @@ fn profiled_steps_time_every_kernel_and_still_step() {
     for (ctx, update, d, kernels) in [
         (ctx.clone(), UpdateMode::Atomic, 6, separate_atomic),
         (ctx.clone(), UpdateMode::Deterministic, 6, separate_sorted),
-        (cpu.clone(), UpdateMode::Atomic, 8, vec!["center_inspect_vec4", "center_walk_vec4", "center_close"]),
+        (cpu.clone(), UpdateMode::Atomic, 8, vec!["center_inspect_vec4", "center_runs_vec4", "center_close"]),
         (
             cpu.clone(),
             UpdateMode::Deterministic,
             8,
-            vec!["center_inspect_vec4", "bitonic_local", "center_walk_vec4", "center_close"],
+            vec!["center_inspect_vec4", "bitonic_local", "center_runs_vec4", "center_close"],
         ),
     ] {
         let mut r = rng(30);

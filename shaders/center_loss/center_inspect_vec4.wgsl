@@ -1,14 +1,14 @@
 // CPU family (D divisible by 4), first pass of a step: reads every label and feature once,
-// so that the walk that follows knows before it writes a center whether the step is
+// so that the runs that follow know before it writes a center whether the step is
 // poisoned. Counts non-finite features and labels >= K in the health counters, and hands
-// each row to the walk's bookkeeping (runs_links: links it into its class's list;
+// each row to the runs' bookkeeping (runs_links: links it into its class's list;
 // runs_sorted: writes its sort key, and the padding keys). One invocation per (row, lane),
-// with the walk's lanes (walk_shape); lane 0 inspects the label.
+// with the run lanes (run_lanes); lane 0 inspects the label.
 
 #import common
 #import batch_bindings
 #import health_report
-#import walk_shape
+#import run_lanes
 #import runs
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -19,7 +19,7 @@ fn main(
 ) {
     let e = linear_workgroup(wid, nwg) * WORKGROUP_SIZE + lid;
     pad_key(e);
-    let lanes = walk_lanes();
+    let lanes = run_lanes();
     if e >= params.batch * lanes {
         return;
     }

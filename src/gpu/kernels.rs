@@ -1,8 +1,9 @@
-//! The kernel registry: a subsystem describes its single-group kernels in a table of
-//! [`KernelSpec`]s (a uniform at binding 0, then storage buffers); [`KernelSet`] builds
-//! their shader modules and bind-group layouts once per device, makes pipelines per set of
-//! pipeline constants on first use and shares them, and turns buffers into recorded
-//! dispatches ([`Op`]).
+//! The kernel registry and the one dispatch type. A subsystem describes its kernels either
+//! as a table of single-group [`KernelSpec`]s (an optional uniform at binding 0, then
+//! storage buffers) or, for kernels that bind several groups, as [`GroupedKernel`]s over
+//! layouts it made with the [`PipelineFactory`]. [`KernelSet`] builds their shader modules
+//! and layouts once per device, makes pipelines per set of pipeline constants and shares
+//! them, and turns bind groups into recorded dispatches ([`Op`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,8 +26,9 @@ pub enum Access {
 pub struct KernelSpec {
     /// The kernel's WGSL file stem.
     pub name: &'static str,
-    /// Bytes of the uniform at binding 0.
-    pub uniform_bytes: u64,
+    /// Bytes of the uniform at binding 0; `None` for a kernel whose shapes are all
+    /// pipeline constants (binding 0 is then empty).
+    pub uniform_bytes: Option<u64>,
     /// The storage bindings 1, 2, ... in order.
     pub storage: &'static [Access],
     /// Size of one element of the storage arrays (their minimum binding size).
@@ -36,32 +38,84 @@ pub struct KernelSpec {
 impl KernelSpec {
     /// A kernel over f32/u32 arrays.
     pub const fn new(name: &'static str, uniform_bytes: u64, storage: &'static [Access]) -> Self {
-        Self { name, uniform_bytes, storage, element_bytes: 4 }
+        Self { name, uniform_bytes: Some(uniform_bytes), storage, element_bytes: 4 }
     }
+
+    /// A kernel over f32/u32 arrays with no uniform: its shapes are pipeline constants.
+    pub const fn without_uniform(name: &'static str, storage: &'static [Access]) -> Self {
+        Self { name, uniform_bytes: None, storage, element_bytes: 4 }
+    }
+}
+
+/// A kernel that binds several groups: its key in the set, its name in profiles, its WGSL
+/// file composed with import aliases, the pipeline layout its groups follow and the
+/// pipeline constants its one pipeline is specialised with.
+#[derive(Clone, Debug)]
+pub struct GroupedKernel<'a> {
+    /// The key [`KernelSet::dispatch`] finds it by (also the pipeline's label).
+    pub key: &'static str,
+    /// The name its dispatches carry in profiles.
+    pub name: &'static str,
+    /// The WGSL file stem.
+    pub file: &'static str,
+    /// Import aliases ([`shaders::compose`]).
+    pub aliases: Vec<(&'static str, &'static str)>,
+    /// The layout of its bind groups.
+    pub layout: &'a wgpu::PipelineLayout,
+    /// Pipeline-overridable constants.
+    pub constants: Constants,
 }
 
 /// Pipeline-overridable constants of one specialised pipeline.
 pub type Constants = Vec<(&'static str, f64)>;
 
-/// One recorded dispatch: a pipeline, its bind group, its grid.
+/// A bind group an [`Op`] sets before its dispatch: its index, the group and its dynamic
+/// offset, if its layout has one.
+#[derive(Clone, Debug)]
+pub struct BoundGroup {
+    /// The group index (`@group(n)`).
+    pub index: u32,
+    /// The bind group.
+    pub group: wgpu::BindGroup,
+    /// The dynamic offset of its one dynamic binding.
+    pub offset: Option<u32>,
+}
+
+impl BoundGroup {
+    /// `group` at `index`, with no dynamic offset.
+    pub fn new(index: u32, group: &wgpu::BindGroup) -> Self {
+        Self { index, group: group.clone(), offset: None }
+    }
+}
+
+/// One recorded dispatch: a pipeline, the bind groups it sets, its grid. Groups an op
+/// does not set keep what an earlier op of the same pass bound.
 #[derive(Clone, Debug)]
 pub struct Op {
-    /// The kernel's WGSL file stem (for profiles).
+    /// The kernel's name (for profiles).
     pub kernel: &'static str,
-    /// The specialised pipeline.
-    pub pipeline: wgpu::ComputePipeline,
-    /// Group 0: the uniform and the storage buffers.
-    pub group: wgpu::BindGroup,
+    pipeline: wgpu::ComputePipeline,
+    /// The groups set before the dispatch, in order.
+    pub groups: Vec<BoundGroup>,
     /// Workgroups in x, y, z.
     pub grid: (u32, u32, u32),
+}
+
+impl Op {
+    /// Records this dispatch into `cpass`.
+    pub fn record(&self, cpass: &mut wgpu::ComputePass<'_>) {
+        cpass.set_pipeline(&self.pipeline);
+        for bound in &self.groups {
+            cpass.set_bind_group(bound.index, &bound.group, bound.offset.as_slice());
+        }
+        cpass.dispatch_workgroups(self.grid.0, self.grid.1, self.grid.2);
+    }
 }
 
 /// Records `ops` in order into `cpass`.
 pub fn record_ops(cpass: &mut wgpu::ComputePass<'_>, ops: &[Op]) {
     for op in ops {
-        cpass.set_pipeline(&op.pipeline);
-        cpass.set_bind_group(0, &op.group, &[]);
-        cpass.dispatch_workgroups(op.grid.0, op.grid.1, op.grid.2);
+        op.record(cpass);
     }
 }
 
@@ -129,7 +183,10 @@ impl PipelineFactory {
 }
 
 struct Compiled {
-    layout: wgpu::BindGroupLayout,
+    /// The name its dispatches carry.
+    name: &'static str,
+    /// Group 0's layout (single-group kernels).
+    layout: Option<wgpu::BindGroupLayout>,
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
 }
@@ -160,16 +217,44 @@ impl KernelSet {
         ctx.capture(|| {
             let mut compiled = HashMap::new();
             for spec in table {
-                let mut entries = vec![super::uniform_entry(0, spec.uniform_bytes, false)];
+                let mut entries: Vec<_> =
+                    spec.uniform_bytes.map(|bytes| super::uniform_entry(0, bytes, false)).into_iter().collect();
                 for (i, access) in spec.storage.iter().enumerate() {
                     entries.push(super::storage_entry(i as u32 + 1, *access == Access::Read, spec.element_bytes));
                 }
                 let layout = factory.bind_group_layout(spec.name, &entries);
                 let pipeline_layout = factory.pipeline_layout(spec.name, &[&layout]);
                 let module = factory.shader_module(spec.name, spec.name, aliases)?;
-                compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
+                compiled.insert(spec.name, Compiled { name: spec.name, layout: Some(layout), pipeline_layout, module });
             }
             Ok(Self { factory, compiled, pipelines: Mutex::new(HashMap::new()) })
+        })?
+    }
+
+    /// The kernels of `kernels` on `ctx` (each module composed once per file and aliases),
+    /// their pipelines made now, within one validation scope.
+    pub fn grouped(ctx: &GpuContext, kernels: &[GroupedKernel<'_>]) -> Result<Self> {
+        let factory = ctx.pipeline_factory();
+        ctx.capture(|| {
+            let mut modules: HashMap<(&str, String), wgpu::ShaderModule> = HashMap::new();
+            let mut compiled = HashMap::new();
+            let mut pipelines = HashMap::new();
+            for kernel in kernels {
+                let module_key = (kernel.file, format!("{:?}", kernel.aliases));
+                let module = match modules.get(&module_key) {
+                    Some(module) => module.clone(),
+                    None => {
+                        let module = factory.shader_module(kernel.key, kernel.file, &kernel.aliases)?;
+                        modules.insert(module_key, module.clone());
+                        module
+                    }
+                };
+                let pipeline = factory.compute_pipeline(kernel.key, kernel.layout, &module, &kernel.constants);
+                pipelines.insert((kernel.key, String::new()), pipeline);
+                let pipeline_layout = kernel.layout.clone();
+                compiled.insert(kernel.key, Compiled { name: kernel.name, layout: None, pipeline_layout, module });
+            }
+            Ok(Self { factory, compiled, pipelines: Mutex::new(pipelines) })
         })?
     }
 
@@ -177,10 +262,11 @@ impl KernelSet {
         self.compiled.get(kernel).ok_or_else(|| Error::Internal(format!("no kernel named {kernel} in this kernel set")))
     }
 
-    /// The pipeline of `kernel` specialised with `constants`.
-    pub fn pipeline(&self, kernel: &'static str, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, format!("{constants:?}"));
-        let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+    /// The pipeline of `kernel` specialised with `constants` (a grouped kernel: its own,
+    /// named by no constants here).
+    fn pipeline(&self, kernel: &'static str, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, if constants.is_empty() { String::new() } else { format!("{constants:?}") });
+        let mut cache = self.pipelines.lock().map_err(|_| Error::Internal("pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
@@ -190,13 +276,19 @@ impl KernelSet {
         Ok(p)
     }
 
-    /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0,
-    /// `storage` at 1, 2, ...
+    /// A dispatch of the grouped kernel `key` that sets `groups` first.
+    pub fn dispatch(&self, key: &'static str, groups: Vec<BoundGroup>, grid: (u32, u32, u32)) -> Result<Op> {
+        let name = self.compiled(key)?.name;
+        Ok(Op { kernel: name, pipeline: self.pipeline(key, &[])?, groups, grid })
+    }
+
+    /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0 (for
+    /// a kernel that has one), `storage` at 1, 2, ...
     pub fn op(
         &self,
         kernel: &'static str,
         constants: &[(&'static str, f64)],
-        uniform: &wgpu::Buffer,
+        uniform: Option<&wgpu::Buffer>,
         storage: &[&wgpu::Buffer],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
@@ -211,12 +303,14 @@ impl KernelSet {
         &self,
         kernel: &'static str,
         constants: &[(&'static str, f64)],
-        uniform: &wgpu::Buffer,
+        uniform: Option<&wgpu::Buffer>,
         storage: &[wgpu::BufferBinding<'_>],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        let layout = &self.compiled(kernel)?.layout;
-        let mut entries = vec![super::bind(0, uniform)];
+        let Some(layout) = &self.compiled(kernel)?.layout else {
+            return Err(Error::Internal(format!("{kernel} binds several groups: use KernelSet::dispatch")));
+        };
+        let mut entries: Vec<_> = uniform.map(|u| super::bind(0, u)).into_iter().collect();
         entries.extend(storage.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
             binding: i as u32 + 1,
             resource: wgpu::BindingResource::Buffer(b.clone()),
@@ -226,7 +320,8 @@ impl KernelSet {
             layout,
             entries: &entries,
         });
-        Ok(Op { kernel, pipeline: self.pipeline(kernel, constants)?, group, grid })
+        let groups = vec![BoundGroup { index: 0, group, offset: None }];
+        Ok(Op { kernel, pipeline: self.pipeline(kernel, constants)?, groups, grid })
     }
 }
 

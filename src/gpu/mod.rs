@@ -9,7 +9,9 @@ pub mod shaders;
 mod timing;
 
 pub use context::{required_limits, GpuContext, KernelChoice, KernelFamily, WgpuHandles};
-pub use kernels::{profile_ops, record_ops, Access, Constants, KernelSet, KernelSpec, Op, PipelineFactory};
+pub use kernels::{
+    profile_ops, record_ops, Access, BoundGroup, Constants, GroupedKernel, KernelSet, KernelSpec, Op, PipelineFactory,
+};
 pub use readback::{read_buffer, read_buffers, Staging};
 pub use timing::{median, profile_dispatches, GpuTimer, KernelTime};
 

@@ -97,6 +97,35 @@ pub(crate) mod mirror {
         }
     }
 
+    /// Asserts that the group-0 bindings `kernel`'s module declares are those of its
+    /// [`crate::gpu::KernelSpec`]: a uniform at binding 0 exactly when the spec has one,
+    /// then its storage bindings 1.. with the same access.
+    pub fn assert_bindings(spec: &crate::gpu::KernelSpec, aliases: &[(&str, &str)]) {
+        use crate::gpu::Access;
+        let module = module(spec.name, aliases);
+        let mut wgsl: Vec<(u32, Option<Access>)> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, g)| {
+                let binding = g.binding.as_ref()?;
+                assert_eq!(binding.group, 0, "{}: a binding outside group 0", spec.name);
+                let access = match g.space {
+                    naga::AddressSpace::Uniform => None,
+                    naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
+                        Some(Access::Write)
+                    }
+                    naga::AddressSpace::Storage { .. } => Some(Access::Read),
+                    ref other => panic!("{}: binding {} in {other:?}", spec.name, binding.binding),
+                };
+                Some((binding.binding, access))
+            })
+            .collect();
+        wgsl.sort_by_key(|(binding, _)| *binding);
+        let mut rust: Vec<(u32, Option<Access>)> = spec.uniform_bytes.map(|_| (0, None)).into_iter().collect();
+        rust.extend(spec.storage.iter().enumerate().map(|(i, a)| (i as u32 + 1, Some(*a))));
+        assert_eq!(wgsl, rust, "{}: WGSL bindings (left) against its KernelSpec (right)", spec.name);
+    }
+
     /// Asserts that the WGSL struct `name` has exactly the fields of `layout` (name and byte
     /// offset, in order) and its size: `layout` comes from [`super::layout!`].
     pub fn assert_struct(module: &naga::Module, name: &str, layout: (usize, &[(&str, usize)])) {

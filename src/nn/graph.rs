@@ -12,7 +12,7 @@ use bytemuck::Pod;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
-use super::kernels::{values_per_invocation, ShapeConstantsUniform, CPU_KERNEL_ALIASES, KERNELS};
+use super::kernels::{values_per_invocation, CPU_KERNEL_ALIASES, KERNELS};
 use super::spec::{LayerSpec, Shape, WeightInit};
 use crate::gpu::{self, GpuContext, KernelFamily, KernelSet, Op};
 use crate::{Error, Result};
@@ -77,8 +77,6 @@ pub struct Graph {
     pub(super) params: Vec<Param>,
     /// Fills storage bindings a dispatch does not use (no bias).
     pub(super) dummy: wgpu::Buffer,
-    /// The uniform of the convolutions, whose shapes are pipeline constants.
-    pub(super) shape_constants_uniform: wgpu::Buffer,
     /// The bias-gradient sum of the last convolution, which a per-channel PReLU on its
     /// output takes over (`prelu_backward_channel`).
     pub(super) pending_bias: Option<PendingBias>,
@@ -135,11 +133,6 @@ impl Graph {
             backward: Vec::new(),
             params: Vec::new(),
             dummy,
-            shape_constants_uniform: gpu::uniform(
-                ctx.device(),
-                "shape-constants uniform",
-                &ShapeConstantsUniform::default(),
-            ),
             pending_bias: None,
         })
     }
@@ -196,7 +189,7 @@ impl Graph {
         storage: &[&wgpu::Buffer],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        self.kernels.op(kernel, &[], uniform, storage, grid)
+        self.kernels.op(kernel, &[], Some(uniform), storage, grid)
     }
 
     /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128
@@ -207,7 +200,7 @@ impl Graph {
         &self,
         kernel: &'static str,
         constants: &[(&'static str, f64)],
-        uniform: &wgpu::Buffer,
+        uniform: Option<&wgpu::Buffer>,
         storage: &[&wgpu::Buffer],
         m: usize,
         n: usize,

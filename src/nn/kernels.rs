@@ -29,14 +29,6 @@ pub(crate) struct GemmParams {
     pub _pad2: u32,
 }
 
-/// Mirrors `ShapeUniform` (spatial_window.wgsl) of the convolution and pooling kernels,
-/// whose shapes are pipeline constants; the uniform only fills binding 0.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub(crate) struct ShapeConstantsUniform {
-    pub unused: [u32; 4],
-}
-
 /// Values each invocation of the walking kernels takes (`add`, `prelu_forward`,
 /// `prelu_backward`, max pooling: `VALUES_PER_INVOCATION`), per family: walk_width.wgsl
 /// and walk_width_cpu.wgsl.
@@ -142,9 +134,9 @@ const fn uniform<T>() -> u64 {
 /// Every trainer kernel in `shaders/nn/`: its uniform and its storage bindings.
 pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("gemm", uniform::<GemmParams>(), &[R, R, R, W]),
-    KernelSpec::new("conv2d_forward", uniform::<ShapeConstantsUniform>(), &[R, R, R, W]),
-    KernelSpec::new("conv2d_backward_input", uniform::<ShapeConstantsUniform>(), &[R, R, W]),
-    KernelSpec::new("conv2d_backward_weight", uniform::<ShapeConstantsUniform>(), &[R, R, W]),
+    KernelSpec::without_uniform("conv2d_forward", &[R, R, R, W]),
+    KernelSpec::without_uniform("conv2d_backward_input", &[R, R, W]),
+    KernelSpec::without_uniform("conv2d_backward_weight", &[R, R, W]),
     KernelSpec::new("sum_slices", uniform::<ElementParams>(), &[R, W]),
     KernelSpec::new("channel_sum", uniform::<ChannelParams>(), &[R, W]),
     KernelSpec::new("prelu_forward", uniform::<ElementParams>(), &[R, R, W]),
@@ -152,8 +144,8 @@ pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("prelu_slope_grad", uniform::<ChannelParams>(), &[R, R, W]),
     KernelSpec::new("prelu_backward_channel", uniform::<ChannelParams>(), &[R, R, R, W, W, W]),
     KernelSpec::new("add", uniform::<ElementParams>(), &[R, R, W]),
-    KernelSpec::new("maxpool_forward", uniform::<ShapeConstantsUniform>(), &[R, W, W]),
-    KernelSpec::new("maxpool_backward", uniform::<ShapeConstantsUniform>(), &[R, R, W]),
+    KernelSpec::without_uniform("maxpool_forward", &[R, W, W]),
+    KernelSpec::without_uniform("maxpool_backward", &[R, R, W]),
     KernelSpec::new("softmax_cross_entropy", uniform::<SoftmaxParams>(), &[R, R, W, W]),
     KernelSpec::new("reduce_rows", uniform::<ReduceParams>(), &[R, W]),
     KernelSpec::new("l2norm_forward", uniform::<RowParams>(), &[R, W, W]),
@@ -168,6 +160,15 @@ mod tests {
     use super::*;
     use crate::gpu::shaders::{layout, mirror};
     use crate::nn::graph::{GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_K, GEMM_TILE_OUTPUTS};
+
+    /// Every kernel's WGSL bindings are those its table entry gives the layout.
+    #[test]
+    fn kernel_table_matches_the_wgsl_bindings() {
+        for spec in KERNELS {
+            mirror::assert_bindings(spec, &[]);
+            mirror::assert_bindings(spec, CPU_KERNEL_ALIASES);
+        }
+    }
 
     /// Every uniform mirror and GEMM tile constant equals its WGSL twin.
     #[test]
@@ -197,9 +198,6 @@ mod tests {
         assert_eq!(mirror::constant(&gemm_cpu, "TILE_OUTPUTS"), GEMM_CPU_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_M"), GEMM_CPU_BLOCK_M as u64);
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_N"), GEMM_CPU_BLOCK_N as u64);
-        let conv = mirror::module("conv2d_forward", &[]);
-        let unused = layout!(ShapeConstantsUniform { unused });
-        mirror::assert_struct(&conv, "ShapeUniform", unused);
         let element = layout!(ElementParams { len, channels, pixels, _pad });
         for kernel in ["add", "prelu_forward", "prelu_backward", "sum_slices"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ElementParams", element);
@@ -215,9 +213,6 @@ mod tests {
         let rows = layout!(RowParams { rows, dim, eps, _pad });
         for kernel in ["l2norm_forward", "l2norm_backward"] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "RowParams", rows);
-        }
-        for kernel in ["maxpool_forward", "maxpool_backward"] {
-            mirror::assert_struct(&mirror::module(kernel, &[]), "ShapeUniform", unused);
         }
         let sgd = mirror::module("sgd_momentum", &[]);
         mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, decay }));

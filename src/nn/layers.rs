@@ -99,7 +99,7 @@ impl Graph {
             ("K_PER_SLICE", k_per_slice as f64),
         ]);
         let conv_op = |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, z): (usize, usize, usize)| {
-            g.gemm_op(kernel, &constants, &g.shape_constants_uniform, storage, m, n, z)
+            g.gemm_op(kernel, &constants, None, storage, m, n, z)
         };
         let gemm_grid = |m: usize, n: usize, z: usize| (m, n, z);
         let wv = self.params[wi].value.clone();
@@ -247,12 +247,12 @@ impl Graph {
         };
         let u = self.uniform(&params);
         if slices == 1 {
-            return Ok(vec![self.gemm_op("gemm", &[], &u, &[a, b, bias, out], m, n, 1)?]);
+            return Ok(vec![self.gemm_op("gemm", &[], Some(&u), &[a, b, bias, out], m, n, 1)?]);
         }
         let partial = gpu::buffer(self.ctx.device(), "split-k partials", 4 * (slices * m * n) as u64, gpu::STORAGE_RW);
         let su = self.uniform(&ElementParams { len: (m * n) as u32, channels: slices as u32, pixels: 1, _pad: 0 });
         Ok(vec![
-            self.gemm_op("gemm", &[], &u, &[a, b, bias, &partial], m, n, slices)?,
+            self.gemm_op("gemm", &[], Some(&u), &[a, b, bias, &partial], m, n, slices)?,
             self.op("sum_slices", &su, &[&partial, out], self.grid1(m * n))?,
         ])
     }
@@ -263,24 +263,12 @@ impl Graph {
         let argmax =
             gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
         let grid = self.grid_walk(self.batch * y.per_sample());
-        let fwd = self.kernels.op(
-            "maxpool_forward",
-            &constants,
-            &self.shape_constants_uniform,
-            &[&x.buffer, &y.buffer, &argmax],
-            grid,
-        )?;
+        let fwd = self.kernels.op("maxpool_forward", &constants, None, &[&x.buffer, &y.buffer, &argmax], grid)?;
         self.forward.push(fwd);
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
             let grid = self.grid_walk(self.batch * x.per_sample());
-            group.push(self.kernels.op(
-                "maxpool_backward",
-                &constants,
-                &self.shape_constants_uniform,
-                &[dy, &argmax, dx],
-                grid,
-            )?);
+            group.push(self.kernels.op("maxpool_backward", &constants, None, &[dy, &argmax, dx], grid)?);
         }
         self.backward.push(group);
         Ok(())
@@ -329,7 +317,7 @@ impl Graph {
         let fused = self.kernels.op(
             "prelu_backward_channel",
             &constants,
-            &cu,
+            Some(&cu),
             &[&x.buffer, &sv, &dy, dx, &sg, bg],
             (channels as u32, 1, 1),
         )?;

@@ -12,7 +12,7 @@ const RUN_END: u32 = EMPTY_SLOT;
 @group(2) @binding(0) var<storage, read_write> slots: array<atomic<u32>>;
 @group(2) @binding(1) var<storage, read_write> links: array<u32>;
 
-// A position of a class's walk: `at` (a row here; RUN_END past the end) and its row.
+// A position in a class's run: `at` (a row here; RUN_END past the end) and its row.
 struct Cursor {
     at: u32,
     row: u32,
@@ -28,7 +28,7 @@ fn row_inspected(row: u32, label: u32) {
 // center_inspect_vec4, once per invocation: nothing to pad.
 fn pad_key(g: u32) {}
 
-// Walk positions are rows.
+// Run positions are rows.
 fn run_label(p: u32) -> u32 {
     return labels[p];
 }
@@ -37,7 +37,7 @@ fn run_row(p: u32) -> u32 {
     return p;
 }
 
-// Whether position p walks its class (label < K): it is the head of the list.
+// Whether position p runs over its class (label < K): it is the head of the list.
 fn run_owns(p: u32, label: u32) -> bool {
     return atomicLoad(&slots[label]) == p;
 }

@@ -4,7 +4,7 @@
 
 #import scratch_sorted
 
-// A position of a class's walk: `at` (a sorted position; RUN_END past the run) and its row.
+// A position in a class's run: `at` (a sorted position; RUN_END past the run) and its row.
 struct Cursor {
     at: u32,
     row: u32,
@@ -24,7 +24,7 @@ fn pad_key(g: u32) {
     }
 }
 
-// Walk positions are sorted positions.
+// Run positions are sorted positions.
 fn run_label(p: u32) -> u32 {
     return keys[p].x;
 }
@@ -33,7 +33,7 @@ fn run_row(p: u32) -> u32 {
     return keys[p].y;
 }
 
-// Whether position p walks its class (label < K): it starts the class's run.
+// Whether position p runs over its class (label < K): it starts the class's run.
 fn run_owns(p: u32, label: u32) -> bool {
     return p == 0u || keys[p - 1u].x != label;
 }

@@ -1,5 +1,5 @@
 // Group 1: two buffers of the center table bound together (window_4 for three or
-// four), so that a split table is walked once per step.
+// four), so that a kernel walks the batch once per step over a split table.
 
 #import window_params
 #import window_words

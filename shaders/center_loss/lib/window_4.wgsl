@@ -1,5 +1,5 @@
-// Group 1: up to four buffers of the center table bound together, so that a split table is
-// walked once per step. Unused bindings hold a placeholder that no label reaches.
+// Group 1: up to four buffers of the center table bound together, so that a kernel walks
+// the batch once per step over a split table. Unused bindings hold a placeholder that no label reaches.
 // Branches, not a switch: a CPU driver then skips the buffers no lane touches.
 
 #import window_params

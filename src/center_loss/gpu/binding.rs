@@ -4,9 +4,8 @@
 
 use std::num::NonZeroU64;
 
-use bytemuck::{Pod, Zeroable};
-
-use super::pipelines::{vec4_forward, walk_lanes, FORWARD_PER_INVOCATION, WORKGROUP_SIZE};
+use super::interface::{SortStage, StepParams, FORWARD_PER_INVOCATION, SORT_STAGE_BYTES, WORKGROUP_SIZE};
+use super::kernels::{run_lanes, vec4_forward};
 use super::GpuCenterLoss;
 use crate::center_loss::config::center_stride;
 use crate::gpu;
@@ -85,34 +84,6 @@ pub(super) struct SortStages {
     pub count: u32,
     pub group: wgpu::BindGroup,
 }
-
-/// Mirrors `StepParams` in `shaders/center_loss/lib/batch_bindings.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub(super) struct StepParams {
-    pub batch: u32,
-    pub dim: u32,
-    pub num_classes: u32,
-    pub padded_batch: u32,
-    pub grad_scale: f32,
-    pub alpha: f32,
-    pub grad_accumulate: u32,
-    pub partials_per_window: u32,
-    pub num_windows: u32,
-    pub center_stride: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
-}
-
-/// Mirrors `SortStage` in `shaders/center_loss/lib/sort_stage.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub(super) struct SortStage {
-    pub k: u32,
-    pub j: u32,
-}
-
-pub(super) const SORT_STAGE_BYTES: u64 = std::mem::size_of::<SortStage>() as u64;
 
 fn check_buffer(what: &'static str, buffer: &wgpu::Buffer, needed: u64, usage: wgpu::BufferUsages) -> Result<()> {
     if buffer.size() < needed {
@@ -223,12 +194,12 @@ impl GpuCenterLoss {
     }
 
     /// Loss partials a step over `batch` rows writes: one per forward invocation and window,
-    /// or (the fused walk) one per row and walk lane.
+    /// or (the fused step) one per row and run lane.
     fn loss_partials(&self, batch: usize) -> usize {
         let params = self.step_params(batch, false);
         let forward = params.partials_per_window as usize * params.num_windows as usize;
-        if self.walk_step {
-            forward.max(batch * walk_lanes(self.cfg.feat_dim))
+        if self.fused_step {
+            forward.max(batch * run_lanes(self.cfg.feat_dim))
         } else {
             forward
         }
@@ -237,7 +208,7 @@ impl GpuCenterLoss {
     /// Words of the atomic mode's per-batch scratch: B*D sums and B counts, or (the fused
     /// walk) the B links of the class lists.
     fn accumulator_words(&self, batch: usize) -> usize {
-        if self.walk_step {
+        if self.fused_step {
             batch
         } else {
             batch * (self.cfg.feat_dim + 1)

@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use super::plan::Pass;
+use super::plan::CenterPass;
 use super::{CenterLossBinding, GpuCenterLoss, StepOutput};
 use crate::center_loss::config::{Reduction, UpdateMode};
 use crate::collective::wire::{clone_error, Reader, Writer};
@@ -62,14 +62,19 @@ impl GpuCenterLoss {
         // batch; the scale is restored for the binding's own later steps (queue writes are
         // applied in order, before each submission).
         self.scale_binding_for(binding, global.labels.len().max(1))?;
-        let forward = self.ctx.capture(|| {
-            let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
-            self.record(&mut encoder, binding, binding.batch, Pass::Forward);
-            self.ctx.queue().submit([encoder.finish()]);
-        });
+        let forward = self
+            .ctx
+            .capture(|| {
+                let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+                self.record(&mut encoder, binding, binding.batch, CenterPass::Forward)?;
+                self.ctx.queue().submit([encoder.finish()]);
+                Ok(())
+            })
+            .and_then(|recorded| recorded);
         self.scale_binding_for(binding, binding.batch as usize)?;
-        let outcome = forward
-            .and_then(|()| self.run_checked_rows(&global.features, &global.labels, Pass::Step, 0..0).map(|o| o.loss));
+        let outcome = forward.and_then(|()| {
+            self.run_checked_rows(&global.features, &global.labels, CenterPass::Step, 0..0).map(|o| o.loss)
+        });
         let loss = self.agree_on_centers(comm, &global.labels, outcome.as_ref().copied())?;
         if let Some((target, offset)) = &binding.loss_target {
             self.ctx.capture(|| {
@@ -125,13 +130,13 @@ impl GpuCenterLoss {
         if comm.size() == 1 {
             // A group of one exchanges nothing: the plain step.
             let rows = if with_grad { 0..labels.len() } else { 0..0 };
-            return self.run_host_rows(features, labels, Pass::Step, rows);
+            return self.run_host_rows(features, labels, CenterPass::Step, rows);
         }
         let global = self.gather_batch(features, labels, comm)?;
         let own = global.shards[comm.rank()].clone();
         let rows = if with_grad { own } else { 0..0 };
         // Every shard passed its owner's checks (gather_batch), so the batch is not checked again.
-        let outcome = self.run_checked_rows(&global.features, &global.labels, Pass::Step, rows);
+        let outcome = self.run_checked_rows(&global.features, &global.labels, CenterPass::Step, rows);
         let loss = self.agree_on_centers(comm, &global.labels, outcome.as_ref().map(|o| o.loss))?;
         let grad = outcome?.grad;
         Ok(StepOutput { loss, grad })

@@ -2,7 +2,7 @@
 //! touched, through the module's own buffers (grown to the largest batch seen).
 
 use super::binding::CenterLossBinding;
-use super::plan::Pass;
+use super::plan::CenterPass;
 use super::{GpuCenterLoss, StepOutput};
 use crate::gpu::{self, Staging};
 use crate::{Error, Result};
@@ -24,17 +24,17 @@ impl GpuCenterLoss {
     /// `features` holds B*D values, `labels` B values below K. On any bad input the
     /// error comes back before the GPU is touched and the centers stay as they were.
     pub fn step(&mut self, features: &[f32], labels: &[u32]) -> Result<StepOutput> {
-        self.run_host(features, labels, Pass::Step)
+        self.run_host(features, labels, CenterPass::Step)
     }
 
     /// The loss for a batch against the current centers; nothing is updated.
     pub fn loss(&mut self, features: &[f32], labels: &[u32]) -> Result<f32> {
-        self.run_host(features, labels, Pass::LossOnly).map(|o| o.loss)
+        self.run_host(features, labels, CenterPass::LossOnly).map(|o| o.loss)
     }
 
     /// Loss and gradient against the current centers; nothing is updated.
     pub fn forward(&mut self, features: &[f32], labels: &[u32]) -> Result<StepOutput> {
-        self.run_host(features, labels, Pass::Forward)
+        self.run_host(features, labels, CenterPass::Forward)
     }
 
     /// Grows the host-path buffers to hold `batch` rows.
@@ -58,17 +58,17 @@ impl GpuCenterLoss {
         Ok(())
     }
 
-    fn run_host(&mut self, features: &[f32], labels: &[u32], pass: Pass) -> Result<StepOutput> {
+    fn run_host(&mut self, features: &[f32], labels: &[u32], pass: CenterPass) -> Result<StepOutput> {
         self.run_host_rows(features, labels, pass, 0..labels.len())
     }
 
     /// [`Self::run_host`], reading back only the gradient of `rows` (none for
-    /// [`Pass::LossOnly`]).
+    /// [`CenterPass::LossOnly`]).
     pub(super) fn run_host_rows(
         &mut self,
         features: &[f32],
         labels: &[u32],
-        pass: Pass,
+        pass: CenterPass,
         rows: std::ops::Range<usize>,
     ) -> Result<StepOutput> {
         self.cfg.validate_batch(features, labels)?;
@@ -81,7 +81,7 @@ impl GpuCenterLoss {
         &mut self,
         features: &[f32],
         labels: &[u32],
-        pass: Pass,
+        pass: CenterPass,
         rows: std::ops::Range<usize>,
     ) -> Result<StepOutput> {
         let batch = labels.len();
@@ -95,20 +95,21 @@ impl GpuCenterLoss {
         let params = self.step_params(batch, false);
         let row_bytes = self.cfg.feat_dim as u64 * 4;
         let rows = rows.start.min(batch)..rows.end.min(batch);
-        let grad_bytes = if pass == Pass::LossOnly { 0 } else { rows.len() as u64 * row_bytes };
+        let grad_bytes = if pass == CenterPass::LossOnly { 0 } else { rows.len() as u64 * row_bytes };
         let queue = self.ctx.queue();
         self.ctx.capture(|| {
             queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
             queue.write_buffer(&host.features, 0, bytemuck::cast_slice(features));
             queue.write_buffer(&host.labels, 0, bytemuck::cast_slice(labels));
             let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
-            self.record(&mut encoder, &host.binding, batch as u32, pass);
+            self.record(&mut encoder, &host.binding, batch as u32, pass)?;
             host.staging.copy_from(&mut encoder, &host.binding.loss_scratch, 0, 0, 4);
             if grad_bytes > 0 {
                 host.staging.copy_from(&mut encoder, &host.grad, rows.start as u64 * row_bytes, 8, grad_bytes);
             }
             queue.submit([encoder.finish()]);
-        })?;
+            Ok(())
+        })??;
         let words: Vec<f32> = host.staging.read_values(&self.ctx, 2 + grad_bytes as usize / 4)?;
         Ok(StepOutput { loss: words[0], grad: words[2..].to_vec() })
     }
@@ -144,10 +145,12 @@ impl GpuCenterLoss {
             let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(features.0, features.1, &host.features, 0, values);
             encoder.copy_buffer_to_buffer(labels.0, labels.1, &host.labels, 0, 4 * batch as u64);
-            self.record(&mut encoder, &host.binding, batch as u32, if update { Pass::Step } else { Pass::Forward });
+            let pass = if update { CenterPass::Step } else { CenterPass::Forward };
+            self.record(&mut encoder, &host.binding, batch as u32, pass)?;
             encoder.copy_buffer_to_buffer(&host.grad, 0, grad_out.0, grad_out.1, values);
             encoder.copy_buffer_to_buffer(&host.binding.loss_scratch, 0, loss_out.0, loss_out.1, 4);
             queue.submit([encoder.finish()]);
-        })
+            Ok(())
+        })?
     }
 }

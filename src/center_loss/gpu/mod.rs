@@ -10,19 +10,21 @@
 //! Both end with a health pass that counts steps whose inputs were poisoned (a label >= K
 //! or a non-finite feature reached the GPU without host checks) and skips their update.
 //!
-//! The CPU kernel family (D divisible by 4) fuses a step into a walk: inspect labels and
-//! features (health, and each row linked into its class's list or given its sort key)
-//! -> the sort (deterministic mode) -> each class's first row walks its rows (gather,
+//! The CPU kernel family (D divisible by 4) fuses a step: inspect labels and features
+//! (health, and each row linked into its class's list or given its sort key) -> the sort
+//! (deterministic mode) -> each class's first row runs over the class's rows (gather,
 //! loss, gradient, center update) -> close (loss, slots, health).
 //!
-//! Rooms: `table` (the centers over buffers and windows), `pipelines` (shader variants,
+//! Rooms: `interface` (the Rust mirrors of the WGSL uniforms and constants), `table` (the
+//! centers over buffers and windows), `kernels` (one table of kernels per pass and mode,
 //! layouts), `binding` (batches bound to the module), `plan` (the dispatches of a pass),
 //! `host` (the host-slice API), `profile` (per-kernel timestamps).
 
 mod binding;
 mod collective;
 mod host;
-mod pipelines;
+mod interface;
+mod kernels;
 mod plan;
 mod profile;
 mod table;
@@ -30,13 +32,15 @@ mod table;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use binding::{BatchBuffers, BatchOffsets, CenterLossBinding};
-pub use pipelines::{shader_plan, ShaderSpec, GRAD_SCALE_KERNELS};
+pub use interface::GRAD_SCALE_KERNELS;
+pub use kernels::{shader_plan, ShaderSpec};
 
 use super::config::{CenterLossConfig, UpdateMode};
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Staging};
 use crate::{Error, Result};
-use pipelines::{vec4_forward, walk_step, CenterKernels};
+use interface::EMPTY_SLOT;
+use kernels::{fused_step, vec4_forward, CenterKernels};
 use table::{CenterTable, TableShape};
 
 /// Result of one GPU step.
@@ -75,13 +79,13 @@ pub struct GpuCenterLoss {
     cfg: CenterLossConfig,
     id: u64,
     native_atomics: bool,
-    /// Whether a step is the CPU family's fused walk (D divisible by 4).
-    walk_step: bool,
+    /// Whether a step is the CPU family's fused step (D divisible by 4).
+    fused_step: bool,
     table: CenterTable,
     status: wgpu::Buffer,
     status_staging: Staging,
     slots: Option<wgpu::Buffer>,
-    /// Layouts and pipelines, shared with every module of the same shader plan on the device.
+    /// Layouts and kernels, shared with every module of the same shader variant on the device.
     kernels: std::sync::Arc<CenterKernels>,
     host: Option<host::HostBatch>,
 }
@@ -97,10 +101,6 @@ impl std::fmt::Debug for GpuCenterLoss {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A class that owns no slot in the current batch (atomic mode): `EMPTY_SLOT` in
-/// scratch_atomic.wgsl, the value the slot table holds between steps.
-const EMPTY_SLOT: u32 = u32::MAX;
 
 impl GpuCenterLoss {
     /// Builds the module on `ctx` with all centers at zero. Fails with [`Error::Config`]
@@ -126,7 +126,7 @@ impl GpuCenterLoss {
                 cfg: cfg.clone(),
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 native_atomics,
-                walk_step: walk_step(vec4, ctx.kernels()),
+                fused_step: fused_step(vec4, ctx.kernels()),
                 table,
                 status,
                 status_staging: Staging::new(device, "health staging", 16),

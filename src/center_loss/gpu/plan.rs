@@ -1,43 +1,24 @@
-//! The dispatch plan of a pass: which kernels run, in which order, on which window, with
-//! which grid; and its recording into one compute pass.
+//! The dispatches of a pass, planned from its table of kernels (`kernels`): which kernels
+//! run, in which order, on which window, with which grid; and their recording into one
+//! compute pass.
 
 use super::binding::CenterLossBinding;
-use super::pipelines::{walk_lanes, ModePipelines, SortPipelines, LOCAL_SORT_KEYS};
+use super::interface::LOCAL_SORT_KEYS;
+use super::kernels::{run_lanes, Grid, Row, BITONIC_LOCAL, BITONIC_STEP, FORWARD_PASS, LOSS_PASS};
 use super::GpuCenterLoss;
-use crate::gpu;
+use crate::center_loss::config::UpdateMode;
+use crate::gpu::{self, BoundGroup, Op};
 use crate::Result;
 
 /// What a recorded pass does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Pass {
+pub(super) enum CenterPass {
     /// Loss, gradient and center update.
     Step,
     /// Loss and gradient.
     Forward,
     /// The loss alone.
     LossOnly,
-}
-
-/// One dispatch of a step: its pipeline, the bind groups it changes, its grid.
-pub(super) struct Dispatch<'a> {
-    pub kernel: &'static str,
-    pipeline: &'a wgpu::ComputePipeline,
-    window: Option<&'a wgpu::BindGroup>,
-    stage: Option<(&'a wgpu::BindGroup, u32)>,
-    grid: (u32, u32),
-}
-
-impl Dispatch<'_> {
-    pub fn record(&self, cpass: &mut wgpu::ComputePass<'_>) {
-        cpass.set_pipeline(self.pipeline);
-        if let Some(group) = self.window {
-            cpass.set_bind_group(1, group, &[]);
-        }
-        if let Some((group, offset)) = self.stage {
-            cpass.set_bind_group(3, group, &[offset]);
-        }
-        cpass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
-    }
 }
 
 /// The position of bitonic stage (k, j) (powers of two, j < k) in stage order: k = 2, 4, ...
@@ -53,114 +34,96 @@ impl GpuCenterLoss {
     /// [`GpuCenterLoss::health`] and their step's center update is skipped.
     pub fn encode_step(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding) -> Result<()> {
         self.check_owner(binding)?;
-        self.record(encoder, binding, binding.batch, Pass::Step);
-        Ok(())
+        self.record(encoder, binding, binding.batch, CenterPass::Step)
     }
 
     /// Records loss and gradient only (no center update) for `binding` into `encoder`.
     pub fn encode_forward(&self, encoder: &mut wgpu::CommandEncoder, binding: &CenterLossBinding) -> Result<()> {
         self.check_owner(binding)?;
-        self.record(encoder, binding, binding.batch, Pass::Forward);
-        Ok(())
+        self.record(encoder, binding, binding.batch, CenterPass::Forward)
     }
 
-    /// The dispatches of `pass` over the first `batch` rows of `binding`, in order.
-    pub(super) fn plan<'a>(&'a self, binding: &'a CenterLossBinding, batch: u32, pass: Pass) -> Vec<Dispatch<'a>> {
-        let batch = batch as u64;
-        let dim = self.cfg.feat_dim as u64;
-        let max = self.max_grid();
-        let rows = gpu::grid(batch, max);
-        let forward = self.forward_grid(batch as usize);
-        let p = &self.kernels.pipelines;
+    /// The dispatches of `pass` over the first `batch` rows of `binding`, in order. Each
+    /// sets the groups it changes (the window, the sort stage); [`Self::begin_pass`] binds
+    /// the others.
+    pub(super) fn plan(&self, binding: &CenterLossBinding, batch: u32, pass: CenterPass) -> Result<Vec<Op>> {
+        let table = match pass {
+            CenterPass::Step => self.kernels.step,
+            CenterPass::Forward => FORWARD_PASS,
+            CenterPass::LossOnly => LOSS_PASS,
+        };
+        let set = &self.kernels.set;
         let mut plan = Vec::new();
-        let once = |plan: &mut Vec<Dispatch<'a>>, kernel, pipeline, grid| {
-            plan.push(Dispatch { kernel, pipeline, window: None, stage: None, grid })
-        };
-        let per_window = |plan: &mut Vec<Dispatch<'a>>, kernel, pipeline, grid| {
-            plan.extend(self.table.windows.iter().map(|w| Dispatch {
-                kernel,
-                pipeline,
-                window: Some(w),
-                stage: None,
-                grid,
-            }))
-        };
-        match (pass, &p.mode) {
-            (Pass::LossOnly, _) => per_window(&mut plan, "center_forward", &p.forward_loss, forward),
-            (Pass::Forward, _) => per_window(&mut plan, "center_forward", &p.forward_grad, forward),
-            (Pass::Step, ModePipelines::Atomic { claim, forward_accumulate, .. }) => {
-                once(&mut plan, "center_claim", claim, rows);
-                per_window(&mut plan, "center_forward", forward_accumulate, forward);
-            }
-            (Pass::Step, ModePipelines::Sorted { init, sort, .. }) => {
-                once(&mut plan, "sort_keys_init", init, gpu::grid(batch.next_power_of_two(), max));
-                self.plan_sort(&mut plan, binding, batch, sort);
-                per_window(&mut plan, "center_forward", &p.forward_grad, forward);
-            }
-            (Pass::Step, ModePipelines::Walk { inspect, sort, walk, close }) => {
-                // Both walk (row, lane); the inspection also writes every padded sort key.
-                let lanes = walk_lanes(self.cfg.feat_dim) as u64;
-                let keys = if sort.is_some() { batch.next_power_of_two() } else { 0 };
-                once(&mut plan, "center_inspect_vec4", inspect, gpu::grid((batch * lanes).max(keys), max));
-                if let Some(sort) = sort {
-                    self.plan_sort(&mut plan, binding, batch, sort);
+        for row in table {
+            let stage = match row {
+                Row::Sort => {
+                    self.plan_sort(&mut plan, binding, batch)?;
+                    continue;
                 }
-                per_window(&mut plan, "center_walk_vec4", walk, gpu::grid(batch * lanes, max));
-                once(&mut plan, "center_close", close, (1, 1));
-                return plan;
+                Row::Kernel(stage) => stage,
+            };
+            let (x, y) = self.grid(stage.grid, batch as u64);
+            if stage.grid.per_window() {
+                for window in &self.table.windows {
+                    plan.push(set.dispatch(stage.key, vec![BoundGroup::new(1, window)], (x, y, 1))?);
+                }
+            } else {
+                plan.push(set.dispatch(stage.key, Vec::new(), (x, y, 1))?);
             }
         }
-        once(&mut plan, "loss_reduce", &p.reduce, (1, 1));
-        let updated = gpu::grid(batch * dim, max);
-        match (pass, &p.mode) {
-            (Pass::Step, ModePipelines::Atomic { apply, release, .. }) => {
-                per_window(&mut plan, "center_apply", apply, updated);
-                once(&mut plan, "center_release", release, rows);
+        Ok(plan)
+    }
+
+    /// The workgroups of a kernel with `grid` over `batch` rows.
+    fn grid(&self, grid: Grid, batch: u64) -> (u32, u32) {
+        let max = self.max_grid();
+        let dim = self.cfg.feat_dim as u64;
+        let lanes = run_lanes(self.cfg.feat_dim) as u64;
+        match grid {
+            Grid::Rows => gpu::grid(batch, max),
+            Grid::Forward => self.forward_grid(batch as usize),
+            Grid::Values => gpu::grid(batch * dim, max),
+            Grid::Single => (1, 1),
+            Grid::SortKeys => gpu::grid(batch.next_power_of_two(), max),
+            Grid::Inspect => {
+                // The inspection also writes every padded sort key.
+                let keys = if self.cfg.update == UpdateMode::Deterministic { batch.next_power_of_two() } else { 0 };
+                gpu::grid((batch * lanes).max(keys), max)
             }
-            (Pass::Step, ModePipelines::Sorted { update, .. }) => {
-                per_window(&mut plan, "center_update_sorted", update, updated)
-            }
-            _ => {}
+            Grid::RunLanes => gpu::grid(batch * lanes, max),
         }
-        let finalize = if pass == Pass::Step { &p.finalize_step } else { &p.finalize_forward };
-        once(&mut plan, "status_finalize", finalize, (1, 1));
-        plan
     }
 
     /// The bitonic sort of the (label, row) keys of the first `batch` rows: each block of
     /// LOCAL_SORT_KEYS sorted locally, then per merge the stages whose partners are a block
     /// or more apart globally, the rest locally.
-    fn plan_sort<'a>(
-        &self,
-        plan: &mut Vec<Dispatch<'a>>,
-        binding: &'a CenterLossBinding,
-        batch: u64,
-        sort: &'a SortPipelines,
-    ) {
-        let Some(stages) = &binding.sort_stages else { return };
+    fn plan_sort(&self, plan: &mut Vec<Op>, binding: &CenterLossBinding, batch: u32) -> Result<()> {
+        let Some(stages) = &binding.sort_stages else { return Ok(()) };
         let max = self.max_grid();
-        let padded_keys = batch.next_power_of_two() as u32;
+        let padded_keys = batch.next_power_of_two();
         if padded_keys < 2 {
-            return;
+            return Ok(());
         }
         // One workgroup per block of LOCAL_SORT_KEYS keys, one invocation per pair.
-        let blocks = gpu::grid(padded_keys.div_ceil(2) as u64, max);
-        let padded = gpu::grid(padded_keys as u64, max);
-        let stage = |kernel, pipeline, k: u32, j: u32, grid| {
+        let (bx, by) = gpu::grid(padded_keys.div_ceil(2) as u64, max);
+        let (px, py) = gpu::grid(padded_keys as u64, max);
+        let stage = |key, k: u32, j: u32, grid| {
             let index = stage_index(k, j).min(stages.count.saturating_sub(1));
-            Dispatch { kernel, pipeline, window: None, stage: Some((&stages.group, index * stages.stride)), grid }
+            let group = BoundGroup { index: 3, group: stages.group.clone(), offset: Some(index * stages.stride) };
+            self.kernels.set.dispatch(key, vec![group], grid)
         };
-        plan.push(stage("bitonic_local", &sort.local, 2, 1, blocks));
+        plan.push(stage(BITONIC_LOCAL.key, 2, 1, (bx, by, 1))?);
         let mut k = 2 * LOCAL_SORT_KEYS;
         while k <= padded_keys {
             let mut j = k / 2;
             while j >= LOCAL_SORT_KEYS {
-                plan.push(stage("bitonic_step", &sort.bitonic, k, j, padded));
+                plan.push(stage(BITONIC_STEP.key, k, j, (px, py, 1))?);
                 j /= 2;
             }
-            plan.push(stage("bitonic_local", &sort.local, k, j, blocks));
+            plan.push(stage(BITONIC_LOCAL.key, k, j, (bx, by, 1))?);
             k *= 2;
         }
+        Ok(())
     }
 
     /// A compute pass with `binding`'s groups and the first window bound.
@@ -184,16 +147,13 @@ impl GpuCenterLoss {
         encoder: &mut wgpu::CommandEncoder,
         binding: &CenterLossBinding,
         batch: u32,
-        pass: Pass,
-    ) {
-        {
-            let mut cpass = self.begin_pass(encoder, binding);
-            for dispatch in self.plan(binding, batch, pass) {
-                dispatch.record(&mut cpass);
-            }
-        }
+        pass: CenterPass,
+    ) -> Result<()> {
+        let plan = self.plan(binding, batch, pass)?;
+        gpu::record_ops(&mut self.begin_pass(encoder, binding), &plan);
         if let Some((target, offset)) = &binding.loss_target {
             encoder.copy_buffer_to_buffer(&binding.loss_scratch, 0, target, *offset, 4);
         }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Per-kernel GPU time of a step, with timestamps around each dispatch.
 
 use super::binding::CenterLossBinding;
-use super::plan::Pass;
+use super::plan::CenterPass;
 use super::GpuCenterLoss;
 use crate::gpu::{self, KernelTime};
 use crate::Result;
@@ -13,7 +13,7 @@ impl GpuCenterLoss {
     /// update the centers). `None` when the device cannot write timestamps in encoders.
     pub fn profile_step(&self, binding: &CenterLossBinding, samples: usize) -> Result<Option<Vec<KernelTime>>> {
         self.check_owner(binding)?;
-        let plan = self.plan(binding, binding.batch, Pass::Step);
+        let plan = self.plan(binding, binding.batch, CenterPass::Step)?;
         let kernels: Vec<&'static str> = plan.iter().map(|d| d.kernel).collect();
         gpu::profile_dispatches(&self.ctx, &kernels, samples, |encoder, i| {
             plan[i].record(&mut self.begin_pass(encoder, binding));

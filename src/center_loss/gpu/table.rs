@@ -5,21 +5,10 @@
 
 use std::ops::Range;
 
-use bytemuck::{Pod, Zeroable};
-
+use super::interface::WindowParams;
 use crate::center_loss::config::{center_stride, CenterLossConfig, UpdateMode, MAX_CENTER_BINDINGS};
 use crate::gpu::{self, GpuContext, Staging};
 use crate::{Error, Result};
-
-/// Mirrors `WindowParams` in `shaders/center_loss/lib/window_params.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub(super) struct WindowParams {
-    pub row_start: u32,
-    pub row_end: u32,
-    pub index: u32,
-    pub rows_per_buffer: u32,
-}
 
 /// One storage buffer of the center table.
 pub(super) struct CenterBuffer {

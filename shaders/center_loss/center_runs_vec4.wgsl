@@ -1,16 +1,16 @@
 // CPU family (D divisible by 4), the fused step for the classes of this window: the first
-// row of each class in the batch (run_owns) walks all of the class's rows, so every center
+// row of each class in the batch (run_owns) runs over all of the class's rows, so every center
 // word is read once and written once and no accumulator lies between the passes:
 //   diff = x_i - c_j;  grad_i = grad_scale * diff;  partial(i) = |diff|^2
 //   c_j <- c_j - alpha * sum_{y_i = j} (c_j - x_i) / (1 + n_j)
-// One invocation per (walk position p, lane) with walk_lanes() lanes per row (walk_shape).
+// One invocation per (run position p, lane) with run_lanes() lanes per row (run_lanes).
 // Rows with a label >= K get a zero gradient (window 0). The center is written only when
 // center_inspect_vec4 found the step clean (status[0] == 0); the gradient always.
 
 #import common
 #import batch_bindings
 #import window
-#import walk_shape
+#import run_lanes
 #import runs
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -19,7 +19,7 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let lanes = walk_lanes();
+    let lanes = run_lanes();
     let words = params.dim / 4u;
     let e = linear_workgroup(wid, nwg) * WORKGROUP_SIZE + lid;
     if e >= params.batch * lanes {

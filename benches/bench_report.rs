@@ -74,24 +74,34 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    env_logger::init();
-    let args = Args::parse();
-    let ctx = GpuContext::new()?;
-    let info = ctx.adapter_info().clone();
-    eprintln!("adapter: {}", ctx.adapter_summary());
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+/// A grid row: the case, seconds per step, the least bytes a step moves.
+type GridRow = (CenterLossCase, f64, u64);
+/// A K-independence row: the mode, medians at K = 10, 10 575 and 100 000, and the center
+/// buffers and passes at K = 100 000.
+type KRound = (UpdateMode, Vec<f64>, usize, usize);
+
+/// The center-loss measurements: the grid, the per-kernel profiles, the K rounds and the
+/// host-slice steps.
+struct CenterLossFigures {
+    clock: Clock,
+    /// (case, seconds per step, least bytes a step moves).
+    rows: Vec<GridRow>,
+    profiles: Vec<(UpdateMode, Vec<centerloss::gpu::KernelTime>)>,
+    rounds: usize,
+    /// (mode, medians at K = 10, 10 575, 100 000, center buffers, passes at 100 000).
+    k_rounds: Vec<KRound>,
+    /// (mode, GPU seconds, wall seconds of `step()`).
+    host_steps: Vec<(UpdateMode, f64, f64)>,
+}
+
+/// The center-loss step over the grid of shapes, both modes.
+fn center_loss_grid(ctx: &GpuContext, args: &Args, samples: usize) -> BenchResult<(Clock, Vec<GridRow>)> {
     let (batches, dims, classes): (Vec<usize>, Vec<usize>, Vec<usize>) = if args.quick {
         (vec![128, 512], vec![2, 512], vec![10, 10_575])
     } else {
         (vec![128, 512, 2048], vec![2, 128, 512], vec![10, 10_575, 100_000])
     };
-    let samples = if args.quick { 3 } else { 7 };
-
-    // The ceiling.
-    let (ceiling, copy_timing) = copy_bandwidth(&ctx, 256 << 20, samples)?;
-    eprintln!("copy kernel: {ceiling:.2} GB/s ({})", copy_timing.clock);
-
-    // The center-loss grid on the GPU.
     let mut rows = Vec::new();
     let mut clock = Clock::WallClock;
     for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
@@ -99,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for &d in &dims {
                 for &b in &batches {
                     let case = CenterLossCase { batch: b, dim: d, classes: k, update };
-                    let bench = CenterLossBench::new(&ctx, case, 1)?;
+                    let bench = CenterLossBench::new(ctx, case, 1)?;
                     let iters = if b * d >= 512 * 512 { 4 } else { 16 };
                     let t = bench.time(iters, samples)?;
                     clock = t.clock;
@@ -109,23 +119,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    // Where the time of the headline step goes, kernel by kernel.
-    let mut profiles = Vec::new();
-    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
-        let case = CenterLossCase { batch: 512, dim: 512, classes: 10_575, update };
-        if let Some(kernels) = CenterLossBench::new(&ctx, case, 1)?.profile(samples)? {
-            profiles.push((update, kernels));
-        }
-    }
-    // K independence, measured apart from the grid: K = 10, 10 575 and 100 000 timed in
-    // turn, round after round, so that a slow spell of a shared machine hits them alike.
-    let rounds = if args.quick { 2 } else { 5 };
+    Ok((clock, rows))
+}
+
+/// K independence, measured apart from the grid: K = 10, 10 575 and 100 000 timed in
+/// turn, round after round, so that a slow spell of a shared machine hits them alike.
+fn k_rounds(ctx: &GpuContext, rounds: usize, samples: usize) -> BenchResult<Vec<KRound>> {
     let k_values = [10usize, 10_575, 100_000];
     let mut k_rounds = Vec::new();
     for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
         let benches = k_values
             .iter()
-            .map(|&k| CenterLossBench::new(&ctx, CenterLossCase { batch: 512, dim: 512, classes: k, update }, 1))
+            .map(|&k| CenterLossBench::new(ctx, CenterLossCase { batch: 512, dim: 512, classes: k, update }, 1))
             .collect::<Result<Vec<_>, _>>()?;
         let mut times = vec![Vec::new(); k_values.len()];
         for _ in 0..rounds {
@@ -137,30 +142,57 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let last = &benches[k_values.len() - 1];
         k_rounds.push((update, medians, last.center_buffers(), last.center_passes()));
     }
+    Ok(k_rounds)
+}
+
+fn center_loss_figures(ctx: &GpuContext, args: &Args, samples: usize) -> BenchResult<CenterLossFigures> {
+    let (clock, rows) = center_loss_grid(ctx, args, samples)?;
+    // Where the time of the headline step goes, kernel by kernel.
+    let mut profiles = Vec::new();
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let case = CenterLossCase { batch: 512, dim: 512, classes: 10_575, update };
+        if let Some(kernels) = CenterLossBench::new(ctx, case, 1)?.profile(samples)? {
+            profiles.push((update, kernels));
+        }
+    }
+    let rounds = if args.quick { 2 } else { 5 };
+    let k_rounds = k_rounds(ctx, rounds, samples)?;
     // What a caller of `step()` waits for: upload, step and read-back, wall clock.
     let mut host_steps = Vec::new();
     for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
         let case = CenterLossCase { batch: 512, dim: 512, classes: 10_575, update };
         let gpu_time = rows.iter().find(|r| r.0 == case).map_or(f64::NAN, |r| r.1);
-        host_steps.push((update, gpu_time, host_step_seconds(&ctx, case, 1, samples)?));
+        host_steps.push((update, gpu_time, host_step_seconds(ctx, case, 1, samples)?));
     }
+    Ok(CenterLossFigures { clock, rows, profiles, rounds, k_rounds, host_steps })
+}
+
+/// The center-loss step's peers on the grid's shapes: the f64 CPU reference and PyTorch.
+struct CenterLossPeers {
+    cpu: HashMap<(usize, usize, usize), f64>,
+    torch_version: Option<String>,
+    torch_device: String,
+    /// (formulation, B, D, K) -> seconds.
+    torch: HashMap<(String, usize, usize, usize), f64>,
+}
+
+fn center_loss_peers(args: &Args, rows: &[GridRow]) -> BenchResult<CenterLossPeers> {
     // The CPU reference, same shapes (atomic rows only: it has no modes).
     let mut cpu = HashMap::new();
     for &(case, _, _) in rows.iter().filter(|r| r.0.update == UpdateMode::Atomic) {
         let s = cpu_center_loss_seconds(case, 1, if case.batch * case.dim * case.classes > 1 << 28 { 2 } else { 5 })?;
         cpu.insert((case.batch, case.dim, case.classes), s);
     }
-    // PyTorch on the same shapes.
     let shapes: Vec<String> = rows
         .iter()
         .filter(|r| r.0.update == UpdateMode::Atomic)
         .map(|r| format!("{},{},{}", r.0.batch, r.0.dim, r.0.classes))
         .collect();
-    let peer_rows = peers(&args, &["--reps", if args.quick { "3" } else { "5" }, "--shapes", &shapes.join(";")]);
+    let peer_rows = peers(args, &["--reps", if args.quick { "3" } else { "5" }, "--shapes", &shapes.join(";")]);
     let torch_version = peer_rows.first().and_then(|m| m.get("torch")).and_then(|v| v.as_str()).map(String::from);
     let torch_device =
         peer_rows.first().and_then(|m| m.get("device")).and_then(|v| v.as_str()).unwrap_or("CPU").to_string();
-    let mut torch: HashMap<(String, usize, usize, usize), f64> = HashMap::new();
+    let mut torch = HashMap::new();
     for r in &peer_rows {
         if let (Some(f), Some(s)) =
             (r.get("formulation").and_then(|v| v.as_str()), r.get("seconds").and_then(|v| v.as_f64()))
@@ -169,10 +201,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             torch.insert((f.to_string(), key("B"), key("D"), key("K")), s);
         }
     }
+    Ok(CenterLossPeers { cpu, torch_version, torch_device, torch })
+}
 
-    // GEMM and trainer.
+/// GEMM and trainer measurements in each kernel family (the adapter's default first).
+struct TrainerFigures {
+    families: Vec<KernelFamily>,
+    default_family: KernelFamily,
+    gemm: Vec<(usize, Vec<f64>)>,
+    /// (family, LeNet++ images/s, face network images/s).
+    trainer: Vec<(KernelFamily, f64, f64)>,
+    profiles: Vec<(&'static str, Option<Vec<centerloss::gpu::KernelTime>>)>,
+    /// PyTorch's images/s per network name.
+    torch: Vec<serde_json::Value>,
+}
+
+fn trainer_figures(ctx: &GpuContext, args: &Args, samples: usize) -> BenchResult<TrainerFigures> {
     let gemm_sizes: &[usize] = if args.quick { &[256, 512] } else { &[256, 512, 1024] };
-    // Both kernel families on this adapter, the one it runs by default first.
     let default_family = ctx.kernels();
     let families: Vec<KernelFamily> = [default_family, KernelFamily::Gpu, KernelFamily::Cpu]
         .into_iter()
@@ -205,23 +250,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("trainer ({f:?} kernels): LeNet++ {lenet:.1} img/s, face {face:.1} img/s");
         trainer.push((f, lenet, face));
     }
-    let trainer_profiles = [
-        ("LeNet++, batch 128", trainer_profile(&ctx, NetworkSpec::lenet_plus_plus(), 128, samples.min(3))?),
-        (
-            "face ResNet, batch 64",
-            trainer_profile(&ctx, NetworkSpec::face_resnet(1, 64, 128, 150), 64, samples.min(3))?,
-        ),
+    let face = NetworkSpec::face_resnet(1, 64, 128, 150);
+    let profiles = vec![
+        ("LeNet++, batch 128", trainer_profile(ctx, NetworkSpec::lenet_plus_plus(), 128, samples.min(3))?),
+        ("face ResNet, batch 64", trainer_profile(ctx, face, 64, samples.min(3))?),
     ];
-    let torch_train = peers(&args, &["--trainer", "--reps", "3"]);
-    let torch_ips = |net: &str| {
-        torch_train
-            .iter()
-            .find(|r| r.get("net").and_then(|v| v.as_str()) == Some(net))
-            .and_then(|r| r.get("images_per_second").and_then(|v| v.as_f64()))
-    };
+    let torch = peers(args, &["--trainer", "--reps", "3"]);
+    Ok(TrainerFigures { families, default_family, gemm, trainer, profiles, torch })
+}
 
-    // The report.
-    let mut md = String::new();
+/// The report's header: command, machine, adapter, clock, peers.
+fn write_header(
+    md: &mut String,
+    args: &Args,
+    ctx: &GpuContext,
+    clock: Clock,
+    samples: usize,
+    peers: &CenterLossPeers,
+) -> std::fmt::Result {
+    let info = ctx.adapter_info();
     writeln!(md, "# Benchmarks\n")?;
     writeln!(
         md,
@@ -244,10 +291,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(
         md,
         "- Peers: {}\n",
-        torch_version.as_deref().map_or("PyTorch not available (benches/peers.py said so)".to_string(), |v| format!(
-            "PyTorch {v} on the {torch_device}, same machine, same run"
-        ))
-    )?;
+        peers.torch_version.as_deref().map_or("PyTorch not available (benches/peers.py said so)".to_string(), |v| {
+            format!("PyTorch {v} on the {}, same machine, same run", peers.torch_device)
+        })
+    )
+}
+
+/// The center-loss grid against the ceiling and the peers.
+fn write_grid(md: &mut String, c: &CenterLossFigures, peers: &CenterLossPeers, ceiling: f64) -> std::fmt::Result {
     writeln!(md, "## Bandwidth ceiling\n\nWGSL copy kernel over 2 x 256 MiB (capped at the binding limit): **{ceiling:.2} GB/s** (read + write).\n")?;
     writeln!(md, "## Center-loss step (loss + gradient + center update)\n")?;
     writeln!(md, "Bytes are the least a step must move (read x, read the gathered centers, write the gradient, read and write each touched center row, read the labels). Ratios over a peer are its time over ours (>1: we are faster).\n")?;
@@ -257,12 +308,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(s) => (format!("{:.3}", 1e3 * s), format!("{:.1}", s / ours)),
         None => ("-".into(), "-".into()),
     };
-    for (case, secs, bytes) in &rows {
+    for (case, secs, bytes) in &c.rows {
         let key = (case.batch, case.dim, case.classes);
         let gbps = *bytes as f64 / secs / 1e9;
-        let (c_ms, c_x) = fmt_peer(cpu.get(&key).copied(), *secs);
-        let (i_ms, i_x) = fmt_peer(torch.get(&("indexed".into(), key.0, key.1, key.2)).copied(), *secs);
-        let (d_ms, d_x) = fmt_peer(torch.get(&("distmat".into(), key.0, key.1, key.2)).copied(), *secs);
+        let (c_ms, c_x) = fmt_peer(peers.cpu.get(&key).copied(), *secs);
+        let (i_ms, i_x) = fmt_peer(peers.torch.get(&("indexed".into(), key.0, key.1, key.2)).copied(), *secs);
+        let (d_ms, d_x) = fmt_peer(peers.torch.get(&("distmat".into(), key.0, key.1, key.2)).copied(), *secs);
         writeln!(
             md,
             "| {:?} | {} | {} | {} | {:.1} | {:.2} | {:.0}% | {c_ms} | {c_x} | {i_ms} | {i_x} | {d_ms} | {d_x} |",
@@ -275,17 +326,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * gbps / ceiling
         )?;
     }
+    Ok(())
+}
+
+/// K independence, the host-slice step and the step's profile.
+fn write_step_details(md: &mut String, c: &CenterLossFigures, samples: usize) -> std::fmt::Result {
     writeln!(md, "\n### K independence (B = 512, D = 512)\n")?;
     writeln!(
         md,
-        "K = 10, 10 575 and 100 000 timed in turn for {rounds} rounds (median of the rounds' medians), apart from the grid above.\n"
+        "K = 10, 10 575 and 100 000 timed in turn for {} rounds (median of the rounds' medians), apart from the grid above.\n",
+        c.rounds
     )?;
     writeln!(
         md,
         "| mode | K = 10 us | K = 10 575 us | K = 100 000 us | 100 000 over 10 | K = 100 000 buffers / passes |"
     )?;
     writeln!(md, "|---|---|---|---|---|---|")?;
-    for (update, medians, buffers, passes) in &k_rounds {
+    for (update, medians, buffers, passes) in &c.k_rounds {
         writeln!(
             md,
             "| {update:?} | {:.0} | {:.0} | {:.0} | {:.2}x | {buffers} / {passes} |",
@@ -298,43 +355,61 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md, "\n### What a caller of `step()` waits for (B = 512, D = 512, K = 10 575)\n")?;
     writeln!(md, "Wall clock of `GpuCenterLoss::step` on host slices (upload, the step, read-back of loss and gradient), median of {samples}; the step's GPU time from the grid above.\n")?;
     writeln!(md, "| mode | GPU us | step() wall us |\n|---|---|---|")?;
-    for (update, gpu_time, wall) in &host_steps {
+    for (update, gpu_time, wall) in &c.host_steps {
         writeln!(md, "| {update:?} | {:.0} | {:.0} |", 1e6 * gpu_time, 1e6 * wall)?;
     }
-    if !profiles.is_empty() {
-        writeln!(md, "\n### Where the step's time goes (B = 512, D = 512, K = 10 575)\n")?;
-        writeln!(md, "GPU timestamps around each dispatch, each in a compute pass of its own (`GpuCenterLoss::profile_step`); median of {samples} steps.\n")?;
-        writeln!(md, "| mode | kernel | dispatches | us per step | share |\n|---|---|---|---|---|")?;
-        for (update, kernels) in &profiles {
-            let total: f64 = kernels.iter().map(|k| k.seconds).sum();
-            for k in kernels {
-                writeln!(
-                    md,
-                    "| {update:?} | {} | {} | {:.1} | {:.0}% |",
-                    k.kernel,
-                    k.dispatches,
-                    1e6 * k.seconds,
-                    100.0 * k.seconds / total
-                )?;
-            }
+    if c.profiles.is_empty() {
+        return Ok(());
+    }
+    writeln!(md, "\n### Where the step's time goes (B = 512, D = 512, K = 10 575)\n")?;
+    writeln!(md, "GPU timestamps around each dispatch, each in a compute pass of its own (`GpuCenterLoss::profile_step`); median of {samples} steps.\n")?;
+    writeln!(md, "| mode | kernel | dispatches | us per step | share |\n|---|---|---|---|---|")?;
+    for (update, kernels) in &c.profiles {
+        let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+        for k in kernels {
+            writeln!(
+                md,
+                "| {update:?} | {} | {} | {:.1} | {:.0}% |",
+                k.kernel,
+                k.dispatches,
+                1e6 * k.seconds,
+                100.0 * k.seconds / total
+            )?;
         }
     }
-    let heads: Vec<String> = families.iter().map(|f| format!("{f:?} kernels")).collect();
-    let rule = "|---".repeat(families.len());
+    Ok(())
+}
+
+/// GEMM, trainer images/s against PyTorch, and where a training step's time goes.
+fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std::fmt::Result {
+    let default_family = t.default_family;
+    let heads: Vec<String> = t.families.iter().map(|f| format!("{f:?} kernels")).collect();
+    let rule = "|---".repeat(t.families.len());
     writeln!(md, "\n## GEMM (GFLOP/s; this adapter runs the {default_family:?} kernels by default)\n")?;
     writeln!(md, "Gpu: 64 x 64 tiles in workgroup memory. Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers.\n")?;
     writeln!(md, "| M = N = K | {} |\n|---{rule}|", heads.join(" | "))?;
-    for (n, g) in &gemm {
+    for (n, g) in &t.gemm {
         let cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();
         writeln!(md, "| {n} | {} |", cells.join(" | "))?;
     }
     writeln!(md, "\n## Trainer (softmax + center loss, SGD; images/s)\n\n| network | batch | {} | PyTorch {torch_device} |\n|---|---{rule}|---|", heads.join(" | "))?;
-    let t = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-    let lenet: Vec<String> = trainer.iter().map(|r| format!("{:.1}", r.1)).collect();
-    let face: Vec<String> = trainer.iter().map(|r| format!("{:.1}", r.2)).collect();
-    writeln!(md, "| LeNet++ | 128 | {} | {} |", lenet.join(" | "), t(torch_ips("lenet_plus_plus")))?;
-    writeln!(md, "| face ResNet (64x64 grey, 128-d) | 64 | {} | {} |", face.join(" | "), t(torch_ips("face_resnet")))?;
-    for (name, profile) in &trainer_profiles {
+    let torch_ips = |net: &str| {
+        t.torch
+            .iter()
+            .find(|r| r.get("net").and_then(|v| v.as_str()) == Some(net))
+            .and_then(|r| r.get("images_per_second").and_then(|v| v.as_f64()))
+    };
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let lenet: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.1)).collect();
+    let face: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.2)).collect();
+    writeln!(md, "| LeNet++ | 128 | {} | {} |", lenet.join(" | "), cell(torch_ips("lenet_plus_plus")))?;
+    writeln!(
+        md,
+        "| face ResNet (64x64 grey, 128-d) | 64 | {} | {} |",
+        face.join(" | "),
+        cell(torch_ips("face_resnet"))
+    )?;
+    for (name, profile) in &t.profiles {
         let Some(kernels) = profile else { continue };
         let total: f64 = kernels.iter().map(|k| k.seconds).sum();
         writeln!(md, "\n### Where a training step's time goes: {name} ({default_family:?} kernels)\n")?;
@@ -353,6 +428,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?;
         }
     }
+    Ok(())
+}
+
+fn main() -> BenchResult<()> {
+    env_logger::init();
+    let args = Args::parse();
+    let ctx = GpuContext::new()?;
+    eprintln!("adapter: {}", ctx.adapter_summary());
+    let samples = if args.quick { 3 } else { 7 };
+    // The ceiling.
+    let (ceiling, copy_timing) = copy_bandwidth(&ctx, 256 << 20, samples)?;
+    eprintln!("copy kernel: {ceiling:.2} GB/s ({})", copy_timing.clock);
+    let center_loss = center_loss_figures(&ctx, &args, samples)?;
+    let peers = center_loss_peers(&args, &center_loss.rows)?;
+    let trainer = trainer_figures(&ctx, &args, samples)?;
+    let mut md = String::new();
+    write_header(&mut md, &args, &ctx, center_loss.clock, samples, &peers)?;
+    write_grid(&mut md, &center_loss, &peers, ceiling)?;
+    write_step_details(&mut md, &center_loss, samples)?;
+    write_trainer(&mut md, &trainer, &peers.torch_device)?;
     std::fs::write(&args.out, &md)?;
     print!("{md}");
     eprintln!("wrote {}", args.out.display());

@@ -18,7 +18,55 @@ use centerloss::center_loss::GRAD_SCALE_KERNELS;
 use centerloss::gpu::{self, median, record_ops, KernelSet};
 use centerloss::{CenterLossConfig, GpuCenterLoss, GpuContext, UpdateMode};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// What the burn path adds on the GPU, on buffers of a step's sizes: the copies in and out
+/// and the backward's scale pass, recorded by the returned closure.
+fn burn_extra_work(ctx: &GpuContext, b: usize, d: usize) -> BenchResult<impl Fn(&mut wgpu::CommandEncoder)> {
+    let dev = ctx.device();
+    let bytes = (b * d * 4) as u64;
+    let [burn_x, own_x, own_g, burn_g] =
+        ["burn x", "own x", "own g", "burn g"].map(|l| gpu::buffer(dev, l, bytes, gpu::STORAGE_RW));
+    let small = ["burn y", "own y", "own loss", "burn loss", "params"]
+        .map(|l| gpu::buffer(dev, l, 4 * b as u64, gpu::STORAGE_RW | wgpu::BufferUsages::UNIFORM));
+    let kernels = KernelSet::for_context(ctx, "burn gradient scale", GRAD_SCALE_KERNELS, &[])?;
+    ctx.queue().write_buffer(&small[4], 0, bytemuck::cast_slice(&[(b * d) as u32, 0, 0, 0]));
+    let grid = gpu::grid((b * d) as u64, ctx.limits().max_compute_workgroups_per_dimension);
+    let scale = kernels.op("center_grad_scale", &[], Some(&small[4]), &[&small[2], &burn_g], (grid.0, grid.1, 1))?;
+    Ok(move |enc: &mut wgpu::CommandEncoder| {
+        enc.copy_buffer_to_buffer(&burn_x, 0, &own_x, 0, bytes);
+        enc.copy_buffer_to_buffer(&small[0], 0, &small[1], 0, 4 * b as u64);
+        enc.copy_buffer_to_buffer(&own_g, 0, &burn_g, 0, bytes);
+        enc.copy_buffer_to_buffer(&small[2], 0, &small[3], 0, 4);
+        record_ops(&mut enc.begin_compute_pass(&Default::default()), std::slice::from_ref(&scale));
+    })
+}
+
+/// The table: medians of (resident GPU, resident wall, host step, burn step, burn step +
+/// backward, burn's extra GPU work).
+fn print_table(ctx: &GpuContext, case: CenterLossCase, rounds: usize, medians: [f64; 6]) {
+    let [gpu, wall, plain, forward, burn, extra] = medians;
+    println!("{}", ctx.adapter_summary());
+    println!("B {} D {} K {}, atomic, median of {rounds} alternating rounds:", case.batch, case.dim, case.classes);
+    println!("| path | ms | vs resident wall |\n|---|---|---|");
+    println!("| GpuCenterLoss resident step, GPU time (timestamps) | {:.3} | |", 1e3 * gpu);
+    println!("| GpuCenterLoss resident step, submit + wait (wall) | {:.3} | 1.00x |", 1e3 * wall);
+    println!(
+        "| GpuCenterLoss::step (host slices in, loss + gradient out) | {:.3} | {:.2}x |",
+        1e3 * plain,
+        plain / wall
+    );
+    println!("| burn: CenterLoss::step + sync | {:.3} | {:.2}x |", 1e3 * forward, forward / wall);
+    println!("| burn: CenterLoss::step + backward + sync | {:.3} | {:.2}x |", 1e3 * burn, burn / wall);
+    println!(
+        "\nThe burn path's GPU work beyond the step (copies in and out, the backward's scale pass), GPU timestamps: {:.3} ms = {:.0}% of the step's {:.3} ms.",
+        1e3 * extra,
+        100.0 * extra / gpu,
+        1e3 * gpu
+    );
+}
+
+fn main() -> BenchResult<()> {
     let case = CenterLossCase { batch: 512, dim: 512, classes: 10_575, update: UpdateMode::Atomic };
     let rounds = 21;
     let ctx = GpuContext::new()?;
@@ -32,24 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auto = device.clone().autodiff();
     let labels = Tensor::<1, Int>::from_data(TensorData::new(y.iter().map(|&v| v as i32).collect(), [b]), &device);
     let features = || Tensor::<2>::from_data(TensorData::new(x.clone(), [b, d]), &auto).require_grad();
-    // What the burn path adds on the GPU, on buffers of the same sizes.
-    let dev = ctx.device();
-    let bytes = (b * d * 4) as u64;
-    let [burn_x, own_x, own_g, burn_g] =
-        ["burn x", "own x", "own g", "burn g"].map(|l| gpu::buffer(dev, l, bytes, gpu::STORAGE_RW));
-    let small = ["burn y", "own y", "own loss", "burn loss", "params"]
-        .map(|l| gpu::buffer(dev, l, 4 * b as u64, gpu::STORAGE_RW | wgpu::BufferUsages::UNIFORM));
-    let kernels = KernelSet::for_context(&ctx, "burn gradient scale", GRAD_SCALE_KERNELS, &[])?;
-    ctx.queue().write_buffer(&small[4], 0, bytemuck::cast_slice(&[(b * d) as u32, 0, 0, 0]));
-    let grid = gpu::grid((b * d) as u64, ctx.limits().max_compute_workgroups_per_dimension);
-    let scale = kernels.op("center_grad_scale", &[], Some(&small[4]), &[&small[2], &burn_g], (grid.0, grid.1, 1))?;
-    let extra = |enc: &mut wgpu::CommandEncoder| {
-        enc.copy_buffer_to_buffer(&burn_x, 0, &own_x, 0, bytes);
-        enc.copy_buffer_to_buffer(&small[0], 0, &small[1], 0, 4 * b as u64);
-        enc.copy_buffer_to_buffer(&own_g, 0, &burn_g, 0, bytes);
-        enc.copy_buffer_to_buffer(&small[2], 0, &small[3], 0, 4);
-        record_ops(&mut enc.begin_compute_pass(&Default::default()), std::slice::from_ref(&scale));
-    };
+    let extra = burn_extra_work(&ctx, b, d)?;
     let mut t: [Vec<f64>; 6] = Default::default();
     for round in 0..rounds + 2 {
         let gpu = resident.time(1, 1)?.seconds;
@@ -83,24 +114,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let [gpu, wall, plain, forward, burn, extra] = t.map(median);
-    println!("{}", ctx.adapter_summary());
-    println!("B {b} D {d} K {}, atomic, median of {rounds} alternating rounds:", case.classes);
-    println!("| path | ms | vs resident wall |\n|---|---|---|");
-    println!("| GpuCenterLoss resident step, GPU time (timestamps) | {:.3} | |", 1e3 * gpu);
-    println!("| GpuCenterLoss resident step, submit + wait (wall) | {:.3} | 1.00x |", 1e3 * wall);
-    println!(
-        "| GpuCenterLoss::step (host slices in, loss + gradient out) | {:.3} | {:.2}x |",
-        1e3 * plain,
-        plain / wall
-    );
-    println!("| burn: CenterLoss::step + sync | {:.3} | {:.2}x |", 1e3 * forward, forward / wall);
-    println!("| burn: CenterLoss::step + backward + sync | {:.3} | {:.2}x |", 1e3 * burn, burn / wall);
-    println!(
-        "\nThe burn path's GPU work beyond the step (copies in and out, the backward's scale pass), GPU timestamps: {:.3} ms = {:.0}% of the step's {:.3} ms.",
-        1e3 * extra,
-        100.0 * extra / gpu,
-        1e3 * gpu
-    );
+    print_table(&ctx, case, rounds, t.map(median));
     Ok(())
 }

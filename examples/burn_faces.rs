@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PRelu, PReluConfig, PaddingConfig2d};
 use burn::optim::decay::WeightDecayConfig;
@@ -23,64 +23,27 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use centerloss::burn::CenterLoss;
-use centerloss::data::faces::FaceSetConfig;
-use centerloss::data::{Augment, Dataset, Sampler};
+use centerloss::data::{Augment, Batches, Dataset};
+use centerloss::experiments::cli::{FaceSetArgs, FaceTrainingArgs};
 use centerloss::experiments::faces::{pca_plot, FaceReport, VariantReport};
 use centerloss::experiments::training::{score_logits, validation_split, Plan, ValidationRecord};
 use centerloss::{eval, plot, CenterLossConfig, GpuContext, UpdateMode};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// What the example's functions return: any error, shown as it is.
+type BurnResult<T> = Result<T, Box<dyn std::error::Error>>;
+
 #[derive(Parser, Debug)]
 #[command(about = "Train a burn CNN with softmax + this crate's center loss; evaluate on unseen identities")]
 struct Args {
-    /// Built-in set: training identities.
-    #[arg(long, default_value_t = 150)]
-    identities: usize,
-    /// Built-in set: held-out identities.
-    #[arg(long, default_value_t = 50)]
-    eval_identities: usize,
-    /// Built-in set: images per identity.
-    #[arg(long, default_value_t = 20)]
-    images_per_identity: usize,
-    /// Input resolution (square, grey).
-    #[arg(long, default_value_t = 64)]
-    resolution: usize,
-    /// Passes over the training set (default: at least 600 steps and 10 epochs, as
-    /// `train_faces`).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Optimisation steps (overrides --epochs).
-    #[arg(long)]
-    steps: Option<u64>,
-    /// Batch size.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Learning rate (warm-up over the first 5% of the steps, divided by 10 at 60% and 85%).
-    #[arg(long, default_value_t = 0.05)]
-    lr: f32,
-    /// Fraction of each training identity's images held out for validation (which picks
-    /// the model that is evaluated).
-    #[arg(long, default_value_t = 0.1)]
-    validation: f64,
-    /// Center-loss weight.
-    #[arg(long, default_value_t = centerloss::DEFAULT_LAMBDA)]
-    lambda: f32,
-    /// Center learning rate.
-    #[arg(long, default_value_t = centerloss::DEFAULT_ALPHA)]
-    alpha: f32,
-    /// Embedding size.
-    #[arg(long, default_value_t = 128)]
-    embed_dim: usize,
-    /// Seed of data, initialisation, shuffling, augmentation and evaluation pairs.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    set: FaceSetArgs,
+    #[command(flatten)]
+    training: FaceTrainingArgs,
     /// Where the models (burnpack), centers and plots go.
     #[arg(long, default_value = "out/burn_faces")]
     out: PathBuf,
-    /// Also train the softmax-only baseline with the same seed, data and budget.
-    #[arg(long)]
-    compare: bool,
 }
 
 /// Two 3x3 convolutions with PReLU, added to the input.
@@ -178,7 +141,7 @@ fn labels(values: &[u32], device: &Device) -> Tensor<1, Int> {
 }
 
 /// Embeddings (row-major) and logits of every image of `data`, in chunks, without autodiff.
-fn infer(net: &FaceNet, data: &Dataset, device: &Device) -> Result<(Vec<f32>, Vec<f32>), Box<dyn std::error::Error>> {
+fn infer(net: &FaceNet, data: &Dataset, device: &Device) -> BurnResult<(Vec<f32>, Vec<f32>)> {
     let (mut emb, mut logits) = (Vec::new(), Vec::new());
     let chunk = 256 * data.image_len();
     for part in data.images.chunks(chunk) {
@@ -190,7 +153,7 @@ fn infer(net: &FaceNet, data: &Dataset, device: &Device) -> Result<(Vec<f32>, Ve
 }
 
 /// Closed-set accuracy and mean softmax loss (f64) of `net` on `data`.
-fn classify(net: &FaceNet, data: &Dataset, device: &Device) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+fn classify(net: &FaceNet, data: &Dataset, device: &Device) -> BurnResult<(f64, f64)> {
     Ok(score_logits(&infer(net, data, device)?.1, &data.labels))
 }
 
@@ -201,6 +164,78 @@ struct Data {
     description: String,
 }
 
+/// What one variant trains with: the run's options and data, burn's autodiff device, the
+/// loss terms.
+struct Run<'a> {
+    a: &'a Args,
+    data: &'a Data,
+    /// burn's autodiff device (training) and the plain one (inference).
+    auto: &'a Device,
+    device: &'a Device,
+    lambda: f32,
+    cross_entropy: CrossEntropyLoss,
+    center: CenterLoss,
+}
+
+impl Run<'_> {
+    /// Softmax loss (+ lambda * center loss, stepping the centers when `step` is set) and
+    /// the logits of a batch.
+    fn loss(&mut self, net: &FaceNet, pixels: Vec<f32>, ys: &[u32], step: bool) -> BurnResult<(Tensor<1>, Tensor<2>)> {
+        let (x, y) = (images(pixels, self.data.train.shape, self.auto), labels(ys, self.auto));
+        let (embeddings, logits) = net.forward(x);
+        let softmax = self.cross_entropy.forward(logits.clone(), y.clone());
+        let loss = match (self.lambda > 0.0, step) {
+            (false, _) => softmax,
+            (true, true) => softmax + self.center.step(embeddings, y)?,
+            (true, false) => softmax + self.center.forward(embeddings, y)?,
+        };
+        Ok((loss, logits))
+    }
+
+    /// Trains `net` for the plan's steps on the crate's batches (`data::Batches`: the
+    /// sampler and augmentation of `train_faces`), validating as `train_faces` does; returns
+    /// the best network, the validation record and the last reported batch accuracy.
+    fn train(&mut self, mut net: FaceNet, plan: &Plan, name: &str) -> BurnResult<(FaceNet, ValidationRecord, f32)> {
+        let (a, data) = (self.a, self.data);
+        let schedule = plan.schedule();
+        let mut optim = SgdConfig::new()
+            .with_momentum(Some(MomentumConfig { momentum: 0.9, dampening: 0.0, nesterov: false }))
+            .with_weight_decay(Some(WeightDecayConfig { penalty: 5e-4 }))
+            .init();
+        let augment = Augment { flip: true, crop_pad: 2 };
+        let mut batches =
+            Batches::new((&data.train).into(), a.training.batch, 0..a.training.batch, augment, a.training.seed)?;
+        let (mut pixels, mut ys) =
+            (vec![0.0f32; a.training.batch * data.train.image_len()], vec![0u32; a.training.batch]);
+        let (mut record, mut best, mut last_accuracy) = (ValidationRecord::default(), None, 0.0f32);
+        let bar = ProgressBar::new(plan.steps).with_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")?.progress_chars("=> "),
+        );
+        bar.set_prefix(name.to_string());
+        for step in 0..plan.steps {
+            batches.fill(step, &mut pixels, &mut ys)?;
+            let (loss, logits) = self.loss(&net, pixels.clone(), &ys, true)?;
+            if (step + 1) % 10 == 0 {
+                let right = logits.argmax(1).flatten::<1>(0, 1).equal(labels(&ys, self.auto)).int().sum();
+                last_accuracy = right.into_scalar::<i64>() as f32 / a.training.batch as f32;
+                bar.set_message(format!("loss {:.3} acc {last_accuracy:.2}", loss.clone().into_scalar::<f32>()));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(schedule.lr_at(a.training.lr, step) as f64, net, grads);
+            bar.inc(1);
+            let done = step + 1;
+            if done % plan.validate_every == 0 || done == plan.steps {
+                let (accuracy, vloss) = classify(&net.valid(), &data.validation, self.device)?;
+                if data.validation.is_empty() || record.push(done, accuracy, vloss) {
+                    best = Some(net.valid());
+                }
+            }
+        }
+        bar.finish();
+        Ok((best.ok_or("no validation ran")?, record, last_accuracy))
+    }
+}
+
 fn train_variant(
     ctx: &GpuContext,
     device: &Device,
@@ -208,106 +243,50 @@ fn train_variant(
     data: &Data,
     name: &'static str,
     lambda: f32,
-) -> Result<VariantReport, Box<dyn std::error::Error>> {
-    let plan = Plan::new(data.train.len(), a.batch, a.lr, a.epochs, a.steps)?;
-    let schedule = plan.schedule();
+) -> BurnResult<VariantReport> {
+    let plan = Plan::new(data.train.len(), a.training.batch, a.training.lr, a.training.epochs, a.training.steps)?;
     eprintln!("{name}: {}", plan.describe());
     let auto = device.clone().autodiff();
-    auto.seed(a.seed);
-    let mut net = FaceNet::new(a.resolution, a.embed_dim, data.train.num_classes(), &auto);
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig { momentum: 0.9, dampening: 0.0, nesterov: false }))
-        .with_weight_decay(Some(WeightDecayConfig { penalty: 5e-4 }))
-        .init();
+    auto.seed(a.training.seed);
+    let net = FaceNet::new(a.set.resolution, a.training.embed_dim, data.train.num_classes(), &auto);
     let cfg = CenterLossConfig {
         num_classes: data.train.num_classes(),
-        feat_dim: a.embed_dim,
+        feat_dim: a.training.embed_dim,
         lambda,
-        alpha: a.alpha,
+        alpha: a.training.alpha,
         update: UpdateMode::Deterministic,
         ..Default::default()
     };
-    let mut center = CenterLoss::new(ctx, cfg)?;
+    let center = CenterLoss::new(ctx, cfg)?;
     let cross_entropy = CrossEntropyLossConfig::new().init(&auto);
-    // The batches and augmentation of `train_faces` (nn::fit): the same sampler, each
-    // image flipped and cropped as (seed, epoch, image) draws it.
-    let augment = Augment { flip: true, crop_pad: 2 };
-    let sampler = Sampler::new(data.train.len(), a.batch, a.seed)?;
-    let mut order = Vec::new();
-    let mut record = ValidationRecord::default();
-    let mut best: Option<FaceNet> = None;
-    let mut last_accuracy = 0.0f32;
-    let bar = ProgressBar::new(plan.steps).with_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})").unwrap().progress_chars("=> "),
-    );
-    bar.set_prefix(name);
+    let mut run = Run { a, data, auto: &auto, device, lambda, cross_entropy, center };
     // Compile burn's kernels before the clock starts: a forward and backward pass that
     // changes nothing (no optimiser step, no center update).
-    let warm = data.train.select(&(0..a.batch).collect::<Vec<_>>());
-    let (embeddings, logits) = net.forward(images(warm.images, data.train.shape, &auto));
-    let y = labels(&warm.labels, &auto);
-    let mut warm_loss = cross_entropy.forward(logits, y.clone());
-    if lambda > 0.0 {
-        warm_loss = warm_loss + center.forward(embeddings, y)?;
-    }
-    let _ = warm_loss.backward();
+    let warm = data.train.select(&(0..a.training.batch).collect::<Vec<_>>());
+    let _ = run.loss(&net, warm.images, &warm.labels, false)?.0.backward();
     device.sync()?;
     let started = Instant::now();
-    for step in 0..plan.steps {
-        let (epoch, t) = (step / sampler.steps_per_epoch(), (step % sampler.steps_per_epoch()) as usize);
-        if t == 0 {
-            order = sampler.epoch(epoch, 0..a.batch);
-        }
-        let picked: Vec<usize> = order.iter().map(|slot| slot[t]).collect();
-        let batch = data.train.select(&picked);
-        let mut pixels = batch.images;
-        for (image, &index) in pixels.chunks_mut(data.train.image_len()).zip(&picked) {
-            augment.apply_image(image, data.train.shape, a.seed, epoch, index);
-        }
-        let (x, y) = (images(pixels, data.train.shape, &auto), labels(&batch.labels, &auto));
-        let (embeddings, logits) = net.forward(x);
-        let softmax = cross_entropy.forward(logits.clone(), y.clone());
-        let loss = if lambda > 0.0 { softmax + center.step(embeddings, y.clone())? } else { softmax };
-        let report = (step + 1) % 10 == 0;
-        if report {
-            let right = logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum().into_scalar::<i64>();
-            last_accuracy = right as f32 / a.batch as f32;
-            let value = loss.clone().into_scalar::<f32>();
-            bar.set_message(format!("loss {value:.3} acc {last_accuracy:.2}"));
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        net = optim.step(schedule.lr_at(a.lr, step) as f64, net, grads);
-        bar.inc(1);
-        let done = step + 1;
-        if done % plan.validate_every == 0 || done == plan.steps {
-            let (accuracy, vloss) = classify(&net.valid(), &data.validation, device)?;
-            if data.validation.is_empty() || record.push(done, accuracy, vloss) {
-                best = Some(net.valid());
-            }
-        }
-    }
+    let (best, record, last_accuracy) = run.train(net, &plan, name)?;
     device.sync()?;
     let train_seconds = started.elapsed().as_secs_f64();
-    bar.finish();
-    let best = best.expect("validated at the last step");
     let evaluated_step = record.best().map_or(plan.steps, |b| b.0);
     std::fs::create_dir_all(&a.out)?;
     let model_path = a.out.join(format!("{name}.bpk"));
     best.clone().save_file(&model_path).map_err(|e| format!("saving {}: {e}", model_path.display()))?;
     if lambda > 0.0 {
-        center.save(&a.out.join(format!("{name}-centers.safetensors")))?;
+        run.center.save(&a.out.join(format!("{name}-centers.safetensors")))?;
     }
     let (final_train_accuracy, _) = classify(&best, &data.train, device)?;
     let (test, _) = infer(&best, &data.test, device)?;
-    let report = eval::evaluate(&test, a.embed_dim, &data.test.labels, a.seed);
+    let report = eval::evaluate(&test, a.training.embed_dim, &data.test.labels, a.training.seed);
     let title = format!("burn {name}: held-out embeddings of 10 identities (PCA)");
-    pca_plot(&a.out.join(format!("pca_{name}.png")), &title, &test, a.embed_dim, &data.test.labels)?;
+    pca_plot(&a.out.join(format!("pca_{name}.png")), &title, &test, a.training.embed_dim, &data.test.labels)?;
     Ok(VariantReport {
         name,
         lambda,
         eval: report,
         train_seconds,
-        images_per_second: (plan.steps as usize * a.batch) as f64 / train_seconds,
+        images_per_second: (plan.steps as usize * a.training.batch) as f64 / train_seconds,
         final_train_batch_accuracy: last_accuracy,
         final_train_accuracy,
         best_validation_accuracy: record.best().map(|b| b.1),
@@ -318,40 +297,33 @@ fn train_variant(
     })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> BurnResult<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let a = Args::parse();
     let ctx = GpuContext::new()?;
     let device = centerloss::burn::device(&ctx)?;
     eprintln!("adapter: {} (shared by burn and center loss)", ctx.adapter_summary());
-    let faces = FaceSetConfig {
-        train_identities: a.identities,
-        test_identities: a.eval_identities,
-        images_per_identity: a.images_per_identity,
-        resolution: a.resolution,
-        seed: a.seed,
-        ..Default::default()
-    };
+    let faces = a.set.config(a.training.seed, false);
     let (train, test) = faces.split();
-    let (train, validation) = validation_split(train, a.validation, a.seed)?;
+    let (train, validation) = validation_split(train, a.training.validation, a.training.seed)?;
     let description = format!(
         "built-in faces {}x{} grey: {} training images of {} identities, {} validation images, {} held-out images of {} identities",
-        a.resolution,
-        a.resolution,
+        a.set.resolution,
+        a.set.resolution,
         train.len(),
-        a.identities,
+        a.set.identities,
         validation.len(),
         test.len(),
-        a.eval_identities
+        a.set.eval_identities
     );
     eprintln!("{description}");
     let data = Data { train, validation, test, description };
     let mut variants = Vec::new();
-    if a.compare || a.lambda == 0.0 {
+    if a.training.compare || a.training.lambda == 0.0 {
         variants.push(train_variant(&ctx, &device, &a, &data, "softmax", 0.0)?);
     }
-    if a.lambda > 0.0 {
-        variants.push(train_variant(&ctx, &device, &a, &data, "center", a.lambda)?);
+    if a.training.lambda > 0.0 {
+        variants.push(train_variant(&ctx, &device, &a, &data, "center", a.training.lambda)?);
     }
     let curves: Vec<(&str, Vec<(f64, f64)>)> =
         variants.iter().map(|v| (v.name, v.eval.verification.roc.clone())).collect();

@@ -5,9 +5,7 @@
 mod common;
 
 use centerloss::data::{Augment, Dataset, Shard};
-use centerloss::nn::{
-    fit, fit_collective, fit_shard, member_images, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig,
-};
+use centerloss::nn::{fit, member_images, FitOptions, Group, Network, NetworkSpec, SgdConfig, TrainConfig};
 use centerloss::{checkpoint, CenterLossConfig, Error, GpuContext, UpdateMode};
 use common::{gpu, labels, rel_err, rng, run_group, uniform};
 
@@ -133,15 +131,15 @@ fn fit_on_two_members_equals_fit_with_the_global_batch() {
         ..Default::default()
     };
     let mut single = Network::new(&ctx, spec(), config(2 * SHARD, UpdateMode::Deterministic)).unwrap();
-    let single_report = fit(&mut single, &data, &opts).unwrap();
+    let single_report = fit(&mut single, &data, &opts, Group::Solo, None).unwrap();
     // Member 1 holds only the images its rows use (an MPI rank's share); member 0 all.
     let own = Shard::of(&data, member_images(data.len(), SHARD, 1, 2, opts.seed).unwrap()).unwrap();
     assert!(own.data.len() <= data.len() / 2 + 2, "a share, not the set: {} images", own.data.len());
     let results = run_group(2, |rank, member| {
         let mut net = Network::new(&member_context(rank), spec(), config(SHARD, UpdateMode::Deterministic)).unwrap();
         let report = match rank {
-            0 => fit_collective(&mut net, &data, &opts, &member, &mut |_, _| Ok(None)).unwrap(),
-            _ => fit_shard(&mut net, &own, &opts, &member, &mut |_, _| Ok(None)).unwrap(),
+            0 => fit(&mut net, &data, &opts, Group::Member(&member), None).unwrap(),
+            _ => fit(&mut net, &own, &opts, Group::Member(&member), None).unwrap(),
         };
         (flat(net.param_values().unwrap()), report)
     });
@@ -173,7 +171,7 @@ fn a_checkpoint_from_two_members_resumes_on_one_and_back() {
     let update = UpdateMode::Deterministic;
     // Uninterrupted: 6 steps on one device with the global batch.
     let mut reference = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
-    fit(&mut reference, &data, &opts(6)).unwrap();
+    fit(&mut reference, &data, &opts(6), Group::Solo, None).unwrap();
     // Two members for 3 steps, then one device from their checkpoint to step 6.
     let on_two = |steps: u64, from: Option<&std::path::Path>, to: &std::path::Path| {
         run_group(2, |rank, member| {
@@ -181,7 +179,7 @@ fn a_checkpoint_from_two_members_resumes_on_one_and_back() {
             if let Some(path) = from {
                 checkpoint::load(&mut net, path).unwrap();
             }
-            fit_collective(&mut net, &data, &opts(steps), &member, &mut |_, _| Ok(None)).unwrap();
+            fit(&mut net, &data, &opts(steps), Group::Member(&member), None).unwrap();
             if rank == 0 {
                 checkpoint::save(&net, to).unwrap();
             }
@@ -191,13 +189,13 @@ fn a_checkpoint_from_two_members_resumes_on_one_and_back() {
     let mut one = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
     checkpoint::load(&mut one, &half).unwrap();
     assert_eq!(one.step_count(), 3);
-    fit(&mut one, &data, &opts(6)).unwrap();
+    fit(&mut one, &data, &opts(6), Group::Solo, None).unwrap();
     let want: Vec<f64> = flat(reference.param_values().unwrap()).iter().map(|&v| v as f64).collect();
     let err = rel_err(&flat(one.param_values().unwrap()), &want);
     assert!(err < 1e-4, "2 members then 1 device vs 1 device throughout: {err}");
     // And back: one device for 3 steps, two members to step 6.
     let mut first = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
-    fit(&mut first, &data, &opts(3)).unwrap();
+    fit(&mut first, &data, &opts(3), Group::Solo, None).unwrap();
     checkpoint::save(&first, &half).unwrap();
     on_two(6, Some(&half), &whole);
     let mut back = Network::new(&ctx, spec(), config(2 * SHARD, update)).unwrap();
@@ -217,7 +215,7 @@ fn a_shard_without_the_images_its_rows_need_is_an_error() {
     let member = centerloss::collective::ThreadGroup::new(1).pop().unwrap();
     let mut net = Network::new(&ctx, spec(), config(2 * SHARD, UpdateMode::Atomic)).unwrap();
     let opts = FitOptions { steps: 2, progress: false, ..Default::default() };
-    let err = fit_shard(&mut net, &part, &opts, &member, &mut |_, _| Ok(None)).unwrap_err();
+    let err = fit(&mut net, &part, &opts, Group::Member(&member), None).unwrap_err();
     assert!(matches!(&err, Error::Data(m) if m.contains("shard lacks")), "{err}");
     assert_eq!(net.step_count(), 0);
 }

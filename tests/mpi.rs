@@ -2,7 +2,7 @@
 //! with `mpirun -n 2 --oversubscribe` (`cargo test --release --features mpi --test mpi`);
 //! each rank then checks the step against one step on the whole batch, the centers
 //! bit-identical across ranks, the collectives themselves and a bad-input round; then the
-//! trainer: `fit_group` on 2 ranks, rank 1 holding only its share of the images
+//! trainer: `fit` on 2 ranks, rank 1 holding only its share of the images
 //! (`rank_shard`), equals `fit` on one device with the global batch.
 
 use std::process::{Command, ExitCode};
@@ -135,9 +135,10 @@ fn run(comm: &Mpi) -> Result<(), String> {
 /// Six augmented steps of a small face network: 2 ranks of 4 rows, rank 1 on its shard
 /// alone, against one network with batches of 8 (on rank 0).
 fn train(comm: &Mpi, ctx: &GpuContext) -> Result<(), String> {
+    use centerloss::data::TrainingSet;
     use centerloss::data::{Augment, Dataset};
-    use centerloss::experiments::training::{fit_group, rank_shard};
-    use centerloss::nn::{fit, FitOptions, Network, NetworkSpec, TrainConfig};
+    use centerloss::experiments::training::rank_shard;
+    use centerloss::nn::{fit, FitOptions, Group, Network, NetworkSpec, TrainConfig};
     let e = |e: Error| e.to_string();
     let mut r = StdRng::seed_from_u64(9);
     let n = 40;
@@ -167,14 +168,14 @@ fn train(comm: &Mpi, ctx: &GpuContext) -> Result<(), String> {
         ensure(data.is_empty() && own.data.len() <= n / 2 + 2, || format!("rank 1 holds {} images", own.data.len()))?;
     }
     let mut net = Network::new(ctx, spec.clone(), config(4)).map_err(e)?;
-    let build = |_: &GpuContext| -> centerloss::Result<Network> { unreachable!("no in-process members") };
-    fit_group(&mut net, &data, own.as_ref(), &opts, Some(comm), 1, &build, &mut |_, _| Ok(None)).map_err(e)?;
+    let set = own.as_ref().map_or(TrainingSet::All(&data), TrainingSet::Shard);
+    fit(&mut net, set, &opts, Group::Member(comm), None).map_err(e)?;
     let weights: Vec<f32> = net.param_values().map_err(e)?.concat();
     let all = comm.all_gather(bytemuck::cast_slice(&weights)).map_err(e)?;
     ensure(all[0] == all[1], || "weights not bit-identical across ranks".into())?;
     if comm.rank() == 0 {
         let mut single = Network::new(ctx, spec, config(8)).map_err(e)?;
-        fit(&mut single, &whole, &opts).map_err(e)?;
+        fit(&mut single, &whole, &opts, Group::Solo, None).map_err(e)?;
         let want: Vec<f64> = single.param_values().map_err(e)?.concat().iter().map(|&v| v as f64).collect();
         let err = rel(&weights, &want);
         ensure(err < 1e-4, || format!("weights vs fit with the global batch: {err}"))?;

@@ -1,6 +1,7 @@
 //! Data: MNIST IDX files, the built-in procedural face set, image folders, verification
 //! pairs, and the batch plumbing shared by the trainer and the examples (the sampler, augmentation, shards).
 
+mod batches;
 pub mod faces;
 #[cfg(feature = "images")]
 pub mod folder;
@@ -8,6 +9,7 @@ pub mod folder;
 pub mod mnist;
 pub mod pairs;
 
+pub use batches::{Batches, TrainingSet};
 pub use pairs::{parse_pairs, Pair};
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};

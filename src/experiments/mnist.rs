@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use crate::collective::Collective;
-use crate::data::{mnist::Mnist, Augment, Dataset};
+use crate::data::{mnist::Mnist, Augment, Dataset, Shard, TrainingSet};
 use crate::experiments::json_f32;
-use crate::experiments::training::{fit_group, rank_shard, shard_batch};
-use crate::nn::{FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::experiments::training::{group, rank_shard, shard_batch};
+use crate::nn::{fit, FitOptions, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{eval, plot, CenterLossConfig, Error, GpuContext, Result, UpdateMode, DEFAULT_ALPHA};
 
 /// Settings of [`run`].
@@ -158,8 +158,8 @@ pub fn run_collective(ctx: &GpuContext, opts: &MnistOptions, comm: &dyn Collecti
 
 fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) -> Result<Option<MnistReport>> {
     let lead = comm.is_none_or(|c| c.rank() == 0);
-    let devices = comm.map_or(opts.devices.max(1), |c| c.size());
-    let shard = shard_batch(opts.batch, devices)?;
+    // A batch that does not split over the members is refused before anything loads.
+    shard_batch(opts.batch, comm.map_or(opts.devices.max(1), |c| c.size()))?;
     let mnist = Mnist::load(&opts.data)?;
     let full_train_set = mnist.full_train_set;
     let mut train = truncate(&mnist.train, opts.max_train);
@@ -176,60 +176,10 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
     std::fs::create_dir_all(&opts.out)
         .map_err(|source| crate::Error::Io { path: opts.out.display().to_string(), source })?;
     let steps = FitOptions::epochs_to_steps(opts.epochs, train_images, opts.batch);
+    let data = MnistData { train, own, test };
     let mut runs = Vec::new();
     for &lambda in &opts.lambdas {
-        let sgd = SgdConfig {
-            lr: opts.lr,
-            schedule: MultiStep::at_fractions(steps, &[0.6, 0.85], 0.1),
-            clip_grad_norm: opts.clip_grad_norm,
-            ..Default::default()
-        };
-        let cfg = TrainConfig {
-            batch: shard,
-            sgd,
-            center: CenterLossConfig { lambda, alpha: opts.alpha, update: UpdateMode::Atomic, ..Default::default() },
-            seed: opts.seed,
-        };
-        let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone())?;
-        let fit_opts = FitOptions {
-            steps,
-            augment: Augment { flip: false, crop_pad: 2 },
-            seed: opts.seed,
-            label: format!("lambda {lambda}"),
-            progress: opts.progress,
-            ..Default::default()
-        };
-        let build = |ctx: &GpuContext| Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone());
-        let no_hook = &mut |_: &mut Network, _: u64| Ok(None);
-        // Ranks other than 0 train their shards; rank 0 evaluates and plots.
-        let Some(fitted) = fit_group(&mut net, &train, own.as_ref(), &fit_opts, comm, devices, &build, no_hook)? else {
-            continue;
-        };
-        let out = net.infer(&test.images)?;
-        let accuracy = out.predictions(10).iter().zip(&test.labels).filter(|(p, y)| p == y).count() as f64
-            / test.len().max(1) as f64;
-        let c = eval::compactness(&out.embeddings, 2, &test.labels);
-        let points: Vec<[f32; 2]> = out.embeddings.chunks(2).map(|p| [p[0], p[1]]).collect();
-        let centers: Vec<[f32; 2]> = match net.center_loss() {
-            Some(cl) => cl.centers()?.chunks(2).map(|p| [p[0], p[1]]).collect(),
-            None => eval::class_means(&out.embeddings, 2, &test.labels)
-                .values()
-                .map(|m| [m[0] as f32, m[1] as f32])
-                .collect(),
-        };
-        let png = opts.out.join(format!("features_lambda_{lambda}.png"));
-        let title = format!("LeNet++ test features, lambda = {lambda} (accuracy {:.2}%)", 100.0 * accuracy);
-        plot::scatter_2d(&png, &title, &points, &test.labels, Some(&centers))?;
-        runs.push(MnistRun {
-            lambda,
-            test_accuracy: accuracy,
-            intra_class_distance: c.intra,
-            inter_center_distance: c.inter,
-            intra_inter_ratio: c.ratio,
-            images_per_second: fitted.images_per_second,
-            train_seconds: fitted.train_seconds,
-            plot: png,
-        });
+        runs.extend(run_lambda(ctx, opts, &data, lambda, steps, comm)?);
     }
     if !lead {
         return Ok(None);
@@ -237,8 +187,80 @@ fn run_on(ctx: &GpuContext, opts: &MnistOptions, comm: Option<&dyn Collective>) 
     Ok(Some(MnistReport {
         adapter: ctx.adapter_summary(),
         train_images,
-        test_images: test.len(),
+        test_images: data.test.len(),
         full_train_set,
         runs,
+    }))
+}
+/// The images a member holds: the training set (or its shard) and the test set (rank 0).
+struct MnistData {
+    train: Dataset,
+    own: Option<Shard>,
+    test: Dataset,
+}
+
+/// Trains LeNet++ with center-loss weight `lambda` for `steps` steps over the run's group;
+/// on the lead member, evaluates it on the test set and plots its features.
+fn run_lambda(
+    ctx: &GpuContext,
+    opts: &MnistOptions,
+    data: &MnistData,
+    lambda: f32,
+    steps: u64,
+    comm: Option<&dyn Collective>,
+) -> Result<Option<MnistRun>> {
+    let devices = comm.map_or(opts.devices.max(1), |c| c.size());
+    let sgd = SgdConfig {
+        lr: opts.lr,
+        schedule: MultiStep::at_fractions(steps, &[0.6, 0.85], 0.1),
+        clip_grad_norm: opts.clip_grad_norm,
+        ..Default::default()
+    };
+    let cfg = TrainConfig {
+        batch: shard_batch(opts.batch, devices)?,
+        sgd,
+        center: CenterLossConfig { lambda, alpha: opts.alpha, update: UpdateMode::Atomic, ..Default::default() },
+        seed: opts.seed,
+    };
+    let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone())?;
+    let fit_opts = FitOptions {
+        steps,
+        augment: Augment { flip: false, crop_pad: 2 },
+        seed: opts.seed,
+        label: format!("lambda {lambda}"),
+        progress: opts.progress,
+        ..Default::default()
+    };
+    let build = |ctx: &GpuContext| Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone());
+    let set = data.own.as_ref().map_or(TrainingSet::All(&data.train), TrainingSet::Shard);
+    let fitted = fit(&mut net, set, &fit_opts, group(comm, devices, &build), None)?;
+    // Ranks other than 0 train their shards; rank 0 evaluates and plots.
+    if comm.is_some_and(|c| c.rank() > 0) {
+        return Ok(None);
+    }
+    let test = &data.test;
+    let out = net.infer(&test.images)?;
+    let accuracy =
+        out.predictions(10).iter().zip(&test.labels).filter(|(p, y)| p == y).count() as f64 / test.len().max(1) as f64;
+    let c = eval::compactness(&out.embeddings, 2, &test.labels);
+    let points: Vec<[f32; 2]> = out.embeddings.chunks(2).map(|p| [p[0], p[1]]).collect();
+    let centers: Vec<[f32; 2]> = match net.center_loss() {
+        Some(cl) => cl.centers()?.chunks(2).map(|p| [p[0], p[1]]).collect(),
+        None => {
+            eval::class_means(&out.embeddings, 2, &test.labels).values().map(|m| [m[0] as f32, m[1] as f32]).collect()
+        }
+    };
+    let png = opts.out.join(format!("features_lambda_{lambda}.png"));
+    let title = format!("LeNet++ test features, lambda = {lambda} (accuracy {:.2}%)", 100.0 * accuracy);
+    plot::scatter_2d(&png, &title, &points, &test.labels, Some(&centers))?;
+    Ok(Some(MnistRun {
+        lambda,
+        test_accuracy: accuracy,
+        intra_class_distance: c.intra,
+        inter_center_distance: c.inter,
+        intra_inter_ratio: c.ratio,
+        images_per_second: fitted.images_per_second,
+        train_seconds: fitted.train_seconds,
+        plot: png,
     }))
 }

@@ -1,12 +1,13 @@
-//! What a training run needs around [`crate::nn::fit_with`]: a schedule sized by the data
-//! ([`Plan`]), a validation split of the training identities' images, and the validation
-//! record that picks the best checkpoint and says whether training converged.
+//! What a training run needs around [`crate::nn::fit`]: a schedule sized by the data
+//! ([`Plan`]), a validation split of the training identities' images, the validation
+//! record that picks the best checkpoint and says whether training converged, and the
+//! group a run trains in.
 
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use crate::collective::{Collective, ThreadGroup};
+use crate::collective::Collective;
 use crate::data::{Dataset, Shard};
-use crate::nn::{fit_collective, fit_shard, fit_with, member_images, FitOptions, FitReport, MultiStep, Network};
+use crate::nn::{member_images, Group, MultiStep, Network};
 use crate::GpuContext;
 use crate::{Error, Result};
 
@@ -246,68 +247,18 @@ pub fn rank_shard(
     Ok(Some(shard))
 }
 
-/// Trains `net` over the run's group: alone ([`fit_with`]) when there is no `comm` and one
-/// device; as member 0 of `devices` members in this process, whose other networks `build`
-/// makes on their own devices ([`GpuContext::for_member`]); or as a rank of `comm`, on
-/// `shard` where the rank holds only its share ([`rank_shard`]), else on `data`. The hook
-/// runs on member (rank) 0 only; the others train without one and get `None`.
-#[allow(clippy::too_many_arguments)]
-pub fn fit_group(
-    net: &mut Network,
-    data: &Dataset,
-    shard: Option<&Shard>,
-    opts: &FitOptions,
-    comm: Option<&dyn Collective>,
+/// The group a run trains in: a rank of `comm`, member 0 of `devices` in this process
+/// (whose other networks `build` makes), or alone.
+pub fn group<'a>(
+    comm: Option<&'a dyn Collective>,
     devices: usize,
-    build: &(dyn Fn(&GpuContext) -> Result<Network> + Sync),
-    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
-) -> Result<Option<FitReport>> {
-    let no_hook = || |_: &mut Network, _: u64| Ok(None);
+    build: &'a (dyn Fn(&GpuContext) -> Result<Network> + Sync),
+) -> Group<'a> {
     match comm {
-        Some(comm) if comm.rank() > 0 => match shard {
-            Some(shard) => fit_shard(net, shard, opts, comm, &mut no_hook()).map(|_| None),
-            None => fit_collective(net, data, opts, comm, &mut no_hook()).map(|_| None),
-        },
-        Some(comm) => fit_collective(net, data, opts, comm, hook).map(Some),
-        None if devices <= 1 => fit_with(net, data, opts, hook).map(Some),
-        None => {
-            let helper = |member: ThreadGroup| -> Result<()> {
-                let mut net = build(&GpuContext::for_member(member.rank(), devices)?)?;
-                fit_collective(&mut net, data, opts, &member, &mut no_hook()).map(|_| ())
-            };
-            data_parallel(devices, &mut |member| fit_collective(net, data, opts, &member, hook), &helper).map(Some)
-        }
+        Some(comm) => Group::Member(comm),
+        None if devices > 1 => Group::Devices { count: devices, build },
+        None => Group::Solo,
     }
-}
-
-/// Runs `lead` as member 0 of an in-process group of `devices` on this thread and `helper`
-/// as members 1.. on their own threads; a member's own error wins over the
-/// [`Error::Collective`] the others see when it leaves.
-fn data_parallel<T>(
-    devices: usize,
-    lead: &mut dyn FnMut(ThreadGroup) -> Result<T>,
-    helper: &(dyn Fn(ThreadGroup) -> Result<()> + Sync),
-) -> Result<T> {
-    let mut members = ThreadGroup::new(devices).into_iter();
-    let first = members.next().ok_or_else(|| Error::Config("no devices".into()))?;
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = members.map(|m| s.spawn(move || helper(m))).collect();
-        // `lead` consumes member 0: it leaves the group when `lead` returns, so helpers
-        // blocked in a collective see the failure instead of waiting forever.
-        let lead_result = lead(first);
-        let mut helper_error = None;
-        for h in helpers {
-            match h.join() {
-                Ok(Err(e)) if !matches!(e, Error::Collective(_)) => helper_error = helper_error.or(Some(e)),
-                Err(_) => helper_error = helper_error.or(Some(Error::Collective("a device's thread panicked".into()))),
-                _ => {}
-            }
-        }
-        match (lead_result, helper_error) {
-            (Err(Error::Collective(_)), Some(e)) | (Ok(_), Some(e)) => Err(e),
-            (result, _) => result,
-        }
-    })
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 use std::time::Instant;
 
 use super::network::{Network, StepMetrics};
-use crate::collective::Collective;
-use crate::data::{Augment, Dataset, Sampler, Shard};
+use crate::collective::{Collective, ThreadGroup};
+use crate::data::{Augment, Batches, Sampler, TrainingSet};
+use crate::gpu::GpuContext;
 use crate::{Error, Result};
 
 /// How [`fit`] runs.
@@ -26,8 +27,8 @@ pub struct FitOptions {
     pub seed: u64,
     /// Read the step's scalars back every this many steps (and on the last step).
     pub report_every: usize,
-    /// Call the hook of [`fit_with`] every this many steps (and after the last step);
-    /// 0: only after the last.
+    /// Call [`fit`]'s hook every this many steps (and after the last step); 0: only after
+    /// the last.
     pub hook_every: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -69,185 +70,183 @@ pub struct FitReport {
     pub history: Vec<(u64, StepMetrics)>,
 }
 
-/// Trains `net` on `data` until it has taken `opts.steps` steps.
-pub fn fit(net: &mut Network, data: &Dataset, opts: &FitOptions) -> Result<FitReport> {
-    fit_with(net, data, opts, &mut |_, _| Ok(None))
+/// Who trains together in a [`fit`].
+#[derive(Clone, Copy)]
+pub enum Group<'a> {
+    /// The network alone on its device.
+    Solo,
+    /// One member of a data-parallel group (an MPI rank, a [`ThreadGroup`] member). Every
+    /// member passes the same data and options and a network with the same batch b; the
+    /// global batch is N * b, drawn and augmented exactly as a solo fit with batch N * b
+    /// draws it, and member r trains its rows r*b..(r+1)*b
+    /// ([`Network::train_step_collective`]). The run equals that solo run and the
+    /// members' networks stay bit-identical.
+    Member(&'a dyn Collective),
+    /// Member 0 of `count` members in this process: `build` makes the other members'
+    /// networks, each on its own device ([`GpuContext::for_member`]), and they train on
+    /// the same data on threads of their own.
+    Devices {
+        /// Members, this one included.
+        count: usize,
+        /// Makes a member's network on its device.
+        build: &'a (dyn Fn(&GpuContext) -> Result<Network> + Sync),
+    },
 }
 
-/// [`fit`], calling `hook(net, step)` every `opts.hook_every` steps and after the last
-/// (validation, checkpoints); the text it returns joins the progress line. Its time is
-/// not counted as training time.
-pub fn fit_with(
-    net: &mut Network,
-    data: &Dataset,
-    opts: &FitOptions,
-    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
-) -> Result<FitReport> {
-    train(net, Images::All(data), opts, None, hook)
+impl Group<'_> {
+    fn rank(&self) -> usize {
+        match self {
+            Group::Member(comm) => comm.rank(),
+            _ => 0,
+        }
+    }
 }
 
-/// [`fit_with`] as one member of a data-parallel group: every member passes the same
-/// data and options and a network with the same batch b; the global batch is N * b,
-/// drawn and augmented exactly as [`fit`] with batch N * b draws it, and member r trains
-/// on its rows r*b..(r+1)*b ([`Network::train_step_collective`]). The run equals that
-/// single-device run, and the members' networks stay bit-identical. Only rank 0 shows
-/// progress; the hook runs on every member (let rank 0 alone write files).
-pub fn fit_collective(
-    net: &mut Network,
-    data: &Dataset,
-    opts: &FitOptions,
-    comm: &dyn Collective,
-    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
-) -> Result<FitReport> {
-    train(net, Images::All(data), opts, Some(comm), hook)
-}
+/// What [`fit`] calls every [`FitOptions::hook_every`] steps and after the last, on rank
+/// 0 only, with the network and the steps taken (validation, checkpoints): the text it
+/// returns joins the progress line. Its time is not counted as training time.
+pub type Hook<'h> = &'h mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>;
 
-/// [`fit_collective`] for a member that holds only its share of the training set: the
-/// images of [`member_images`] (a [`Shard`] of them), so that an MPI rank need not load
-/// the others. The run is the same as with the whole set.
-pub fn fit_shard(
+/// Trains `net` on `data` (the whole training set, or this member's [`crate::data::Shard`])
+/// until it has taken `opts.steps` steps, alone or in `group`, calling `hook` on rank 0.
+pub fn fit<'a>(
     net: &mut Network,
-    shard: &Shard,
+    data: impl Into<TrainingSet<'a>>,
     opts: &FitOptions,
-    comm: &dyn Collective,
-    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
+    group: Group<'_>,
+    hook: Option<Hook<'_>>,
 ) -> Result<FitReport> {
-    train(net, Images::Shard(shard), opts, Some(comm), hook)
+    let data = data.into();
+    let mut no_hook = |_: &mut Network, _: u64| Ok(None);
+    let hook = match hook {
+        Some(hook) if group.rank() == 0 => hook,
+        _ => &mut no_hook,
+    };
+    match group {
+        Group::Solo => train(net, data, opts, None, hook),
+        Group::Member(comm) => train(net, data, opts, Some(comm), hook),
+        Group::Devices { count, build } => {
+            let TrainingSet::All(whole) = data else {
+                return Err(Error::Config(
+                    "members on the devices of one process train on the whole set, not a shard".into(),
+                ));
+            };
+            let helper = |member: ThreadGroup| -> Result<()> {
+                let mut net = build(&GpuContext::for_member(member.rank(), count)?)?;
+                train(&mut net, whole.into(), opts, Some(&member), &mut |_, _| Ok(None)).map(|_| ())
+            };
+            data_parallel(count, &mut |member| train(net, data, opts, Some(&member), &mut *hook), &helper)
+        }
+    }
 }
 
 /// The positions in a training set of `images` images of those that member `rank` of
 /// `members`, each training `shard` rows of every batch, ever uses (ascending): what its
-/// [`Shard`] must hold.
+/// [`crate::data::Shard`] must hold.
 pub fn member_images(images: usize, shard: usize, rank: usize, members: usize, seed: u64) -> Result<Vec<usize>> {
     let sampler = Sampler::new(images, shard * members, seed)?;
     Ok(sampler.images_of(rank * shard..(rank + 1) * shard))
 }
 
-/// The training images a member reads: the whole set or its shard.
-#[derive(Clone, Copy)]
-enum Images<'a> {
-    All(&'a Dataset),
-    Shard(&'a Shard),
+/// Runs `lead` as member 0 of an in-process group of `devices` on this thread and `helper`
+/// as members 1.. on their own threads; a member's own error wins over the
+/// [`Error::Collective`] the others see when it leaves.
+fn data_parallel<T>(
+    devices: usize,
+    lead: &mut dyn FnMut(ThreadGroup) -> Result<T>,
+    helper: &(dyn Fn(ThreadGroup) -> Result<()> + Sync),
+) -> Result<T> {
+    let mut members = ThreadGroup::new(devices).into_iter();
+    let first = members.next().ok_or_else(|| Error::Config("no devices".into()))?;
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = members.map(|m| s.spawn(move || helper(m))).collect();
+        // `lead` consumes member 0: it leaves the group when `lead` returns, so helpers
+        // blocked in a collective see the failure instead of waiting forever.
+        let lead_result = lead(first);
+        let mut helper_error = None;
+        for h in helpers {
+            match h.join() {
+                Ok(Err(e)) if !matches!(e, Error::Collective(_)) => helper_error = helper_error.or(Some(e)),
+                Err(_) => helper_error = helper_error.or(Some(Error::Collective("a device's thread panicked".into()))),
+                _ => {}
+            }
+        }
+        match (lead_result, helper_error) {
+            (Err(Error::Collective(_)), Some(e)) | (Ok(_), Some(e)) => Err(e),
+            (result, _) => result,
+        }
+    })
 }
 
-impl<'a> Images<'a> {
-    fn total(&self) -> usize {
-        match self {
-            Images::All(d) => d.len(),
-            Images::Shard(s) => s.total,
-        }
+/// Checks that `data` can train `net` in global batches of `batch` for `steps` steps.
+fn check_fit(net: &Network, data: TrainingSet<'_>, batch: usize, steps: u64) -> Result<()> {
+    if data.total() < batch {
+        return Err(Error::Data(format!("{} training images are fewer than one batch of {batch}", data.total())));
     }
-
-    fn set(&self) -> &'a Dataset {
-        match self {
-            Images::All(d) => d,
-            Images::Shard(s) => &s.data,
-        }
+    if data.held().image_len() != net.input_len() {
+        return Err(Error::Data(format!(
+            "images of {:?} do not fit the network's input {:?}",
+            data.held().shape,
+            net.spec().input
+        )));
     }
-
-    fn get(&self, index: usize) -> Result<(&'a [f32], u32)> {
-        match self {
-            Images::All(d) => Ok((d.image(index), d.labels[index])),
-            Images::Shard(s) => s.get(index).ok_or_else(|| {
-                Error::Data(format!(
-                    "this member's shard lacks training image {index}; build it with member_images for the same batch, members and seed"
-                ))
-            }),
-        }
+    if steps == 0 {
+        return Err(Error::Config("a training budget of zero steps trains nothing; ask for at least one".into()));
     }
+    Ok(())
 }
 
+/// The training loop of one member.
 fn train(
     net: &mut Network,
-    images_of: Images,
+    data: TrainingSet<'_>,
     opts: &FitOptions,
     comm: Option<&dyn Collective>,
-    hook: &mut dyn FnMut(&mut Network, u64) -> Result<Option<String>>,
+    hook: Hook<'_>,
 ) -> Result<FitReport> {
     let (rank, members) = comm.map_or((0, 1), |c| (c.rank(), c.size()));
     let shard = net.train_config().batch;
     let batch = shard * members;
-    let data = images_of.set();
-    if images_of.total() < batch {
-        return Err(Error::Data(format!("{} training images are fewer than one batch of {batch}", images_of.total())));
-    }
-    if data.image_len() != net.input_len() {
-        return Err(Error::Data(format!(
-            "images of {:?} do not fit the network's input {:?}",
-            data.shape,
-            net.spec().input
-        )));
-    }
-    if opts.steps == 0 {
-        return Err(Error::Config("a training budget of zero steps trains nothing; ask for at least one".into()));
-    }
-    let sampler = Sampler::new(images_of.total(), batch, opts.seed)?;
-    let slots = rank * shard..(rank + 1) * shard;
-    let per_epoch = sampler.steps_per_epoch();
-    let epochs = opts.steps.div_ceil(per_epoch);
-    let first = net.step_count();
+    check_fit(net, data, batch, opts.steps)?;
+    let mut batches = Batches::new(data, batch, rank * shard..(rank + 1) * shard, opts.augment, opts.seed)?;
+    let epochs = opts.steps.div_ceil(batches.steps_per_epoch());
     let bar = Progress::new(opts.steps, opts.progress && rank == 0, &opts.label);
-    bar.inc(first.min(opts.steps));
+    bar.inc(net.step_count().min(opts.steps));
     let mut report = FitReport::default();
-    let mut hooked = String::new();
-    let mut hook_seconds = 0.0;
+    let (mut hooked, mut hook_seconds) = (String::new(), 0.0);
     let start = Instant::now();
-    let pixels = data.image_len();
-    let mut images = vec![0.0f32; shard * pixels];
+    let mut images = vec![0.0f32; shard * data.held().image_len()];
     let mut labels = vec![0u32; shard];
-    let mut step = first;
+    let mut step = net.step_count();
     while step < opts.steps {
-        let epoch = step / per_epoch;
-        // Each slot's images this epoch; this member builds its own rows alone.
-        let order = sampler.epoch(epoch, slots.clone());
-        for t in (step % per_epoch) as usize..per_epoch as usize {
-            if step >= opts.steps {
-                break;
+        batches.fill(step, &mut images, &mut labels)?;
+        let last = step + 1 == opts.steps;
+        let read = last || (report.steps as usize).is_multiple_of(opts.report_every.max(1));
+        let metrics = match comm {
+            Some(comm) => net.train_step_collective(&images, &labels, comm, read)?,
+            None => net.train_step(&images, &labels, read)?,
+        };
+        if let Some(m) = metrics {
+            check_finite_loss(step, &m)?;
+            report.history.push((net.step_count(), m));
+            let rate = (report.steps + 1) as f64 * batch as f64 / (start.elapsed().as_secs_f64() - hook_seconds);
+            let epoch = batches.epoch_of(step) + 1;
+            bar.message(format!(
+                "epoch {epoch}/{epochs} softmax {:.4} center {:.4} acc {:.3}{hooked} {rate:.0} img/s",
+                m.softmax_loss, m.center_loss, m.accuracy,
+            ));
+        }
+        step += 1;
+        report.steps += 1;
+        bar.inc(1);
+        if last || (opts.hook_every > 0 && step.is_multiple_of(opts.hook_every)) {
+            // The steps submitted so far count as training, not as the hook's time.
+            net.graph().context().wait_idle()?;
+            let t = Instant::now();
+            if let Some(text) = hook(net, step)? {
+                hooked = format!(" {text}");
             }
-            for (row, pool) in order.iter().enumerate() {
-                let (image, label) = images_of.get(pool[t])?;
-                let target = &mut images[row * pixels..(row + 1) * pixels];
-                target.copy_from_slice(image);
-                opts.augment.apply_image(target, data.shape, opts.seed, epoch, pool[t]);
-                labels[row] = label;
-            }
-            let last = step + 1 == opts.steps;
-            let read = last || (report.steps as usize).is_multiple_of(opts.report_every.max(1));
-            let metrics = match comm {
-                Some(comm) => net.train_step_collective(&images, &labels, comm, read)?,
-                None => net.train_step(&images, &labels, read)?,
-            };
-            if let Some(m) = metrics {
-                if !m.softmax_loss.is_finite() {
-                    return Err(Error::Data(format!(
-                        "training diverged at step {step}: loss {} (lower the learning rate, clip the gradients \
-                         (--clip-grad-norm, SgdConfig::clip_grad_norm), or try another seed)",
-                        m.softmax_loss
-                    )));
-                }
-                report.history.push((net.step_count(), m));
-                let rate = (report.steps + 1) as f64 * batch as f64 / (start.elapsed().as_secs_f64() - hook_seconds);
-                bar.message(format!(
-                    "epoch {}/{epochs} softmax {:.4} center {:.4} acc {:.3}{hooked} {:.0} img/s",
-                    epoch + 1,
-                    m.softmax_loss,
-                    m.center_loss,
-                    m.accuracy,
-                    rate
-                ));
-            }
-            step += 1;
-            report.steps += 1;
-            bar.inc(1);
-            if last || (opts.hook_every > 0 && step.is_multiple_of(opts.hook_every)) {
-                // The steps submitted so far count as training, not as the hook's time.
-                net.graph().context().wait_idle()?;
-                let t = Instant::now();
-                if let Some(text) = hook(net, step)? {
-                    hooked = format!(" {text}");
-                }
-                hook_seconds += t.elapsed().as_secs_f64();
-            }
+            hook_seconds += t.elapsed().as_secs_f64();
         }
     }
     net.graph().context().wait_idle()?;
@@ -255,6 +254,18 @@ fn train(
     report.images_per_second = report.steps as f64 * batch as f64 / report.train_seconds.max(1e-9);
     bar.finish();
     Ok(report)
+}
+
+/// [`Error::Data`] when step `step`'s softmax loss is not finite: the run diverged.
+fn check_finite_loss(step: u64, m: &StepMetrics) -> Result<()> {
+    if m.softmax_loss.is_finite() {
+        return Ok(());
+    }
+    Err(Error::Data(format!(
+        "training diverged at step {step}: loss {} (lower the learning rate, clip the gradients \
+         (--clip-grad-norm, SgdConfig::clip_grad_norm), or try another seed)",
+        m.softmax_loss
+    )))
 }
 
 /// The progress bar of [`fit`] (indicatif, with the `progress` feature).

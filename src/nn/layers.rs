@@ -65,6 +65,17 @@ impl Graph {
         .and_then(|r| r)
     }
 
+    /// K per slice and slices of a weight-gradient GEMM of `out_c` x `taps` outputs summed
+    /// over `reduce` (batch * pixels): split so that at least [`SPLIT_K_TARGET`] workgroups
+    /// run and no slice sums more than [`MAX_K_PER_SLICE`].
+    fn split_k(out_c: usize, taps: usize, reduce: usize) -> (usize, usize) {
+        let tiles = out_c.div_ceil(64) * taps.div_ceil(64);
+        let wanted =
+            SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1)).max(reduce.div_ceil(MAX_K_PER_SLICE));
+        let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
+        (k_per_slice, reduce.div_ceil(k_per_slice))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn conv(
         &mut self,
@@ -80,15 +91,10 @@ impl Graph {
         let [out_c, out_h, out_w] = y.shape;
         let taps = in_c * kernel * kernel;
         let weight = self.init_weights(out_c * taps, taps);
-        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
         // Split-K for the weight gradient, whose reduction runs over batch * pixels.
-        let reduce = self.batch * out_h * out_w;
-        let tiles = out_c.div_ceil(64) * taps.div_ceil(64);
-        let wanted =
-            SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1)).max(reduce.div_ceil(MAX_K_PER_SLICE));
-        let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
-        let slices = reduce.div_ceil(k_per_slice);
+        let (k_per_slice, slices) = Self::split_k(out_c, taps, self.batch * out_h * out_w);
         let mut constants: Constants = window_constants(x, y, kernel, stride).to_vec();
         constants.extend([
             ("BATCH", self.batch as f64),
@@ -101,75 +107,71 @@ impl Graph {
         let conv_op = |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, z): (usize, usize, usize)| {
             g.gemm_op(kernel, &constants, None, storage, m, n, z)
         };
-        let gemm_grid = |m: usize, n: usize, z: usize| (m, n, z);
-        let wv = self.params[wi].value.clone();
-        let wg = self.params[wi].grad.clone();
-        let bias_value = bi.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
-        let fwd = conv_op(
-            self,
-            "conv2d_forward",
-            &[&wv, &x.buffer, &bias_value, &y.buffer],
-            gemm_grid(out_c, self.batch * out_h * out_w, 1),
-        )?;
+        let weights = self.params[weight_index].value.clone();
+        let weight_grad = self.params[weight_index].grad.clone();
+        let bias_value = bias_index.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
+        let storage = [&weights, &x.buffer, &bias_value, &y.buffer];
+        let fwd = conv_op(self, "conv2d_forward", &storage, (out_c, self.batch * out_h * out_w, 1))?;
         self.forward.push(fwd);
 
         let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
         let mut group = Vec::new();
         if slices == 1 {
-            group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &wg], gemm_grid(out_c, taps, 1))?);
+            group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &weight_grad], (out_c, taps, 1))?);
         } else {
-            let partial =
-                gpu::buffer(self.ctx.device(), "split-k partials", 4 * (slices * out_c * taps) as u64, gpu::STORAGE_RW);
-            group.push(conv_op(
-                self,
-                "conv2d_backward_weight",
-                &[&dy, &x.buffer, &partial],
-                gemm_grid(out_c, taps, slices),
-            )?);
-            let su = self.uniform(&ElementParams {
-                len: (out_c * taps) as u32,
-                channels: slices as u32,
-                pixels: 1,
-                _pad: 0,
-            });
-            group.push(self.op("sum_slices", &su, &[&partial, &wg], self.grid1(out_c * taps))?);
+            let bytes = 4 * (slices * out_c * taps) as u64;
+            let partial = gpu::buffer(self.ctx.device(), "split-k partials", bytes, gpu::STORAGE_RW);
+            group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &partial], (out_c, taps, slices))?);
+            let len = (out_c * taps) as u32;
+            let slices_uniform = self.uniform(&ElementParams { len, channels: slices as u32, pixels: 1, _pad: 0 });
+            group.push(self.op("sum_slices", &slices_uniform, &[&partial, &weight_grad], self.grid1(out_c * taps))?);
         }
-        if let Some(bi) = bi {
-            let cu = self.uniform(&ChannelParams {
-                batch: self.batch as u32,
-                channels: out_c as u32,
-                pixels: (out_h * out_w) as u32,
-                _pad: 0,
-            });
-            let bg = self.params[bi].grad.clone();
-            self.pending_bias = Some(PendingBias {
-                output_grad: dy.clone(),
-                channels: out_c,
-                pixels: out_h * out_w,
-                grad: bg.clone(),
-                group: self.backward.len(),
-                op: group.len(),
-            });
-            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (out_c as u32, 1, 1))?);
+        if let Some(bias_index) = bias_index {
+            let bias_grad = self.params[bias_index].grad.clone();
+            group.push(self.bias_grad_op(&dy, &bias_grad, out_c, out_h * out_w, group.len())?);
         }
         if let Some(dx) = &x.grad {
-            group.push(conv_op(
-                self,
-                "conv2d_backward_input",
-                &[&wv, &dy, dx],
-                gemm_grid(in_c, self.batch * in_h * in_w, 1),
-            )?);
+            let grid = (in_c, self.batch * in_h * in_w, 1);
+            group.push(conv_op(self, "conv2d_backward_input", &[&weights, &dy, dx], grid)?);
         }
         self.backward.push(group);
         Ok(())
     }
 
+    /// The bias gradient of a convolution (`channel_sum` of its output gradient `dy` over
+    /// batch and pixels into `bias_grad`), the `op`-th dispatch of the backward group being
+    /// built; a PReLU that follows may take it over ([`PendingBias`]).
+    fn bias_grad_op(
+        &mut self,
+        dy: &wgpu::Buffer,
+        bias_grad: &wgpu::Buffer,
+        channels: usize,
+        pixels: usize,
+        op: usize,
+    ) -> Result<Op> {
+        let channel_uniform = self.uniform(&ChannelParams {
+            batch: self.batch as u32,
+            channels: channels as u32,
+            pixels: pixels as u32,
+            _pad: 0,
+        });
+        self.pending_bias = Some(PendingBias {
+            output_grad: dy.clone(),
+            channels,
+            pixels,
+            grad: bias_grad.clone(),
+            group: self.backward.len(),
+            op,
+        });
+        self.op("channel_sum", &channel_uniform, &[dy, bias_grad], (channels as u32, 1, 1))
+    }
+
     fn linear(&mut self, x: &Tensor, y: &Tensor, bias: bool, name: &str) -> Result<()> {
         let (b, i, o) = (self.batch, x.per_sample(), y.per_sample());
         let weight = self.init_weights(o * i, i);
-        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o]));
-        self.linear_ops(x, y, wi, bi, b, i, o)
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o]));
+        self.linear_ops(x, y, weight_index, bias_index, b, i, o)
     }
 
     /// The classifier: a linear layer with Xavier initialisation.
@@ -177,10 +179,10 @@ impl Graph {
         let i = x.per_sample();
         let y = self.tensor([classes, 1, 1], true);
         let weight = self.xavier_uniform(classes * i, i, classes);
-        let wi = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bi = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
         let ctx = self.ctx.clone();
-        ctx.capture(|| self.linear_ops(x, &y, wi, bi, self.batch, i, classes))??;
+        ctx.capture(|| self.linear_ops(x, &y, weight_index, bias_index, self.batch, i, classes))??;
         Ok(y)
     }
 
@@ -189,31 +191,43 @@ impl Graph {
         &mut self,
         x: &Tensor,
         y: &Tensor,
-        wi: usize,
-        bi: Option<usize>,
+        weight_index: usize,
+        bias_index: Option<usize>,
         b: usize,
         i: usize,
         o: usize,
     ) -> Result<()> {
-        let wv = self.params[wi].value.clone();
-        let wg = self.params[wi].grad.clone();
-        let bias_value = bi.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
+        let weights = self.params[weight_index].value.clone();
+        let weight_grad = self.params[weight_index].grad.clone();
+        let bias_value = bias_index.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
         // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
-        let fwd =
-            self.dense_gemm((b, o, i), [i, 1, 1, i], bi.is_some() as u32, [&x.buffer, &wv, &bias_value], &y.buffer)?;
+        let fwd = self.dense_gemm(
+            (b, o, i),
+            [i, 1, 1, i],
+            bias_index.is_some() as u32,
+            [&x.buffer, &weights, &bias_value],
+            &y.buffer,
+        )?;
         self.forward.extend(fwd);
         let dy = y.grad.clone().ok_or_else(|| Error::Internal("linear output has no gradient".into()))?;
         let mut group = Vec::new();
         // dW[o, i] = dY[b, o]^T X[b, i]
-        group.extend(self.dense_gemm((o, i, b), [1, o, i, 1], 0, [&dy, &x.buffer, &self.dummy.clone()], &wg)?);
-        if let Some(bi) = bi {
-            let cu = self.uniform(&ChannelParams { batch: b as u32, channels: o as u32, pixels: 1, _pad: 0 });
-            let bg = self.params[bi].grad.clone();
-            group.push(self.op("channel_sum", &cu, &[&dy, &bg], (o as u32, 1, 1))?);
+        group.extend(self.dense_gemm(
+            (o, i, b),
+            [1, o, i, 1],
+            0,
+            [&dy, &x.buffer, &self.dummy.clone()],
+            &weight_grad,
+        )?);
+        if let Some(bias_index) = bias_index {
+            let channel_uniform =
+                self.uniform(&ChannelParams { batch: b as u32, channels: o as u32, pixels: 1, _pad: 0 });
+            let bias_grad = self.params[bias_index].grad.clone();
+            group.push(self.op("channel_sum", &channel_uniform, &[&dy, &bias_grad], (o as u32, 1, 1))?);
         }
         if let Some(dx) = &x.grad {
             // dX[b, i] = dY[b, o] W[o, i]
-            group.extend(self.dense_gemm((b, i, o), [o, 1, i, 1], 0, [&dy, &wv, &self.dummy.clone()], dx)?);
+            group.extend(self.dense_gemm((b, i, o), [o, 1, i, 1], 0, [&dy, &weights, &self.dummy.clone()], dx)?);
         }
         self.backward.push(group);
         Ok(())
@@ -250,10 +264,11 @@ impl Graph {
             return Ok(vec![self.gemm_op("gemm", &[], Some(&u), &[a, b, bias, out], m, n, 1)?]);
         }
         let partial = gpu::buffer(self.ctx.device(), "split-k partials", 4 * (slices * m * n) as u64, gpu::STORAGE_RW);
-        let su = self.uniform(&ElementParams { len: (m * n) as u32, channels: slices as u32, pixels: 1, _pad: 0 });
+        let slices_uniform =
+            self.uniform(&ElementParams { len: (m * n) as u32, channels: slices as u32, pixels: 1, _pad: 0 });
         Ok(vec![
             self.gemm_op("gemm", &[], Some(&u), &[a, b, bias, &partial], m, n, slices)?,
-            self.op("sum_slices", &su, &[&partial, out], self.grid1(m * n))?,
+            self.op("sum_slices", &slices_uniform, &[&partial, out], self.grid1(m * n))?,
         ])
     }
 
@@ -277,16 +292,16 @@ impl Graph {
     fn prelu(&mut self, x: &Tensor, y: &Tensor, shared: bool, name: &str) -> Result<()> {
         let [c, h, w] = x.shape;
         let (channels, pixels) = if shared { (1, c * h * w) } else { (c, h * w) };
-        let si = self.param(format!("{name}.slope"), ParamKind::Slope, vec![0.25; channels]);
+        let slope_index = self.param(format!("{name}.slope"), ParamKind::Slope, vec![0.25; channels]);
         let len = self.batch * c * h * w;
-        let eu =
+        let element_uniform =
             self.uniform(&ElementParams { len: len as u32, channels: channels as u32, pixels: pixels as u32, _pad: 0 });
-        let sv = self.params[si].value.clone();
-        let sg = self.params[si].grad.clone();
-        let fwd = self.op("prelu_forward", &eu, &[&x.buffer, &sv, &y.buffer], self.grid_walk(len))?;
+        let slopes = self.params[slope_index].value.clone();
+        let slope_grad = self.params[slope_index].grad.clone();
+        let fwd = self.op("prelu_forward", &element_uniform, &[&x.buffer, &slopes, &y.buffer], self.grid_walk(len))?;
         self.forward.push(fwd);
         let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
-        let cu = self.uniform(&ChannelParams {
+        let channel_uniform = self.uniform(&ChannelParams {
             batch: self.batch as u32,
             channels: channels as u32,
             pixels: pixels as u32,
@@ -295,9 +310,19 @@ impl Graph {
         // On CPU drivers, per-channel slopes take the fused pass below; GPUs keep the
         // element-parallel dx pass (no GPU was at hand to time the fused one).
         if shared || self.ctx.kernels() == KernelFamily::Gpu {
-            let mut group = vec![self.op("prelu_slope_grad", &cu, &[&x.buffer, &dy, &sg], (channels as u32, 1, 1))?];
+            let mut group = vec![self.op(
+                "prelu_slope_grad",
+                &channel_uniform,
+                &[&x.buffer, &dy, &slope_grad],
+                (channels as u32, 1, 1),
+            )?];
             if let Some(dx) = &x.grad {
-                group.push(self.op("prelu_backward", &eu, &[&x.buffer, &sv, &dy, dx], self.grid_walk(len))?);
+                group.push(self.op(
+                    "prelu_backward",
+                    &element_uniform,
+                    &[&x.buffer, &slopes, &dy, dx],
+                    self.grid_walk(len),
+                )?);
             }
             self.backward.push(group);
             return Ok(());
@@ -313,12 +338,12 @@ impl Graph {
         }
         let constants = [("WRITE_DX", x.grad.is_some() as u8 as f64), ("BIAS", bias.is_some() as u8 as f64)];
         let dx = x.grad.as_ref().unwrap_or(&self.dummy);
-        let bg = bias.as_ref().map_or(&self.dummy, |p| &p.grad);
+        let bias_grad = bias.as_ref().map_or(&self.dummy, |p| &p.grad);
         let fused = self.kernels.op(
             "prelu_backward_channel",
             &constants,
-            Some(&cu),
-            &[&x.buffer, &sv, &dy, dx, &sg, bg],
+            Some(&channel_uniform),
+            &[&x.buffer, &slopes, &dy, dx, &slope_grad, bias_grad],
             (channels as u32, 1, 1),
         )?;
         self.backward.push(vec![fused]);
@@ -376,21 +401,21 @@ impl Graph {
         let dy = u.grad.clone().ok_or_else(|| Error::Config(format!("residual block {name}: empty body")))?;
         let y = Tensor { shape: u.shape, buffer: self.tensor(u.shape, false).buffer, grad: Some(dy.clone()) };
         let len = self.batch * y.per_sample();
-        let eu = self.uniform(&ElementParams { len: len as u32, channels: 1, pixels: 1, _pad: 0 });
-        let fwd = self.op("add", &eu, &[&u.buffer, &s.buffer, &y.buffer], self.grid_walk(len))?;
+        let element_uniform = self.uniform(&ElementParams { len: len as u32, channels: 1, pixels: 1, _pad: 0 });
+        let fwd = self.op("add", &element_uniform, &[&u.buffer, &s.buffer, &y.buffer], self.grid_walk(len))?;
         self.forward.push(fwd);
         let mut copy_in = Vec::new();
-        if let Some(sg) = &s.grad {
+        if let Some(shortcut_grad) = &s.grad {
             let zero = gpu::buffer(self.ctx.device(), "zeros", 4 * len as u64, gpu::STORAGE_RW);
-            copy_in.push(self.op("add", &eu, &[&dy, &zero, sg], self.grid_walk(len))?);
+            copy_in.push(self.op("add", &element_uniform, &[&dy, &zero, shortcut_grad], self.grid_walk(len))?);
         }
         // Groups run in reverse: this copy runs before both branches' backward groups.
         self.backward.push(copy_in);
         if let (Some(dx), Some(db)) = (&x.grad, &xb.grad) {
             let xlen = self.batch * x.per_sample();
-            let xu = self.uniform(&ElementParams { len: xlen as u32, channels: 1, pixels: 1, _pad: 0 });
+            let input_uniform = self.uniform(&ElementParams { len: xlen as u32, channels: 1, pixels: 1, _pad: 0 });
             let other = xs_grad.as_ref().unwrap_or(&dy);
-            let sum = self.op("add", &xu, &[db, other, dx], self.grid_walk(xlen))?;
+            let sum = self.op("add", &input_uniform, &[db, other, dx], self.grid_walk(xlen))?;
             self.backward[sum_slot].push(sum);
         }
         Ok(y)

@@ -13,7 +13,7 @@ mod profile;
 pub mod reference;
 mod spec;
 
-pub use fit::{fit, fit_collective, fit_shard, fit_with, member_images, FitOptions, FitReport};
+pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
 pub use graph::{Graph, Param, ParamKind, Tensor};
 pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Inference, Network, StepMetrics, TrainConfig};

@@ -1,7 +1,7 @@
 //! The main job: a face-embedding network trained with softmax + center loss (and, to
 //! compare, softmax alone), evaluated on identities never seen in training.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 mod data;
 mod report;
@@ -12,10 +12,10 @@ pub use report::{FaceReport, VariantReport};
 use super::training::{classify, Plan, ValidationRecord};
 use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
-use crate::data::{Augment, Dataset};
+use crate::data::{Augment, Dataset, TrainingSet};
 use crate::eval;
-use crate::experiments::training::{fit_group, shard_batch};
-use crate::nn::{FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::experiments::training::{group, shard_batch};
+use crate::nn::{fit, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, CenterLossConfig, Error, GpuContext, Result, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA};
 
 /// Where the faces come from.
@@ -84,7 +84,7 @@ pub struct FaceOptions {
     pub center_update: UpdateMode,
     /// Show progress bars.
     pub progress: bool,
-    /// Devices to train on in this process (data-parallel, [`crate::nn::fit_collective`]):
+    /// Devices to train on in this process (data-parallel, [`crate::nn::Group::Devices`]):
     /// each takes `batch / devices` rows of every batch; the run equals a one-device run
     /// with the same options, and checkpoints resume on any device count.
     pub devices: usize,
@@ -175,6 +175,100 @@ fn minutes(seconds: f64) -> String {
     }
 }
 
+/// The trainer's configuration of a variant with center-loss weight `lambda`, each of
+/// `devices` members taking its share of the batch.
+fn train_config(opts: &FaceOptions, plan: &Plan, lambda: f32, devices: usize) -> Result<TrainConfig> {
+    let sgd =
+        SgdConfig { lr: opts.lr, schedule: plan.schedule(), clip_grad_norm: opts.clip_grad_norm, ..Default::default() };
+    Ok(TrainConfig {
+        batch: shard_batch(opts.batch, devices)?,
+        sgd,
+        center: CenterLossConfig { lambda, alpha: opts.alpha, update: opts.center_update, ..Default::default() },
+        seed: opts.seed,
+    })
+}
+
+/// With `opts.resume`, restores `net` from `last` when it exists and was written with the
+/// options `key`, and returns its validation record (empty otherwise).
+fn resume(
+    opts: &FaceOptions,
+    net: &mut Network,
+    last: &Path,
+    key: &str,
+    name: &str,
+    steps: u64,
+) -> Result<ValidationRecord> {
+    if !opts.resume {
+        return Ok(ValidationRecord::default());
+    }
+    if !last.exists() {
+        log::info!("{name}: no {} to resume from; training from the start", last.display());
+        return Ok(ValidationRecord::default());
+    }
+    let meta = checkpoint::metadata(last)?;
+    let recorded = meta.get("run").map(String::as_str).unwrap_or("");
+    if recorded != key {
+        return Err(Error::Config(format!(
+            "{} was written by a run with other options ({}); resume with the same options, or leave out --resume to start over",
+            last.display(),
+            key_difference(recorded, key)
+        )));
+    }
+    let record = meta.get("validation").and_then(|v| ValidationRecord::decode(v)).ok_or_else(|| Error::Checkpoint {
+        path: last.display().to_string(),
+        reason: "its validation record is unreadable".into(),
+    })?;
+    checkpoint::load(net, last)?;
+    log::info!("{name}: resumed from {} at step {} of {steps}", last.display(), net.step_count());
+    Ok(record)
+}
+
+/// Logs the plan and how long the steps left should take, timed on a training batch.
+fn log_estimate(net: &mut Network, data: &Data, plan: &Plan, name: &str) -> Result<()> {
+    let remaining = plan.steps.saturating_sub(net.step_count());
+    if remaining == 0 {
+        return Ok(());
+    }
+    let per_step = seconds_per_step(net, &data.train)?;
+    log::info!("{name}: {}", plan.describe());
+    log::info!(
+        "{name}: {remaining} steps to go, about {} of training ({:.0} ms per step measured now)",
+        minutes(per_step * remaining as f64),
+        1e3 * per_step
+    );
+    Ok(())
+}
+
+/// The evaluation of `net` on the held-out identities (and the pairs, where given), and
+/// the PCA plot of its embeddings.
+fn evaluate_variant(net: &Network, data: &Data, opts: &FaceOptions, name: &str) -> Result<eval::EvalReport> {
+    let test = net.infer(&data.test.images)?;
+    let dim = net.embed_dim();
+    let mut report = eval::evaluate(&test.embeddings, dim, &data.test.labels, opts.seed);
+    if let Some((all, pairs)) = &data.all {
+        let emb = net.infer(&all.images)?.embeddings;
+        report.verification = eval::evaluate_pairs(&emb, dim, &all.labels, pairs, opts.seed).verification;
+    }
+    let png = opts.out.join(format!("pca_{name}.png"));
+    let title = format!("{name}: held-out embeddings of 10 identities (PCA)");
+    pca_plot(&png, &title, &test.embeddings, dim, &data.test.labels)?;
+    Ok(report)
+}
+
+/// How `nn::fit` runs a variant: the plan's budget, the job's augmentation, a hook once
+/// per epoch or validation.
+fn fit_options(opts: &FaceOptions, plan: &Plan, name: &str) -> FitOptions {
+    FitOptions {
+        steps: plan.steps,
+        augment: if opts.augment { Augment { flip: true, crop_pad: 2 } } else { Augment::NONE },
+        seed: opts.seed,
+        hook_every: plan.per_epoch.min(plan.validate_every),
+        label: name.to_string(),
+        progress: opts.progress,
+        ..Default::default()
+    }
+}
+
 fn train_variant(
     ctx: &GpuContext,
     opts: &FaceOptions,
@@ -183,62 +277,19 @@ fn train_variant(
     lambda: f32,
     comm: Option<&dyn Collective>,
 ) -> Result<Option<VariantReport>> {
-    let lead = comm.is_none_or(|c| c.rank() == 0);
     let plan = Plan::new(data.train_images, opts.batch, opts.lr, opts.epochs, opts.steps)?;
-    let sgd =
-        SgdConfig { lr: opts.lr, schedule: plan.schedule(), clip_grad_norm: opts.clip_grad_norm, ..Default::default() };
-    let cfg = TrainConfig {
-        batch: opts.batch,
-        sgd,
-        center: CenterLossConfig { lambda, alpha: opts.alpha, update: opts.center_update, ..Default::default() },
-        seed: opts.seed,
-    };
     let devices = comm.map_or(opts.devices.max(1), |c| c.size());
-    let cfg = TrainConfig { batch: shard_batch(opts.batch, devices)?, ..cfg };
+    let cfg = train_config(opts, &plan, lambda, devices)?;
     let spec = NetworkSpec::face_resnet(opts.channels, opts.resolution, opts.embed_dim, data.classes);
     let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
-    let last = opts.out.join(format!("{name}-last.safetensors"));
-    let best = opts.out.join(format!("{name}.safetensors"));
+    let (last, best) =
+        (opts.out.join(format!("{name}-last.safetensors")), opts.out.join(format!("{name}.safetensors")));
     let key = run_key(opts, &plan, lambda);
-    let mut record = ValidationRecord::default();
-    if opts.resume && last.exists() {
-        let meta = checkpoint::metadata(&last)?;
-        let recorded = meta.get("run").map(String::as_str).unwrap_or("");
-        if recorded != key {
-            return Err(Error::Config(format!(
-                "{} was written by a run with other options ({}); resume with the same options, or leave out --resume to start over",
-                last.display(),
-                key_difference(recorded, &key)
-            )));
-        }
-        record = meta.get("validation").and_then(|v| ValidationRecord::decode(v)).ok_or_else(|| Error::Checkpoint {
-            path: last.display().to_string(),
-            reason: "its validation record is unreadable".into(),
-        })?;
-        checkpoint::load(&mut net, &last)?;
-        log::info!("{name}: resumed from {} at step {} of {}", last.display(), net.step_count(), plan.steps);
-    } else if opts.resume {
-        log::info!("{name}: no {} to resume from; training from the start", last.display());
+    let mut record = resume(opts, &mut net, &last, &key, name, plan.steps)?;
+    if comm.is_none_or(|c| c.rank() == 0) {
+        log_estimate(&mut net, data, &plan, name)?;
     }
-    let remaining = plan.steps.saturating_sub(net.step_count());
-    if remaining > 0 && lead {
-        let per_step = seconds_per_step(&mut net, &data.train)?;
-        log::info!("{name}: {}", plan.describe());
-        log::info!(
-            "{name}: {remaining} steps to go, about {} of training ({:.0} ms per step measured now)",
-            minutes(per_step * remaining as f64),
-            1e3 * per_step
-        );
-    }
-    let fit_opts = FitOptions {
-        steps: plan.steps,
-        augment: if opts.augment { Augment { flip: true, crop_pad: 2 } } else { Augment::NONE },
-        seed: opts.seed,
-        hook_every: plan.per_epoch.min(plan.validate_every),
-        label: name.to_string(),
-        progress: opts.progress,
-        ..Default::default()
-    };
+    let fit_opts = fit_options(opts, &plan, name);
     let validation = &data.validation;
     let mut hook = |net: &mut Network, step: u64| -> Result<Option<String>> {
         let mut text = None;
@@ -264,13 +315,12 @@ fn train_variant(
         }
         Ok(net)
     };
+    let set = data.own.as_ref().map_or(TrainingSet::All(&data.train), TrainingSet::Shard);
+    let fitted = fit(&mut net, set, &fit_opts, group(comm, devices, &build), Some(&mut hook))?;
     // Ranks other than 0 train their shards; rank 0 validates, saves and evaluates.
-    let Some(fitted) =
-        fit_group(&mut net, &data.train, data.own.as_ref(), &fit_opts, comm, devices, &build, &mut hook)?
-    else {
+    if comm.is_some_and(|c| c.rank() > 0) {
         return Ok(None);
-    };
-    let final_train_batch_accuracy = fitted.history.last().map_or(0.0, |(_, m)| m.accuracy);
+    }
     let evaluated_step = record.best().map_or(plan.steps, |b| b.0);
     checkpoint::load(&mut net, &best)?;
     let (final_train_accuracy, _) = classify(&net, &data.train)?;
@@ -278,29 +328,13 @@ fn train_variant(
         "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
         record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))
     );
-
-    let test = net.infer(&data.test.images)?;
-    let dim = net.embed_dim();
-    let mut report = eval::evaluate(&test.embeddings, dim, &data.test.labels, opts.seed);
-    if let Some((all, pairs)) = &data.all {
-        let emb = net.infer(&all.images)?.embeddings;
-        report.verification = eval::evaluate_pairs(&emb, dim, &all.labels, pairs, opts.seed).verification;
-    }
-    let png = opts.out.join(format!("pca_{name}.png"));
-    pca_plot(
-        &png,
-        &format!("{name}: held-out embeddings of 10 identities (PCA)"),
-        &test.embeddings,
-        dim,
-        &data.test.labels,
-    )?;
     Ok(Some(VariantReport {
         name,
         lambda,
-        eval: report,
+        eval: evaluate_variant(&net, data, opts, name)?,
         train_seconds: fitted.train_seconds,
         images_per_second: fitted.images_per_second,
-        final_train_batch_accuracy,
+        final_train_batch_accuracy: fitted.history.last().map_or(0.0, |(_, m)| m.accuracy),
         final_train_accuracy,
         best_validation_accuracy: record.best().map(|b| b.1),
         converged: record.converged(),

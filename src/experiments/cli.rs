@@ -1,0 +1,336 @@
+//! The experiments' command-line options (clap), shared by the examples and the commands
+//! that run them: a face job's built-in set and its training options are one struct each,
+//! flattened into every command that trains on faces.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::faces::{FaceOptions, FaceSource};
+use super::mnist::MnistOptions;
+use crate::data::faces::FaceSetConfig;
+
+/// The built-in procedural face set.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct FaceSetArgs {
+    /// Built-in set: training identities.
+    #[arg(long, default_value_t = 150)]
+    pub identities: usize,
+    /// Built-in set: held-out identities.
+    #[arg(long, default_value_t = 50)]
+    pub eval_identities: usize,
+    /// Built-in set: images per identity.
+    #[arg(long, default_value_t = 20)]
+    pub images_per_identity: usize,
+    /// Built-in set: scale of every nuisance (pose, light, expression, noise, occlusion).
+    #[arg(long, default_value_t = FaceSetConfig::default().difficulty)]
+    pub difficulty: f32,
+    /// Input resolution (square).
+    #[arg(long, default_value_t = 64)]
+    pub resolution: usize,
+}
+
+impl FaceSetArgs {
+    /// The built-in set these options describe, with `seed` and grey or colour images.
+    pub fn config(&self, seed: u64, rgb: bool) -> FaceSetConfig {
+        FaceSetConfig {
+            train_identities: self.identities,
+            test_identities: self.eval_identities,
+            images_per_identity: self.images_per_identity,
+            difficulty: self.difficulty,
+            seed,
+            resolution: self.resolution,
+            rgb,
+        }
+    }
+}
+
+/// How a face network is trained: budget, optimiser, center loss, validation, seed.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct FaceTrainingArgs {
+    /// Passes over the training set (default: sized by the data, at least 600 steps and
+    /// 10 epochs; the plan is printed before training).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Optimisation steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Learning rate (linear warm-up over the first 5% of the steps, divided by 10 at 60%
+    /// and 85%).
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f32,
+    /// Fraction of each training identity's images held out for validation (which picks
+    /// the checkpoint that is evaluated).
+    #[arg(long, default_value_t = 0.1)]
+    pub validation: f64,
+    /// Center-loss weight.
+    #[arg(long, default_value_t = crate::DEFAULT_LAMBDA)]
+    pub lambda: f32,
+    /// Center learning rate.
+    #[arg(long, default_value_t = crate::DEFAULT_ALPHA)]
+    pub alpha: f32,
+    /// Embedding size.
+    #[arg(long, default_value_t = 128)]
+    pub embed_dim: usize,
+    /// Seed of data, initialisation, shuffling, augmentation and evaluation pairs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also train the softmax-only baseline with the same seed, data and budget.
+    #[arg(long)]
+    pub compare: bool,
+}
+
+/// The face job: train on the built-in faces, a folder or a list; evaluate on held-out
+/// identities.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct FaceArgs {
+    /// An image folder ROOT/<identity>/<image> (PGM, PNG, JPEG). Default: the built-in faces.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// A list file of `path label` lines instead of a folder.
+    #[arg(long, conflicts_with = "data")]
+    pub list: Option<PathBuf>,
+    /// An LFW-style pairs.txt for verification on a real folder (default: all genuine pairs
+    /// of the held-out identities and as many seeded impostor pairs).
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Fraction of a real folder's identities held out for evaluation.
+    #[arg(long, default_value_t = 0.25)]
+    pub test_identities: f64,
+    /// The built-in set.
+    #[command(flatten)]
+    pub set: FaceSetArgs,
+    /// Colour input (3 channels) instead of grey.
+    #[arg(long)]
+    pub rgb: bool,
+    /// How the network is trained.
+    #[command(flatten)]
+    pub training: FaceTrainingArgs,
+    /// Scale the gradients down to this L2 norm (all parameters together) when they exceed
+    /// it (off by default).
+    #[arg(long)]
+    pub clip_grad_norm: Option<f32>,
+    /// Train on the images as they are: no random flips and 2-pixel crops.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Continue a stopped or killed run with the same options from OUT/<variant>-last.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+    /// Where checkpoints, plots and the report go.
+    #[arg(long, default_value = "out/faces")]
+    pub out: PathBuf,
+    /// Train on this many devices in this process (data-parallel: each takes batch / N rows
+    /// of every batch; the result equals a one-device run). Devices are opened over the
+    /// adapters found, round-robin.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// Write the numbers as JSON here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Write the built-in set (training and held-out identities) as an image folder
+    /// DIR/<identity>/<n>.png, to try the --data workflow, and exit.
+    #[arg(long, value_name = "DIR")]
+    pub write_folder: Option<PathBuf>,
+}
+
+impl FaceArgs {
+    /// The face job's options.
+    pub fn options(&self) -> FaceOptions {
+        let t = &self.training;
+        let source = match (&self.data, &self.list) {
+            (Some(root), _) => FaceSource::Folder { root: root.clone(), test_identities: self.test_identities },
+            (_, Some(list)) => FaceSource::List { list: list.clone(), test_identities: self.test_identities },
+            _ => FaceSource::BuiltIn(FaceSetConfig {
+                resolution: FaceSetConfig::default().resolution,
+                rgb: false,
+                ..self.set.config(t.seed, false)
+            }),
+        };
+        FaceOptions {
+            source,
+            channels: if self.rgb { 3 } else { 1 },
+            resolution: self.set.resolution,
+            pairs: self.pairs.clone(),
+            epochs: t.epochs,
+            steps: t.steps,
+            batch: t.batch,
+            lr: t.lr,
+            clip_grad_norm: self.clip_grad_norm,
+            augment: !self.no_augment,
+            validation_fraction: t.validation,
+            lambda: t.lambda,
+            alpha: t.alpha,
+            embed_dim: t.embed_dim,
+            seed: t.seed,
+            resume: self.resume,
+            out: self.out.clone(),
+            compare: t.compare,
+            progress: true,
+            devices: self.devices,
+            ..Default::default()
+        }
+    }
+}
+
+/// The paper's MNIST 2-D experiment.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct MnistArgs {
+    /// Folder with the MNIST IDX files (gzipped or raw); t10k alone is enough.
+    #[arg(long, default_value = "../shared/data/mnist")]
+    pub data: PathBuf,
+    /// Comma-separated center-loss weights; 0 is softmax alone.
+    #[arg(long, default_value = "0,0.01", value_delimiter = ',')]
+    pub lambdas: Vec<f32>,
+    /// Center learning rate.
+    #[arg(long, default_value_t = crate::DEFAULT_ALPHA)]
+    pub alpha: f32,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = MnistOptions::default().epochs)]
+    pub epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = MnistOptions::default().batch)]
+    pub batch: usize,
+    /// Learning rate (divided by 10 at 60% and 85% of training).
+    #[arg(long, default_value_t = MnistOptions::default().lr)]
+    pub lr: f32,
+    /// Scale the gradients down to this L2 norm (all parameters together) when they exceed
+    /// it; 0 turns clipping off.
+    #[arg(long, default_value_t = MnistOptions::default().clip_grad_norm.unwrap_or(0.0))]
+    pub clip_grad_norm: f32,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Use at most this many training images (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub max_train: usize,
+    /// Use at most this many test images (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub max_test: usize,
+    /// Where the plots go.
+    #[arg(long, default_value = "out/mnist_2d")]
+    pub out: PathBuf,
+    /// Train on this many devices in this process (data-parallel: each takes batch / N rows
+    /// of every batch; the result equals a one-device run).
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// Write the numbers as JSON here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+}
+
+impl MnistArgs {
+    /// The experiment's options.
+    pub fn options(&self) -> MnistOptions {
+        MnistOptions {
+            data: self.data.clone(),
+            lambdas: self.lambdas.clone(),
+            alpha: self.alpha,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            clip_grad_norm: (self.clip_grad_norm != 0.0).then_some(self.clip_grad_norm),
+            seed: self.seed,
+            max_train: self.max_train,
+            max_test: self.max_test,
+            out: self.out.clone(),
+            progress: true,
+            devices: self.devices,
+        }
+    }
+}
+
+/// Writes `json` to `path`, pretty-printed.
+fn write_json(path: &std::path::Path, json: &serde_json::Value) -> crate::Result<()> {
+    let text = serde_json::to_string_pretty(json).map_err(|e| crate::Error::Internal(format!("JSON: {e}")))?;
+    std::fs::write(path, text).map_err(|source| crate::Error::Io { path: path.display().to_string(), source })?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Runs `job` on the default device, or under an MPI launcher (built with `--features
+/// mpi`) as this rank on its device, each rank training its rows of every batch; the
+/// report is `None` on ranks other than 0, which report nothing.
+fn launched<R>(
+    job: impl FnOnce(&crate::GpuContext, Option<&dyn crate::collective::Collective>) -> crate::Result<Option<R>>,
+) -> crate::Result<Option<R>> {
+    let (comm, ctx) = super::launch()?;
+    eprintln!("adapter: {}", ctx.adapter_summary());
+    job(&ctx, comm.as_deref())
+}
+
+/// Runs the face job as a command does: writes the built-in set as a folder and stops
+/// (`--write-folder`), or trains (as a rank under an MPI launcher, rank 0 alone
+/// reporting), prints the table and which checkpoints were evaluated, and writes the JSON
+/// report.
+pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
+    if let Some(dir) = &args.write_folder {
+        let cfg = args.set.config(args.training.seed, args.rgb);
+        let identities = args.set.identities + args.set.eval_identities;
+        let n = crate::data::folder::write_folder(&cfg.generate(0, identities), dir, |label| format!("id{label:05}"))?;
+        eprintln!("wrote {n} images of {identities} identities to {}", dir.display());
+        return Ok(());
+    }
+    let opts = args.options();
+    let Some(report) = launched(|ctx, comm| match comm {
+        Some(comm) => super::faces::run_collective(ctx, &opts, comm),
+        None => super::faces::run(ctx, &opts).map(Some),
+    })?
+    else {
+        return Ok(());
+    };
+    println!("\nHeld-out identities ({}):\n{}", report.data, report.table());
+    for v in &report.variants {
+        eprintln!(
+            "{}: evaluated checkpoint {} (step {} of {}; {})",
+            v.name,
+            v.checkpoint.display(),
+            v.evaluated_step,
+            v.steps,
+            if v.converged { "converged" } else { "validation still improving: the budget ran out first" }
+        );
+    }
+    eprintln!("plots: {} and the PCA plots in {}", report.roc_plot.display(), opts.out.display());
+    match &args.report_json {
+        Some(path) => write_json(path, &report.to_json()),
+        None => Ok(()),
+    }
+}
+
+/// Runs the MNIST experiment as a command does (as a rank under an MPI launcher, rank 0
+/// alone reporting): prints its table and writes the JSON report.
+pub fn run_mnist(args: &MnistArgs) -> crate::Result<()> {
+    let opts = args.options();
+    let Some(report) = launched(|ctx, comm| match comm {
+        Some(comm) => super::mnist::run_collective(ctx, &opts, comm),
+        None => super::mnist::run(ctx, &opts).map(Some),
+    })?
+    else {
+        return Ok(());
+    };
+    println!(
+        "MNIST: {} training images{}, {} test images",
+        report.train_images,
+        if report.full_train_set { "" } else { " (the first 8 000 of t10k)" },
+        report.test_images
+    );
+    println!("| lambda | test accuracy | intra | inter | intra/inter | images/s |\n|---|---|---|---|---|---|");
+    for r in &report.runs {
+        println!(
+            "| {} | {:.2}% | {:.3} | {:.3} | {:.3} | {:.1} |",
+            r.lambda,
+            100.0 * r.test_accuracy,
+            r.intra_class_distance,
+            r.inter_center_distance,
+            r.intra_inter_ratio,
+            r.images_per_second
+        );
+    }
+    eprintln!("plots in {}", opts.out.display());
+    match &args.report_json {
+        Some(path) => write_json(path, &report.to_json(&opts)),
+        None => Ok(()),
+    }
+}

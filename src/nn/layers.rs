@@ -308,7 +308,7 @@ impl Graph {
             _pad: 0,
         });
         // On CPU drivers, per-channel slopes take the fused pass below; GPUs keep the
-        // element-parallel dx pass (no GPU was at hand to time the fused one).
+        // element-parallel dx pass (the fused one is untimed on a GPU).
         if shared || self.ctx.kernels() == KernelFamily::Gpu {
             let mut group = vec![self.op(
                 "prelu_slope_grad",

@@ -139,7 +139,7 @@ fn run_key(opts: &FaceOptions, plan: &Plan, lambda: f32) -> String {
         format!("update={:?}", opts.center_update),
     ]
     .into_iter()
-    // Only when set, so that checkpoints from before the option resume as they did.
+    // Only when set: a run without clipping keeps the key of a checkpoint that records none.
     .chain(opts.clip_grad_norm.map(|c| format!("clip_grad_norm={c}")))
     .collect::<Vec<_>>()
     .join("\n")
@@ -417,7 +417,7 @@ mod tests {
             key_difference(recorded, "batch=64\nlr=0.05\nclip_grad_norm=2"),
             "was (not set), now clip_grad_norm=2"
         );
-        // A key without clipping is the key from before the option existed.
+        // A key without clipping has no clipping line at all.
         let plan = Plan::new(100, 10, 0.05, Some(1), None).unwrap();
         let opts = FaceOptions::default();
         let plain = run_key(&opts, &plan, 0.01);

@@ -182,21 +182,27 @@ impl PipelineFactory {
     }
 }
 
+/// A single-group kernel: specialised per set of pipeline constants on first use.
 struct Compiled {
-    /// The name its dispatches carry.
-    name: &'static str,
-    /// Group 0's layout (single-group kernels).
-    layout: Option<wgpu::BindGroupLayout>,
+    layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
 }
 
+/// A grouped kernel: the name its dispatches carry and its one pipeline, made at build.
+struct Grouped {
+    name: &'static str,
+    pipeline: wgpu::ComputePipeline,
+}
+
 /// The shader modules and layouts of a table of kernels on one device, and their pipelines
-/// (one per set of pipeline constants, made on first use and then shared).
+/// (single-group kernels: one per set of pipeline constants, made on first use and then
+/// shared; grouped kernels: one each, made with the set).
 pub struct KernelSet {
     factory: PipelineFactory,
     compiled: HashMap<&'static str, Compiled>,
     pipelines: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
+    grouped: HashMap<&'static str, Grouped>,
 }
 
 impl KernelSet {
@@ -225,9 +231,9 @@ impl KernelSet {
                 let layout = factory.bind_group_layout(spec.name, &entries);
                 let pipeline_layout = factory.pipeline_layout(spec.name, &[&layout]);
                 let module = factory.shader_module(spec.name, spec.name, aliases)?;
-                compiled.insert(spec.name, Compiled { name: spec.name, layout: Some(layout), pipeline_layout, module });
+                compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
             }
-            Ok(Self { factory, compiled, pipelines: Mutex::new(HashMap::new()) })
+            Ok(Self { factory, compiled, pipelines: Mutex::new(HashMap::new()), grouped: HashMap::new() })
         })?
     }
 
@@ -237,8 +243,7 @@ impl KernelSet {
         let factory = ctx.pipeline_factory();
         ctx.capture(|| {
             let mut modules: HashMap<(&str, String), wgpu::ShaderModule> = HashMap::new();
-            let mut compiled = HashMap::new();
-            let mut pipelines = HashMap::new();
+            let mut grouped = HashMap::new();
             for kernel in kernels {
                 let module_key = (kernel.file, format!("{:?}", kernel.aliases));
                 let module = match modules.get(&module_key) {
@@ -250,11 +255,9 @@ impl KernelSet {
                     }
                 };
                 let pipeline = factory.compute_pipeline(kernel.key, kernel.layout, &module, &kernel.constants);
-                pipelines.insert((kernel.key, String::new()), pipeline);
-                let pipeline_layout = kernel.layout.clone();
-                compiled.insert(kernel.key, Compiled { name: kernel.name, layout: None, pipeline_layout, module });
+                grouped.insert(kernel.key, Grouped { name: kernel.name, pipeline });
             }
-            Ok(Self { factory, compiled, pipelines: Mutex::new(pipelines) })
+            Ok(Self { factory, compiled: HashMap::new(), pipelines: Mutex::new(HashMap::new()), grouped })
         })?
     }
 
@@ -262,10 +265,9 @@ impl KernelSet {
         self.compiled.get(kernel).ok_or_else(|| Error::Internal(format!("no kernel named {kernel} in this kernel set")))
     }
 
-    /// The pipeline of `kernel` specialised with `constants` (a grouped kernel: its own,
-    /// named by no constants here).
+    /// The pipeline of the single-group `kernel` specialised with `constants`.
     fn pipeline(&self, kernel: &'static str, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, if constants.is_empty() { String::new() } else { format!("{constants:?}") });
+        let key = (kernel, format!("{constants:?}"));
         let mut cache = self.pipelines.lock().map_err(|_| Error::Internal("pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
@@ -278,8 +280,11 @@ impl KernelSet {
 
     /// A dispatch of the grouped kernel `key` that sets `groups` first.
     pub fn dispatch(&self, key: &'static str, groups: Vec<BoundGroup>, grid: (u32, u32, u32)) -> Result<Op> {
-        let name = self.compiled(key)?.name;
-        Ok(Op { kernel: name, pipeline: self.pipeline(key, &[])?, groups, grid })
+        let kernel = self
+            .grouped
+            .get(key)
+            .ok_or_else(|| Error::Internal(format!("no grouped kernel named {key} in this kernel set")))?;
+        Ok(Op { kernel: kernel.name, pipeline: kernel.pipeline.clone(), groups, grid })
     }
 
     /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0 (for
@@ -307,9 +312,7 @@ impl KernelSet {
         storage: &[wgpu::BufferBinding<'_>],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        let Some(layout) = &self.compiled(kernel)?.layout else {
-            return Err(Error::Internal(format!("{kernel} binds several groups: use KernelSet::dispatch")));
-        };
+        let layout = &self.compiled(kernel)?.layout;
         let mut entries: Vec<_> = uniform.map(|u| super::bind(0, u)).into_iter().collect();
         entries.extend(storage.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
             binding: i as u32 + 1,

@@ -143,9 +143,11 @@ impl FaceArgs {
         let source = match (&self.data, &self.list) {
             (Some(root), _) => FaceSource::Folder { root: root.clone(), test_identities: self.test_identities },
             (_, Some(list)) => FaceSource::List { list: list.clone(), test_identities: self.test_identities },
+            // The loader takes resolution and channels from the options; the source keeps
+            // the set's default resolution, so that a run's key (which records the source)
+            // does not depend on where the resolution was given.
             _ => FaceSource::BuiltIn(FaceSetConfig {
                 resolution: FaceSetConfig::default().resolution,
-                rgb: false,
                 ..self.set.config(t.seed, false)
             }),
         };

@@ -4,8 +4,12 @@
 //!
 //! Tensor names: `param/<name>` (f32, the parameter's values), `velocity/<name>` (f32,
 //! SGD momentum), `centers` (f32, [K, D], only with center loss), `step` (u64, [1]).
-//! Metadata: `format` = `centerloss-checkpoint-v1`, `spec` = the network description, and
-//! any entries the caller adds ([`save_with`], read back with [`metadata`]).
+//! Metadata: `format` = `centerloss-checkpoint-v1`, `spec` = the network description as
+//! `Debug` text (what [`load`] compares), `network` = the same description as JSON (what
+//! [`network_spec`] rebuilds a network from), and any entries the caller adds ([`save_with`],
+//! read back with [`metadata`]). A model that can be used on image files
+//! ([`crate::model::Model`]) also carries [`PREPROCESSING`] and, once evaluated,
+//! [`OPERATING_POINTS`].
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,10 +19,21 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::check_finite;
 use crate::gpu::read_buffers;
-use crate::nn::Network;
+use crate::nn::{Network, NetworkSpec};
 use crate::{Error, Result};
 
 const FORMAT: &str = "centerloss-checkpoint-v1";
+
+/// Metadata entry: the [`crate::data::Preprocessing`] (JSON) that turns an image file into
+/// the network's input.
+pub const PREPROCESSING: &str = "preprocessing";
+
+/// Metadata entry: the verification thresholds the evaluation found, a JSON list of
+/// [`crate::eval::OperatingPoint`]s.
+pub const OPERATING_POINTS: &str = "operating_points";
+
+/// The entries [`save_with`] writes itself.
+const RESERVED: [&str; 3] = ["format", "spec", "network"];
 
 /// Temporary files are `.<name><TMP_MARK><pid>` beside the checkpoint.
 const TMP_MARK: &str = ".tmp-";
@@ -36,10 +51,10 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
     save_with(net, path, &[])
 }
 
-/// [`save`] with extra metadata entries (a training run's own state, say); the names
-/// `format` and `spec` are the checkpoint's own.
+/// [`save`] with extra metadata entries (a training run's own state, the preprocessing);
+/// the names `format`, `spec` and `network` are the checkpoint's own.
 pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result<()> {
-    if let Some((name, _)) = extra.iter().find(|(n, _)| *n == "format" || *n == "spec") {
+    if let Some((name, _)) = extra.iter().find(|(n, _)| RESERVED.contains(n)) {
         return Err(ck_err(path, format!("metadata entry {name:?} is reserved")));
     }
     let ctx = net.graph().context();
@@ -71,11 +86,20 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
                 .map_err(|e| ck_err(path, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut metadata =
-        HashMap::from([("format".to_string(), FORMAT.to_string()), ("spec".to_string(), format!("{:?}", net.spec()))]);
+    let network = serde_json::to_string(net.spec()).map_err(|e| ck_err(path, e.to_string()))?;
+    let mut metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("spec".to_string(), format!("{:?}", net.spec())),
+        ("network".to_string(), network),
+    ]);
     metadata.extend(extra.iter().map(|(n, v)| (n.to_string(), v.clone())));
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| ck_err(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
 
+/// Writes `bytes` to `path` through a temporary file beside it (fsync, rename): readers see
+/// the old file or the new one, never half of one, and a failed write leaves no temporary.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}{TMP_MARK}{}",
         path.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy()),
@@ -83,7 +107,7 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
     ));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
@@ -91,6 +115,17 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
         std::fs::remove_file(&tmp).ok();
         io_err(path)(e)
     })
+}
+
+/// The network description a checkpoint's metadata records (its `network` entry).
+pub fn network_spec(meta: &HashMap<String, String>, path: &Path) -> Result<NetworkSpec> {
+    let text = meta.get("network").ok_or_else(|| {
+        ck_err(
+            path,
+            "it records no network description (a checkpoint of an older centerloss): retrain it with this version",
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| ck_err(path, format!("its network description is unreadable: {e}")))
 }
 
 /// The metadata entries of the checkpoint at `path` (`format`, `spec` and those given to

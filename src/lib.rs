@@ -37,9 +37,11 @@ pub mod eval;
 #[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod gpu;
+pub mod model;
 pub mod nn;
 #[cfg(feature = "plot")]
 pub mod plot;
+pub mod search;
 
 pub use center_loss::cpu;
 pub use center_loss::{

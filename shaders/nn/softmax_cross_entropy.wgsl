@@ -4,7 +4,9 @@
 // row_stats[2b] = loss_b, row_stats[2b + 1] = 1 when argmax (first on ties) == y.
 // A label >= C contributes loss 0, gradient 0 and never indexes out of bounds.
 
-const WG: u32 = 64u;
+#import arg_max
+
+const WG: u32 = ARG_MAX_WORKGROUP;
 
 struct SoftmaxParams {
     batch: u32,
@@ -20,7 +22,6 @@ struct SoftmaxParams {
 @group(0) @binding(4) var<storage, read_write> row_stats: array<f32>;
 
 var<workgroup> red_v: array<f32, WG>;
-var<workgroup> red_i: array<u32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -39,23 +40,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
     }
-    red_v[lid] = best;
-    red_i[lid] = best_i;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if lid < s {
-            let v = red_v[lid + s];
-            let i = red_i[lid + s];
-            if v > red_v[lid] || (v == red_v[lid] && i < red_i[lid]) {
-                red_v[lid] = v;
-                red_i[lid] = i;
-            }
-        }
-        workgroupBarrier();
-    }
-    let zmax = red_v[0];
-    let argmax = red_i[0];
-    workgroupBarrier();
+    let max_at = workgroup_arg_max(lid, best, best_i);
+    let zmax = max_at.value;
+    let argmax = max_at.index;
     // Sum of exponentials.
     var sum = 0.0;
     if valid_row {

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use super::Dataset;
+use super::{Dataset, Preprocessing};
 use crate::{Error, Result};
 
 /// A loaded image folder.
@@ -40,28 +39,9 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Decodes `path`, centre-crops it to a square and resizes it to `shape` (grey or RGB),
-/// scaled to [-1, 1].
+/// scaled to [-1, 1]: [`Preprocessing::centre_square`], the recipe a checkpoint records.
 pub fn load_image(path: &Path, shape: [usize; 3]) -> std::result::Result<Vec<f32>, String> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| e.to_string())?
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())?;
-    let (w, h) = (img.width(), img.height());
-    let side = w.min(h);
-    let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
-    let [c, oh, ow] = shape;
-    let img = img.resize_exact(ow as u32, oh as u32, FilterType::Triangle);
-    let scale = |v: u8| v as f32 / 127.5 - 1.0;
-    Ok(match c {
-        1 => img.to_luma8().pixels().map(|p| scale(p.0[0])).collect(),
-        3 => {
-            let rgb = img.to_rgb8();
-            (0..3).flat_map(|ch| rgb.pixels().map(move |p| scale(p.0[ch])).collect::<Vec<_>>()).collect()
-        }
-        _ => return Err(format!("unsupported channel count {c}")),
-    })
+    Preprocessing::centre_square(shape).map_err(|e| e.to_string())?.load(path)
 }
 
 impl ImageFolder {
@@ -83,6 +63,33 @@ impl ImageFolder {
             for file in sorted_entries(&dir)?.into_iter().filter(|p| p.is_file() && is_image(p)) {
                 items.push((file, name.clone()));
             }
+        }
+        Ok(items)
+    }
+
+    /// The images of any source a user names, as (file, identity name): a folder of
+    /// identity folders (as [`ImageFolder::list`]) with any images directly inside it
+    /// (identity ""), a list file (as [`ImageFolder::list_file`]), or one image file
+    /// (identity: its folder's name). Nothing is decoded; no image is [`Error::Data`].
+    pub fn list_any(input: &Path) -> Result<Vec<(PathBuf, String)>> {
+        let items = if input.is_dir() {
+            let mut items = Self::list(input)?;
+            let loose = sorted_entries(input)?.into_iter().filter(|p| p.is_file() && is_image(p));
+            items.extend(loose.map(|p| (p, String::new())));
+            items
+        } else if input.is_file() && is_image(input) {
+            let folder = input.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+            vec![(input.to_path_buf(), folder.unwrap_or_default())]
+        } else if input.is_file() {
+            Self::list_file(input)?
+        } else {
+            return Err(Error::Data(format!(
+                "{} does not exist: give a folder of identity folders, a folder of images, a list of `path label` lines or an image",
+                input.display()
+            )));
+        };
+        if items.is_empty() {
+            return Err(Error::Data(Self::no_images(input)));
         }
         Ok(items)
     }

@@ -1,5 +1,5 @@
-//! Data: MNIST IDX files, the built-in procedural face set, image folders, verification
-//! pairs, and the batch plumbing shared by the trainer and the examples (the sampler, augmentation, shards).
+//! Data: MNIST IDX files, the built-in procedural face set, image folders, the
+//! preprocessing that turns an image file into a network input, verification pairs, and the batch plumbing shared by the trainer and the examples (the sampler, augmentation, shards).
 
 mod batches;
 pub mod faces;
@@ -7,10 +7,13 @@ pub mod faces;
 pub mod folder;
 #[cfg(feature = "mnist")]
 pub mod mnist;
+pub mod npy;
 pub mod pairs;
+mod preprocess;
 
 pub use batches::{Batches, TrainingSet};
 pub use pairs::{parse_pairs, Pair};
+pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 

@@ -15,7 +15,7 @@ mod verification;
 use verification::normalized_scores;
 pub use verification::{
     all_pairs, fold_accuracy, lowest_resolved_far, pair_scores, roc_metrics, tar_at_far, verification_pairs, verify,
-    Verification, MAX_IMPOSTOR_PAIRS, MIN_EXPECTED_FALSE_ACCEPTS,
+    OperatingPoint, Verification, MAX_IMPOSTOR_PAIRS, MIN_EXPECTED_FALSE_ACCEPTS, OPERATING_FARS,
 };
 
 use crate::data::Pair;

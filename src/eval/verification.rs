@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use super::{dot, l2_normalized};
 use crate::data::Pair;
@@ -33,7 +34,29 @@ pub struct Verification {
     pub accuracy_pairs: (usize, usize),
     /// The lowest false-accept rate the impostor pairs resolve ([`lowest_resolved_far`]).
     pub lowest_far: f64,
+    /// Decision thresholds on the cosine score: the equal-error point, then FAR 1e-2 and
+    /// 1e-3 where the impostor pairs resolve them.
+    pub operating_points: Vec<OperatingPoint>,
 }
+
+/// A threshold on the cosine score (accept: score >= threshold) and what it gave on the
+/// pairs it was chosen on.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    /// The false-accept rate asked for (at most); `None` for the equal-error point.
+    pub target_far: Option<f64>,
+    /// The threshold.
+    pub threshold: f64,
+    /// The false-accept rate measured at the threshold.
+    pub far: f64,
+    /// The true-accept rate measured at the threshold.
+    pub tar: f64,
+    /// Genuine and impostor pairs it was measured on.
+    pub pairs: (usize, usize),
+}
+
+/// The false-accept rates [`roc_metrics`] gives operating points for (where resolved).
+pub const OPERATING_FARS: [f64; 2] = [1e-2, 1e-3];
 
 /// False accepts a FAR must expect among the impostor pairs before a TAR is reported there.
 pub const MIN_EXPECTED_FALSE_ACCEPTS: f64 = 10.0;
@@ -199,6 +222,13 @@ pub fn roc_metrics(scores: &[f64], genuine: &[bool]) -> Verification {
     let (mut tp, mut fp) = (0usize, 0usize);
     let mut auc = 0.0;
     let mut eer = (f64::INFINITY, 1.0);
+    // Before the first group every pair is rejected: a threshold just above the top score.
+    let above_all = |s: f64| s + 1e-6 * s.abs().max(1.0);
+    let reject_all =
+        OperatingPoint { target_far: None, threshold: above_all(scores[idx[0]]), far: 0.0, tar: 0.0, pairs: counts };
+    let mut eer_point = reject_all;
+    let mut far_points: Vec<OperatingPoint> =
+        OPERATING_FARS.iter().map(|&f| OperatingPoint { target_far: Some(f), ..reject_all }).collect();
     let mut i = 0;
     while i < n {
         let s = scores[idx[i]];
@@ -215,12 +245,20 @@ pub fn roc_metrics(scores: &[f64], genuine: &[bool]) -> Verification {
         // Trapezoid over this group of tied scores.
         auc += (fp - fp0) as f64 / n_imp as f64 * (tp0 + tp) as f64 / (2.0 * n_gen as f64);
         let frr = 1.0 - tar;
+        let point = OperatingPoint { threshold: s, far, tar, ..reject_all };
         if (far - frr).abs() < eer.0 {
             eer = ((far - frr).abs(), 0.5 * (far + frr));
+            eer_point = point;
+        }
+        for p in far_points.iter_mut().filter(|p| p.target_far.is_some_and(|t| far <= t + 1e-12)) {
+            *p = OperatingPoint { target_far: p.target_far, ..point };
         }
         roc.push((far, tar));
     }
     let (tar_at_far_1e2, tar_at_far_1e3) = (tar_at_far(&roc, n_imp, 1e-2), tar_at_far(&roc, n_imp, 1e-3));
+    let mut operating_points = vec![eer_point];
+    operating_points
+        .extend(far_points.into_iter().filter(|p| p.target_far.is_some_and(|f| tar_at_far(&roc, n_imp, f).is_some())));
     // Thin the curve for plotting.
     let step = (roc.len() / 1000).max(1);
     let last = *roc.last().expect("non-empty");
@@ -239,6 +277,7 @@ pub fn roc_metrics(scores: &[f64], genuine: &[bool]) -> Verification {
         pairs: counts,
         accuracy_pairs: counts,
         lowest_far,
+        operating_points,
     }
 }
 
@@ -285,6 +324,27 @@ mod tests {
         assert_eq!(v.tar_at_far_1e3, None);
         // Threshold between 0.3 and 0.6: FAR 1/2, FRR 1/3; between 0.7 and 0.9: FAR 0, FRR 2/3.
         assert!((v.eer - 5.0 / 12.0).abs() < 1e-12, "{}", v.eer);
+        // The equal-error point is that threshold's; two impostors resolve no FAR target.
+        let eer = v.operating_points[0];
+        assert_eq!((eer.target_far, eer.threshold, eer.far, eer.pairs), (None, 0.6, 0.5, (3, 2)));
+        assert!((eer.tar - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(v.operating_points.len(), 1);
+    }
+
+    #[test]
+    fn operating_points_accept_at_most_the_target_far() {
+        // 2 000 impostors at k / 2000 resolve FAR 1e-2 (20 false accepts), not 1e-3.
+        let mut scores: Vec<f64> = (0..2000).map(|k| k as f64 / 2000.0).collect();
+        scores.extend([1.5; 50]);
+        scores.extend([0.5; 50]);
+        let genuine: Vec<bool> = (0..2100).map(|i| i >= 2000).collect();
+        let v = roc_metrics(&scores, &genuine);
+        assert_eq!(v.operating_points.len(), 2);
+        let p = v.operating_points[1];
+        assert_eq!(p.target_far, Some(1e-2));
+        assert_eq!((p.threshold, p.far, p.tar), (1980.0 / 2000.0, 20.0 / 2000.0, 0.5));
+        let accepted = scores.iter().zip(&genuine).filter(|(s, g)| !**g && **s >= p.threshold).count();
+        assert_eq!(accepted, 20);
     }
 
     #[test]

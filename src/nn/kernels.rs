@@ -73,6 +73,19 @@ pub(crate) struct RowParams {
     pub _pad: u32,
 }
 
+/// Mirrors `TopKParams` in `shaders/nn/top_k.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct TopKParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub k: u32,
+    pub _pad: u32,
+}
+
+/// The largest k `top_k.wgsl` selects: `MAX_K`.
+pub(crate) const TOP_K_MAX: usize = 64;
+
 /// Mirrors `SgdParams` in `shaders/nn/sgd_momentum.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -153,6 +166,7 @@ pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("grad_sum_squares", uniform::<SumSquaresParams>(), &[R, W]),
     KernelSpec::new("clip_scale", uniform::<ClipParams>(), &[R, W]),
     KernelSpec::new("sgd_momentum", uniform::<SgdParams>(), &[R, W, W, R]),
+    KernelSpec::new("top_k", uniform::<TopKParams>(), &[R, W, W]),
 ];
 
 #[cfg(test)]
@@ -222,6 +236,9 @@ mod tests {
         mirror::assert_struct(&clip, "ClipParams", layout!(ClipParams { count, max_norm, _pad0, _pad1 }));
         let softmax = mirror::module("softmax_cross_entropy", &[]);
         mirror::assert_struct(&softmax, "SoftmaxParams", layout!(SoftmaxParams { batch, classes, grad_scale, _pad }));
+        let top_k = mirror::module("top_k", &[]);
+        mirror::assert_struct(&top_k, "TopKParams", layout!(TopKParams { rows, cols, k, _pad }));
+        assert_eq!(mirror::constant(&top_k, "MAX_K"), TOP_K_MAX as u64);
         let reduce = mirror::module("reduce_rows", &[]);
         mirror::assert_struct(&reduce, "ReduceParams", layout!(ReduceParams { rows, cols, out_offset, scale }));
     }

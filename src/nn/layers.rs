@@ -233,6 +233,19 @@ impl Graph {
         Ok(())
     }
 
+    /// The dispatches of C[M, N] = A B^T for row-major A [M, K] and B [N, K] into `out`
+    /// (cosine scores of unit rows against unit rows, say).
+    pub(crate) fn gemm_abt(
+        &mut self,
+        (m, n, k): (usize, usize, usize),
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<Vec<Op>> {
+        let dummy = self.dummy.clone();
+        self.dense_gemm((m, n, k), [k, 1, 1, k], 0, [a, b, &dummy], out)
+    }
+
     /// The dispatches of C[M, N] = A B (+ bias) with `strides` (a_m, a_k, b_k, b_n) into
     /// `out`: one GEMM, or for K over [`MAX_K_PER_SLICE`] a split-K GEMM into a partial
     /// buffer and the fixed-order `sum_slices`.

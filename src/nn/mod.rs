@@ -15,6 +15,7 @@ mod spec;
 
 pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
 pub use graph::{Graph, Param, ParamKind, Tensor};
+pub(crate) use kernels::{TopKParams, TOP_K_MAX};
 pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Inference, Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};

@@ -1,10 +1,13 @@
-//! Network descriptions: sequential stacks and residual blocks, and the two presets.
+//! Network descriptions: sequential stacks and residual blocks, and the two presets. A
+//! description serialises to JSON, which is how a checkpoint records its network.
+
+use serde::{Deserialize, Serialize};
 
 /// Per-sample shape of an activation: channels, height, width (a vector is `[n, 1, 1]`).
 pub type Shape = [usize; 3];
 
 /// One layer (or block) of a network.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LayerSpec {
     /// 2-D convolution, square kernel, NCHW; He-initialised.
     Conv2d {
@@ -83,7 +86,7 @@ impl LayerSpec {
 
 /// How a network's convolution and hidden linear weights start (biases start at 0; the
 /// classifier is Xavier-uniform either way).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WeightInit {
     /// He (Kaiming) normal, std √(2/fan_in): activations keep their scale through (P)ReLUs.
     /// The face network's, which trains at lr 0.05 behind its warm-up.
@@ -97,7 +100,7 @@ pub enum WeightInit {
 
 /// A classification network: `trunk` maps the input to the embedding (where center loss
 /// applies), then a linear classifier maps the embedding to `num_classes` logits.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     /// Per-sample input shape (channels, height, width).
     pub input: Shape,

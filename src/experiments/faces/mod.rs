@@ -12,7 +12,7 @@ pub use report::{FaceReport, VariantReport};
 use super::training::{classify, Plan, ValidationRecord};
 use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
-use crate::data::{Augment, Dataset, TrainingSet};
+use crate::data::{Augment, Dataset, Preprocessing, TrainingSet};
 use crate::eval;
 use crate::experiments::training::{group, shard_batch};
 use crate::nn::{fit, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
@@ -291,15 +291,17 @@ fn train_variant(
     }
     let fit_opts = fit_options(opts, &plan, name);
     let validation = &data.validation;
+    let preprocessing = Preprocessing::centre_square(spec.input)?.to_json();
+    let model_entries = [(checkpoint::PREPROCESSING, preprocessing.clone())];
     let mut hook = |net: &mut Network, step: u64| -> Result<Option<String>> {
         let mut text = None;
         if step.is_multiple_of(plan.validate_every) || step == plan.steps {
             if validation.is_empty() {
-                checkpoint::save(net, &best)?;
+                checkpoint::save_with(net, &best, &model_entries)?;
             } else {
                 let (accuracy, loss) = classify(net, validation)?;
                 if record.push(step, accuracy, loss) {
-                    checkpoint::save(net, &best)?;
+                    checkpoint::save_with(net, &best, &model_entries)?;
                 }
                 text = Some(format!("val {accuracy:.3}"));
             }
@@ -328,10 +330,12 @@ fn train_variant(
         "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
         record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))
     );
+    let eval = evaluate_variant(&net, data, opts, name)?;
+    record_thresholds(&net, &best, preprocessing, &eval)?;
     Ok(Some(VariantReport {
         name,
         lambda,
-        eval: evaluate_variant(&net, data, opts, name)?,
+        eval,
         train_seconds: fitted.train_seconds,
         images_per_second: fitted.images_per_second,
         final_train_batch_accuracy: fitted.history.last().map_or(0.0, |(_, m)| m.accuracy),
@@ -342,6 +346,18 @@ fn train_variant(
         evaluated_step,
         checkpoint: best,
     }))
+}
+
+/// Rewrites the evaluated model file `best` with its preprocessing and the verification
+/// thresholds its held-out pairs gave, so that `centerloss verify` can decide with them.
+fn record_thresholds(net: &Network, best: &Path, preprocessing: String, eval: &eval::EvalReport) -> Result<()> {
+    let points = serde_json::to_string(&eval.verification.operating_points)
+        .map_err(|e| Error::Internal(format!("operating points: {e}")))?;
+    checkpoint::save_with(
+        net,
+        best,
+        &[(checkpoint::PREPROCESSING, preprocessing), (checkpoint::OPERATING_POINTS, points)],
+    )
 }
 
 /// Writes `png`: the L2-normalised `embeddings` (rows of `dim`) of the first ten

@@ -1,0 +1,124 @@
+//! How an image file becomes a network input: the recipe a checkpoint records beside its
+//! weights, so that a trained model reads images exactly as its training did.
+
+use serde::{Deserialize, Serialize};
+
+use crate::nn::Shape;
+use crate::{Error, Result};
+
+/// The region of a decoded image that is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Crop {
+    /// The largest centred square (the whole image when it is square).
+    CentreSquare,
+}
+
+/// The filter that resizes the kept region to the input's height and width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResizeFilter {
+    /// Bilinear (the `image` crate's `Triangle`).
+    Triangle,
+}
+
+/// How an 8-bit channel value v becomes an input value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scaling {
+    /// v / 127.5 − 1: [0, 255] onto [−1, 1].
+    SymmetricUnit,
+}
+
+/// Decode, crop, resize, convert to grey (one channel, luma) or RGB (three planes), scale;
+/// NCHW with the network's input shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Channels (1: grey, 3: RGB), height, width of the network input.
+    pub input: Shape,
+    /// The region kept.
+    pub crop: Crop,
+    /// The resize filter.
+    pub resize: ResizeFilter,
+    /// The value scaling.
+    pub scaling: Scaling,
+}
+
+impl Preprocessing {
+    /// What the face job and [`super::folder`] do: centre square, bilinear resize to
+    /// `input`, [−1, 1]. One or three channels.
+    pub fn centre_square(input: Shape) -> Result<Self> {
+        if !matches!(input[0], 1 | 3) || input[1] == 0 || input[2] == 0 {
+            return Err(Error::Config(format!(
+                "an image input has 1 (grey) or 3 (RGB) channels and a non-empty size, not {input:?}"
+            )));
+        }
+        Ok(Self { input, crop: Crop::CentreSquare, resize: ResizeFilter::Triangle, scaling: Scaling::SymmetricUnit })
+    }
+
+    /// Values per image.
+    pub fn input_len(&self) -> usize {
+        self.input.iter().product()
+    }
+
+    /// One line for people: `3x64x64 RGB, centre square, bilinear, [-1, 1]`.
+    pub fn describe(&self) -> String {
+        let [c, h, w] = self.input;
+        let colour = if c == 1 { "grey" } else { "RGB" };
+        format!("{c}x{h}x{w} {colour} NCHW, centre square crop, bilinear resize, v/127.5 - 1 (values in [-1, 1])")
+    }
+
+    /// The JSON a checkpoint stores.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a plain struct serialises")
+    }
+
+    /// Reads [`Preprocessing::to_json`]'s text.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let p: Self = serde_json::from_str(text).map_err(|e| Error::Data(format!("unreadable preprocessing: {e}")))?;
+        Self::centre_square(p.input)?;
+        Ok(p)
+    }
+
+    /// Decodes the image file at `path` into `input_len` values.
+    #[cfg(feature = "images")]
+    pub fn load(&self, path: &std::path::Path) -> std::result::Result<Vec<f32>, String> {
+        let img = image::ImageReader::open(path)
+            .map_err(|e| e.to_string())?
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?
+            .decode()
+            .map_err(|e| e.to_string())?;
+        Ok(self.apply(img))
+    }
+
+    /// Crops, resizes, converts and scales a decoded image.
+    #[cfg(feature = "images")]
+    pub fn apply(&self, img: image::DynamicImage) -> Vec<f32> {
+        let Crop::CentreSquare = self.crop;
+        let (w, h) = (img.width(), img.height());
+        let side = w.min(h);
+        let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
+        let [c, oh, ow] = self.input;
+        let ResizeFilter::Triangle = self.resize;
+        let img = img.resize_exact(ow as u32, oh as u32, image::imageops::FilterType::Triangle);
+        let Scaling::SymmetricUnit = self.scaling;
+        let scale = |v: u8| v as f32 / 127.5 - 1.0;
+        if c == 1 {
+            img.to_luma8().pixels().map(|p| scale(p.0[0])).collect()
+        } else {
+            let rgb = img.to_rgb8();
+            (0..3).flat_map(|ch| rgb.pixels().map(move |p| scale(p.0[ch])).collect::<Vec<_>>()).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json_and_refuses_other_channel_counts() {
+        let p = Preprocessing::centre_square([3, 112, 96]).unwrap();
+        assert_eq!(Preprocessing::from_json(&p.to_json()).unwrap(), p);
+        assert!(Preprocessing::centre_square([2, 64, 64]).is_err());
+        assert!(Preprocessing::from_json("{\"input\":[1,64,64]}").is_err());
+    }
+}

@@ -1,13 +1,17 @@
-//! `centerloss`: train a face-embedding network with softmax + center loss, or run the
-//! paper's MNIST experiment, from one command.
+//! `centerloss`: train a face-embedding network with softmax + center loss (or run the
+//! paper's MNIST experiment), then use the model: embed, verify, search.
 //!
 //! cargo run --release -- faces --compare                 # built-in faces, both variants
 //! cargo run --release -- faces --data DIR --out out/mine # your ROOT/<identity>/<image>
+//! cargo run --release -- embed --model out/mine/center.safetensors DIR --out out/mine/emb
+//! cargo run --release -- verify --model out/mine/center.safetensors A.jpg B.jpg
+//! cargo run --release -- search --model out/mine/center.safetensors --gallery out/mine/emb.npy --probe IMG
 //! cargo run --release -- mnist --data ../shared/data/mnist
 
 use std::process::ExitCode;
 
 use centerloss::experiments::cli::{run_faces, run_mnist, FaceArgs, MnistArgs};
+use centerloss::experiments::use_model::{run_embed, run_search, run_verify, EmbedArgs, SearchArgs, VerifyArgs};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -24,6 +28,12 @@ enum Job {
     Faces(FaceArgs),
     /// The paper's MNIST experiment: LeNet++ with a 2-D embedding, a scatter plot per lambda.
     Mnist(MnistArgs),
+    /// Embed image files with a trained model: E.npy ([N, D] float32) and E.csv, or one .safetensors.
+    Embed(EmbedArgs),
+    /// Same person or not: two images at the model's recorded threshold, or a pairs list.
+    Verify(VerifyArgs),
+    /// 1:N search on the GPU: the best gallery images of each probe, as CSV.
+    Search(SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +41,9 @@ fn main() -> ExitCode {
     let outcome = match Command::parse().job {
         Job::Faces(args) => run_faces(&args),
         Job::Mnist(args) => run_mnist(&args),
+        Job::Embed(args) => run_embed(&args),
+        Job::Verify(args) => run_verify(&args),
+        Job::Search(args) => run_search(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,3 +58,182 @@ fn bad_input_is_one_sentence_and_a_failing_exit() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).lines().last().unwrap_or("").starts_with("error: "));
 }
+
+/// A tiny trained model and the built-in set it was trained on, written as a folder.
+fn tiny_model(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let out = out_dir(tag);
+    #[rustfmt::skip]
+    let set = ["--identities", "6", "--eval-identities", "4", "--images-per-identity", "6", "--resolution", "32"];
+    let train = ["faces", "--steps", "6", "--batch", "8", "--embed-dim", "16", "--out", out.to_str().unwrap()];
+    let run = centerloss(&[&train[..], &set[..]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let folder = out.join("folder");
+    let run = centerloss(&[&["faces", "--write-folder", folder.to_str().unwrap()][..], &set[..]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    (out.join("center.safetensors"), folder, out)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The number after `label` in `text`.
+fn number_after(text: &str, label: &str) -> f64 {
+    let at = text.find(label).unwrap_or_else(|| panic!("{label:?} not in {text}")) + label.len();
+    let digits: String =
+        text[at..].trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-').collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number after {label:?} in {text}"))
+}
+
+#[test]
+fn a_trained_model_embeds_verifies_and_searches() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (model, folder, out) = tiny_model("use");
+    let (model_arg, folder_arg) = (model.to_str().unwrap(), folder.to_str().unwrap());
+    // embed: an .npy numpy reads ([60, 16] float32, 64-byte aligned header) and its CSV.
+    let emb = out.join("emb");
+    let run = centerloss(&["embed", "--model", model_arg, folder_arg, "--out", emb.to_str().unwrap(), "--quiet"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let npy = std::fs::read(out.join("emb.npy")).unwrap();
+    assert!(npy.starts_with(b"\x93NUMPY\x01\x00"));
+    let header = text(&npy[10..10 + u16::from_le_bytes([npy[8], npy[9]]) as usize]);
+    assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (60, 16)"), "{header}");
+    let (rows, n, dim) = centerloss::data::npy::read_matrix(&out.join("emb.npy")).unwrap();
+    assert_eq!((n, dim), (60, 16));
+    for row in rows.chunks(dim) {
+        assert!((row.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5, "rows are unit length");
+    }
+    let csv = std::fs::read_to_string(out.join("emb.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 61);
+    assert!(csv.starts_with("index,path,identity\n0,") && csv.contains("001.png,id00000\n"), "{csv}");
+    // The same embeddings as one safetensors file.
+    let st_path = out.join("emb.safetensors");
+    let run = centerloss(&["embed", "--model", model_arg, folder_arg, "--out", st_path.to_str().unwrap(), "--quiet"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let st_bytes = std::fs::read(&st_path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
+    let tensor = st.tensor("embeddings").unwrap();
+    assert_eq!(tensor.shape(), [60, 16]);
+    assert_eq!(tensor.data(), bytemuck::cast_slice::<f32, u8>(&rows));
+
+    // verify: the score is the rows' dot product, and the verdict follows the threshold.
+    let (a, b) = (folder.join("id00007/001.png"), folder.join("id00007/002.png"));
+    let run = centerloss(&["verify", "--model", model_arg, a.to_str().unwrap(), b.to_str().unwrap()]);
+    let said = text(&run.stdout);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let score = number_after(&said, "cosine similarity");
+    let threshold = number_after(&said, "threshold");
+    let (ia, ib) = (7 * 6, 7 * 6 + 1);
+    let dot: f32 = (0..dim).map(|d| rows[ia * dim + d] * rows[ib * dim + d]).sum();
+    assert!((score - dot as f64).abs() < 1e-3, "{said}: rows give {dot}");
+    assert!(said.contains("equal-error point") && said.contains("impostor pairs"), "{said}");
+    let verdict = if score >= threshold { "same person" } else { "different people" };
+    assert!(said.trim_end().ends_with(verdict), "{said}");
+    let run = centerloss(&["verify", "--model", model_arg, "--threshold=-1", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(text(&run.stdout).trim_end().ends_with("same person"));
+    // A FAR the evaluation's 216 impostor pairs do not resolve is refused.
+    let run = centerloss(&["verify", "--model", model_arg, "--far", "1e-3", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(!run.status.success() && text(&run.stderr).contains("no threshold at FAR 1e-3"), "{}", text(&run.stderr));
+    // A pairs list: the table and the decisions at the threshold.
+    let pairs = out.join("pairs.txt");
+    std::fs::write(&pairs, "4\nid00006 1 2\nid00008 3 4\nid00006 1 id00007 2\nid00008 1 id00009 5\n").unwrap();
+    let run = centerloss(&["verify", "--model", model_arg, "--pairs", pairs.to_str().unwrap(), "--data", folder_arg]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("| 2 / 2 |") && text(&run.stdout).contains("of 4 pairs decided right"));
+
+    // search: the first image of each identity as gallery, the others as probes, gives
+    // the rank-1 that eval::rank1 computes on the same embeddings.
+    let (gallery, probes) = (out.join("gallery"), out.join("probes"));
+    for i in 0..10 {
+        let id = format!("id{i:05}");
+        for (dir, range) in [(&gallery, 1..=1), (&probes, 2..=6)] {
+            std::fs::create_dir_all(dir.join(&id)).unwrap();
+            for k in range {
+                let name = format!("{k:03}.png");
+                std::fs::copy(folder.join(&id).join(&name), dir.join(&id).join(&name)).unwrap();
+            }
+        }
+    }
+    let hits = out.join("hits.csv");
+    #[rustfmt::skip]
+    let run = centerloss(&["search", "--model", model_arg, "--gallery", gallery.to_str().unwrap(), "--probe",
+        probes.to_str().unwrap(), "--top-k", "3", "--out", hits.to_str().unwrap(), "--quiet"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let found = std::fs::read_to_string(&hits).unwrap();
+    assert_eq!(found.lines().count(), 1 + 50 * 3);
+    assert!(found.starts_with("probe,rank,gallery_path,identity,score\n"));
+    let labels: Vec<u32> = (0..60).map(|i| i / 6).collect();
+    let rank1 = centerloss::eval::rank1(&rows, dim, &labels);
+    assert!(
+        (number_after(&text(&run.stderr), "rank-1:") - 100.0 * rank1).abs() < 0.006,
+        "{} vs {rank1}",
+        text(&run.stderr)
+    );
+    // The gallery as the .npy embed wrote: its CSV names the rows; a probe never finds itself.
+    #[rustfmt::skip]
+    let run = centerloss(&["search", "--model", model_arg, "--gallery", out.join("emb.npy").to_str().unwrap(),
+        "--probe", a.to_str().unwrap(), "--top-k", "2"]);
+    let listed = text(&run.stdout);
+    assert!(run.status.success() && listed.lines().count() == 3, "{listed}{}", text(&run.stderr));
+    for line in listed.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert!(fields[0] == a.to_str().unwrap() && fields[2] != fields[0], "{listed}");
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn bad_model_input_is_one_sentence_and_writes_nothing() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (model, folder, out) = tiny_model("bad-use");
+    let (model_arg, folder_arg) = (model.to_str().unwrap(), folder.to_str().unwrap());
+    let fails = |args: &[&str], names: &str| {
+        let run = centerloss(args);
+        let stderr = text(&run.stderr);
+        let last = stderr.lines().last().unwrap_or("");
+        assert!(!run.status.success() && last.starts_with("error: ") && last.contains(names), "{args:?}: {stderr}");
+    };
+    let emb = out.join("emb");
+    let emb_arg = emb.to_str().unwrap();
+    // The model: missing, not a checkpoint, a checkpoint without its preprocessing.
+    fails(&["embed", "--model", "/no/model.safetensors", folder_arg, "--out", emb_arg], "/no/model.safetensors");
+    let junk = out.join("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    fails(&["embed", "--model", junk.to_str().unwrap(), folder_arg, "--out", emb_arg], "junk.safetensors");
+    let ctx = common::gpu().unwrap();
+    let spec = centerloss::nn::NetworkSpec::face_resnet(1, 32, 16, 6);
+    let net = centerloss::nn::Network::new(&ctx, spec, Default::default()).unwrap();
+    let bare = out.join("bare.safetensors");
+    centerloss::checkpoint::save(&net, &bare).unwrap();
+    fails(&["embed", "--model", bare.to_str().unwrap(), folder_arg, "--out", emb_arg], "records no preprocessing");
+    // Images: a folder with none, a file that does not decode.
+    let empty = out.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    fails(&["embed", "--model", model_arg, empty.to_str().unwrap(), "--out", emb_arg], "holds no readable images");
+    let broken = out.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG but no more").unwrap();
+    let good = folder.join("id00000/001.png");
+    fails(&["verify", "--model", model_arg, broken.to_str().unwrap(), good.to_str().unwrap()], "broken.png");
+    assert!(!emb.with_extension("npy").exists() && !out.join("emb.npy").exists(), "nothing written");
+    // Search: k of 0 or above the gallery, a gallery of another dimension.
+    let one = out.join("one");
+    std::fs::create_dir_all(one.join("x")).unwrap();
+    std::fs::copy(&good, one.join("x/001.png")).unwrap();
+    let hits = out.join("hits.csv");
+    for k in ["0", "2"] {
+        #[rustfmt::skip]
+        fails(&["search", "--model", model_arg, "--gallery", one.to_str().unwrap(), "--probe", good.to_str().unwrap(),
+            "--top-k", k, "--out", hits.to_str().unwrap()], "--top-k");
+    }
+    let other = out.join("other.npy");
+    std::fs::write(&other, centerloss::data::npy::encode(&[0.5; 24], 3, 8).unwrap()).unwrap();
+    #[rustfmt::skip]
+    fails(&["search", "--model", model_arg, "--gallery", other.to_str().unwrap(), "--probe", good.to_str().unwrap(),
+        "--out", hits.to_str().unwrap()], "other.npy holds 8-value rows");
+    assert!(!hits.exists(), "nothing written");
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -1,10 +1,12 @@
 //! The two experiments the examples run, as library functions so that tests can run short
-//! versions of them: the paper's MNIST 2-D experiment and the face-embedding main job.
+//! versions of them (the paper's MNIST 2-D experiment and the face-embedding main job), and
+//! the commands that use a trained model (`use_model`: embed, verify, search).
 
 pub mod cli;
 pub mod faces;
 pub mod mnist;
 pub mod training;
+pub mod use_model;
 
 /// The GPU and, under an MPI launcher (feature `mpi`;
 /// [`Mpi::launched`](crate::collective)), the job's communicator with this rank's device

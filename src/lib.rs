@@ -39,6 +39,7 @@ pub mod experiments;
 pub mod gpu;
 pub mod model;
 pub mod nn;
+pub mod onnx;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod search;

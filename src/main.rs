@@ -6,12 +6,15 @@
 //! cargo run --release -- embed --model out/mine/center.safetensors DIR --out out/mine/emb
 //! cargo run --release -- verify --model out/mine/center.safetensors A.jpg B.jpg
 //! cargo run --release -- search --model out/mine/center.safetensors --gallery out/mine/emb.npy --probe IMG
+//! cargo run --release -- export --model out/mine/center.safetensors --onnx out/mine/face.onnx
 //! cargo run --release -- mnist --data ../shared/data/mnist
 
 use std::process::ExitCode;
 
 use centerloss::experiments::cli::{run_faces, run_mnist, FaceArgs, MnistArgs};
-use centerloss::experiments::use_model::{run_embed, run_search, run_verify, EmbedArgs, SearchArgs, VerifyArgs};
+use centerloss::experiments::use_model::{
+    run_embed, run_export, run_search, run_verify, EmbedArgs, ExportArgs, SearchArgs, VerifyArgs,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -34,6 +37,8 @@ enum Job {
     Verify(VerifyArgs),
     /// 1:N search on the GPU: the best gallery images of each probe, as CSV.
     Search(SearchArgs),
+    /// The embedding network as ONNX (opset 17, dynamic batch), its preprocessing in the metadata.
+    Export(ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Job::Embed(args) => run_embed(&args),
         Job::Verify(args) => run_verify(&args),
         Job::Search(args) => run_search(&args),
+        Job::Export(args) => run_export(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

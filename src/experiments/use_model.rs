@@ -22,7 +22,8 @@ pub struct EmbedArgs {
     /// The model: a `.safetensors` a face run wrote (OUT/center.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// A folder of identity folders, a folder of images, a list of `path label` lines, or an image.
+    /// A folder of identity folders, a folder of images, a list of `path label` lines, an
+    /// image, or an .npy of preprocessed inputs ([N, C*H*W] float32).
     pub input: PathBuf,
     /// Output: E writes E.npy ([N, D] float32) and E.csv (index, path, identity); a name
     /// ending in .safetensors writes one safetensors file instead.
@@ -80,6 +81,40 @@ pub struct SearchArgs {
     pub quiet: bool,
 }
 
+/// `centerloss export`: the embedding network as ONNX.
+#[derive(Args, Clone, Debug)]
+pub struct ExportArgs {
+    /// The model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The .onnx file to write.
+    #[arg(long)]
+    pub onnx: PathBuf,
+}
+
+/// Writes the model's embedding network as ONNX and prints what a user of it must know.
+pub fn run_export(args: &ExportArgs) -> Result<()> {
+    let ctx = GpuContext::new()?;
+    let model = Model::open(&ctx, &args.model)?;
+    write_atomic(&args.onnx, &crate::onnx::export(&model)?)?;
+    println!("wrote {} (ONNX opset {})", args.onnx.display(), crate::onnx::OPSET);
+    println!(
+        "input `input`: float32 [batch, {}, {}, {}]",
+        model.preprocessing().input[0],
+        model.preprocessing().input[1],
+        model.preprocessing().input[2]
+    );
+    println!("  {}", model.preprocessing().describe());
+    println!(
+        "output `embedding`: float32 [batch, {}], L2-normalised: compare two faces by their dot product",
+        model.dim()
+    );
+    if let Ok(p) = model.operating_point(None) {
+        println!("equal-error threshold of the model's evaluation: {:.4} (more in the metadata, centerloss.operating_points)", p.threshold);
+    }
+    Ok(())
+}
+
 /// Embedded rows with the file and identity of each.
 struct Rows {
     embeddings: Vec<f32>,
@@ -108,6 +143,22 @@ fn embed_input(model: &Model, input: &Path, quiet: bool) -> Result<Rows> {
     }
     let (paths, identities) = kept.iter().map(|&i| items[i].clone()).unzip();
     Ok(Rows { embeddings, paths, identities })
+}
+
+/// Embeds an .npy of preprocessed inputs, one per row; the rows are named `FILE#row`.
+fn embed_pixel_rows(model: &Model, input: &Path) -> Result<Rows> {
+    let (pixels, n, len) = npy::read_matrix(input)?;
+    if len != model.preprocessing().input_len() {
+        return Err(Error::Data(format!(
+            "{} holds rows of {len} values but {} takes {:?} = {} values per image",
+            input.display(),
+            model.path().display(),
+            model.preprocessing().input,
+            model.preprocessing().input_len()
+        )));
+    }
+    let paths = (0..n).map(|i| PathBuf::from(format!("{}#{i}", input.display()))).collect();
+    Ok(Rows { embeddings: model.embed_pixels(&pixels)?, paths, identities: vec![String::new(); n] })
 }
 
 fn progress_bar(len: usize, quiet: bool, label: &str) -> indicatif::ProgressBar {
@@ -146,7 +197,11 @@ fn npy_outputs(out: &Path) -> Option<(PathBuf, PathBuf)> {
 pub fn run_embed(args: &EmbedArgs) -> Result<()> {
     let ctx = GpuContext::new()?;
     let model = Model::open(&ctx, &args.model)?;
-    let rows = embed_input(&model, &args.input, args.quiet)?;
+    let rows = if args.input.extension().is_some_and(|e| e == "npy") {
+        embed_pixel_rows(&model, &args.input)?
+    } else {
+        embed_input(&model, &args.input, args.quiet)?
+    };
     let (n, dim) = (rows.paths.len(), model.dim());
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.display().to_string(), source })?;

@@ -157,7 +157,7 @@ impl Model {
             let preprocessing = self.preprocessing;
             scope.spawn(move || {
                 for (b, chunk) in paths.chunks(EMBED_BATCH).enumerate() {
-                    if send.send((b * EMBED_BATCH, decode_parallel(&preprocessing, chunk))).is_err() {
+                    if send.send((b * EMBED_BATCH, decode_files(&preprocessing, chunk))).is_err() {
                         return;
                     }
                 }
@@ -187,9 +187,10 @@ impl Model {
     }
 }
 
-/// Decodes `paths` on as many threads as the machine has, in order.
+/// Decodes `paths` with `p` on as many threads as the machine has, in order (what
+/// [`Model::embed_files`] does for each batch).
 #[cfg(feature = "images")]
-fn decode_parallel(p: &Preprocessing, paths: &[PathBuf]) -> Vec<std::result::Result<Vec<f32>, String>> {
+pub fn decode_files(p: &Preprocessing, paths: &[PathBuf]) -> Vec<std::result::Result<Vec<f32>, String>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len()).max(1);
     let per_thread = paths.len().div_ceil(threads);
     std::thread::scope(|scope| {

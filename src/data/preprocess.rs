@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::Shape;
 use crate::{Error, Result};
 
 /// The region of a decoded image that is kept.
@@ -32,7 +31,7 @@ pub enum Scaling {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preprocessing {
     /// Channels (1: grey, 3: RGB), height, width of the network input.
-    pub input: Shape,
+    pub input: [usize; 3],
     /// The region kept.
     pub crop: Crop,
     /// The resize filter.
@@ -44,7 +43,7 @@ pub struct Preprocessing {
 impl Preprocessing {
     /// What the face job and [`super::folder`] do: centre square, bilinear resize to
     /// `input`, [−1, 1]. One or three channels.
-    pub fn centre_square(input: Shape) -> Result<Self> {
+    pub fn centre_square(input: [usize; 3]) -> Result<Self> {
         if !matches!(input[0], 1 | 3) || input[1] == 0 || input[2] == 0 {
             return Err(Error::Config(format!(
                 "an image input has 1 (grey) or 3 (RGB) channels and a non-empty size, not {input:?}"

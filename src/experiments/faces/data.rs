@@ -57,7 +57,11 @@ fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Resul
         folder.skipped.len(),
     );
     let (train, test, held_out) = folder.into_split_identities(fraction, opts.seed)?;
-    Ok((train, test, all, format!("{description}; {} identities held out", held_out.len())))
+    let mut names = held_out.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+    if held_out.len() > 6 {
+        names.push_str(", ...");
+    }
+    Ok((train, test, all, format!("{description}; {} identities held out ({names})", held_out.len())))
 }
 
 /// Training set, held-out set, `--pairs` over all images, description.

@@ -1,9 +1,11 @@
 //! Runs every benchmark once, side by side, and writes BENCHMARKS.md: the center-loss step
 //! grid (both update modes) against the copy-kernel bandwidth ceiling, the f64 CPU
 //! reference and the PyTorch peers (benches/peers.py, when torch is installed); the GEMM
-//! sweep; trainer images/s next to PyTorch's on the same networks.
+//! sweep; trainer images/s next to PyTorch's on the same networks; what using a trained
+//! model costs (embedding, 1:N search next to numpy and PyTorch).
 //!
 //! cargo run --release --example bench_report [-- --quick] [--out BENCHMARKS.md]
+//! cargo run --release --example bench_report -- --only-model   # the last section alone
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -35,6 +37,9 @@ struct Args {
     /// Where the PyTorch peers run: cpu, or cuda on a machine whose torch sees a GPU.
     #[arg(long, default_value = "cpu")]
     peer_device: String,
+    /// Only the "Using a trained model" section (embedding and search).
+    #[arg(long)]
+    only_model: bool,
 }
 
 /// Runs benches/peers.py and returns its JSON lines.
@@ -437,6 +442,13 @@ fn main() -> BenchResult<()> {
     let ctx = GpuContext::new()?;
     eprintln!("adapter: {}", ctx.adapter_summary());
     let samples = if args.quick { 3 } else { 7 };
+    if args.only_model {
+        let mut md = String::new();
+        write_model(&mut md, &model_figures(&ctx, &args)?, &ctx)?;
+        std::fs::write(&args.out, &md)?;
+        print!("{md}");
+        return Ok(());
+    }
     // The ceiling.
     let (ceiling, copy_timing) = copy_bandwidth(&ctx, 256 << 20, samples)?;
     eprintln!("copy kernel: {ceiling:.2} GB/s ({})", copy_timing.clock);
@@ -448,6 +460,7 @@ fn main() -> BenchResult<()> {
     write_grid(&mut md, &center_loss, &peers, ceiling)?;
     write_step_details(&mut md, &center_loss, samples)?;
     write_trainer(&mut md, &trainer, &peers.torch_device)?;
+    write_model(&mut md, &model_figures(&ctx, &args)?, &ctx)?;
     std::fs::write(&args.out, &md)?;
     print!("{md}");
     eprintln!("wrote {}", args.out.display());
@@ -462,4 +475,124 @@ fn date() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// What using a trained model costs: embedding a folder (the forward pass alone, decoding
+/// alone, and files end to end) and exhaustive 1:N search, with the numpy and PyTorch
+/// peers of the search.
+struct ModelFigures {
+    images: usize,
+    forward: f64,
+    decode: f64,
+    files: f64,
+    search: (usize, usize, usize, usize),
+    search_seconds: f64,
+    search_peers: Vec<serde_json::Value>,
+}
+
+/// A face model (64x64 grey, 128-d, random weights) over a folder of generated 64x64 PNG
+/// faces, and a random gallery of unit rows.
+fn model_figures(ctx: &GpuContext, args: &Args) -> BenchResult<ModelFigures> {
+    use centerloss::data::{folder, Preprocessing};
+    use centerloss::model::{decode_files, Model};
+    let dir = std::env::temp_dir().join(format!("centerloss-bench-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let net = centerloss::nn::Network::new(ctx, NetworkSpec::face_resnet(1, 64, 128, 10), Default::default())?;
+    let preprocessing = Preprocessing::centre_square([1, 64, 64])?;
+    let path = dir.join("face.safetensors");
+    centerloss::checkpoint::save_with(
+        &net,
+        &path,
+        &[(centerloss::checkpoint::PREPROCESSING, preprocessing.to_json())],
+    )?;
+    let model = Model::open(ctx, &path)?;
+    let images = if args.quick { 256 } else { 2048 };
+    let set = centerloss::data::faces::FaceSetConfig { images_per_identity: 16, resolution: 64, ..Default::default() };
+    folder::write_folder(&set.generate(0, images / 16), &dir.join("faces"), |l| format!("id{l:05}"))?;
+    let paths: Vec<PathBuf> = folder::ImageFolder::list(&dir.join("faces"))?.into_iter().map(|(p, _)| p).collect();
+    let rate = |run: &mut dyn FnMut() -> BenchResult<()>| -> BenchResult<f64> {
+        run()?;
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            run()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        Ok(images as f64 / median(times))
+    };
+    let pixels: Vec<f32> = decode_files(&preprocessing, &paths).into_iter().collect::<Result<Vec<_>, _>>()?.concat();
+    let forward = rate(&mut || model.embed_pixels(&pixels).map(|_| ()).map_err(Into::into))?;
+    let decode = rate(&mut || {
+        decode_files(&preprocessing, &paths);
+        Ok(())
+    })?;
+    let files = rate(&mut || model.embed_files(&paths, &mut |_| {}).map(|_| ()).map_err(Into::into))?;
+    std::fs::remove_dir_all(&dir).ok();
+    let (search, search_seconds) = search_figures(ctx, args)?;
+    let shape = format!("{},{},{},{}", search.0, search.1, search.2, search.3);
+    let search_peers = peers(args, &["--search", &shape, "--reps", "3"]);
+    Ok(ModelFigures { images, forward, decode, files, search, search_seconds, search_peers })
+}
+
+/// Median seconds of a 1:N search on the GPU (gallery already uploaded): (rows, dim, probes, k).
+fn search_figures(ctx: &GpuContext, args: &Args) -> BenchResult<((usize, usize, usize, usize), f64)> {
+    use centerloss::model::normalize_rows;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    let (rows, dim, probes, k) = if args.quick { (10_000, 128, 100, 5) } else { (100_000, 128, 1_000, 5) };
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut unit = |n: usize| {
+        let mut v: Vec<f32> = (0..n * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        normalize_rows(&mut v, dim);
+        v
+    };
+    let (gallery, probe) = (unit(rows), unit(probes));
+    let mut search = centerloss::search::GallerySearch::new(ctx, &gallery, dim, k)?;
+    search.search(&probe)?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        search.search(&probe)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(((rows, dim, probes, k), median(times)))
+}
+
+fn write_model(md: &mut String, m: &ModelFigures, ctx: &GpuContext) -> BenchResult<()> {
+    writeln!(md, "\n## Using a trained model\n")?;
+    writeln!(
+        md,
+        "The face network (64x64 grey, 128-d) embedding {} generated 64x64 PNG faces (`model::Model`, batches of {}), \
+         median of 3 runs after a warm-up, on {}; decoding on {} threads.\n",
+        m.images,
+        centerloss::model::EMBED_BATCH,
+        ctx.adapter_summary(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    )?;
+    writeln!(md, "| embedding | images/s |\n|---|---|")?;
+    writeln!(md, "| forward pass alone (`embed_pixels`, decoded images) | {:.0} |", m.forward)?;
+    writeln!(md, "| decoding alone (PNG, centre crop, resize, scale) | {:.0} |", m.decode)?;
+    let share = 100.0 * m.files / m.forward;
+    writeln!(md, "| files end to end (`embed_files`: decoding overlapped with the GPU) | {:.0} ({share:.0}% of the forward pass) |", m.files)?;
+    let (rows, dim, probes, k) = m.search;
+    writeln!(
+        md,
+        "\n1:N search: a gallery of {rows} x {dim} unit rows, {probes} probes, top {k} each (median of 3).\n"
+    )?;
+    writeln!(md, "| search | seconds | GallerySearch's speed against it |\n|---|---|---|")?;
+    writeln!(md, "| `search::GallerySearch` (GEMM + top-k on the GPU) | {:.3} | |", m.search_seconds)?;
+    for peer in &m.search_peers {
+        let Some(seconds) = peer["seconds"].as_f64() else { continue };
+        let who = match peer["search"].as_str() {
+            Some("numpy") => {
+                format!("numpy {} (`probes @ gallery.T`, argpartition)", peer["numpy"].as_str().unwrap_or("?"))
+            }
+            _ => format!(
+                "PyTorch {} on {} (matmul, topk)",
+                peer["torch"].as_str().unwrap_or("?"),
+                peer["device"].as_str().unwrap_or("?")
+            ),
+        };
+        writeln!(md, "| {who} | {seconds:.3} | {:.2}x |", seconds / m.search_seconds)?;
+    }
+    Ok(())
 }

@@ -9,6 +9,8 @@ Two formulations, timed on the same shapes as the Rust benchmarks:
 
 Prints a table, or JSON lines with --json. Exits 0 (saying so) when torch is missing.
 --device cuda times the same code on the GPU (synchronised around each step).
+--search ROWS,DIM,PROBES,K times 1:N search instead: numpy (probes @ gallery.T, then
+argpartition and a sort of the k best) and, where torch is installed, torch.topk on --device.
 """
 import argparse
 import json
@@ -145,6 +147,51 @@ def time_training(torch, device, make, batch, reps, lam=0.01, alpha=0.5):
     return batch / timed(torch, device, step, reps)
 
 
+def search_peers(args, rows, dim, probes, k):
+    """Median seconds of `probes` unit probes against `rows` unit gallery rows, top k each."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    gallery = unit(rng.standard_normal((rows, dim), dtype=np.float32))
+    probe = unit(rng.standard_normal((probes, dim), dtype=np.float32))
+
+    def numpy_search():
+        scores = probe @ gallery.T
+        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1)
+        return np.take_along_axis(best, order, axis=1)
+
+    numpy_search()
+    times = []
+    for _ in range(args.reps):
+        start = time.perf_counter()
+        numpy_search()
+        times.append(time.perf_counter() - start)
+    row = {"search": "numpy", "seconds": statistics.median(times), "numpy": np.__version__, "rows": rows, "dim": dim, "probes": probes, "k": k}
+    print(json.dumps(row) if args.json else f"numpy {np.__version__}: {row['seconds']:.3f} s", flush=True)
+    try:
+        import torch
+    except Exception:
+        return 0
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return 0
+    g, p = torch.from_numpy(gallery).to(device), torch.from_numpy(probe).to(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    torch.topk(p @ g.T, k, dim=1)
+    sync()
+    times = []
+    for _ in range(args.reps):
+        start = time.perf_counter()
+        torch.topk(p @ g.T, k, dim=1)
+        sync()
+        times.append(time.perf_counter() - start)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    row = {"search": "torch", "seconds": statistics.median(times), "torch": torch.__version__, "device": where}
+    print(json.dumps(row) if args.json else f"PyTorch {torch.__version__} on {where}: {row['seconds']:.3f} s", flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -154,7 +201,10 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU peer, where torch sees one)")
     ap.add_argument("--max-distmat", type=float, default=3e10,
                     help="skip the distmat formulation above this many B*K*D (it takes minutes and GBs)")
+    ap.add_argument("--search", default=None, help="ROWS,DIM,PROBES,K: time 1:N search (numpy, and torch where installed)")
     args = ap.parse_args()
+    if args.search:
+        return search_peers(args, *(int(v) for v in args.search.split(",")))
     try:
         import torch
     except Exception as e:  # torch missing or unloadable

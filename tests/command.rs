@@ -1,6 +1,7 @@
 //! The `centerloss` command as a user runs it: a tiny face job prints its table and writes
-//! its report and checkpoints; bad input exits non-zero with one sentence that names the
-//! problem, not Rust's debug form of the error.
+//! its report and checkpoints; its model embeds, verifies, searches and exports; bad input
+//! exits non-zero with one sentence that names the problem, not Rust's debug form of the
+//! error, and writes nothing.
 #![cfg(feature = "experiments")]
 
 mod common;
@@ -181,6 +182,23 @@ fn a_trained_model_embeds_verifies_and_searches() {
         let fields: Vec<&str> = line.split(',').collect();
         assert!(fields[0] == a.to_str().unwrap() && fields[2] != fields[0], "{listed}");
     }
+
+    // export: an ONNX file that tract loads and runs with any batch, [batch, 16] out.
+    let onnx = out.join("face.onnx");
+    let run = centerloss(&["export", "--model", model_arg, "--onnx", onnx.to_str().unwrap()]);
+    assert!(run.status.success() && text(&run.stdout).contains("output `embedding`: float32 [batch, 16]"));
+    use tract_onnx::prelude::*;
+    let plan = tract_onnx::onnx()
+        .model_for_path(&onnx)
+        .unwrap()
+        .with_input_fact(0, f32::fact([3, 1, 32, 32]).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let zeros: Tensor = tract_ndarray::Array4::<f32>::zeros((3, 1, 32, 32)).into();
+    assert_eq!(plan.run(tvec!(zeros.into())).unwrap()[0].shape(), [3, 16]);
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -235,5 +253,7 @@ fn bad_model_input_is_one_sentence_and_writes_nothing() {
     fails(&["search", "--model", model_arg, "--gallery", other.to_str().unwrap(), "--probe", good.to_str().unwrap(),
         "--out", hits.to_str().unwrap()], "other.npy holds 8-value rows");
     assert!(!hits.exists(), "nothing written");
+    // Export into a folder that does not exist.
+    fails(&["export", "--model", model_arg, "--onnx", "/no/such/dir/face.onnx"], "/no/such/dir/face.onnx");
     std::fs::remove_dir_all(&out).ok();
 }

@@ -260,15 +260,19 @@ pub fn write_folder(data: &Dataset, root: &Path, name: impl Fn(u32) -> String) -
 
 /// For each image of a folder, its identity name and 1-based number within the identity.
 pub fn numbered(folder: &ImageFolder) -> Vec<(String, usize)> {
-    let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
-    folder
-        .data
-        .labels
-        .iter()
-        .map(|&l| {
-            let k = seen.entry(l).or_insert(0);
+    numbered_names(folder.data.labels.iter().map(|&l| folder.identities[l as usize].as_str()))
+}
+
+/// Each image's identity name with its 1-based number within that identity, in order:
+/// what an LFW-style pairs list names images by ([`super::parse_pairs`]).
+pub fn numbered_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(String, usize)> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    names
+        .into_iter()
+        .map(|name| {
+            let k = seen.entry(name).or_insert(0);
             *k += 1;
-            (folder.identities[l as usize].clone(), *k)
+            (name.to_string(), *k)
         })
         .collect()
 }

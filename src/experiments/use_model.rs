@@ -9,7 +9,7 @@ use clap::Args;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::checkpoint::write_atomic;
-use crate::data::folder::ImageFolder;
+use crate::data::folder::{numbered_names, ImageFolder};
 use crate::data::{npy, parse_pairs};
 use crate::eval::{self, OperatingPoint};
 use crate::model::{Embedded, Model};
@@ -280,16 +280,7 @@ fn verify_pairs(model: &Model, pairs_file: &Path, data: &Path, args: &VerifyArgs
     let text = std::fs::read_to_string(pairs_file)
         .map_err(|source| Error::Io { path: pairs_file.display().to_string(), source })?;
     let rows = embed_input(model, data, true)?;
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    let numbered: Vec<(String, usize)> = rows
-        .identities
-        .iter()
-        .map(|id| {
-            let n = counts.entry(id).or_insert(0);
-            *n += 1;
-            (id.clone(), *n)
-        })
-        .collect();
+    let numbered = numbered_names(rows.identities.iter().map(String::as_str));
     let pairs = parse_pairs(&text, &numbered).map_err(|e| Error::Data(format!("{}: {e}", pairs_file.display())))?;
     let mut label_of: HashMap<&str, u32> = HashMap::new();
     let labels: Vec<u32> = rows

@@ -2,8 +2,8 @@
 //! one shared device (no copy through the host), evaluated on held-out identities with this
 //! crate's `eval`: the same table as `train_faces`.
 //!
-//! cargo run --release --features burn --example burn_faces                # center loss
-//! cargo run --release --features burn --example burn_faces -- --compare   # and softmax alone
+//! cargo run --release -p centerloss-burn-examples --example burn_faces                # center loss
+//! cargo run --release -p centerloss-burn-examples --example burn_faces -- --compare   # and softmax alone
 //!
 //! The network mirrors `NetworkSpec::face_resnet` (a 5x5 stride-2 stem, max pool, three
 //! stages of a residual unit of two 3x3 convolutions with PReLU, a linear embedding) and

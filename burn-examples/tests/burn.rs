@@ -2,6 +2,7 @@
 //! against the f64 reference: loss, the gradient burn's autodiff gives the features, and
 //! the centers, over several steps, in both update modes.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::OnceLock;

@@ -8,7 +8,7 @@
 //! - the burn path's GPU work beyond the step, GPU timestamps: the copies of features and
 //!   labels in and of gradient and loss out, and the backward's `center_grad_scale` pass.
 //!
-//! cargo run --release --features burn --example burn_step
+//! cargo run --release -p centerloss-burn-examples --example burn_step
 
 use std::time::Instant;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use super::{Dataset, Preprocessing};
+use super::{Dataset, ImageSource, Preprocessing};
 use crate::{Error, Result};
 
 /// A loaded image folder.
@@ -55,7 +55,10 @@ impl ImageFolder {
     /// decoding any.
     pub fn list(root: &Path) -> Result<Vec<(PathBuf, String)>> {
         if !root.is_dir() {
-            return Err(Error::Data(format!("{} is not a folder of identity folders", root.display())));
+            return Err(Error::Data(format!(
+                "{} is not a folder of identity folders (nor a RecordIO pack: a folder holding train.rec)",
+                root.display()
+            )));
         }
         let mut items = Vec::new();
         for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
@@ -127,38 +130,43 @@ impl ImageFolder {
         Ok(items)
     }
 
-    /// Which of `items` this folder read (true) or skipped as unreadable.
-    pub fn readable(&self, items: &[(PathBuf, String)]) -> Vec<bool> {
+    /// Which images of `source` this folder read (true) or skipped as unreadable.
+    pub fn readable(&self, source: &ImageSource) -> Vec<bool> {
         let skipped: std::collections::HashSet<&PathBuf> = self.skipped.iter().map(|(p, _)| p).collect();
-        items.iter().map(|(p, _)| !skipped.contains(p)).collect()
+        (0..source.len()).map(|i| !skipped.contains(&source.name(i))).collect()
     }
 
-    /// The folder `items` make where `readable` says which could be read, without pixels:
+    /// The folder `source` makes where `readable` says which could be read, without pixels:
     /// labels and identities as [`ImageFolder::load`] gives them, and as each image's one
-    /// value (shape [1, 1, 1]) its position in `items` (the bits of a `u32`, read back with
+    /// value (shape [1, 1, 1]) its position in `source` (the bits of a `u32`, read back with
     /// [`ImageFolder::item_of`]). Splits move these values as they move pixels, so a split
     /// planned on the skeleton says which files each part needs; decode only those.
-    pub fn skeleton(items: &[(PathBuf, String)], readable: &[bool]) -> Self {
+    pub fn skeleton(source: &ImageSource, readable: &[bool]) -> Self {
         let mut out = ImageFolder { data: Dataset { shape: [1, 1, 1], ..Default::default() }, ..Default::default() };
-        let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
-        for (i, (path, name)) in items.iter().enumerate() {
+        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
+        for i in 0..source.len() {
             if !readable.get(i).copied().unwrap_or(false) {
-                out.skipped.push((path.clone(), "unreadable where the folder was decoded".into()));
+                out.skipped.push((source.name(i), "unreadable where the folder was decoded".into()));
                 continue;
             }
-            let next = ids.len() as u32;
-            let label = *ids.entry(name).or_insert(next);
-            if label == next {
-                out.identities.push(name.clone());
-            }
+            out.push_identity(&mut ids, source.identity(i));
             out.data.images.push(f32::from_bits(i as u32));
-            out.data.labels.push(label);
-            out.paths.push(path.clone());
+            out.paths.push(source.name(i));
         }
         out
     }
 
-    /// The position in its items of image `index` of a [`ImageFolder::skeleton`]'s set.
+    /// Labels image after image by identity name, in order of first appearance.
+    fn push_identity(&mut self, ids: &mut BTreeMap<String, u32>, name: String) {
+        let next = ids.len() as u32;
+        let label = *ids.entry(name.clone()).or_insert(next);
+        if label == next {
+            self.identities.push(name);
+        }
+        self.data.labels.push(label);
+    }
+
+    /// The position in its source of image `index` of a [`ImageFolder::skeleton`]'s set.
     pub fn item_of(skeleton: &Dataset, index: usize) -> usize {
         skeleton.images[index].to_bits() as usize
     }
@@ -166,26 +174,29 @@ impl ImageFolder {
     /// Decodes `items` (from [`ImageFolder::list`] or [`ImageFolder::list_file`]) to
     /// `shape`, skipping unreadable files; none readable is [`Error::Data`] with `empty`.
     pub fn from_items(items: Vec<(PathBuf, String)>, shape: [usize; 3], empty: &str) -> Result<Self> {
+        Self::from_source(&ImageSource::Files(items), shape, empty)
+    }
+
+    /// Decodes every image of `source` to `shape`, skipping unreadable ones; none readable
+    /// is [`Error::Data`] with `empty`. Identities are labelled from 0 in order of first
+    /// appearance.
+    pub fn from_source(source: &ImageSource, shape: [usize; 3], empty: &str) -> Result<Self> {
+        let preprocessing = Preprocessing::centre_square(shape)?;
         let mut out = ImageFolder { data: Dataset { shape, ..Default::default() }, ..Default::default() };
         // Room for every image up front: a large folder is never copied while it grows.
-        out.data.images.reserve_exact(items.len() * shape.iter().product::<usize>());
-        out.data.labels.reserve_exact(items.len());
+        out.data.images.reserve_exact(source.len() * shape.iter().product::<usize>());
+        out.data.labels.reserve_exact(source.len());
         let mut ids: BTreeMap<String, u32> = BTreeMap::new();
-        for (path, name) in items {
-            match load_image(&path, shape) {
+        for i in 0..source.len() {
+            match source.load(i, &preprocessing) {
                 Ok(pixels) => {
-                    let next = ids.len() as u32;
-                    let label = *ids.entry(name.clone()).or_insert(next);
-                    if label == next {
-                        out.identities.push(name);
-                    }
+                    out.push_identity(&mut ids, source.identity(i));
                     out.data.images.extend(pixels);
-                    out.data.labels.push(label);
-                    out.paths.push(path);
+                    out.paths.push(source.name(i));
                 }
                 Err(why) => {
-                    log::warn!("skipping {}: {why}", path.display());
-                    out.skipped.push((path, why));
+                    log::warn!("skipping {}: {why}", source.name(i).display());
+                    out.skipped.push((source.name(i), why));
                 }
             }
         }

@@ -1,7 +1,10 @@
-//! Data: MNIST IDX files, the built-in procedural face set, image folders, the
-//! preprocessing that turns an image file into a network input, verification pairs, and the batch plumbing shared by the trainer and the examples (the sampler, augmentation, shards).
+//! Data: MNIST IDX files, the built-in procedural face set, image folders, RecordIO packs
+//! and verification `.bin` benchmarks, the preprocessing that turns an image into a network
+//! input, verification pairs, and the batch plumbing shared by the trainer and the examples
+//! (the sampler, augmentation, shards).
 
 mod batches;
+pub mod bin;
 pub mod faces;
 #[cfg(feature = "images")]
 pub mod folder;
@@ -10,10 +13,15 @@ pub mod mnist;
 pub mod npy;
 pub mod pairs;
 mod preprocess;
+pub mod recordio;
+#[cfg(feature = "images")]
+mod source;
 
 pub use batches::{Batches, TrainingSet};
 pub use pairs::{parse_pairs, Pair};
 pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
+#[cfg(feature = "images")]
+pub use source::ImageSource;
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 

@@ -88,6 +88,13 @@ impl Preprocessing {
         Ok(self.apply(img))
     }
 
+    /// Decodes an encoded image held in memory (PNG, JPEG, PNM; a record of a pack, an
+    /// image of a benchmark) into `input_len` values.
+    #[cfg(feature = "images")]
+    pub fn decode(&self, bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
+        Ok(self.apply(image::load_from_memory(bytes).map_err(|e| e.to_string())?))
+    }
+
     /// Crops, resizes, converts and scales a decoded image.
     #[cfg(feature = "images")]
     pub fn apply(&self, img: image::DynamicImage) -> Vec<f32> {

@@ -87,7 +87,9 @@ pub struct FaceTrainingArgs {
 /// identities.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct FaceArgs {
-    /// An image folder ROOT/<identity>/<image> (PGM, PNG, JPEG). Default: the built-in faces.
+    /// An image folder ROOT/<identity>/<image> (PGM, PNG, JPEG), or a RecordIO pack as
+    /// insightface ships them (a folder holding train.rec and train.idx, or a .rec file).
+    /// Default: the built-in faces.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// A list file of `path label` lines instead of a folder.

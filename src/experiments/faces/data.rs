@@ -2,13 +2,11 @@
 //! training, validation and held-out identities, and on MPI ranks other than 0 only the
 //! training images that rank's rows use.
 
-use std::path::PathBuf;
-
 use super::{FaceOptions, FaceSource};
 use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
-use crate::data::folder::{load_image, numbered, ImageFolder};
-use crate::data::{parse_pairs, Dataset, Pair, Shard};
+use crate::data::folder::{numbered, ImageFolder};
+use crate::data::{parse_pairs, Dataset, ImageSource, Pair, Preprocessing, Shard};
 use crate::experiments::training::{rank_images, rank_shard, validation_split};
 use crate::{Error, Result};
 
@@ -67,25 +65,25 @@ fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Resul
 /// Training set, held-out set, `--pairs` over all images, description.
 type FolderSplit = (Dataset, Dataset, Option<(Dataset, Vec<Pair>)>, String);
 
-/// Reads a folder's or list's `items` for a run: all of them outside a group and on rank 0
-/// of `comm`, which then sends every rank which files it could read; the other ranks take
+/// Reads a folder's, list's or pack's images for a run: all of them outside a group and on
+/// rank 0 of `comm`, which then sends every rank which images it could read; the other ranks take
 /// that answer and decode nothing yet ([`ImageFolder::skeleton`]: the split is planned on
 /// labels alone, and each rank decodes only its shard, [`decode_shard`]).
 fn read_items(
-    items: &[(PathBuf, String)],
+    source: &ImageSource,
     shape: [usize; 3],
     empty: &str,
     comm: Option<&dyn Collective>,
 ) -> Result<ImageFolder> {
     let Some(comm) = comm.filter(|c| c.size() > 1) else {
-        return ImageFolder::from_items(items.to_vec(), shape, empty);
+        return ImageFolder::from_source(source, shape, empty);
     };
     // [1, readable bits...] or [0, error text]: the other ranks never wait on a failure.
     let mut message = Vec::new();
     let folder = if comm.rank() == 0 {
-        let folder = ImageFolder::from_items(items.to_vec(), shape, empty);
+        let folder = ImageFolder::from_source(source, shape, empty);
         message = match &folder {
-            Ok(f) => std::iter::once(1).chain(f.readable(items).into_iter().map(u8::from)).collect(),
+            Ok(f) => std::iter::once(1).chain(f.readable(source).into_iter().map(u8::from)).collect(),
             Err(e) => [&[0u8][..], e.to_string().as_bytes()].concat(),
         };
         Some(folder)
@@ -97,7 +95,7 @@ fn read_items(
         (Some(folder), _) => folder,
         (None, Some((1, readable))) => {
             let readable: Vec<bool> = readable.iter().map(|&b| b == 1).collect();
-            Ok(ImageFolder::skeleton(items, &readable))
+            Ok(ImageFolder::skeleton(source, &readable))
         }
         (None, other) => {
             let why = other.map_or(String::new(), |(_, text)| String::from_utf8_lossy(text).into_owned());
@@ -107,21 +105,23 @@ fn read_items(
 }
 
 /// Decodes the training images a rank other than 0 needs, from the skeleton training set
-/// `train` ([`ImageFolder::skeleton`], split like the decoded set) and the folder's
-/// `items`: those [`rank_images`] names for its rows.
+/// `train` ([`ImageFolder::skeleton`], split like the decoded set) and the set's `source`:
+/// those [`rank_images`] names for its rows.
 fn decode_shard(
     train: &Dataset,
-    items: &[(PathBuf, String)],
+    source: &ImageSource,
     shape: [usize; 3],
     opts: &FaceOptions,
     comm: &dyn Collective,
 ) -> Result<Shard> {
     let indices = rank_images(train.len(), opts.batch, comm, opts.seed)?;
+    let preprocessing = Preprocessing::centre_square(shape)?;
     let mut data = Dataset { shape, ..Default::default() };
     for &i in &indices {
-        let path = &items[ImageFolder::item_of(train, i)].0;
-        let pixels = load_image(path, shape).map_err(|why| {
-            Error::Data(format!("{} decoded on rank 0 but not on rank {}: {why}", path.display(), comm.rank()))
+        let item = ImageFolder::item_of(train, i);
+        let pixels = source.load(item, &preprocessing).map_err(|why| {
+            let name = source.name(item);
+            Error::Data(format!("{} decoded on rank 0 but not on rank {}: {why}", name.display(), comm.rank()))
         })?;
         data.images.extend(pixels);
         data.labels.push(train.labels[i]);
@@ -150,8 +150,8 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
         FaceSource::Folder { root, test_identities: fraction }
         | FaceSource::List { list: root, test_identities: fraction } => {
             let listed = match &opts.source {
-                FaceSource::Folder { .. } => ImageFolder::list(root)?,
-                _ => ImageFolder::list_file(root)?,
+                FaceSource::Folder { .. } => ImageSource::open(root)?,
+                _ => ImageSource::Files(ImageFolder::list_file(root)?),
             };
             let folder = read_items(&listed, shape, &ImageFolder::no_images(root), comm)?;
             items = Some(listed);

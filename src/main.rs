@@ -28,7 +28,7 @@ struct Command {
 enum Job {
     /// Train a face-embedding network (softmax, or softmax + center loss) and evaluate it
     /// on identities never seen in training.
-    Faces(FaceArgs),
+    Faces(Box<FaceArgs>),
     /// The paper's MNIST experiment: LeNet++ with a 2-D embedding, a scatter plot per lambda.
     Mnist(MnistArgs),
     /// Embed image files with a trained model: E.npy ([N, D] float32) and E.csv, or one .safetensors.

@@ -257,3 +257,58 @@ fn bad_model_input_is_one_sentence_and_writes_nothing() {
     fails(&["export", "--model", model_arg, "--onnx", "/no/such/dir/face.onnx"], "/no/such/dir/face.onnx");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// The report's figures without its timings and data description.
+fn figures(report: &serde_json::Value) -> serde_json::Value {
+    let mut report = report.clone();
+    let map = report.as_object_mut().unwrap();
+    map.remove("data");
+    for variant in map.values_mut().filter_map(|v| v.as_object_mut()) {
+        variant.remove("train_seconds");
+        variant.remove("images_per_second");
+    }
+    report
+}
+
+#[test]
+fn a_pack_trains_as_its_folder_and_benchmarks_are_scored() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = out_dir("pack");
+    #[rustfmt::skip]
+    let set = ["--identities", "6", "--eval-identities", "4", "--images-per-identity", "6", "--resolution", "32"];
+    let (folder, pack, bin) = (out.join("folder"), out.join("pack"), out.join("heldout.bin"));
+    #[rustfmt::skip]
+    let write = ["faces", "--write-folder", folder.to_str().unwrap(), "--write-rec", pack.to_str().unwrap(),
+        "--write-bin", bin.to_str().unwrap()];
+    let run = centerloss(&[&write[..], &set[..]].concat());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(pack.join("train.rec").exists() && pack.join("train.idx").exists() && bin.exists());
+    let (mut reports, mut table, run_out) = (Vec::new(), String::new(), out.join("run"));
+    for data in [&folder, &pack] {
+        let json = out.join("report.json");
+        #[rustfmt::skip]
+        let train = ["faces", "--data", data.to_str().unwrap(), "--eval-bin", bin.to_str().unwrap(), "--steps", "4",
+            "--batch", "8", "--embed-dim", "16", "--resolution", "32", "--out", run_out.to_str().unwrap(),
+            "--report-json", json.to_str().unwrap()];
+        let run = centerloss(&train);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let stdout = text(&run.stdout);
+        assert!(stdout.contains("| center | heldout | "), "{stdout}");
+        table = stdout;
+        reports.push(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&json).unwrap()).unwrap());
+    }
+    let heldout = &reports[0]["center"]["benchmarks"]["heldout"];
+    let accuracy = heldout["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy) && heldout["fold_thresholds"].as_array().unwrap().len() == 10, "{heldout}");
+    assert!(heldout["genuine_pairs"].as_u64().unwrap() > 0 && heldout["impostor_pairs"].as_u64().unwrap() > 0);
+    assert_eq!(figures(&reports[0]), figures(&reports[1]), "a pack trains and scores as its folder, bit for bit");
+    // `verify --bin` scores the saved model as the job scored it.
+    let model = run_out.join("center.safetensors");
+    let run = centerloss(&["verify", "--model", model.to_str().unwrap(), "--bin", bin.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let row = table.lines().find(|l| l.starts_with("| center | heldout |")).unwrap();
+    assert!(text(&run.stdout).contains(row), "{}\nagainst the job's row\n{row}", text(&run.stdout));
+    std::fs::remove_dir_all(&out).ok();
+}

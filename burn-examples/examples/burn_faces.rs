@@ -285,6 +285,7 @@ fn train_variant(
         name,
         lambda,
         eval: report,
+        benchmarks: Vec::new(),
         train_seconds,
         images_per_second: (plan.steps as usize * a.training.batch) as f64 / train_seconds,
         final_train_batch_accuracy: last_accuracy,

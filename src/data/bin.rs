@@ -34,6 +34,38 @@ impl VerificationSet {
         Self::parse(&bytes).map_err(|why| Error::Data(format!("{}: {why}", path.display())))
     }
 
+    /// The benchmarks `paths` name: `.bin` files, and every `.bin` in a folder (in name
+    /// order), each once and named by its file's stem.
+    pub fn read_all(paths: &[std::path::PathBuf]) -> Result<Vec<(String, Self)>> {
+        let mut files = Vec::new();
+        for path in paths {
+            if path.is_dir() {
+                let io = |source| Error::Io { path: path.display().to_string(), source };
+                let mut bins: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+                    .map_err(io)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+                    .collect();
+                if bins.is_empty() {
+                    return Err(Error::Data(format!("{} holds no .bin verification benchmarks", path.display())));
+                }
+                bins.sort();
+                files.extend(bins);
+            } else {
+                files.push(path.clone());
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        files.retain(|f| seen.insert(f.clone()));
+        files
+            .into_iter()
+            .map(|file| {
+                let name = file.file_stem().map_or("benchmark".into(), |s| s.to_string_lossy().into_owned());
+                Ok((name, VerificationSet::read(&file)?))
+            })
+            .collect()
+    }
+
     /// Reads a `.bin` file's bytes.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
         let value =
@@ -271,6 +303,13 @@ impl<'a> Unpickler<'a> {
                 *self.input.get(at).ok_or_else(|| format!("offset {at}: the file ends before the pickle's STOP"))?;
             self.at += 1;
             match op {
+                b'.' => {
+                    let value = self.pop()?;
+                    if !self.stack.is_empty() || !self.marks.is_empty() {
+                        return Err(format!("offset {at}: values left on the stack at STOP"));
+                    }
+                    return Ok(value);
+                }
                 0x80 => {
                     let proto = self.u8()?;
                     if proto > 5 {
@@ -280,119 +319,10 @@ impl<'a> Unpickler<'a> {
                 0x95 => {
                     self.u64()?; // FRAME: a length hint
                 }
-                b'.' => {
-                    let value = self.pop()?;
-                    if !self.stack.is_empty() || !self.marks.is_empty() {
-                        return Err(format!("offset {at}: values left on the stack at STOP"));
-                    }
-                    return Ok(value);
-                }
-                b'(' => self.marks.push(self.stack.len()),
-                b']' => self.stack.push(Value::List(Vec::new())),
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::List(items));
-                }
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let mut items = (0..n).map(|_| self.pop()).collect::<std::result::Result<Vec<_>, _>>()?;
-                    items.reverse();
-                    self.stack.push(Value::Tuple(items));
-                }
-                b'a' => {
-                    let item = self.pop()?;
-                    self.append(vec![item])?;
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    self.append(items)?;
-                }
-                b'U' | b'C' => {
-                    let n = self.u8()?;
-                    let bytes = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(Rc::new(bytes)));
-                }
-                b'T' | b'B' => {
-                    let n = self.u32()?;
-                    let bytes = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(Rc::new(bytes)));
-                }
-                0x8e => {
-                    let n = self.u64()?;
-                    let bytes = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(Rc::new(bytes)));
-                }
-                0x8c => {
-                    let n = self.u8()?;
-                    let v = self.text(n)?;
-                    self.stack.push(v);
-                }
-                b'X' => {
-                    let n = self.u32()?;
-                    let v = self.text(n)?;
-                    self.stack.push(v);
-                }
-                0x8d => {
-                    let n = self.u64()?;
-                    let v = self.text(n)?;
-                    self.stack.push(v);
-                }
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'N' => self.stack.push(Value::None),
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'M' => {
-                    let v = u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes"));
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'J' => {
-                    let v = self.u32()? as u32 as i32;
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'I' => {
-                    let v = match self.line()? {
-                        "00" => Value::Bool(false),
-                        "01" => Value::Bool(true),
-                        text => Value::Int(text.parse().map_err(|_| format!("offset {at}: INT `{text}`"))?),
-                    };
-                    self.stack.push(v);
-                }
-                b'q' => {
-                    let key = self.u8()?;
-                    self.memo_put(key)?;
-                }
-                b'r' => {
-                    let key = self.u32()?;
-                    self.memo_put(key)?;
-                }
-                b'p' => {
-                    let key = self.line()?.parse().map_err(|_| format!("offset {at}: PUT without a number"))?;
-                    self.memo_put(key)?;
-                }
-                0x94 => {
-                    let key = self.memo.len() as u64;
-                    self.memo_put(key)?;
-                }
-                b'h' => {
-                    let key = self.u8()?;
-                    self.memo_get(key)?;
-                }
-                b'j' => {
-                    let key = self.u32()?;
-                    self.memo_get(key)?;
-                }
-                b'g' => {
-                    let key = self.line()?.parse().map_err(|_| format!("offset {at}: GET without a number"))?;
-                    self.memo_get(key)?;
-                }
+                b'(' | b']' | b')' | b'l' | b't' | 0x85..=0x87 | b'a' | b'e' => self.container(op)?,
+                b'U' | b'C' | b'T' | b'B' | 0x8e | 0x8c | b'X' | 0x8d => self.string(op)?,
+                0x88 | 0x89 | b'N' | b'K' | b'M' | b'J' | b'I' => self.scalar(op, at)?,
+                b'q' | b'r' | b'p' | 0x94 | b'h' | b'j' | b'g' => self.memo(op, at)?,
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
@@ -412,6 +342,87 @@ impl<'a> Unpickler<'a> {
                     ))
                 }
             }
+        }
+    }
+
+    /// MARK, EMPTY_LIST, EMPTY_TUPLE, LIST, TUPLE, TUPLE1-3, APPEND, APPENDS.
+    fn container(&mut self, op: u8) -> std::result::Result<(), String> {
+        match op {
+            b'(' => self.marks.push(self.stack.len()),
+            b']' => self.stack.push(Value::List(Vec::new())),
+            b')' => self.stack.push(Value::Tuple(Vec::new())),
+            b'l' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::List(items));
+            }
+            b't' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let mut items = (0..op - 0x84).map(|_| self.pop()).collect::<std::result::Result<Vec<_>, _>>()?;
+                items.reverse();
+                self.stack.push(Value::Tuple(items));
+            }
+            b'a' => {
+                let item = self.pop()?;
+                self.append(vec![item])?;
+            }
+            _ => {
+                let items = self.pop_mark()?;
+                self.append(items)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Byte strings (Python 2 `str`, Python 3 `bytes`) and text strings, by length width.
+    fn string(&mut self, op: u8) -> std::result::Result<(), String> {
+        let n = match op {
+            b'U' | b'C' | 0x8c => self.u8()?,
+            b'T' | b'B' | b'X' => self.u32()?,
+            _ => self.u64()?,
+        };
+        let value = if matches!(op, 0x8c | b'X' | 0x8d) {
+            self.text(n)?
+        } else {
+            Value::Bytes(Rc::new(self.take(n)?.to_vec()))
+        };
+        self.stack.push(value);
+        Ok(())
+    }
+
+    /// NEWTRUE, NEWFALSE, NONE, BININT1, BININT2, BININT, INT (Python 2's `I01` booleans).
+    fn scalar(&mut self, op: u8, at: usize) -> std::result::Result<(), String> {
+        let value = match op {
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'N' => Value::None,
+            b'K' => Value::Int(self.u8()? as i64),
+            b'M' => Value::Int(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as i64),
+            b'J' => Value::Int(self.u32()? as u32 as i32 as i64),
+            _ => match self.line()? {
+                "00" => Value::Bool(false),
+                "01" => Value::Bool(true),
+                text => Value::Int(text.parse().map_err(|_| format!("offset {at}: INT `{text}`"))?),
+            },
+        };
+        self.stack.push(value);
+        Ok(())
+    }
+
+    /// BINPUT, LONG_BINPUT, PUT, MEMOIZE; BINGET, LONG_BINGET, GET.
+    fn memo(&mut self, op: u8, at: usize) -> std::result::Result<(), String> {
+        let key = match op {
+            b'q' | b'h' => self.u8()?,
+            b'r' | b'j' => self.u32()?,
+            0x94 => self.memo.len() as u64,
+            _ => self.line()?.parse().map_err(|_| format!("offset {at}: PUT or GET without a number"))?,
+        };
+        if matches!(op, b'h' | b'j' | b'g') {
+            self.memo_get(key)
+        } else {
+            self.memo_put(key)
         }
     }
 }

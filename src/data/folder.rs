@@ -246,27 +246,33 @@ impl ImageFolder {
 /// [-1, 1] scale [`load_image`] reads back), the identity named by `name(label)`. Returns
 /// the number of images written. Useful to try the folder workflow on a generated set.
 pub fn write_folder(data: &Dataset, root: &Path, name: impl Fn(u32) -> String) -> Result<usize> {
-    let [c, h, w] = data.shape;
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| Error::Io { path, source }
-    };
     let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
     for i in 0..data.len() {
         let label = data.labels[i];
         let dir = root.join(name(label));
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         let n = counts.entry(label).or_insert(0);
         *n += 1;
         let path = dir.join(format!("{n:03}.png"));
-        let px = data.image(i);
-        let byte = |v: f32| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
-        let bytes: Vec<u8> = (0..h * w).flat_map(|p| (0..c).map(move |ch| byte(px[ch * h * w + p]))).collect();
-        let color = if c == 3 { image::ColorType::Rgb8 } else { image::ColorType::L8 };
-        image::save_buffer(&path, &bytes, w as u32, h as u32, color)
-            .map_err(|e| Error::Data(format!("could not write {}: {e}", path.display())))?;
+        std::fs::write(&path, encode_png(data, i)?)
+            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     }
     Ok(data.len())
+}
+
+/// Image `i` of `data` as an 8-bit grey or RGB PNG, from the [-1, 1] scale
+/// [`Preprocessing`] reads back (what [`write_folder`] writes, and the records and
+/// benchmark images the command's `--write-rec` and `--write-bin` write).
+pub fn encode_png(data: &Dataset, i: usize) -> Result<Vec<u8>> {
+    let [c, h, w] = data.shape;
+    let px = data.image(i);
+    let byte = |v: f32| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+    let bytes: Vec<u8> = (0..h * w).flat_map(|p| (0..c).map(move |ch| byte(px[ch * h * w + p]))).collect();
+    let color = if c == 3 { image::ExtendedColorType::Rgb8 } else { image::ExtendedColorType::L8 };
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(image::codecs::png::PngEncoder::new(&mut png), &bytes, w as u32, h as u32, color)
+        .map_err(|e| Error::Data(format!("could not encode image {i} as PNG: {e}")))?;
+    Ok(png)
 }
 
 /// For each image of a folder, its identity name and 1-based number within the identity.

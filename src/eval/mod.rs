@@ -1,6 +1,7 @@
 //! Evaluation of embeddings on identities never seen in training, with cosine similarity:
 //! verification (10-fold accuracy, ROC AUC, TAR at FAR, EER), identification (rank-1) and
-//! compactness (intra-class distance against distance between class means).
+//! compactness (intra-class distance against distance between class means); and the
+//! verification benchmarks' standard protocol ([`benchmark`]).
 //!
 //! A TAR at a false-accept rate is only reported when the impostor pairs resolve that rate:
 //! at least [`MIN_EXPECTED_FALSE_ACCEPTS`] false accepts must be expected there
@@ -10,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod benchmark;
 mod verification;
 
 use verification::normalized_scores;

@@ -136,6 +136,19 @@ pub struct FaceArgs {
     /// DIR/<identity>/<n>.png, to try the --data workflow, and exit.
     #[arg(long, value_name = "DIR")]
     pub write_folder: Option<PathBuf>,
+    /// Write the built-in set as a RecordIO pack DIR/train.rec + train.idx (PNG records,
+    /// laid out as insightface's packs), to try --data on a pack, and exit.
+    #[arg(long, value_name = "DIR")]
+    pub write_rec: Option<PathBuf>,
+    /// Write verification pairs of the built-in set's held-out identities as an insightface
+    /// .bin benchmark, to try --eval-bin, and exit.
+    #[arg(long, value_name = "FILE")]
+    pub write_bin: Option<PathBuf>,
+    /// Also score each variant on these verification benchmarks (insightface .bin files:
+    /// lfw.bin,cfp_fp.bin,agedb_30.bin, or a folder of them) with the standard protocol
+    /// (10 folds, each image's embedding plus its flip's).
+    #[arg(long, value_name = "BIN", value_delimiter = ',')]
+    pub eval_bin: Vec<PathBuf>,
 }
 
 impl FaceArgs {
@@ -158,6 +171,7 @@ impl FaceArgs {
             channels: if self.rgb { 3 } else { 1 },
             resolution: self.set.resolution,
             pairs: self.pairs.clone(),
+            eval_bins: self.eval_bin.clone(),
             epochs: t.epochs,
             steps: t.steps,
             batch: t.batch,
@@ -270,11 +284,7 @@ fn launched<R>(
 /// reporting), prints the table and which checkpoints were evaluated, and writes the JSON
 /// report.
 pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
-    if let Some(dir) = &args.write_folder {
-        let cfg = args.set.config(args.training.seed, args.rgb);
-        let identities = args.set.identities + args.set.eval_identities;
-        let n = crate::data::folder::write_folder(&cfg.generate(0, identities), dir, |label| format!("id{label:05}"))?;
-        eprintln!("wrote {n} images of {identities} identities to {}", dir.display());
+    if write_built_in(args)? {
         return Ok(());
     }
     let opts = args.options();
@@ -301,6 +311,42 @@ pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
         Some(path) => write_json(path, &report.to_json()),
         None => Ok(()),
     }
+}
+
+/// `--write-folder`, `--write-rec`, `--write-bin`: writes the built-in set in that form;
+/// whether it did.
+fn write_built_in(args: &FaceArgs) -> crate::Result<bool> {
+    use crate::data::folder::{encode_png, write_folder};
+    let cfg = args.set.config(args.training.seed, args.rgb);
+    let identities = args.set.identities + args.set.eval_identities;
+    if let Some(dir) = &args.write_folder {
+        let n = write_folder(&cfg.generate(0, identities), dir, |label| format!("id{label:05}"))?;
+        eprintln!("wrote {n} images of {identities} identities to {}", dir.display());
+    }
+    if let Some(dir) = &args.write_rec {
+        let set = cfg.generate(0, identities);
+        let images =
+            (0..set.len()).map(|i| Ok((set.labels[i], encode_png(&set, i)?))).collect::<crate::Result<Vec<_>>>()?;
+        crate::data::recordio::write_pack(dir, &images)?;
+        eprintln!("wrote {} images of {identities} identities to {}", images.len(), dir.join("train.rec").display());
+    }
+    if let Some(file) = &args.write_bin {
+        let (_, test) = cfg.split();
+        let pairs = crate::eval::verification_pairs(&test.labels, args.training.seed);
+        let mut set = crate::data::bin::VerificationSet::default();
+        for p in &pairs {
+            set.images.extend([encode_png(&test, p.a)?, encode_png(&test, p.b)?]);
+            set.same.push(p.genuine);
+        }
+        set.write(file)?;
+        eprintln!(
+            "wrote {} pairs of the {} held-out identities to {}",
+            pairs.len(),
+            cfg.test_identities,
+            file.display()
+        );
+    }
+    Ok(args.write_folder.is_some() || args.write_rec.is_some() || args.write_bin.is_some())
 }
 
 /// Runs the MNIST experiment as a command does (as a rank under an MPI launcher, rank 0

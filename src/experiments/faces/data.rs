@@ -1,9 +1,11 @@
-//! The face job's data: the built-in set or a folder (or list) of images, split into
-//! training, validation and held-out identities, and on MPI ranks other than 0 only the
-//! training images that rank's rows use.
+//! The face job's data: the built-in set, a folder (or list) of images or a RecordIO pack,
+//! split into training, validation and held-out identities, and on MPI ranks other than 0
+//! only the training images that rank's rows use; the verification benchmarks of
+//! `--eval-bin`.
 
 use super::{FaceOptions, FaceSource};
 use crate::collective::Collective;
+use crate::data::bin::VerificationSet;
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
 use crate::data::{parse_pairs, Dataset, ImageSource, Pair, Preprocessing, Shard};
@@ -21,6 +23,8 @@ pub(super) struct Data {
     pub(super) validation: Dataset,
     pub(super) test: Dataset,
     pub(super) all: Option<(Dataset, Vec<Pair>)>,
+    /// The verification benchmarks of `--eval-bin`, by name (on rank 0 only).
+    pub(super) benchmarks: Vec<(String, VerificationSet)>,
     pub(super) description: String,
 }
 
@@ -173,6 +177,7 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
         validation,
         test,
         all,
+        benchmarks: Vec::new(),
         description,
     };
     if let Some(comm) = comm.filter(|c| c.rank() > 0) {
@@ -183,6 +188,8 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
         };
         data.train = Dataset { shape, ..Default::default() };
         (data.validation, data.test, data.all) = (Dataset::default(), Dataset::default(), None);
+    } else {
+        data.benchmarks = VerificationSet::read_all(&opts.eval_bins)?;
     }
     Ok(data)
 }

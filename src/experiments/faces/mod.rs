@@ -14,6 +14,7 @@ use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
 use crate::data::{Augment, Dataset, Preprocessing, TrainingSet};
 use crate::eval;
+use crate::eval::benchmark::{evaluate_benchmark, BenchmarkReport};
 use crate::experiments::training::{group, shard_batch};
 use crate::nn::{fit, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
 use crate::{checkpoint, plot, CenterLossConfig, Error, GpuContext, Result, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA};
@@ -50,6 +51,9 @@ pub struct FaceOptions {
     pub resolution: usize,
     /// An LFW-style pairs.txt for verification (real folders only).
     pub pairs: Option<PathBuf>,
+    /// Verification benchmarks (insightface `.bin` files, or folders of them) each variant
+    /// is also scored on, with the standard protocol ([`crate::eval::benchmark`]).
+    pub eval_bins: Vec<PathBuf>,
     /// Passes over the training set (`None`: the budget is sized by the data, [`Plan`]).
     pub epochs: Option<usize>,
     /// Optimisation steps (overrides `epochs`).
@@ -97,6 +101,7 @@ impl Default for FaceOptions {
             channels: 1,
             resolution: 64,
             pairs: None,
+            eval_bins: Vec::new(),
             epochs: None,
             steps: None,
             batch: 64,
@@ -239,9 +244,14 @@ fn log_estimate(net: &mut Network, data: &Data, plan: &Plan, name: &str) -> Resu
     Ok(())
 }
 
-/// The evaluation of `net` on the held-out identities (and the pairs, where given), and
-/// the PCA plot of its embeddings.
-fn evaluate_variant(net: &Network, data: &Data, opts: &FaceOptions, name: &str) -> Result<eval::EvalReport> {
+/// The evaluation of `net` on the held-out identities (and the pairs, where given), the PCA
+/// plot of its embeddings, and its scores on the verification benchmarks.
+fn evaluate_variant(
+    net: &Network,
+    data: &Data,
+    opts: &FaceOptions,
+    name: &str,
+) -> Result<(eval::EvalReport, Vec<BenchmarkReport>)> {
     let test = net.infer(&data.test.images)?;
     let dim = net.embed_dim();
     let mut report = eval::evaluate(&test.embeddings, dim, &data.test.labels, opts.seed);
@@ -252,7 +262,14 @@ fn evaluate_variant(net: &Network, data: &Data, opts: &FaceOptions, name: &str) 
     let png = opts.out.join(format!("pca_{name}.png"));
     let title = format!("{name}: held-out embeddings of 10 identities (PCA)");
     pca_plot(&png, &title, &test.embeddings, dim, &data.test.labels)?;
-    Ok(report)
+    let preprocessing = Preprocessing::centre_square(net.spec().input)?;
+    let mut embed = |pixels: &[f32]| Ok(net.infer(pixels)?.embeddings);
+    let benchmarks = data
+        .benchmarks
+        .iter()
+        .map(|(set_name, set)| evaluate_benchmark(set_name, set, &preprocessing, dim, &mut embed))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((report, benchmarks))
 }
 
 /// How `nn::fit` runs a variant: the plan's budget, the job's augmentation, a hook once
@@ -330,12 +347,13 @@ fn train_variant(
         "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
         record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))
     );
-    let eval = evaluate_variant(&net, data, opts, name)?;
+    let (eval, benchmarks) = evaluate_variant(&net, data, opts, name)?;
     record_thresholds(&net, &best, preprocessing, &eval)?;
     Ok(Some(VariantReport {
         name,
         lambda,
         eval,
+        benchmarks,
         train_seconds: fitted.train_seconds,
         images_per_second: fitted.images_per_second,
         final_train_batch_accuracy: fitted.history.last().map_or(0.0, |(_, m)| m.accuracy),

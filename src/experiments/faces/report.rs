@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::eval::benchmark::BenchmarkReport;
 use crate::eval::EvalReport;
 
 /// One trained variant's results.
@@ -13,6 +14,8 @@ pub struct VariantReport {
     pub lambda: f32,
     /// Held-out evaluation.
     pub eval: EvalReport,
+    /// Scores on the verification benchmarks (`--eval-bin`), in the order given.
+    pub benchmarks: Vec<BenchmarkReport>,
     /// Training seconds.
     pub train_seconds: f64,
     /// Training images per second.
@@ -79,6 +82,7 @@ impl FaceReport {
                     "converged": v.converged,
                     "steps": v.steps,
                     "evaluated_step": v.evaluated_step,
+                    "benchmarks": benchmarks_json(&v.benchmarks),
                 }),
             );
         }
@@ -87,7 +91,23 @@ impl FaceReport {
         serde_json::Value::Object(map)
     }
 
-    /// A markdown table of the variants, and a line saying what the pairs resolve.
+    /// With `--eval-bin`: a markdown table with one row per variant and benchmark, the
+    /// standard protocol's accuracy beside the crate's own figures (empty otherwise).
+    pub fn benchmark_table(&self) -> String {
+        if self.variants.iter().all(|v| v.benchmarks.is_empty()) {
+            return String::new();
+        }
+        let mut s = format!("\n{}", BenchmarkReport::markdown_header("variant"));
+        for v in &self.variants {
+            for b in &v.benchmarks {
+                s += &b.markdown_row(v.name);
+            }
+        }
+        s
+    }
+
+    /// A markdown table of the variants (and of their benchmark scores, with `--eval-bin`),
+    /// and a line saying what the pairs resolve.
     pub fn table(&self) -> String {
         let mut s = String::from(
             "| variant | verification acc | ROC AUC | TAR@FAR=1e-3 | TAR@FAR=1e-2 | EER | rank-1 | intra/inter | train acc | val acc | converged | train s | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -116,6 +136,7 @@ impl FaceReport {
                 v.images_per_second
             );
         }
+        s += &self.benchmark_table();
         if let Some(v) = self.variants.first() {
             let e = &v.eval.verification;
             s += &format!(
@@ -126,4 +147,24 @@ impl FaceReport {
         }
         s
     }
+}
+
+/// `{"lfw": {...}, ...}`: each benchmark's standard and own figures.
+fn benchmarks_json(benchmarks: &[BenchmarkReport]) -> serde_json::Value {
+    let entries = benchmarks.iter().map(|b| {
+        let v = &b.verification;
+        let figures = serde_json::json!({
+            "accuracy": b.accuracy,
+            "accuracy_std": b.accuracy_std,
+            "fold_thresholds": b.thresholds,
+            "roc_auc": v.roc_auc,
+            "eer": v.eer,
+            "tar_at_far_1e-3": v.tar_at_far_1e3,
+            "tar_at_far_1e-2": v.tar_at_far_1e2,
+            "genuine_pairs": v.pairs.0,
+            "impostor_pairs": v.pairs.1,
+        });
+        (b.name.clone(), figures)
+    });
+    serde_json::Value::Object(entries.collect())
 }

@@ -271,7 +271,7 @@ fn figures(report: &serde_json::Value) -> serde_json::Value {
 }
 
 #[test]
-fn a_pack_trains_as_its_folder_and_benchmarks_are_scored() {
+fn a_pack_trains_as_its_folder_streamed_or_not_and_benchmarks_are_scored() {
     if common::gpu().is_none() {
         return;
     }
@@ -286,15 +286,18 @@ fn a_pack_trains_as_its_folder_and_benchmarks_are_scored() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert!(pack.join("train.rec").exists() && pack.join("train.idx").exists() && bin.exists());
     let (mut reports, mut table, run_out) = (Vec::new(), String::new(), out.join("run"));
-    for data in [&folder, &pack] {
+    // In memory from the folder and from the pack, then streamed from the pack.
+    for (data, memory_mib) in [(&folder, "1024"), (&pack, "1024"), (&pack, "0")] {
         let json = out.join("report.json");
         #[rustfmt::skip]
         let train = ["faces", "--data", data.to_str().unwrap(), "--eval-bin", bin.to_str().unwrap(), "--steps", "4",
             "--batch", "8", "--embed-dim", "16", "--resolution", "32", "--out", run_out.to_str().unwrap(),
-            "--report-json", json.to_str().unwrap()];
+            "--report-json", json.to_str().unwrap(), "--in-memory-max", memory_mib];
         let run = centerloss(&train);
         assert!(run.status.success(), "{}", text(&run.stderr));
         let stdout = text(&run.stdout);
+        let how = if memory_mib == "0" { "streamed from disk" } else { "decoded into memory" };
+        assert!(stdout.contains(how), "{stdout}");
         assert!(stdout.contains("| center | heldout | "), "{stdout}");
         table = stdout;
         reports.push(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&json).unwrap()).unwrap());
@@ -304,6 +307,7 @@ fn a_pack_trains_as_its_folder_and_benchmarks_are_scored() {
     assert!((0.0..=1.0).contains(&accuracy) && heldout["fold_thresholds"].as_array().unwrap().len() == 10, "{heldout}");
     assert!(heldout["genuine_pairs"].as_u64().unwrap() > 0 && heldout["impostor_pairs"].as_u64().unwrap() > 0);
     assert_eq!(figures(&reports[0]), figures(&reports[1]), "a pack trains and scores as its folder, bit for bit");
+    assert_eq!(figures(&reports[1]), figures(&reports[2]), "streamed, the pack trains and scores as in memory");
     // `verify --bin` scores the saved model as the job scored it.
     let model = run_out.join("center.safetensors");
     let run = centerloss(&["verify", "--model", model.to_str().unwrap(), "--bin", bin.to_str().unwrap()]);

@@ -16,12 +16,16 @@ mod preprocess;
 pub mod recordio;
 #[cfg(feature = "images")]
 mod source;
+#[cfg(feature = "images")]
+mod stream;
 
-pub use batches::{Batches, TrainingSet};
+pub use batches::{Batches, Prefetch, TrainingSet};
 pub use pairs::{parse_pairs, Pair};
 pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
 #[cfg(feature = "images")]
 pub use source::ImageSource;
+#[cfg(feature = "images")]
+pub use stream::StreamedSet;
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
@@ -108,6 +112,69 @@ impl Dataset {
     /// Number of classes: one more than the largest label.
     pub fn num_classes(&self) -> usize {
         self.labels.iter().max().map_or(0, |&m| m as usize + 1)
+    }
+}
+
+/// Labelled images read one at a time, each when a batch needs it: what streaming
+/// training reads ([`TrainingSet::Streamed`]) and evaluation embeds in chunks. A file
+/// source decodes on each read ([`StreamedSet`] with the `images` feature); a [`Dataset`]
+/// copies from memory.
+pub trait ImageStore: Send + Sync {
+    /// Number of images.
+    fn len(&self) -> usize;
+    /// Whether there are no images.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Per-image shape: channels, height, width.
+    fn shape(&self) -> [usize; 3];
+    /// Image `i`'s label.
+    fn label(&self, i: usize) -> u32;
+    /// Writes image `i`'s values (`shape` product of them) into `out`.
+    fn load_into(&self, i: usize, out: &mut [f32]) -> crate::Result<()>;
+    /// The images at `indices` as a [`Dataset`], read on up to `workers` threads (0: as
+    /// many as the machine has), in order.
+    fn load_many(&self, indices: &[usize], workers: usize) -> crate::Result<Dataset> {
+        let per: usize = self.shape().iter().product();
+        let mut out = Dataset { shape: self.shape(), images: vec![0.0; indices.len() * per], labels: Vec::new() };
+        out.labels = indices.iter().map(|&i| self.label(i)).collect();
+        let workers = if workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
+        let per_worker = indices.len().div_ceil(workers.max(1)).max(1);
+        std::thread::scope(|scope| {
+            let jobs: Vec<_> = out
+                .images
+                .chunks_mut(per_worker * per)
+                .zip(indices.chunks(per_worker))
+                .map(|(pixels, chunk)| {
+                    scope.spawn(move || {
+                        chunk.iter().zip(pixels.chunks_mut(per)).try_for_each(|(&i, px)| self.load_into(i, px))
+                    })
+                })
+                .collect();
+            jobs.into_iter().try_for_each(|job| {
+                job.join().unwrap_or_else(|_| Err(crate::Error::Internal("an image reader panicked".into())))
+            })
+        })?;
+        Ok(out)
+    }
+}
+
+impl ImageStore for Dataset {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    fn label(&self, i: usize) -> u32 {
+        self.labels[i]
+    }
+
+    fn load_into(&self, i: usize, out: &mut [f32]) -> crate::Result<()> {
+        out.copy_from_slice(self.image(i));
+        Ok(())
     }
 }
 

@@ -58,6 +58,39 @@ impl ImageSource {
         }
     }
 
+    /// Whether image `i` looks readable without decoding it: a file's header names a
+    /// known format and a size (a pack's records were checked when it was opened).
+    pub fn probe(&self, i: usize) -> std::result::Result<(), String> {
+        match self {
+            Self::Files(items) => image::ImageReader::open(&items[i].0)
+                .map_err(|e| e.to_string())?
+                .with_guessed_format()
+                .map_err(|e| e.to_string())?
+                .into_dimensions()
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Self::Pack(_) => Ok(()),
+        }
+    }
+
+    /// [`ImageSource::probe`] of every image, on all cores.
+    pub fn probe_all(&self) -> Vec<std::result::Result<(), String>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = self.len().div_ceil(threads).max(1);
+        let indices: Vec<usize> = (0..self.len()).collect();
+        std::thread::scope(|scope| {
+            let jobs: Vec<_> = indices
+                .chunks(per)
+                .map(|chunk| {
+                    (chunk.len(), scope.spawn(move || chunk.iter().map(|&i| self.probe(i)).collect::<Vec<_>>()))
+                })
+                .collect();
+            jobs.into_iter()
+                .flat_map(|(n, job)| job.join().unwrap_or_else(|_| vec![Err("the probe panicked".into()); n]))
+                .collect()
+        })
+    }
+
     /// Decodes image `i` with `preprocessing`; the reason when it cannot.
     pub fn load(&self, i: usize, preprocessing: &Preprocessing) -> std::result::Result<Vec<f32>, String> {
         match self {

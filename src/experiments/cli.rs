@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::faces::{FaceOptions, FaceSource};
+use super::faces::{FaceOptions, FaceSource, DEFAULT_IN_MEMORY_MAX};
 use super::mnist::MnistOptions;
 use crate::data::faces::FaceSetConfig;
+use crate::data::Prefetch;
 
 /// The built-in procedural face set.
 #[derive(Args, Clone, Debug, PartialEq)]
@@ -102,6 +103,16 @@ pub struct FaceArgs {
     /// Fraction of a real folder's identities held out for evaluation.
     #[arg(long, default_value_t = 0.25)]
     pub test_identities: f64,
+    /// Decode a folder, list or pack up front when its decoded images take at most this
+    /// many MiB; stream it from disk in bounded memory otherwise (0: always stream).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_IN_MEMORY_MAX >> 20)]
+    pub in_memory_max: u64,
+    /// Threads reading and augmenting a streamed set's batches (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub data_workers: usize,
+    /// Batches of a streamed set prepared ahead of the GPU.
+    #[arg(long, default_value_t = Prefetch::default().batches)]
+    pub prefetch_batches: usize,
     /// The built-in set.
     #[command(flatten)]
     pub set: FaceSetArgs,
@@ -172,6 +183,8 @@ impl FaceArgs {
             resolution: self.set.resolution,
             pairs: self.pairs.clone(),
             eval_bins: self.eval_bin.clone(),
+            in_memory_max: self.in_memory_max << 20,
+            prefetch: Prefetch { workers: self.data_workers, batches: self.prefetch_batches.max(1) },
             epochs: t.epochs,
             steps: t.steps,
             batch: t.batch,

@@ -6,8 +6,8 @@
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use crate::collective::Collective;
-use crate::data::{Dataset, Shard};
-use crate::nn::{member_images, Group, MultiStep, Network};
+use crate::data::{Dataset, ImageStore, Shard};
+use crate::nn::{member_images, Group, Inference, MultiStep, Network};
 use crate::GpuContext;
 use crate::{Error, Result};
 
@@ -127,6 +127,35 @@ pub fn classify(net: &Network, data: &Dataset) -> Result<(f64, f64)> {
         return Ok((0.0, 0.0));
     }
     Ok(score_logits(&net.infer(&data.images)?.logits, &data.labels))
+}
+
+/// Images read from a store per chunk of [`infer_store`].
+pub const READ_CHUNK: usize = 256;
+
+/// [`Network::infer`] over every image of `store`, read [`READ_CHUNK`] at a time on all
+/// cores: a set that does not fit in memory is embedded in bounded memory.
+pub fn infer_store(net: &Network, store: &dyn ImageStore) -> Result<Inference> {
+    let mut out = Inference::default();
+    let indices: Vec<usize> = (0..store.len()).collect();
+    for chunk in indices.chunks(READ_CHUNK) {
+        let part = net.infer(&store.load_many(chunk, 0)?.images)?;
+        out.embeddings.extend(part.embeddings);
+        out.logits.extend(part.logits);
+    }
+    Ok(out)
+}
+
+/// Every label of `store`, in order.
+pub fn store_labels(store: &dyn ImageStore) -> Vec<u32> {
+    (0..store.len()).map(|i| store.label(i)).collect()
+}
+
+/// [`classify`] over a store ([`infer_store`]).
+pub fn classify_store(net: &Network, store: &dyn ImageStore) -> Result<(f64, f64)> {
+    if store.is_empty() {
+        return Ok((0.0, 0.0));
+    }
+    Ok(score_logits(&infer_store(net, store)?.logits, &store_labels(store)))
 }
 
 /// Accuracy and mean softmax cross-entropy (in f64) of `logits` (one row per label, any

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::network::{Network, StepMetrics};
 use crate::collective::{Collective, ThreadGroup};
-use crate::data::{Augment, Batches, Sampler, TrainingSet};
+use crate::data::{Augment, Batches, Prefetch, Sampler, TrainingSet};
 use crate::gpu::GpuContext;
 use crate::{Error, Result};
 
@@ -34,6 +34,8 @@ pub struct FitOptions {
     pub progress: bool,
     /// A label for the progress bar.
     pub label: String,
+    /// How a streamed training set is read ahead of the GPU.
+    pub prefetch: Prefetch,
 }
 
 impl Default for FitOptions {
@@ -46,6 +48,7 @@ impl Default for FitOptions {
             hook_every: 0,
             progress: true,
             label: String::new(),
+            prefetch: Prefetch::default(),
         }
     }
 }
@@ -126,14 +129,14 @@ pub fn fit<'a>(
         Group::Solo => train(net, data, opts, None, hook),
         Group::Member(comm) => train(net, data, opts, Some(comm), hook),
         Group::Devices { count, build } => {
-            let TrainingSet::All(whole) = data else {
+            if let TrainingSet::Shard(_) = data {
                 return Err(Error::Config(
                     "members on the devices of one process train on the whole set, not a shard".into(),
                 ));
-            };
+            }
             let helper = |member: ThreadGroup| -> Result<()> {
                 let mut net = build(&GpuContext::for_member(member.rank(), count)?)?;
-                train(&mut net, whole.into(), opts, Some(&member), &mut |_, _| Ok(None)).map(|_| ())
+                train(&mut net, data, opts, Some(&member), &mut |_, _| Ok(None)).map(|_| ())
             };
             data_parallel(count, &mut |member| train(net, data, opts, Some(&member), &mut *hook), &helper)
         }
@@ -183,10 +186,10 @@ fn check_fit(net: &Network, data: TrainingSet<'_>, batch: usize, steps: u64) -> 
     if data.total() < batch {
         return Err(Error::Data(format!("{} training images are fewer than one batch of {batch}", data.total())));
     }
-    if data.held().image_len() != net.input_len() {
+    if data.shape().iter().product::<usize>() != net.input_len() {
         return Err(Error::Data(format!(
             "images of {:?} do not fit the network's input {:?}",
-            data.held().shape,
+            data.shape(),
             net.spec().input
         )));
     }
@@ -208,14 +211,15 @@ fn train(
     let shard = net.train_config().batch;
     let batch = shard * members;
     check_fit(net, data, batch, opts.steps)?;
-    let mut batches = Batches::new(data, batch, rank * shard..(rank + 1) * shard, opts.augment, opts.seed)?;
+    let mut batches = Batches::new(data, batch, rank * shard..(rank + 1) * shard, opts.augment, opts.seed)?
+        .with_prefetch(opts.prefetch);
     let epochs = opts.steps.div_ceil(batches.steps_per_epoch());
     let bar = Progress::new(opts.steps, opts.progress && rank == 0, &opts.label);
     bar.inc(net.step_count().min(opts.steps));
     let mut report = FitReport::default();
     let (mut hooked, mut hook_seconds) = (String::new(), 0.0);
     let start = Instant::now();
-    let mut images = vec![0.0f32; shard * data.held().image_len()];
+    let mut images = vec![0.0f32; shard * net.input_len()];
     let mut labels = vec![0u32; shard];
     let mut step = net.step_count();
     while step < opts.steps {

@@ -1,31 +1,59 @@
 //! The face job's data: the built-in set, a folder (or list) of images or a RecordIO pack,
 //! split into training, validation and held-out identities, and on MPI ranks other than 0
 //! only the training images that rank's rows use; the verification benchmarks of
-//! `--eval-bin`.
+//! `--eval-bin`. A folder, list or pack whose decoded images would take more than
+//! `FaceOptions::in_memory_max` bytes is streamed: only the images' headers are read up
+//! front, and every part is read from disk as training and evaluation need it.
+
+use std::sync::Arc;
 
 use super::{FaceOptions, FaceSource};
 use crate::collective::Collective;
 use crate::data::bin::VerificationSet;
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
-use crate::data::{parse_pairs, Dataset, ImageSource, Pair, Preprocessing, Shard};
+use crate::data::{
+    parse_pairs, Dataset, ImageSource, ImageStore, Pair, Preprocessing, Shard, StreamedSet, TrainingSet,
+};
 use crate::experiments::training::{rank_images, rank_shard, validation_split};
 use crate::{Error, Result};
 
 /// The job's images: training (or this rank's share of it), validation, held-out test.
 pub(super) struct Data {
+    /// The training set in memory (empty when it is streamed, and on MPI ranks other than
+    /// 0, which hold only `own`).
     pub(super) train: Dataset,
-    /// Images and classes of the whole training set (`train` is emptied on MPI ranks
-    /// other than 0, which hold only `own`).
+    /// The training set read from disk, when streamed.
+    pub(super) streamed: Option<Arc<dyn ImageStore>>,
+    /// Images and classes of the whole training set.
     pub(super) train_images: usize,
     pub(super) classes: usize,
     pub(super) own: Option<Shard>,
-    pub(super) validation: Dataset,
-    pub(super) test: Dataset,
-    pub(super) all: Option<(Dataset, Vec<Pair>)>,
+    pub(super) validation: Arc<dyn ImageStore>,
+    pub(super) test: Arc<dyn ImageStore>,
+    pub(super) all: Option<(Arc<dyn ImageStore>, Vec<Pair>)>,
     /// The verification benchmarks of `--eval-bin`, by name (on rank 0 only).
     pub(super) benchmarks: Vec<(String, VerificationSet)>,
     pub(super) description: String,
+}
+
+impl Data {
+    /// What this process trains on: the streamed set, its shard, or the set in memory.
+    pub(super) fn training_set(&self) -> TrainingSet<'_> {
+        match (&self.streamed, &self.own) {
+            (Some(streamed), _) => TrainingSet::Streamed(streamed),
+            (None, Some(own)) => TrainingSet::Shard(own),
+            (None, None) => TrainingSet::All(&self.train),
+        }
+    }
+
+    /// The whole training set, streamed or in memory (rank 0).
+    pub(super) fn train_store(&self) -> &dyn ImageStore {
+        match &self.streamed {
+            Some(streamed) => streamed.as_ref(),
+            None => &self.train,
+        }
+    }
 }
 
 /// Identities with a single image (they train, but give no genuine pair).
@@ -69,23 +97,41 @@ fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Resul
 /// Training set, held-out set, `--pairs` over all images, description.
 type FolderSplit = (Dataset, Dataset, Option<(Dataset, Vec<Pair>)>, String);
 
-/// Reads a folder's, list's or pack's images for a run: all of them outside a group and on
-/// rank 0 of `comm`, which then sends every rank which images it could read; the other ranks take
-/// that answer and decode nothing yet ([`ImageFolder::skeleton`]: the split is planned on
-/// labels alone, and each rank decodes only its shard, [`decode_shard`]).
+/// The skeleton ([`ImageFolder::skeleton`]) of the images of `source` whose headers read;
+/// none is [`Error::Data`] with `empty`.
+fn probe(source: &ImageSource, empty: &str) -> Result<ImageFolder> {
+    let probed = source.probe_all();
+    let readable: Vec<bool> = probed.iter().map(Result::is_ok).collect();
+    let mut folder = ImageFolder::skeleton(source, &readable);
+    for (reason, (_, why)) in probed.iter().filter_map(|p| p.as_ref().err()).zip(folder.skipped.iter_mut()) {
+        *why = reason.clone();
+    }
+    if folder.data.is_empty() {
+        return Err(Error::Data(empty.to_string()));
+    }
+    Ok(folder)
+}
+
+/// Reads a folder's, list's or pack's images for a run (decoded, or with `stream` only
+/// probed into a skeleton): outside a group and on rank 0 of `comm`, which then sends
+/// every rank which images it could read; the other ranks take that answer and read
+/// nothing yet ([`ImageFolder::skeleton`]: the split is planned on labels alone, and each
+/// rank decodes only its shard, [`decode_shard`], or streams its rows).
 fn read_items(
     source: &ImageSource,
     shape: [usize; 3],
     empty: &str,
+    stream: bool,
     comm: Option<&dyn Collective>,
 ) -> Result<ImageFolder> {
+    let local = || if stream { probe(source, empty) } else { ImageFolder::from_source(source, shape, empty) };
     let Some(comm) = comm.filter(|c| c.size() > 1) else {
-        return ImageFolder::from_source(source, shape, empty);
+        return local();
     };
     // [1, readable bits...] or [0, error text]: the other ranks never wait on a failure.
     let mut message = Vec::new();
     let folder = if comm.rank() == 0 {
-        let folder = ImageFolder::from_source(source, shape, empty);
+        let folder = local();
         message = match &folder {
             Ok(f) => std::iter::once(1).chain(f.readable(source).into_iter().map(u8::from)).collect(),
             Err(e) => [&[0u8][..], e.to_string().as_bytes()].concat(),
@@ -133,9 +179,25 @@ fn decode_shard(
     Ok(Shard { total: train.len(), indices, data })
 }
 
+/// Whether a set of `images` images of `shape` is streamed rather than decoded up front.
+fn streams(images: usize, shape: [usize; 3], opts: &FaceOptions) -> bool {
+    (images * shape.iter().product::<usize>() * 4) as u64 > opts.in_memory_max
+}
+
+/// A part of the set as the job reads it: in memory, or streamed from `source` (the part
+/// is then a skeleton of source positions).
+fn store(part: Dataset, source: Option<&Arc<ImageSource>>, shape: [usize; 3]) -> Result<Arc<dyn ImageStore>> {
+    Ok(match source {
+        Some(source) => {
+            Arc::new(StreamedSet::from_skeleton(Arc::clone(source), Preprocessing::centre_square(shape)?, &part))
+        }
+        None => Arc::new(part),
+    })
+}
+
 pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Data> {
     let shape = [opts.channels, opts.resolution, opts.resolution];
-    let mut items = None;
+    let (mut items, mut streamed_from) = (None, None);
     let (train, test, all, mut description) = match &opts.source {
         FaceSource::BuiltIn(cfg) => {
             let cfg = FaceSetConfig { resolution: opts.resolution, rgb: opts.channels == 3, ..cfg.clone() };
@@ -157,9 +219,16 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
                 FaceSource::Folder { .. } => ImageSource::open(root)?,
                 _ => ImageSource::Files(ImageFolder::list_file(root)?),
             };
-            let folder = read_items(&listed, shape, &ImageFolder::no_images(root), comm)?;
+            let stream = streams(listed.len(), shape, opts);
+            let folder = read_items(&listed, shape, &ImageFolder::no_images(root), stream, comm)?;
+            let listed = Arc::new(listed);
+            if stream {
+                streamed_from = Some(Arc::clone(&listed));
+            }
             items = Some(listed);
-            split_folder(folder, *fraction, opts)?
+            let (train, test, all, description) = split_folder(folder, *fraction, opts)?;
+            let how = if stream { "streamed from disk" } else { "decoded into memory" };
+            (train, test, all, format!("{description}; {how}"))
         }
     };
     let (train, validation) = validation_split(train, opts.validation_fraction, opts.seed)?;
@@ -169,25 +238,37 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
         validation.len(),
         test.len()
     );
+    let source = streamed_from.as_ref();
+    let all = match all {
+        Some((images, pairs)) => Some((store(images, source, shape)?, pairs)),
+        None => None,
+    };
     let mut data = Data {
         train_images: train.len(),
         classes: train.num_classes(),
         own: None,
+        streamed: None,
+        validation: store(validation, source, shape)?,
+        test: store(test, source, shape)?,
         train,
-        validation,
-        test,
         all,
         benchmarks: Vec::new(),
         description,
     };
+    if source.is_some() {
+        data.streamed = Some(store(std::mem::take(&mut data.train), source, shape)?);
+    }
     if let Some(comm) = comm.filter(|c| c.rank() > 0) {
-        // Ranks other than 0 hold only the training images their rows use.
-        data.own = match &items {
-            Some(items) => Some(decode_shard(&data.train, items, shape, opts, comm)?),
-            None => rank_shard(&mut data.train, opts.batch, Some(comm), opts.seed)?,
-        };
+        // Ranks other than 0 hold (or stream) only the training images their rows use.
+        if data.streamed.is_none() {
+            data.own = match &items {
+                Some(items) => Some(decode_shard(&data.train, items, shape, opts, comm)?),
+                None => rank_shard(&mut data.train, opts.batch, Some(comm), opts.seed)?,
+            };
+        }
         data.train = Dataset { shape, ..Default::default() };
-        (data.validation, data.test, data.all) = (Dataset::default(), Dataset::default(), None);
+        let nothing: Arc<dyn ImageStore> = Arc::new(Dataset { shape, ..Default::default() });
+        (data.validation, data.test, data.all) = (Arc::clone(&nothing), nothing, None);
     } else {
         data.benchmarks = VerificationSet::read_all(&opts.eval_bins)?;
     }

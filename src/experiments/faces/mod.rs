@@ -9,10 +9,10 @@ mod report;
 use data::{load, Data};
 pub use report::{FaceReport, VariantReport};
 
-use super::training::{classify, Plan, ValidationRecord};
+use super::training::{classify_store, infer_store, store_labels, Plan, ValidationRecord};
 use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
-use crate::data::{Augment, Dataset, Preprocessing, TrainingSet};
+use crate::data::{Augment, ImageStore, Prefetch, Preprocessing};
 use crate::eval;
 use crate::eval::benchmark::{evaluate_benchmark, BenchmarkReport};
 use crate::experiments::training::{group, shard_batch};
@@ -40,6 +40,9 @@ pub enum FaceSource {
     },
 }
 
+/// [`FaceOptions::in_memory_max`] by default: 1 GiB of decoded images.
+pub const DEFAULT_IN_MEMORY_MAX: u64 = 1 << 30;
+
 /// Settings of [`run`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaceOptions {
@@ -54,6 +57,11 @@ pub struct FaceOptions {
     /// Verification benchmarks (insightface `.bin` files, or folders of them) each variant
     /// is also scored on, with the standard protocol ([`crate::eval::benchmark`]).
     pub eval_bins: Vec<PathBuf>,
+    /// A folder, list or pack whose decoded images would take more bytes than this is
+    /// streamed from disk in bounded memory instead of decoded up front (0: always stream).
+    pub in_memory_max: u64,
+    /// How a streamed set is read ahead of the GPU.
+    pub prefetch: Prefetch,
     /// Passes over the training set (`None`: the budget is sized by the data, [`Plan`]).
     pub epochs: Option<usize>,
     /// Optimisation steps (overrides `epochs`).
@@ -102,6 +110,8 @@ impl Default for FaceOptions {
             resolution: 64,
             pairs: None,
             eval_bins: Vec::new(),
+            in_memory_max: DEFAULT_IN_MEMORY_MAX,
+            prefetch: Prefetch::default(),
             epochs: None,
             steps: None,
             batch: 64,
@@ -165,11 +175,13 @@ fn key_difference(recorded: &str, now: &str) -> String {
     }
 }
 
-/// Seconds one training step takes, from forward and backward passes on a training batch
-/// (no update, so the run is unchanged).
-fn seconds_per_step(net: &mut Network, data: &Dataset) -> Result<f64> {
+/// Seconds one training step takes, from forward and backward passes on the first
+/// training batch (no update, so the run is unchanged).
+fn seconds_per_step(net: &mut Network, data: &dyn ImageStore) -> Result<f64> {
     let b = net.train_config().batch;
-    net.time_pass(&data.images[..b * data.image_len()], &data.labels[..b], 3)
+    let first: Vec<usize> = (0..b.min(data.len())).collect();
+    let batch = data.load_many(&first, 0)?;
+    net.time_pass(&batch.images, &batch.labels, 3)
 }
 
 fn minutes(seconds: f64) -> String {
@@ -234,7 +246,7 @@ fn log_estimate(net: &mut Network, data: &Data, plan: &Plan, name: &str) -> Resu
     if remaining == 0 {
         return Ok(());
     }
-    let per_step = seconds_per_step(net, &data.train)?;
+    let per_step = seconds_per_step(net, data.train_store())?;
     log::info!("{name}: {}", plan.describe());
     log::info!(
         "{name}: {remaining} steps to go, about {} of training ({:.0} ms per step measured now)",
@@ -252,16 +264,18 @@ fn evaluate_variant(
     opts: &FaceOptions,
     name: &str,
 ) -> Result<(eval::EvalReport, Vec<BenchmarkReport>)> {
-    let test = net.infer(&data.test.images)?;
+    let test = infer_store(net, data.test.as_ref())?;
+    let test_labels = store_labels(data.test.as_ref());
     let dim = net.embed_dim();
-    let mut report = eval::evaluate(&test.embeddings, dim, &data.test.labels, opts.seed);
+    let mut report = eval::evaluate(&test.embeddings, dim, &test_labels, opts.seed);
     if let Some((all, pairs)) = &data.all {
-        let emb = net.infer(&all.images)?.embeddings;
-        report.verification = eval::evaluate_pairs(&emb, dim, &all.labels, pairs, opts.seed).verification;
+        let emb = infer_store(net, all.as_ref())?.embeddings;
+        let labels = store_labels(all.as_ref());
+        report.verification = eval::evaluate_pairs(&emb, dim, &labels, pairs, opts.seed).verification;
     }
     let png = opts.out.join(format!("pca_{name}.png"));
     let title = format!("{name}: held-out embeddings of 10 identities (PCA)");
-    pca_plot(&png, &title, &test.embeddings, dim, &data.test.labels)?;
+    pca_plot(&png, &title, &test.embeddings, dim, &test_labels)?;
     let preprocessing = Preprocessing::centre_square(net.spec().input)?;
     let mut embed = |pixels: &[f32]| Ok(net.infer(pixels)?.embeddings);
     let benchmarks = data
@@ -282,6 +296,7 @@ fn fit_options(opts: &FaceOptions, plan: &Plan, name: &str) -> FitOptions {
         hook_every: plan.per_epoch.min(plan.validate_every),
         label: name.to_string(),
         progress: opts.progress,
+        prefetch: opts.prefetch,
         ..Default::default()
     }
 }
@@ -307,7 +322,7 @@ fn train_variant(
         log_estimate(&mut net, data, &plan, name)?;
     }
     let fit_opts = fit_options(opts, &plan, name);
-    let validation = &data.validation;
+    let validation = data.validation.as_ref();
     let preprocessing = Preprocessing::centre_square(spec.input)?.to_json();
     let model_entries = [(checkpoint::PREPROCESSING, preprocessing.clone())];
     let mut hook = |net: &mut Network, step: u64| -> Result<Option<String>> {
@@ -316,7 +331,7 @@ fn train_variant(
             if validation.is_empty() {
                 checkpoint::save_with(net, &best, &model_entries)?;
             } else {
-                let (accuracy, loss) = classify(net, validation)?;
+                let (accuracy, loss) = classify_store(net, validation)?;
                 if record.push(step, accuracy, loss) {
                     checkpoint::save_with(net, &best, &model_entries)?;
                 }
@@ -334,15 +349,14 @@ fn train_variant(
         }
         Ok(net)
     };
-    let set = data.own.as_ref().map_or(TrainingSet::All(&data.train), TrainingSet::Shard);
-    let fitted = fit(&mut net, set, &fit_opts, group(comm, devices, &build), Some(&mut hook))?;
+    let fitted = fit(&mut net, data.training_set(), &fit_opts, group(comm, devices, &build), Some(&mut hook))?;
     // Ranks other than 0 train their shards; rank 0 validates, saves and evaluates.
     if comm.is_some_and(|c| c.rank() > 0) {
         return Ok(None);
     }
     let evaluated_step = record.best().map_or(plan.steps, |b| b.0);
     checkpoint::load(&mut net, &best)?;
-    let (final_train_accuracy, _) = classify(&net, &data.train)?;
+    let (final_train_accuracy, _) = classify_store(&net, data.train_store())?;
     log::info!(
         "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
         record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))

@@ -350,3 +350,53 @@ fn a_second_module_of_the_same_configuration_compiles_no_pipeline() {
         }
     }
 }
+
+#[test]
+fn a_million_classes_of_512_where_a_few_batches_touch_them() {
+    // MS1M-V2 has 85 742 identities, Glint360K 360 232, WebFace42M 2 059 906: a table of
+    // 1 000 000 x 512 (2 GB; 16 buffers of 128 MiB on lavapipe). The reference holds only
+    // the rows the batches touch, relabelled 0..m: each class's update reads its own row.
+    let Some(ctx) = gpu() else { return };
+    use rand::Rng;
+    let (k, d, b) = (1_000_000usize, 512usize, 256usize);
+    let mut r = rng(1_000_000);
+    let rows_per_buffer = (128usize << 20) / (4 * d);
+    let mut classes: Vec<u32> = (1..k / rows_per_buffer + 1)
+        .flat_map(|i| [(i * rows_per_buffer - 1) as u32, (i * rows_per_buffer) as u32])
+        .filter(|&c| (c as usize) < k)
+        .chain([0, k as u32 - 1])
+        .chain((0..60).map(|_| r.random_range(0..k as u32)))
+        .collect();
+    classes.sort_unstable();
+    classes.dedup();
+    for update in [UpdateMode::Atomic, UpdateMode::Deterministic] {
+        let cfg =
+            CenterLossConfig { num_classes: k, feat_dim: d, lambda: 0.01, alpha: 0.5, update, ..Default::default() };
+        let mut cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
+        assert!(cl.num_center_buffers() >= 2, "a 2 GB table spans several buffers");
+        let initial = uniform(&mut r, classes.len() * d, 1.0);
+        cl.set_center_rows(&classes, &initial).unwrap();
+        let mut reference = CenterLossCpu::new(CenterLossConfig { num_classes: classes.len(), ..cfg.clone() }).unwrap();
+        reference.set_centers(&initial).unwrap();
+        for step in 0..3 {
+            let picks: Vec<usize> = (0..b).map(|_| r.random_range(0..classes.len())).collect();
+            let global: Vec<u32> = picks.iter().map(|&p| classes[p]).collect();
+            let local: Vec<u32> = picks.iter().map(|&p| p as u32).collect();
+            let x = uniform(&mut r, b * d, 1.0);
+            let out = cl.step(&x, &global).unwrap();
+            let expected = reference.step(&x, &local).unwrap();
+            assert!(rel_err(&out.grad, &expected.grad) < 1e-5, "{update:?} step {step}: gradient");
+            assert!(((out.loss as f64 - expected.loss) / expected.loss).abs() < 1e-5, "{update:?} step {step}: loss");
+        }
+        let rows = cl.center_rows(&classes).unwrap();
+        assert!(rel_err(&rows, reference.centers()) < 1e-5, "{update:?}: the touched rows");
+        // Rows no batch touched, beside touched ones and anywhere, are still zero.
+        let untouched: Vec<u32> = classes
+            .iter()
+            .flat_map(|&c| [c.wrapping_sub(1), c + 1])
+            .chain((0..100).map(|_| r.random_range(0..k as u32)))
+            .filter(|c| (*c as usize) < k && classes.binary_search(c).is_err())
+            .collect();
+        assert!(cl.center_rows(&untouched).unwrap().iter().all(|&v| v == 0.0), "{update:?}: an untouched row moved");
+    }
+}

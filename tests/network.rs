@@ -332,3 +332,20 @@ fn weights_start_as_the_spec_says() {
     let face = first(NetworkSpec::face_resnet(1, 32, 16, 5));
     assert!((std(&face) / (2.0f64 / 25.0).sqrt() - 1.0).abs() < 0.15, "std {}", std(&face));
 }
+
+#[test]
+fn the_papers_network_builds_and_trains_at_112_by_96() {
+    let Some(ctx) = gpu() else { return };
+    let spec = NetworkSpec::face_resnet_paper(3, [112, 96], 512, 10);
+    let cfg = TrainConfig { batch: 2, seed: 4, ..Default::default() };
+    let mut net = Network::new(&ctx, spec, cfg).unwrap();
+    assert_eq!(net.embed_dim(), 512);
+    let mut r = rng(112);
+    let x = uniform(&mut r, 2 * 3 * 112 * 96, 1.0);
+    for _ in 0..2 {
+        let m = net.train_step(&x, &[3, 7], true).unwrap().unwrap();
+        // Starting near ln 10, not at the thousands an unnormalised deep net can start at.
+        assert!(m.softmax_loss.is_finite() && m.softmax_loss < 5.0, "{m:?}");
+    }
+    assert_eq!(net.infer(&x).unwrap().embeddings.len(), 2 * 512);
+}

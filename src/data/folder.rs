@@ -38,10 +38,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-/// Decodes `path`, centre-crops it to a square and resizes it to `shape` (grey or RGB),
-/// scaled to [-1, 1]: [`Preprocessing::centre_square`], the recipe a checkpoint records.
+/// Decodes `path`, centre-crops it to the shape's aspect (a square for a square shape) and
+/// resizes it to `shape` (grey or RGB), scaled to [-1, 1]: [`Preprocessing::centre`], the
+/// recipe a checkpoint records.
 pub fn load_image(path: &Path, shape: [usize; 3]) -> std::result::Result<Vec<f32>, String> {
-    Preprocessing::centre_square(shape).map_err(|e| e.to_string())?.load(path)
+    Preprocessing::centre(shape).map_err(|e| e.to_string())?.load(path)
 }
 
 impl ImageFolder {
@@ -181,7 +182,7 @@ impl ImageFolder {
     /// is [`Error::Data`] with `empty`. Identities are labelled from 0 in order of first
     /// appearance.
     pub fn from_source(source: &ImageSource, shape: [usize; 3], empty: &str) -> Result<Self> {
-        let preprocessing = Preprocessing::centre_square(shape)?;
+        let preprocessing = Preprocessing::centre(shape)?;
         let mut out = ImageFolder { data: Dataset { shape, ..Default::default() }, ..Default::default() };
         // Room for every image up front: a large folder is never copied while it grows.
         out.data.images.reserve_exact(source.len() * shape.iter().product::<usize>());

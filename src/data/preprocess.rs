@@ -10,6 +10,9 @@ use crate::{Error, Result};
 pub enum Crop {
     /// The largest centred square (the whole image when it is square).
     CentreSquare,
+    /// The largest centred region with the input's aspect ratio (an aligned 112 x 96 face
+    /// kept whole for a 112 x 96 input).
+    CentreAspect,
 }
 
 /// The filter that resizes the kept region to the input's height and width.
@@ -52,6 +55,13 @@ impl Preprocessing {
         Ok(Self { input, crop: Crop::CentreSquare, resize: ResizeFilter::Triangle, scaling: Scaling::SymmetricUnit })
     }
 
+    /// What the face job does for any input: [`Preprocessing::centre_square`] for a square
+    /// input, the same with a [`Crop::CentreAspect`] crop for another.
+    pub fn centre(input: [usize; 3]) -> Result<Self> {
+        let square = Self::centre_square(input)?;
+        Ok(if input[1] == input[2] { square } else { Self { crop: Crop::CentreAspect, ..square } })
+    }
+
     /// Values per image.
     pub fn input_len(&self) -> usize {
         self.input.iter().product()
@@ -61,7 +71,11 @@ impl Preprocessing {
     pub fn describe(&self) -> String {
         let [c, h, w] = self.input;
         let colour = if c == 1 { "grey" } else { "RGB" };
-        format!("{c}x{h}x{w} {colour} NCHW, centre square crop, bilinear resize, v/127.5 - 1 (values in [-1, 1])")
+        let crop = match self.crop {
+            Crop::CentreSquare => "centre square crop",
+            Crop::CentreAspect => "centre crop to the input's aspect",
+        };
+        format!("{c}x{h}x{w} {colour} NCHW, {crop}, bilinear resize, v/127.5 - 1 (values in [-1, 1])")
     }
 
     /// The JSON a checkpoint stores.
@@ -98,11 +112,15 @@ impl Preprocessing {
     /// Crops, resizes, converts and scales a decoded image.
     #[cfg(feature = "images")]
     pub fn apply(&self, img: image::DynamicImage) -> Vec<f32> {
-        let Crop::CentreSquare = self.crop;
-        let (w, h) = (img.width(), img.height());
-        let side = w.min(h);
-        let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
         let [c, oh, ow] = self.input;
+        let (w, h) = (img.width() as u64, img.height() as u64);
+        // The kept region: cw x ch, centred, with the aspect ratio of the crop's target.
+        let (aw, ah) = match self.crop {
+            Crop::CentreSquare => (1, 1),
+            Crop::CentreAspect => (ow as u64, oh as u64),
+        };
+        let (cw, ch) = if w * ah <= h * aw { (w, (w * ah / aw).max(1)) } else { ((h * aw / ah).max(1), h) };
+        let img = img.crop_imm(((w - cw) / 2) as u32, ((h - ch) / 2) as u32, cw as u32, ch as u32);
         let ResizeFilter::Triangle = self.resize;
         let img = img.resize_exact(ow as u32, oh as u32, image::imageops::FilterType::Triangle);
         let Scaling::SymmetricUnit = self.scaling;
@@ -124,7 +142,32 @@ mod tests {
     fn round_trips_through_json_and_refuses_other_channel_counts() {
         let p = Preprocessing::centre_square([3, 112, 96]).unwrap();
         assert_eq!(Preprocessing::from_json(&p.to_json()).unwrap(), p);
+        let p = Preprocessing::centre([3, 112, 96]).unwrap();
+        assert_eq!((p.crop, Preprocessing::from_json(&p.to_json()).unwrap()), (Crop::CentreAspect, p));
+        assert_eq!(Preprocessing::centre([1, 64, 64]).unwrap().crop, Crop::CentreSquare);
         assert!(Preprocessing::centre_square([2, 64, 64]).is_err());
         assert!(Preprocessing::from_json("{\"input\":[1,64,64]}").is_err());
+    }
+}
+
+#[cfg(all(test, feature = "images"))]
+mod crop_tests {
+    use super::*;
+
+    /// A 12 x 8 (w x h) grey image whose value is its column: what each crop keeps shows.
+    fn columns() -> image::DynamicImage {
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(12, 8, |x, _| image::Luma([x as u8 * 20])))
+    }
+
+    #[test]
+    fn an_aspect_crop_keeps_the_centred_region_of_the_inputs_shape() {
+        // 8 x 4 (h x w) input from a 12 x 8 image: the centred 4 x 8 (w x h) region, columns 4..8.
+        let p = Preprocessing::centre([1, 8, 4]).unwrap();
+        let out = p.apply(columns());
+        let first_row: Vec<u8> = out[..4].iter().map(|v| ((v + 1.0) * 127.5).round() as u8).collect();
+        assert_eq!(first_row, [80, 100, 120, 140]);
+        // The square crop of the same image keeps columns 2..10.
+        let square = Preprocessing::centre_square([1, 8, 8]).unwrap().apply(columns());
+        assert_eq!(((square[0] + 1.0) * 127.5).round() as u8, 40);
     }
 }

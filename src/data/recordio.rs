@@ -412,41 +412,80 @@ impl RecordPack {
     }
 }
 
-/// Writes a pack as insightface lays one out: `dir/train.rec` and `dir/train.idx`, record
-/// 0 the header (flag 2, labels [first identity record's key, one past the last]), images
-/// as keys 1..=n with their label in the header, then one record per identity with its
-/// key range as labels. `images` are (label, encoded image), labels from 0 and grouped.
-pub fn write_pack(dir: &Path, images: &[(u32, Vec<u8>)]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
-    let rec_path = dir.join("train.rec");
-    let io = |source| Error::Io { path: rec_path.display().to_string(), source };
-    let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
-    for (i, &(label, _)) in images.iter().enumerate() {
-        let key = i as u64 + 1;
-        match ranges.last_mut() {
+/// Writes a pack as insightface lays one out, image by image (nothing held but the index):
+/// `dir/train.rec` and `dir/train.idx`, images as keys 1..=n with their label in the
+/// header, then one record per identity with its key range as labels, and key 0 the header
+/// record (flag 2, labels [first identity record's key, one past the last]), written last
+/// and listed first.
+pub struct PackWriter {
+    dir: PathBuf,
+    records: RecordWriter<std::io::BufWriter<File>>,
+    index: Vec<(u64, u64)>,
+    /// (label, first key, one past the last key) of each identity, in order.
+    ranges: Vec<(u32, u64, u64)>,
+}
+
+impl PackWriter {
+    /// Creates `dir` (if needed) and its `train.rec`.
+    pub fn create(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        let rec = dir.join("train.rec");
+        let file = File::create(&rec).map_err(|source| Error::Io { path: rec.display().to_string(), source })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            records: RecordWriter::new(std::io::BufWriter::new(file)),
+            index: Vec::new(),
+            ranges: Vec::new(),
+        })
+    }
+
+    fn io(&self) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |source| Error::Io { path: self.dir.join("train.rec").display().to_string(), source }
+    }
+
+    /// Appends an encoded image of identity `label`; an identity's images come together.
+    pub fn push(&mut self, label: u32, encoded: &[u8]) -> Result<()> {
+        let key = self.index.len() as u64 + 1;
+        match self.ranges.last_mut() {
             Some((l, _, end)) if *l == label => *end = key + 1,
-            _ => ranges.push((label, key, key + 1)),
+            _ => self.ranges.push((label, key, key + 1)),
         }
+        let header = RecordHeader { flag: 0, label: label as f32, id: key, id2: 0 };
+        let record = Record { header, labels: Vec::new(), payload: encoded.to_vec() };
+        let offset = self.records.write(&record.pack()).map_err(self.io())?;
+        self.index.push((key, offset));
+        Ok(())
     }
-    let first_identity = images.len() as u64 + 1;
-    let end = first_identity + ranges.len() as u64;
-    let mut writer = RecordWriter::new(std::io::BufWriter::new(File::create(&rec_path).map_err(io)?));
-    let mut index = Vec::with_capacity(images.len() + ranges.len() + 1);
-    let header = Record { labels: vec![first_identity as f32, end as f32], ..Default::default() };
-    index.push((0, writer.write(&header.pack()).map_err(io)?));
-    for (i, (label, bytes)) in images.iter().enumerate() {
-        let key = i as u64 + 1;
-        let header = RecordHeader { flag: 0, label: *label as f32, id: key, id2: 0 };
-        let record = Record { header, labels: Vec::new(), payload: bytes.clone() };
-        index.push((key, writer.write(&record.pack()).map_err(io)?));
+
+    /// Writes the identity and header records and the index; returns the images written.
+    pub fn finish(mut self) -> Result<usize> {
+        let images = self.index.len();
+        let first_identity = images as u64 + 1;
+        for (n, &(_, from, to)) in self.ranges.clone().iter().enumerate() {
+            let record = Record { labels: vec![from as f32, to as f32], ..Default::default() };
+            let offset = self.records.write(&record.pack()).map_err(self.io())?;
+            self.index.push((first_identity + n as u64, offset));
+        }
+        let end = first_identity + self.ranges.len() as u64;
+        let header = Record { labels: vec![first_identity as f32, end as f32], ..Default::default() };
+        let offset = self.records.write(&header.pack()).map_err(self.io())?;
+        self.index.insert(0, (0, offset));
+        let file = self.records.into_inner().into_inner().map_err(|e| e.into_error());
+        let rec = self.dir.join("train.rec");
+        file.and_then(|f| f.sync_all()).map_err(|source| Error::Io { path: rec.display().to_string(), source })?;
+        write_index(&self.dir.join("train.idx"), &self.index)?;
+        Ok(images)
     }
-    for (n, &(_, from, to)) in ranges.iter().enumerate() {
-        let key = first_identity + n as u64;
-        let record = Record { labels: vec![from as f32, to as f32], ..Default::default() };
-        index.push((key, writer.write(&record.pack()).map_err(io)?));
+}
+
+/// Writes a pack of `images` ((label, encoded image), an identity's images together) with
+/// a [`PackWriter`].
+pub fn write_pack(dir: &Path, images: &[(u32, Vec<u8>)]) -> Result<()> {
+    let mut writer = PackWriter::create(dir)?;
+    for (label, encoded) in images {
+        writer.push(*label, encoded)?;
     }
-    writer.into_inner().into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
-    write_index(&dir.join("train.idx"), &index)
+    writer.finish().map(|_| ())
 }
 
 #[cfg(test)]

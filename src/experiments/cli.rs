@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::faces::{FaceOptions, FaceSource, DEFAULT_IN_MEMORY_MAX};
+use super::faces::{FaceNetwork, FaceOptions, FaceSource, DEFAULT_IN_MEMORY_MAX};
 use super::mnist::MnistOptions;
 use crate::data::faces::FaceSetConfig;
 use crate::data::Prefetch;
@@ -119,6 +119,15 @@ pub struct FaceArgs {
     /// Colour input (3 channels) instead of grey.
     #[arg(long)]
     pub rgb: bool,
+    /// Input width of a folder, list or pack when not --resolution (the paper's 112 x 96:
+    /// --resolution 112 --width 96); images are centre-cropped to the input's aspect.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// The network: `small` (about 10 MFLOP per 64 x 64 image, for CPU drivers), `paper`
+    /// (the paper's residual network, about 7 GFLOP per 112 x 112 image; use
+    /// --embed-dim 512 as the paper), `auto` (paper from 96 pixels).
+    #[arg(long, value_enum, default_value_t = FaceNetwork::Auto)]
+    pub network: FaceNetwork,
     /// How the network is trained.
     #[command(flatten)]
     pub training: FaceTrainingArgs,
@@ -181,6 +190,8 @@ impl FaceArgs {
             source,
             channels: if self.rgb { 3 } else { 1 },
             resolution: self.set.resolution,
+            width: self.width,
+            network: self.network,
             pairs: self.pairs.clone(),
             eval_bins: self.eval_bin.clone(),
             in_memory_max: self.in_memory_max << 20,
@@ -326,22 +337,33 @@ pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
     }
 }
 
-/// `--write-folder`, `--write-rec`, `--write-bin`: writes the built-in set in that form;
-/// whether it did.
+/// `--write-folder`, `--write-rec`, `--write-bin`: writes the built-in set in that form
+/// (generated a few identities at a time, so that any size fits in memory); whether it did.
 fn write_built_in(args: &FaceArgs) -> crate::Result<bool> {
     use crate::data::folder::{encode_png, write_folder};
     let cfg = args.set.config(args.training.seed, args.rgb);
     let identities = args.set.identities + args.set.eval_identities;
+    let chunks = (0..identities).step_by(64).map(|first| (first, 64.min(identities - first)));
     if let Some(dir) = &args.write_folder {
-        let n = write_folder(&cfg.generate(0, identities), dir, |label| format!("id{label:05}"))?;
-        eprintln!("wrote {n} images of {identities} identities to {}", dir.display());
+        for (first, count) in chunks.clone() {
+            write_folder(&cfg.generate(first, count), dir, |label| format!("id{:05}", first + label as usize))?;
+        }
+        eprintln!(
+            "wrote {} images of {identities} identities to {}",
+            identities * cfg.images_per_identity,
+            dir.display()
+        );
     }
     if let Some(dir) = &args.write_rec {
-        let set = cfg.generate(0, identities);
-        let images =
-            (0..set.len()).map(|i| Ok((set.labels[i], encode_png(&set, i)?))).collect::<crate::Result<Vec<_>>>()?;
-        crate::data::recordio::write_pack(dir, &images)?;
-        eprintln!("wrote {} images of {identities} identities to {}", images.len(), dir.join("train.rec").display());
+        let mut pack = crate::data::recordio::PackWriter::create(dir)?;
+        for (first, count) in chunks {
+            let set = cfg.generate(first, count);
+            for i in 0..set.len() {
+                pack.push(first as u32 + set.labels[i], &encode_png(&set, i)?)?;
+            }
+        }
+        let n = pack.finish()?;
+        eprintln!("wrote {n} images of {identities} identities to {}", dir.join("train.rec").display());
     }
     if let Some(file) = &args.write_bin {
         let (_, test) = cfg.split();

@@ -135,8 +135,12 @@ pub const READ_CHUNK: usize = 256;
 /// [`Network::infer`] over every image of `store`, read [`READ_CHUNK`] at a time on all
 /// cores: a set that does not fit in memory is embedded in bounded memory.
 pub fn infer_store(net: &Network, store: &dyn ImageStore) -> Result<Inference> {
+    infer_images(net, store, &(0..store.len()).collect::<Vec<_>>())
+}
+
+/// [`infer_store`] on the images of `store` at `indices`, in that order.
+pub fn infer_images(net: &Network, store: &dyn ImageStore, indices: &[usize]) -> Result<Inference> {
     let mut out = Inference::default();
-    let indices: Vec<usize> = (0..store.len()).collect();
     for chunk in indices.chunks(READ_CHUNK) {
         let part = net.infer(&store.load_many(chunk, 0)?.images)?;
         out.embeddings.extend(part.embeddings);
@@ -156,6 +160,21 @@ pub fn classify_store(net: &Network, store: &dyn ImageStore) -> Result<(f64, f64
         return Ok((0.0, 0.0));
     }
     Ok(score_logits(&infer_store(net, store)?.logits, &store_labels(store)))
+}
+
+/// [`classify_store`] on all of `store` when it holds at most `max` images, else on a
+/// sample of `max` drawn with `seed` (a pass over a large training set costs as much as an
+/// epoch of it).
+pub fn classify_sample(net: &Network, store: &dyn ImageStore, max: usize, seed: u64) -> Result<(f64, f64)> {
+    if store.len() <= max {
+        return classify_store(net, store);
+    }
+    let mut indices: Vec<usize> = (0..store.len()).collect();
+    indices.shuffle(&mut StdRng::seed_from_u64(seed));
+    indices.truncate(max);
+    indices.sort_unstable();
+    let labels: Vec<u32> = indices.iter().map(|&i| store.label(i)).collect();
+    Ok(score_logits(&infer_images(net, store, &indices)?.logits, &labels))
 }
 
 /// Accuracy and mean softmax cross-entropy (in f64) of `logits` (one row per label, any

@@ -156,15 +156,7 @@ impl NetworkSpec {
     /// applies) and the classifier. About 10 MFLOP per image forward, sized so that a few
     /// epochs on a few thousand images take minutes on a CPU Vulkan driver.
     pub fn face_resnet(channels: usize, resolution: usize, embed_dim: usize, num_classes: usize) -> Self {
-        let unit = |width| LayerSpec::Residual {
-            body: vec![
-                LayerSpec::conv(width, 3, 1, 1),
-                LayerSpec::prelu(),
-                LayerSpec::conv(width, 3, 1, 1),
-                LayerSpec::prelu(),
-            ],
-            shortcut: vec![],
-        };
+        let unit = residual_unit;
         let mut trunk = vec![
             LayerSpec::conv(16, 5, 2, 2),
             LayerSpec::prelu(),
@@ -182,5 +174,57 @@ impl NetworkSpec {
             classifier_bias: true,
             init: WeightInit::HeNormal,
         }
+    }
+
+    /// The paper's face network (Wen et al. 2016, Fig. 2; its released Caffe model
+    /// `face_train_test.prototxt`) for `channels` x `height` x `width` inputs (112 x 96 in
+    /// the paper, 112 x 112 in insightface's packs): conv 3x3 (32) and conv 3x3 (64) with
+    /// PReLU, then four stages at 64, 128, 256 and 512 channels, each a conv 3x3 + PReLU
+    /// that widens (from the second), a 2x2 max pool, and 1, 2, 5 and 3 residual units of
+    /// two conv 3x3 + PReLU; then a linear embedding of `embed_dim` (512 in the paper) and
+    /// the classifier. Convolutions keep their size (padding 1), so 112 x 96
+    /// ends at 512 x 7 x 6. About 7 GFLOP per 112 x 112 image forward: a GPU network.
+    /// Initialised U(±1/√fan_in): without normalisation layers, He-normal's variance
+    /// doubles through each of the 11 residual units and the first logits run to the
+    /// thousands (an initial softmax loss of 11.6 on 10 classes, diverged by the third step
+    /// at lr 0.05 in `tests/network.rs`).
+    pub fn face_resnet_paper(
+        channels: usize,
+        [height, width]: [usize; 2],
+        embed_dim: usize,
+        num_classes: usize,
+    ) -> Self {
+        let unit = residual_unit;
+        let mut trunk =
+            vec![LayerSpec::conv(32, 3, 1, 1), LayerSpec::prelu(), LayerSpec::conv(64, 3, 1, 1), LayerSpec::prelu()];
+        for (stage, (channels, units)) in [(64, 1), (128, 2), (256, 5), (512, 3)].into_iter().enumerate() {
+            if stage > 0 {
+                trunk.extend([LayerSpec::conv(channels, 3, 1, 1), LayerSpec::prelu()]);
+            }
+            trunk.push(LayerSpec::MaxPool { kernel: 2, stride: 2 });
+            trunk.extend((0..units).map(|_| unit(channels)));
+        }
+        trunk.push(LayerSpec::Linear { out_features: embed_dim, bias: true });
+        Self {
+            input: [channels, height, width],
+            trunk,
+            num_classes,
+            classifier_bias: true,
+            init: WeightInit::FanInUniform,
+        }
+    }
+}
+
+/// A residual unit of the face networks: two conv 3x3 + PReLU of `width` channels, added
+/// to its input.
+fn residual_unit(width: usize) -> LayerSpec {
+    LayerSpec::Residual {
+        body: vec![
+            LayerSpec::conv(width, 3, 1, 1),
+            LayerSpec::prelu(),
+            LayerSpec::conv(width, 3, 1, 1),
+            LayerSpec::prelu(),
+        ],
+        shortcut: vec![],
     }
 }

@@ -165,7 +165,7 @@ fn decode_shard(
     comm: &dyn Collective,
 ) -> Result<Shard> {
     let indices = rank_images(train.len(), opts.batch, comm, opts.seed)?;
-    let preprocessing = Preprocessing::centre_square(shape)?;
+    let preprocessing = Preprocessing::centre(shape)?;
     let mut data = Dataset { shape, ..Default::default() };
     for &i in &indices {
         let item = ImageFolder::item_of(train, i);
@@ -179,6 +179,23 @@ fn decode_shard(
     Ok(Shard { total: train.len(), indices, data })
 }
 
+/// The built-in set at the job's resolution and colour: training and held-out identities
+/// and a description.
+fn built_in(cfg: &FaceSetConfig, opts: &FaceOptions) -> FolderSplit {
+    let cfg = FaceSetConfig { resolution: opts.resolution, rgb: opts.channels == 3, ..cfg.clone() };
+    let (train, test) = cfg.split();
+    let description = format!(
+        "built-in faces: {} training identities, {} held-out identities, {} images each, {}x{} {}",
+        cfg.train_identities,
+        cfg.test_identities,
+        cfg.images_per_identity,
+        cfg.resolution,
+        cfg.resolution,
+        if cfg.rgb { "RGB" } else { "grey" }
+    );
+    (train, test, None, description)
+}
+
 /// Whether a set of `images` images of `shape` is streamed rather than decoded up front.
 fn streams(images: usize, shape: [usize; 3], opts: &FaceOptions) -> bool {
     (images * shape.iter().product::<usize>() * 4) as u64 > opts.in_memory_max
@@ -188,31 +205,21 @@ fn streams(images: usize, shape: [usize; 3], opts: &FaceOptions) -> bool {
 /// is then a skeleton of source positions).
 fn store(part: Dataset, source: Option<&Arc<ImageSource>>, shape: [usize; 3]) -> Result<Arc<dyn ImageStore>> {
     Ok(match source {
-        Some(source) => {
-            Arc::new(StreamedSet::from_skeleton(Arc::clone(source), Preprocessing::centre_square(shape)?, &part))
-        }
+        Some(source) => Arc::new(StreamedSet::from_skeleton(Arc::clone(source), Preprocessing::centre(shape)?, &part)),
         None => Arc::new(part),
     })
 }
 
 pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Data> {
-    let shape = [opts.channels, opts.resolution, opts.resolution];
+    let shape = opts.input();
     let (mut items, mut streamed_from) = (None, None);
     let (train, test, all, mut description) = match &opts.source {
-        FaceSource::BuiltIn(cfg) => {
-            let cfg = FaceSetConfig { resolution: opts.resolution, rgb: opts.channels == 3, ..cfg.clone() };
-            let (train, test) = cfg.split();
-            let description = format!(
-                "built-in faces: {} training identities, {} held-out identities, {} images each, {}x{} {}",
-                cfg.train_identities,
-                cfg.test_identities,
-                cfg.images_per_identity,
-                cfg.resolution,
-                cfg.resolution,
-                if cfg.rgb { "RGB" } else { "grey" }
-            );
-            (train, test, None, description)
+        FaceSource::BuiltIn(_) if opts.width.is_some_and(|w| w != opts.resolution) => {
+            return Err(Error::Config(
+                "the built-in faces are square: --width applies to a folder, list or pack".into(),
+            ));
         }
+        FaceSource::BuiltIn(cfg) => built_in(cfg, opts),
         FaceSource::Folder { root, test_identities: fraction }
         | FaceSource::List { list: root, test_identities: fraction } => {
             let listed = match &opts.source {

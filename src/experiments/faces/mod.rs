@@ -9,7 +9,7 @@ mod report;
 use data::{load, Data};
 pub use report::{FaceReport, VariantReport};
 
-use super::training::{classify_store, infer_store, store_labels, Plan, ValidationRecord};
+use super::training::{classify_sample, classify_store, infer_store, store_labels, Plan, ValidationRecord};
 use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
 use crate::data::{Augment, ImageStore, Prefetch, Preprocessing};
@@ -40,8 +40,48 @@ pub enum FaceSource {
     },
 }
 
+/// The final training accuracy is measured on at most this many training images (a seeded
+/// sample of a larger set).
+pub const TRAIN_ACCURACY_IMAGES: usize = 20_000;
+
 /// [`FaceOptions::in_memory_max`] by default: 1 GiB of decoded images.
 pub const DEFAULT_IN_MEMORY_MAX: u64 = 1 << 30;
+
+/// The network the face job trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "experiments", derive(clap::ValueEnum))]
+pub enum FaceNetwork {
+    /// `paper` for inputs of 96 pixels and more, `small` below.
+    Auto,
+    /// [`NetworkSpec::face_resnet`]: about 10 MFLOP per 64 x 64 image, for CPU drivers.
+    Small,
+    /// [`NetworkSpec::face_resnet_paper`]: the paper's residual network, about 7 GFLOP per
+    /// 112 x 112 image.
+    Paper,
+}
+
+impl FaceOptions {
+    /// The network input: channels, height, width.
+    pub fn input(&self) -> [usize; 3] {
+        [self.channels, self.resolution, self.width.unwrap_or(self.resolution)]
+    }
+
+    /// Whether the paper's network trains (`network`, or `auto` at 96 pixels and more).
+    pub fn paper_network(&self) -> bool {
+        let [_, h, w] = self.input();
+        self.network == FaceNetwork::Paper || (self.network == FaceNetwork::Auto && h.min(w) >= 96)
+    }
+
+    /// The network for `classes` identities.
+    pub fn spec(&self, classes: usize) -> NetworkSpec {
+        let [c, h, w] = self.input();
+        if self.paper_network() {
+            NetworkSpec::face_resnet_paper(c, [h, w], self.embed_dim, classes)
+        } else {
+            NetworkSpec { input: [c, h, w], ..NetworkSpec::face_resnet(c, h, self.embed_dim, classes) }
+        }
+    }
+}
 
 /// Settings of [`run`].
 #[derive(Clone, Debug, PartialEq)]
@@ -50,8 +90,13 @@ pub struct FaceOptions {
     pub source: FaceSource,
     /// Channels and side of the network input (a real folder is resized to it).
     pub channels: usize,
-    /// Input side in pixels.
+    /// Input height in pixels (and width, unless `width` says otherwise).
     pub resolution: usize,
+    /// Input width of a real folder, list or pack, when not `resolution` (the paper's
+    /// 112 x 96: resolution 112, width 96; the built-in faces are square).
+    pub width: Option<usize>,
+    /// Which network trains.
+    pub network: FaceNetwork,
     /// An LFW-style pairs.txt for verification (real folders only).
     pub pairs: Option<PathBuf>,
     /// Verification benchmarks (insightface `.bin` files, or folders of them) each variant
@@ -108,6 +153,8 @@ impl Default for FaceOptions {
             source: FaceSource::BuiltIn(FaceSetConfig::default()),
             channels: 1,
             resolution: 64,
+            width: None,
+            network: FaceNetwork::Auto,
             pairs: None,
             eval_bins: Vec::new(),
             in_memory_max: DEFAULT_IN_MEMORY_MAX,
@@ -156,6 +203,8 @@ fn run_key(opts: &FaceOptions, plan: &Plan, lambda: f32) -> String {
     .into_iter()
     // Only when set: a run without clipping keeps the key of a checkpoint that records none.
     .chain(opts.clip_grad_norm.map(|c| format!("clip_grad_norm={c}")))
+    .chain(opts.width.map(|w| format!("width={w}")))
+    .chain(opts.paper_network().then(|| "network=paper".to_string()))
     .collect::<Vec<_>>()
     .join("\n")
 }
@@ -276,7 +325,7 @@ fn evaluate_variant(
     let png = opts.out.join(format!("pca_{name}.png"));
     let title = format!("{name}: held-out embeddings of 10 identities (PCA)");
     pca_plot(&png, &title, &test.embeddings, dim, &test_labels)?;
-    let preprocessing = Preprocessing::centre_square(net.spec().input)?;
+    let preprocessing = Preprocessing::centre(net.spec().input)?;
     let mut embed = |pixels: &[f32]| Ok(net.infer(pixels)?.embeddings);
     let benchmarks = data
         .benchmarks
@@ -312,7 +361,7 @@ fn train_variant(
     let plan = Plan::new(data.train_images, opts.batch, opts.lr, opts.epochs, opts.steps)?;
     let devices = comm.map_or(opts.devices.max(1), |c| c.size());
     let cfg = train_config(opts, &plan, lambda, devices)?;
-    let spec = NetworkSpec::face_resnet(opts.channels, opts.resolution, opts.embed_dim, data.classes);
+    let spec = opts.spec(data.classes);
     let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
     let (last, best) =
         (opts.out.join(format!("{name}-last.safetensors")), opts.out.join(format!("{name}.safetensors")));
@@ -323,7 +372,7 @@ fn train_variant(
     }
     let fit_opts = fit_options(opts, &plan, name);
     let validation = data.validation.as_ref();
-    let preprocessing = Preprocessing::centre_square(spec.input)?.to_json();
+    let preprocessing = Preprocessing::centre(spec.input)?.to_json();
     let model_entries = [(checkpoint::PREPROCESSING, preprocessing.clone())];
     let mut hook = |net: &mut Network, step: u64| -> Result<Option<String>> {
         let mut text = None;
@@ -356,7 +405,7 @@ fn train_variant(
     }
     let evaluated_step = record.best().map_or(plan.steps, |b| b.0);
     checkpoint::load(&mut net, &best)?;
-    let (final_train_accuracy, _) = classify_store(&net, data.train_store())?;
+    let (final_train_accuracy, _) = classify_sample(&net, data.train_store(), TRAIN_ACCURACY_IMAGES, opts.seed)?;
     log::info!(
         "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
         record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))

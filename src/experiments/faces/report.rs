@@ -22,7 +22,8 @@ pub struct VariantReport {
     pub images_per_second: f64,
     /// Accuracy on the last training batch read back.
     pub final_train_batch_accuracy: f32,
-    /// Accuracy on the whole training split (no augmentation) at the evaluated checkpoint.
+    /// Accuracy on the training split (no augmentation) at the evaluated checkpoint: all of
+    /// it, or a seeded sample of [`super::TRAIN_ACCURACY_IMAGES`] images of a larger one.
     pub final_train_accuracy: f64,
     /// Validation accuracy of the evaluated checkpoint (`None` without validation images).
     pub best_validation_accuracy: Option<f64>,

@@ -14,6 +14,8 @@ OUT/train.rec, OUT/train.idx
     a record holding the magic at a 4-byte-aligned offset is cut there into parts (cflag
     1, 2, 3) and the magic dropped. Image 3's header carries the magic in its id2 field,
     so that one record is cut inside its header.
+OUT/train.lst
+    im2rec's list of the image records: key, label, the folder file each was made from.
 OUT/folder/<identity>/<n>.png
     The same images as an image folder (identity names are the labels, as numbers).
 OUT/pairs.bin, OUT/pairs_p4.bin
@@ -123,6 +125,9 @@ def main():
             index.append((first_identity + identity, write_record(rec, pack((0, label, 0, 0), b""))))
     with open(os.path.join(args.out, "train.idx"), "w") as idx:
         idx.writelines("%d\t%d\n" % entry for entry in index)
+    with open(os.path.join(args.out, "train.lst"), "w") as lst:
+        for key, (identity, n, _) in enumerate(images, start=1):
+            lst.write("%d\t%f\tfolder/%d/%03d.png\n" % (key, identity, identity, n))
 
     by_key = {(identity, n): encoded for identity, n, encoded in images}
     bins, same, files = [], [], []

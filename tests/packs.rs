@@ -74,13 +74,18 @@ fn a_python_written_pack_reads_as_its_folder() {
         let from_pack = ImageFolder::from_source(&ImageSource::open(&dir).unwrap(), shape, "empty").unwrap();
         assert_eq!(from_pack.data, folder.data, "{name}: the pack's pixels and labels are the folder's");
         assert_eq!(from_pack.identities, folder.identities);
-        assert_eq!(from_pack.paths[2], dir.join("train.rec#3"));
+        // train.lst names the file each record was packed from.
+        assert_eq!(
+            from_pack.paths[2],
+            PathBuf::from(format!("{}#3:folder/0/003.png", dir.join("train.rec").display()))
+        );
 
         // Without its index the .rec is walked: the same records.
         let bare = dir.join("bare");
         std::fs::create_dir_all(&bare).unwrap();
         std::fs::copy(dir.join("train.rec"), bare.join("train.rec")).unwrap();
         let walked = RecordPack::open(&bare).unwrap();
+        assert_eq!(walked.name(2), bare.join("train.rec#3"));
         assert_eq!((walked.images.clone(), walked.labels.clone()), (pack.images.clone(), pack.labels.clone()));
 
         // The crate's writer, read back: the same payloads and labels.

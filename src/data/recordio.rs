@@ -10,6 +10,9 @@
 //! MXNet's `IRHeader` (u32 flag, f32 label, u64 id, u64 id2); when flag > 0, flag f32
 //! labels follow it (`recordio.pack` with an array label). The rest is the encoded image.
 //!
+//! A `train.lst` beside the pack (im2rec's list: `key<TAB>label<TAB>path`) names the file
+//! each record was packed from, for reports; labels always come from the records.
+//!
 //! In insightface's packs record 0 is a header record with flag > 0 whose first label is
 //! one past the last image's key: the images are keys 1 up to it, and the records after
 //! them give each identity's key range. A pack without such a header is all images.
@@ -320,6 +323,22 @@ pub struct RecordPack {
     pub images: Vec<(u64, u64)>,
     /// Each image's label (the record header's), as a whole number.
     pub labels: Vec<i64>,
+    /// The file each key was packed from, where the pack has im2rec's list beside it
+    /// (`train.lst`: `key<TAB>label(s)<TAB>path` lines).
+    pub sources: std::collections::HashMap<u64, String>,
+}
+
+/// Reads im2rec's `.lst` (`key<TAB>label(s)<TAB>path`): each key's path. A line that does
+/// not parse is skipped (the list only names records; the `.rec` is the truth).
+fn read_list(path: &Path) -> std::collections::HashMap<u64, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.trim_end().split('\t').collect();
+            let key = fields.first()?.trim().parse().ok()?;
+            (fields.len() >= 3).then(|| (key, fields[fields.len() - 1].to_string()))
+        })
+        .collect()
 }
 
 impl RecordPack {
@@ -385,7 +404,8 @@ impl RecordPack {
         if images.is_empty() {
             return Err(Error::Data(format!("{} holds no image records", rec.path().display())));
         }
-        Ok(Self { rec, images, labels })
+        let sources = read_list(&rec_path.with_extension("lst"));
+        Ok(Self { rec, images, labels, sources })
     }
 
     /// Number of image records.
@@ -406,9 +426,14 @@ impl RecordPack {
         Ok(record.payload)
     }
 
-    /// How a report names image record `i`: `train.rec#key`.
+    /// How a report names image record `i`: `train.rec#key`, followed by the file it was
+    /// packed from where `train.lst` names it (`train.rec#key:path`).
     pub fn name(&self, i: usize) -> PathBuf {
-        PathBuf::from(format!("{}#{}", self.rec.path().display(), self.images[i].0))
+        let key = self.images[i].0;
+        match self.sources.get(&key) {
+            Some(source) => PathBuf::from(format!("{}#{key}:{source}", self.rec.path().display())),
+            None => PathBuf::from(format!("{}#{key}", self.rec.path().display())),
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint;
+#[cfg(feature = "images")]
+use crate::data::ImageSource;
 use crate::data::Preprocessing;
 use crate::eval::OperatingPoint;
 use crate::nn::{Network, TrainConfig};
@@ -26,9 +28,9 @@ pub struct Model {
 pub struct Embedded {
     /// `kept.len() * dim` values, L2-normalised rows.
     pub embeddings: Vec<f32>,
-    /// For each row, the index of its file in the paths given.
+    /// For each row, the index of its image in the paths (or source) given.
     pub kept: Vec<usize>,
-    /// Files that could not be decoded, with the reason.
+    /// Images that could not be decoded, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
 }
 
@@ -149,6 +151,13 @@ impl Model {
     /// with the number of files done after each batch.
     #[cfg(feature = "images")]
     pub fn embed_files(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Result<Embedded> {
+        let files = ImageSource::Files(paths.iter().map(|p| (p.clone(), String::new())).collect());
+        self.embed_source(&files, progress)
+    }
+
+    /// [`Model::embed_files`] for any listed set: files, or the image records of a pack.
+    #[cfg(feature = "images")]
+    pub fn embed_source(&self, source: &ImageSource, progress: &mut dyn FnMut(usize)) -> Result<Embedded> {
         let per = self.preprocessing.input_len();
         let mut out = Embedded::default();
         std::thread::scope(|scope| -> Result<()> {
@@ -156,8 +165,9 @@ impl Model {
                 std::sync::mpsc::sync_channel::<(usize, Vec<std::result::Result<Vec<f32>, String>>)>(2);
             let preprocessing = self.preprocessing;
             scope.spawn(move || {
-                for (b, chunk) in paths.chunks(EMBED_BATCH).enumerate() {
-                    if send.send((b * EMBED_BATCH, decode_files(&preprocessing, chunk))).is_err() {
+                for start in (0..source.len()).step_by(EMBED_BATCH) {
+                    let batch = start..(start + EMBED_BATCH).min(source.len());
+                    if send.send((start, decode_source(&preprocessing, source, batch))).is_err() {
                         return;
                     }
                 }
@@ -171,15 +181,15 @@ impl Model {
                             out.kept.push(start + i);
                         }
                         Err(why) => {
-                            log::warn!("skipping {}: {why}", paths[start + i].display());
-                            out.skipped.push((paths[start + i].clone(), why));
+                            log::warn!("skipping {}: {why}", source.name(start + i).display());
+                            out.skipped.push((source.name(start + i), why));
                         }
                     }
                 }
                 if !pixels.is_empty() {
                     out.embeddings.extend(self.embed_pixels(&pixels)?);
                 }
-                progress((start + EMBED_BATCH).min(paths.len()));
+                progress((start + EMBED_BATCH).min(source.len()));
             }
             Ok(())
         })?;
@@ -187,22 +197,36 @@ impl Model {
     }
 }
 
-/// Decodes `paths` with `p` on as many threads as the machine has, in order (what
-/// [`Model::embed_files`] does for each batch).
+/// Decodes images `range` of `source` with `p` on as many threads as the machine has, in
+/// order (what [`Model::embed_source`] does for each batch).
 #[cfg(feature = "images")]
-pub fn decode_files(p: &Preprocessing, paths: &[PathBuf]) -> Vec<std::result::Result<Vec<f32>, String>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len()).max(1);
-    let per_thread = paths.len().div_ceil(threads);
+pub fn decode_source(
+    p: &Preprocessing,
+    source: &ImageSource,
+    range: std::ops::Range<usize>,
+) -> Vec<std::result::Result<Vec<f32>, String>> {
+    let indices: Vec<usize> = range.collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(indices.len()).max(1);
+    let per_thread = indices.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = paths
+        let handles: Vec<_> = indices
             .chunks(per_thread)
-            .map(|chunk| (chunk.len(), scope.spawn(move || chunk.iter().map(|path| p.load(path)).collect::<Vec<_>>())))
+            .map(|chunk| {
+                (chunk.len(), scope.spawn(move || chunk.iter().map(|&i| source.load(i, p)).collect::<Vec<_>>()))
+            })
             .collect();
         handles
             .into_iter()
             .flat_map(|(len, h)| h.join().unwrap_or_else(|_| vec![Err("the image decoder panicked".into()); len]))
             .collect()
     })
+}
+
+/// Decodes `paths` with `p` on as many threads as the machine has, in order.
+#[cfg(feature = "images")]
+pub fn decode_files(p: &Preprocessing, paths: &[PathBuf]) -> Vec<std::result::Result<Vec<f32>, String>> {
+    let files = ImageSource::Files(paths.iter().map(|path| (path.clone(), String::new())).collect());
+    decode_source(p, &files, 0..paths.len())
 }
 
 /// Scales each row of `dim` values to unit length (zero rows stay zero).

@@ -308,6 +308,21 @@ fn a_pack_trains_as_its_folder_streamed_or_not_and_benchmarks_are_scored() {
     assert!(heldout["genuine_pairs"].as_u64().unwrap() > 0 && heldout["impostor_pairs"].as_u64().unwrap() > 0);
     assert_eq!(figures(&reports[0]), figures(&reports[1]), "a pack trains and scores as its folder, bit for bit");
     assert_eq!(figures(&reports[1]), figures(&reports[2]), "streamed, the pack trains and scores as in memory");
+    // `embed` reads a pack: one row per record, named by key, identities the labels.
+    let emb = out.join("pack-emb");
+    let run = centerloss(&[
+        "embed",
+        "--model",
+        run_out.join("center.safetensors").to_str().unwrap(),
+        pack.to_str().unwrap(),
+        "--out",
+        emb.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let csv = std::fs::read_to_string(emb.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 60, "{csv}");
+    assert!(csv.lines().nth(1).unwrap().contains("train.rec#1,0"), "{csv}");
     // `verify --bin` scores the saved model as the job scored it.
     let model = run_out.join("center.safetensors");
     let run = centerloss(&["verify", "--model", model.to_str().unwrap(), "--bin", bin.to_str().unwrap()]);

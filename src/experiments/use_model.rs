@@ -11,7 +11,8 @@ use safetensors::tensor::{Dtype, TensorView};
 use crate::checkpoint::write_atomic;
 use crate::data::bin::VerificationSet;
 use crate::data::folder::{numbered_names, ImageFolder};
-use crate::data::{npy, parse_pairs};
+use crate::data::recordio::RecordPack;
+use crate::data::{npy, parse_pairs, ImageSource};
 use crate::eval::benchmark::{evaluate_benchmark, BenchmarkReport};
 use crate::eval::{self, OperatingPoint};
 use crate::model::{Embedded, Model};
@@ -25,7 +26,9 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// A folder of identity folders, a folder of images, a list of `path label` lines, an
-    /// image, or an .npy of preprocessed inputs ([N, C*H*W] float32).
+    /// image, a RecordIO pack (a folder holding train.rec, or a .rec; rows named
+    /// train.rec#key, identities the labels), or an .npy of preprocessed inputs
+    /// ([N, C*H*W] float32).
     pub input: PathBuf,
     /// Output: E writes E.npy ([N, D] float32) and E.csv (index, path, identity); a name
     /// ending in .safetensors writes one safetensors file instead.
@@ -130,24 +133,27 @@ struct Rows {
 
 /// Lists `input`'s images and embeds them (skipped files are logged); none readable is an error.
 fn embed_input(model: &Model, input: &Path, quiet: bool) -> Result<Rows> {
-    let items = ImageFolder::list_any(input)?;
-    let paths: Vec<PathBuf> = items.iter().map(|(p, _)| p.clone()).collect();
-    let bar = progress_bar(paths.len(), quiet, "embedding");
+    let source = if RecordPack::is_pack(input) {
+        ImageSource::open(input)?
+    } else {
+        ImageSource::Files(ImageFolder::list_any(input)?)
+    };
+    let bar = progress_bar(source.len(), quiet, "embedding");
     let Embedded { embeddings, kept, skipped } =
-        model.embed_files(&paths, &mut |done| bar.set_position(done as u64))?;
+        model.embed_source(&source, &mut |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     if kept.is_empty() {
         return Err(Error::Data(format!(
             "{}: none of its {} images could be read ({})",
             input.display(),
-            paths.len(),
+            source.len(),
             skipped[0].1
         )));
     }
     if !skipped.is_empty() {
-        eprintln!("skipped {} of {} files that did not decode (listed above)", skipped.len(), paths.len());
+        eprintln!("skipped {} of {} images that did not decode (listed above)", skipped.len(), source.len());
     }
-    let (paths, identities) = kept.iter().map(|&i| items[i].clone()).unzip();
+    let (paths, identities) = kept.iter().map(|&i| (source.name(i), source.identity(i))).unzip();
     Ok(Rows { embeddings, paths, identities })
 }
 

@@ -167,7 +167,7 @@ impl Model {
             scope.spawn(move || {
                 for start in (0..source.len()).step_by(EMBED_BATCH) {
                     let batch = start..(start + EMBED_BATCH).min(source.len());
-                    if send.send((start, decode_source(&preprocessing, source, batch))).is_err() {
+                    if send.send((start, source.load_range(batch, &preprocessing))).is_err() {
                         return;
                     }
                 }
@@ -197,36 +197,11 @@ impl Model {
     }
 }
 
-/// Decodes images `range` of `source` with `p` on as many threads as the machine has, in
-/// order (what [`Model::embed_source`] does for each batch).
-#[cfg(feature = "images")]
-pub fn decode_source(
-    p: &Preprocessing,
-    source: &ImageSource,
-    range: std::ops::Range<usize>,
-) -> Vec<std::result::Result<Vec<f32>, String>> {
-    let indices: Vec<usize> = range.collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(indices.len()).max(1);
-    let per_thread = indices.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = indices
-            .chunks(per_thread)
-            .map(|chunk| {
-                (chunk.len(), scope.spawn(move || chunk.iter().map(|&i| source.load(i, p)).collect::<Vec<_>>()))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| h.join().unwrap_or_else(|_| vec![Err("the image decoder panicked".into()); len]))
-            .collect()
-    })
-}
-
 /// Decodes `paths` with `p` on as many threads as the machine has, in order.
 #[cfg(feature = "images")]
 pub fn decode_files(p: &Preprocessing, paths: &[PathBuf]) -> Vec<std::result::Result<Vec<f32>, String>> {
     let files = ImageSource::Files(paths.iter().map(|path| (path.clone(), String::new())).collect());
-    decode_source(p, &files, 0..paths.len())
+    files.load_range(0..paths.len(), p)
 }
 
 /// Scales each row of `dim` values to unit length (zero rows stay zero).

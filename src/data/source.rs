@@ -75,18 +75,39 @@ impl ImageSource {
 
     /// [`ImageSource::probe`] of every image, on all cores.
     pub fn probe_all(&self) -> Vec<std::result::Result<(), String>> {
+        self.map_parallel(0..self.len(), "the probe", |i| self.probe(i))
+    }
+
+    /// [`ImageSource::load`] of images `range`, on all cores, in order.
+    pub fn load_range(
+        &self,
+        range: std::ops::Range<usize>,
+        preprocessing: &Preprocessing,
+    ) -> Vec<std::result::Result<Vec<f32>, String>> {
+        self.map_parallel(range, "the image decoder", |i| self.load(i, preprocessing))
+    }
+
+    /// `f` of each image of `range`, in order, the range cut into one run per core; a run
+    /// whose thread panicked is `what` panicked, image by image.
+    fn map_parallel<T: Send>(
+        &self,
+        range: std::ops::Range<usize>,
+        what: &str,
+        f: impl Fn(usize) -> std::result::Result<T, String> + Sync,
+    ) -> Vec<std::result::Result<T, String>> {
+        let indices: Vec<usize> = range.collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = self.len().div_ceil(threads).max(1);
-        let indices: Vec<usize> = (0..self.len()).collect();
+        let per = indices.len().div_ceil(threads).max(1);
+        let f = &f;
         std::thread::scope(|scope| {
             let jobs: Vec<_> = indices
                 .chunks(per)
-                .map(|chunk| {
-                    (chunk.len(), scope.spawn(move || chunk.iter().map(|&i| self.probe(i)).collect::<Vec<_>>()))
-                })
+                .map(|chunk| (chunk.len(), scope.spawn(move || chunk.iter().map(|&i| f(i)).collect::<Vec<_>>())))
                 .collect();
             jobs.into_iter()
-                .flat_map(|(n, job)| job.join().unwrap_or_else(|_| vec![Err("the probe panicked".into()); n]))
+                .flat_map(|(n, job)| {
+                    job.join().unwrap_or_else(|_| (0..n).map(|_| Err(format!("{what} panicked"))).collect())
+                })
                 .collect()
         })
     }

@@ -22,7 +22,7 @@ fn config(batch: usize, update: UpdateMode) -> TrainConfig {
     let clip = (update == UpdateMode::Deterministic).then_some(1e-2);
     let sgd = SgdConfig { clip_grad_norm: clip, ..Default::default() };
     let center = CenterLossConfig { lambda: 0.1, alpha: 0.5, update, ..Default::default() };
-    TrainConfig { batch, sgd, center, seed: 11 }
+    TrainConfig { batch, sgd, center, seed: 11, ..Default::default() }
 }
 
 /// `steps` global batches of 2 * SHARD images, augmented (flip + crop) as one batch.

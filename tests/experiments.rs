@@ -8,8 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use centerloss::data::faces::FaceSetConfig;
-use centerloss::experiments::faces::{self, FaceOptions, FaceSource};
+use centerloss::experiments::faces::{self, FaceOptions, FaceSource, Loss};
 use centerloss::experiments::mnist::{self, MnistOptions};
+use centerloss::nn::CenterFeatures;
 use centerloss::Error;
 use common::{gpu, run_group};
 
@@ -220,4 +221,46 @@ fn a_folder_job_on_two_ranks_matches_one_process() {
     for dir in [&root, &one.out, &ranks.out, &empty] {
         std::fs::remove_dir_all(dir).ok();
     }
+}
+
+/// ArcFace with center loss (on the normalised embedding) and CosFace alone, with the
+/// ArcFace head alone beside them (`compare`): one row each, checkpoints a `Model` opens,
+/// and a resume with another margin refused by name.
+#[test]
+fn face_job_trains_margin_heads_with_and_without_center_loss() {
+    let Some(ctx) = gpu() else { return };
+    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
+    let opts = FaceOptions {
+        source: FaceSource::BuiltIn(set),
+        resolution: 32,
+        epochs: Some(1),
+        batch: 16,
+        embed_dim: 16,
+        losses: vec![Loss::ArcfaceCenter, Loss::Cosface],
+        compare: true,
+        margin_scale: 16.0,
+        center_features: CenterFeatures::Normalized,
+        out: out_dir("faces-margin"),
+        progress: false,
+        ..Default::default()
+    };
+    let report = faces::run(&ctx, &opts).unwrap();
+    let names: Vec<&str> = report.variants.iter().map(|v| v.name).collect();
+    assert_eq!(names, ["arcface", "arcface+center", "cosface"]);
+    let json = report.to_json();
+    assert_eq!(json["arcface+center"]["head"], "margin (s 16, m2 0.5)");
+    assert_eq!(json["cosface"]["head"], "margin (s 16, m3 0.35)");
+    assert_eq!(json["arcface"]["lambda"], 0.0);
+    assert!(json["arcface+center"]["lambda"].as_f64().unwrap() > 0.0);
+    let table = report.table();
+    assert!(table.contains("| arcface+center (s 16, m2 0.5; lambda 0.01) |"), "{table}");
+    for v in &report.variants {
+        assert!(v.eval.verification.roc_auc.is_finite(), "{}", v.name);
+        let model = centerloss::model::Model::open(&ctx, &v.checkpoint).unwrap();
+        assert!(model.network().spec().head.normalized, "{}", v.name);
+    }
+    let other_margin = FaceOptions { resume: true, arcface_margin: 0.4, ..opts.clone() };
+    let refused = faces::run(&ctx, &other_margin).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("head=margin (s 16, m2 0.4)"), "{refused}");
+    std::fs::remove_dir_all(&opts.out).ok();
 }

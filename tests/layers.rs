@@ -3,8 +3,8 @@
 
 mod common;
 
-use centerloss::gpu::read_buffer;
-use centerloss::nn::{reference as cpu, Graph, LayerSpec, Tensor};
+use centerloss::gpu::{read_buffer, KernelFamily};
+use centerloss::nn::{reference as cpu, Graph, Head, LayerSpec, Tensor};
 use centerloss::GpuContext;
 use common::{gpu, kernel_variants, rng, uniform};
 
@@ -368,4 +368,80 @@ fn shape_mismatches_name_the_layer() {
     let err = g.layer(&x, &bad, "block").unwrap_err().to_string();
     assert!(err.contains("block") && err.contains("shortcut"), "{err}");
     assert!(Graph::new(&ctx, 0, 0).is_err());
+}
+
+/// Runs `margin_cross_entropy.wgsl` on `cosines` [b, k] once: (d cosines, row stats).
+fn margin_kernel(ctx: &GpuContext, head: &Head, cosines: &[f32], labels: &[u32], k: usize) -> (Vec<f32>, Vec<f32>) {
+    use centerloss::gpu::{buffer, KernelSet, STORAGE_RW};
+    let b = labels.len();
+    let aliases = match ctx.kernels() {
+        KernelFamily::Gpu => &[][..],
+        KernelFamily::Cpu => centerloss::nn::CPU_KERNEL_ALIASES,
+    };
+    let kernels = KernelSet::for_context(ctx, "margin test kernels", centerloss::nn::KERNELS, aliases).unwrap();
+    let device = ctx.device();
+    let storage = |label, values: &[u8]| {
+        let buf = buffer(device, label, values.len().max(16) as u64, STORAGE_RW);
+        ctx.queue().write_buffer(&buf, 0, values);
+        buf
+    };
+    // SoftmaxParams { batch, classes, grad_scale, _pad }.
+    let params = [b as u32, k as u32, (1.0 / b as f32).to_bits(), 0];
+    let uniform = buffer(device, "params", 16, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+    ctx.queue().write_buffer(&uniform, 0, bytemuck::cast_slice(&params));
+    let cos = storage("cosines", bytemuck::cast_slice(cosines));
+    let lab = storage("labels", bytemuck::cast_slice(labels));
+    let grad = storage("grad", &vec![0u8; 4 * cosines.len()]);
+    let stats = storage("stats", &vec![0u8; 8 * b]);
+    let op = kernels
+        .op("margin_cross_entropy", &head.kernel_constants(), Some(&uniform), &[&cos, &lab, &grad, &stats], (b as u32, 1, 1))
+        .unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        op.record(&mut pass);
+    }
+    ctx.queue().submit([encoder.finish()]);
+    (read_buffer(ctx, &grad, cosines.len()).unwrap(), read_buffer(ctx, &stats, 2 * b).unwrap())
+}
+
+/// The margin head's loss and cosine gradient against the f64 twin, in both kernel families,
+/// on awkward shapes (one class, fewer classes than a workgroup, more than two workgroups'
+/// worth), with true classes at angles next to 0 and π, exactly 0 and π, past the clamp, and
+/// in ArcFace's fallback region.
+#[test]
+fn margin_cross_entropy_matches_reference() {
+    let Some(gpu_ctx) = gpu() else { return };
+    let heads = [
+        Head::arcface(64.0, 0.5),
+        Head::cosface(64.0, 0.35),
+        Head::normalized(16.0),
+        Head { m1: 1.0, m2: 0.3, m3: 0.2, ..Head::normalized(30.0) },
+        Head { m1: 1.35, ..Head::normalized(8.0) },
+    ];
+    let awkward = [1.0 - 1e-6, -1.0 + 1e-6, 1.0, -1.0, 1.0 + 1e-7, 0.999, -0.95, 0.0];
+    for ctx in kernel_variants(&gpu_ctx) {
+        for (case, &(b, k)) in [(1, 1), (7, 13), (9, 130), (3, 64)].iter().enumerate() {
+            let mut r = rng(90 + case as u64);
+            let labels = common::labels(&mut r, b, k);
+            let mut cosines = uniform(&mut r, b * k, 1.0);
+            for (row, &y) in labels.iter().enumerate() {
+                cosines[row * k + y as usize] = awkward[row % awkward.len()];
+            }
+            for head in &heads {
+                let (grad, stats) = margin_kernel(&ctx, head, &cosines, &labels, k);
+                let (loss, dref, accuracy) = cpu::margin_cross_entropy(&f64s(&cosines), &labels, k, head);
+                let what = format!("{:?} b {b} k {k} {head:?}", ctx.kernels());
+                // m1 != 1 takes atan2, cos and sin of the angle, whose WGSL accuracy is the
+                // driver's (lavapipe: about 2e-5 relative); m1 = 1 (ArcFace, CosFace) takes none.
+                let tol = if head.m1 == 1.0 { 1e-5 } else { 1e-4 };
+                let err = common::rel_err(&grad, &dref);
+                assert!(err <= tol, "{what}: gradient rel err {err}");
+                let gpu_loss = stats.iter().step_by(2).map(|&l| l as f64).sum::<f64>() / b as f64;
+                assert!((gpu_loss - loss).abs() <= tol * loss.abs().max(1e-3), "{what}: loss {gpu_loss} vs {loss}");
+                let gpu_accuracy = stats.iter().skip(1).step_by(2).map(|&a| a as f64).sum::<f64>() / b as f64;
+                assert_eq!(gpu_accuracy, accuracy, "{what}");
+            }
+        }
+    }
 }

@@ -3,7 +3,10 @@
 
 mod common;
 
-use centerloss::nn::{LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig, WeightInit};
+use centerloss::nn::{
+    reference as cpu, CenterFeatures, Head, LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig,
+    WeightInit,
+};
 use centerloss::{checkpoint, CenterLossConfig, Error, GpuContext, UpdateMode};
 use common::{gpu, rng, uniform};
 use rand::Rng;
@@ -27,6 +30,7 @@ fn small_spec() -> NetworkSpec {
         num_classes: 3,
         classifier_bias: true,
         init: WeightInit::HeNormal,
+        head: Head::linear(),
     }
 }
 
@@ -36,7 +40,29 @@ fn small_spec() -> NetworkSpec {
 fn finite_difference_gradient_check() {
     let Some(ctx) = gpu() else { return };
     let cfg = TrainConfig { batch: 4, center: deterministic(0.5), seed: 3, ..Default::default() };
-    let mut net = Network::new(&ctx, small_spec(), cfg).unwrap();
+    check_gradients(&ctx, small_spec(), cfg);
+}
+
+/// The same check through margin heads: ArcFace with center loss on the raw embedding,
+/// CosFace with center loss on the normalised one, and a combined margin alone.
+#[test]
+fn finite_difference_gradient_check_through_margin_heads() {
+    let Some(ctx) = gpu() else { return };
+    let margin = |head| NetworkSpec { head, classifier_bias: false, ..small_spec() };
+    let cases = [
+        (Head::arcface(4.0, 0.5), CenterFeatures::Raw, 0.5),
+        (Head::cosface(4.0, 0.35), CenterFeatures::Normalized, 0.5),
+        (Head { m2: 0.3, m3: 0.2, ..Head::normalized(3.0) }, CenterFeatures::Raw, 0.0),
+    ];
+    for (head, center_features, lambda) in cases {
+        let cfg = TrainConfig { batch: 4, center: deterministic(lambda), center_features, seed: 3, ..Default::default() };
+        check_gradients(&ctx, margin(head), cfg);
+    }
+}
+
+fn check_gradients(ctx: &GpuContext, spec: NetworkSpec, cfg: TrainConfig) {
+    let lambda = cfg.center.lambda;
+    let mut net = Network::new(ctx, spec, cfg).unwrap();
     let mut r = rng(1);
     let images = uniform(&mut r, 4 * 72, 1.0);
     let labels = vec![0, 1, 2, 1];
@@ -109,7 +135,7 @@ fn finite_difference_gradient_check() {
     }
     assert!(skipped.len() <= 1, "parameters {skipped:?}: every sampled coordinate sat on a kink");
     let m = net.evaluate_loss(&images, &labels).unwrap();
-    assert!(m.center_loss > 0.0 && m.softmax_loss > 0.0, "{m:?}");
+    assert!((m.center_loss > 0.0) == (lambda > 0.0) && m.softmax_loss > 0.0, "{m:?}");
     let err = common::rel_err(&ana, &num);
     assert!(err < 2e-2, "gradient check: rel err {err}\nnumeric {num:?}\nanalytic {ana:?}");
 }
@@ -125,6 +151,7 @@ fn gradient_clipping_scales_the_step_to_the_clip() {
         center: deterministic(0.5),
         seed: 3,
         sgd: SgdConfig { lr: 0.1, clip_grad_norm: clip, ..Default::default() },
+        ..Default::default()
     };
     let mut r = rng(2);
     let images = uniform(&mut r, 4 * 72, 1.0);
@@ -197,6 +224,7 @@ fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
         num_classes: 4,
         classifier_bias: true,
         init: WeightInit::HeNormal,
+        head: Head::linear(),
     };
     let sgd = SgdConfig {
         lr: 0.05,
@@ -208,6 +236,7 @@ fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
         sgd,
         center: CenterLossConfig { lambda: 0.01, alpha: 0.5, update, ..Default::default() },
         seed: 11,
+        ..Default::default()
     };
     Network::new(ctx, spec, cfg).unwrap()
 }
@@ -348,4 +377,88 @@ fn the_papers_network_builds_and_trains_at_112_by_96() {
         assert!(m.softmax_loss.is_finite() && m.softmax_loss < 5.0, "{m:?}");
     }
     assert_eq!(net.infer(&x).unwrap().embeddings.len(), 2 * 512);
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// A margin head's logits, loss and gradients against the f64 twins composed by hand
+/// (x -> L2 -> cos = x̂ Ŵᵀ with Ŵ the unit class rows -> margin cross-entropy, and back),
+/// through an identity trunk, in both kernel families.
+#[test]
+fn a_margin_head_matches_the_f64_reference() {
+    let Some(gpu_ctx) = gpu() else { return };
+    let (b, d, k) = (6, 5, 70);
+    for ctx in common::kernel_variants(&gpu_ctx) {
+        for head in [Head::arcface(64.0, 0.5), Head::cosface(30.0, 0.35)] {
+            let spec = NetworkSpec {
+                input: [d, 1, 1],
+                trunk: vec![LayerSpec::Linear { out_features: d, bias: false }],
+                num_classes: k,
+                classifier_bias: false,
+                init: WeightInit::HeNormal,
+                head,
+            };
+            let cfg = TrainConfig { batch: b, center: deterministic(0.0), ..Default::default() };
+            let mut net = Network::new(&ctx, spec, cfg).unwrap();
+            let identity: Vec<f32> = (0..d * d).map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 }).collect();
+            net.set_param(0, &identity).unwrap();
+            let mut r = rng(7);
+            let images = uniform(&mut r, b * d, 1.0);
+            let labels = common::labels(&mut r, b, k);
+            let w = f64s(&net.param_values().unwrap()[1]);
+            let (xh, nx) = cpu::l2norm(&f64s(&images), d);
+            let (wh, nw) = cpu::l2norm(&w, d);
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+            let cos: Vec<f64> = (0..b * k).map(|i| dot(&xh[i / k * d..][..d], &wh[i % k * d..][..d])).collect();
+            let (loss, dcos, accuracy) = cpu::margin_cross_entropy(&cos, &labels, k, &head);
+            let dwh: Vec<f64> =
+                (0..k * d).map(|i| (0..b).map(|n| dcos[n * k + i / d] * xh[n * d + i % d]).sum()).collect();
+            let dw = cpu::l2norm_backward(&wh, &nw, &dwh, d);
+            let dxh: Vec<f64> =
+                (0..b * d).map(|i| (0..k).map(|c| dcos[i / d * k + c] * wh[c * d + i % d]).sum()).collect();
+            let dx = cpu::l2norm_backward(&xh, &nx, &dxh, d);
+            let dtrunk: Vec<f64> =
+                (0..d * d).map(|i| (0..b).map(|n| dx[n * d + i / d] * images[n * d + i % d] as f64).sum()).collect();
+            let what = format!("{:?} {head:?}", ctx.kernels());
+            let logits = net.infer(&images).unwrap().logits;
+            let scaled: Vec<f64> = cos.iter().map(|c| c * head.scale as f64).collect();
+            assert!(common::rel_err(&logits, &scaled) < 1e-5, "{what}: logits");
+            let m = net.evaluate_loss(&images, &labels).unwrap();
+            assert!((m.softmax_loss as f64 - loss).abs() < 1e-5 * loss, "{what}: loss {} vs {loss}", m.softmax_loss);
+            assert_eq!(m.accuracy as f64, accuracy, "{what}");
+            let grads = net.gradients(&images, &labels).unwrap();
+            let (err_w, err_trunk) = (common::rel_err(&grads[1], &dw), common::rel_err(&grads[0], &dtrunk));
+            assert!(err_w < 1e-4 && err_trunk < 1e-4, "{what}: class weights {err_w}, trunk {err_trunk}");
+        }
+    }
+}
+
+/// Heads that cannot train are refused when the network is built, with a `Config` error.
+#[test]
+fn bad_heads_are_config_errors() {
+    let Some(ctx) = gpu() else { return };
+    let spec = |head, classifier_bias| NetworkSpec { head, classifier_bias, ..small_spec() };
+    let cfg = TrainConfig { batch: 4, ..Default::default() };
+    let arcface = Head::arcface(64.0, 0.5);
+    let cases = [
+        ("s = 0", spec(Head::arcface(0.0, 0.5), false), cfg.clone()),
+        ("m2 = pi/2", spec(Head::arcface(64.0, std::f32::consts::FRAC_PI_2), false), cfg.clone()),
+        ("margin without normalisation", spec(Head { m2: 0.5, ..Head::linear() }, true), cfg.clone()),
+        ("bias on a normalised head", spec(arcface, true), cfg.clone()),
+        (
+            "center on normalised features of a linear head",
+            spec(Head::linear(), true),
+            TrainConfig { center_features: CenterFeatures::Normalized, ..cfg.clone() },
+        ),
+        ("lambda < 0", spec(arcface, false), TrainConfig { center: deterministic(-0.1), ..cfg }),
+    ];
+    for (what, spec, cfg) in cases {
+        match Network::new(&ctx, spec, cfg) {
+            Err(Error::Config(message)) => eprintln!("{what}: {message}"),
+            Err(other) => panic!("{what}: {other}"),
+            Ok(_) => panic!("{what}: accepted"),
+        }
+    }
 }

@@ -25,8 +25,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use centerloss::burn::CenterLoss;
 use centerloss::data::{Augment, Batches, Dataset};
 use centerloss::experiments::cli::{FaceSetArgs, FaceTrainingArgs};
-use centerloss::experiments::faces::{pca_plot, FaceReport, VariantReport};
+use centerloss::experiments::faces::{pca_plot, FaceReport, Loss, VariantReport};
 use centerloss::experiments::training::{score_logits, validation_split, Plan, ValidationRecord};
+use centerloss::nn::Head;
 use centerloss::{eval, plot, CenterLossConfig, GpuContext, UpdateMode};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -284,6 +285,7 @@ fn train_variant(
     Ok(VariantReport {
         name,
         lambda,
+        head: Head::linear(),
         eval: report,
         benchmarks: Vec::new(),
         train_seconds,
@@ -301,6 +303,12 @@ fn train_variant(
 fn main() -> BurnResult<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let a = Args::parse();
+    let losses = &a.training.loss;
+    if a.training.all_losses || losses.iter().any(|l| !matches!(l, Loss::Softmax | Loss::Center)) {
+        return Err("burn_faces trains softmax and softmax + center loss (--loss softmax,center); an ArcFace or \
+                    CosFace head is burn's to write (docs/burn.md), or train it with `centerloss faces`"
+            .into());
+    }
     let ctx = GpuContext::new()?;
     let device = centerloss::burn::device(&ctx)?;
     eprintln!("adapter: {} (shared by burn and center loss)", ctx.adapter_summary());
@@ -320,10 +328,10 @@ fn main() -> BurnResult<()> {
     eprintln!("{description}");
     let data = Data { train, validation, test, description };
     let mut variants = Vec::new();
-    if a.training.compare || a.training.lambda == 0.0 {
+    if a.training.compare || a.training.lambda == 0.0 || losses.contains(&Loss::Softmax) {
         variants.push(train_variant(&ctx, &device, &a, &data, "softmax", 0.0)?);
     }
-    if a.training.lambda > 0.0 {
+    if a.training.lambda > 0.0 && losses.contains(&Loss::Center) {
         variants.push(train_variant(&ctx, &device, &a, &data, "center", a.training.lambda)?);
     }
     let curves: Vec<(&str, Vec<(f64, f64)>)> =

@@ -5,23 +5,9 @@
 // A label >= C contributes loss 0, gradient 0 and never indexes out of bounds.
 
 #import arg_max
+#import softmax_params
 
 const WG: u32 = ARG_MAX_WORKGROUP;
-
-struct SoftmaxParams {
-    batch: u32,
-    classes: u32,
-    grad_scale: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> sm: SoftmaxParams;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> grad_logits: array<f32>;
-@group(0) @binding(4) var<storage, read_write> row_stats: array<f32>;
-
-var<workgroup> red_v: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -50,15 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             sum = sum + exp(logits[base + c] - zmax);
         }
     }
-    red_v[lid] = sum;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if lid < s {
-            red_v[lid] = red_v[lid] + red_v[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red_v[0];
+    let total = workgroup_sum(lid, sum);
     if !valid_row {
         return;
     }

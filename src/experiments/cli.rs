@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::faces::{FaceNetwork, FaceOptions, FaceSource, DEFAULT_IN_MEMORY_MAX};
+use super::faces::{FaceNetwork, FaceOptions, FaceSource, Loss, DEFAULT_IN_MEMORY_MAX};
+use crate::nn::CenterFeatures;
 use super::mnist::MnistOptions;
 use crate::data::faces::FaceSetConfig;
 use crate::data::Prefetch;
@@ -79,9 +80,30 @@ pub struct FaceTrainingArgs {
     /// Seed of data, initialisation, shuffling, augmentation and evaluation pairs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Also train the softmax-only baseline with the same seed, data and budget.
+    /// What to train, comma-separated: softmax, center (softmax + center loss), arcface,
+    /// arcface+center, cosface, cosface+center.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "center")]
+    pub loss: Vec<Loss>,
+    /// Also train each loss without center loss (softmax for center, arcface for
+    /// arcface+center...) with the same seed, data and budget.
     #[arg(long)]
     pub compare: bool,
+    /// Train all six losses (each head alone and with center loss): --loss with all of them.
+    #[arg(long, conflicts_with = "loss")]
+    pub all_losses: bool,
+    /// s of the ArcFace and CosFace heads (logits s cos theta).
+    #[arg(long, default_value_t = FaceOptions::default().margin_scale)]
+    pub margin_scale: f32,
+    /// ArcFace's additive angular margin m (radians).
+    #[arg(long, default_value_t = FaceOptions::default().arcface_margin)]
+    pub arcface_margin: f32,
+    /// CosFace's additive cosine margin m.
+    #[arg(long, default_value_t = FaceOptions::default().cosface_margin)]
+    pub cosface_margin: f32,
+    /// Where center loss applies under an ArcFace or CosFace head: `raw`, the embedding (the
+    /// paper's form), or `normalized`, the unit embedding the head's cosines use.
+    #[arg(long, value_enum, default_value_t = CenterFeatures::Raw)]
+    pub center_features: CenterFeatures,
 }
 
 /// The face job: train on the built-in faces, a folder or a list; evaluate on held-out
@@ -209,7 +231,12 @@ impl FaceArgs {
             seed: t.seed,
             resume: self.resume,
             out: self.out.clone(),
+            losses: if t.all_losses { Loss::ALL.to_vec() } else { t.loss.clone() },
             compare: t.compare,
+            margin_scale: t.margin_scale,
+            arcface_margin: t.arcface_margin,
+            cosface_margin: t.cosface_margin,
+            center_features: t.center_features,
             progress: true,
             devices: self.devices,
             ..Default::default()

@@ -221,6 +221,7 @@ fn run_lambda(
         sgd,
         center: CenterLossConfig { lambda, alpha: opts.alpha, update: UpdateMode::Atomic, ..Default::default() },
         seed: opts.seed,
+        ..Default::default()
     };
     let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg.clone())?;
     let fit_opts = FitOptions {

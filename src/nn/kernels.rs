@@ -116,7 +116,8 @@ pub(crate) struct ClipParams {
     pub _pad1: u32,
 }
 
-/// Mirrors `SoftmaxParams` in `shaders/nn/softmax_cross_entropy.wgsl`.
+/// Mirrors `SoftmaxParams` in `shaders/nn/lib/softmax_params.wgsl` (the softmax and margin
+/// cross-entropy kernels).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub(crate) struct SoftmaxParams {
@@ -160,6 +161,7 @@ pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::without_uniform("maxpool_forward", &[R, W, W]),
     KernelSpec::without_uniform("maxpool_backward", &[R, R, W]),
     KernelSpec::new("softmax_cross_entropy", uniform::<SoftmaxParams>(), &[R, R, W, W]),
+    KernelSpec::new("margin_cross_entropy", uniform::<SoftmaxParams>(), &[R, R, W, W]),
     KernelSpec::new("reduce_rows", uniform::<ReduceParams>(), &[R, W]),
     KernelSpec::new("l2norm_forward", uniform::<RowParams>(), &[R, W, W]),
     KernelSpec::new("l2norm_backward", uniform::<RowParams>(), &[R, R, R, W]),
@@ -234,8 +236,10 @@ mod tests {
         mirror::assert_struct(&sum_squares, "SumSquaresParams", layout!(SumSquaresParams { len, slot, _pad0, _pad1 }));
         let clip = mirror::module("clip_scale", &[]);
         mirror::assert_struct(&clip, "ClipParams", layout!(ClipParams { count, max_norm, _pad0, _pad1 }));
-        let softmax = mirror::module("softmax_cross_entropy", &[]);
-        mirror::assert_struct(&softmax, "SoftmaxParams", layout!(SoftmaxParams { batch, classes, grad_scale, _pad }));
+        for kernel in ["softmax_cross_entropy", "margin_cross_entropy"] {
+            let softmax = mirror::module(kernel, &[]);
+            mirror::assert_struct(&softmax, "SoftmaxParams", layout!(SoftmaxParams { batch, classes, grad_scale, _pad }));
+        }
         let top_k = mirror::module("top_k", &[]);
         mirror::assert_struct(&top_k, "TopKParams", layout!(TopKParams { rows, cols, k, _pad }));
         assert_eq!(mirror::constant(&top_k, "MAX_K"), TOP_K_MAX as u64);

@@ -171,7 +171,8 @@ impl Graph {
         let weight = self.init_weights(o * i, i);
         let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
         let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o]));
-        self.linear_ops(x, y, weight_index, bias_index, b, i, o)
+        let weights = [self.params[weight_index].value.clone(), self.params[weight_index].grad.clone()];
+        self.linear_ops(x, y, &weights, bias_index, b, i, o)
     }
 
     /// The classifier: a linear layer with Xavier initialisation.
@@ -181,8 +182,36 @@ impl Graph {
         let weight = self.xavier_uniform(classes * i, i, classes);
         let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
         let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
+        let weights = [self.params[weight_index].value.clone(), self.params[weight_index].grad.clone()];
         let ctx = self.ctx.clone();
-        ctx.capture(|| self.linear_ops(x, &y, weight_index, bias_index, self.batch, i, classes))??;
+        ctx.capture(|| self.linear_ops(x, &y, &weights, bias_index, self.batch, i, classes))??;
+        Ok(y)
+    }
+
+    /// The normalised classifier of a margin head: cos θ[b, c] = x[b] · ŵ[c] for rows `x`
+    /// the caller has L2-normalised and ŵ each class's weight row over its L2 norm
+    /// (Xavier-initialised weights, no bias). The weights' normalisation runs in the
+    /// forward pass and its gradient after the GEMM's in the backward group.
+    pub(crate) fn normalized_classifier(&mut self, x: &Tensor, classes: usize, name: &str) -> Result<Tensor> {
+        let i = x.per_sample();
+        let y = self.tensor([classes, 1, 1], true);
+        let weight = self.xavier_uniform(classes * i, i, classes);
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let (raw, raw_grad) = (self.params[weight_index].value.clone(), self.params[weight_index].grad.clone());
+        let device = self.ctx.device().clone();
+        let unit = gpu::buffer(&device, "unit class weights", 4 * (classes * i) as u64, gpu::STORAGE_RW);
+        let unit_grad = gpu::buffer(&device, "unit class weights' gradient", 4 * (classes * i) as u64, gpu::STORAGE_RW);
+        let norms = gpu::buffer(&device, "class weight norms", 4 * classes as u64, gpu::STORAGE_RW);
+        let u = self.uniform(&RowParams { rows: classes as u32, dim: i as u32, eps: 1e-10, _pad: 0 });
+        let ctx = self.ctx.clone();
+        ctx.capture(|| -> Result<()> {
+            let normalize = self.op("l2norm_forward", &u, &[&raw, &unit, &norms], self.grid1(classes))?;
+            self.forward.push(normalize);
+            self.linear_ops(x, &y, &[unit.clone(), unit_grad.clone()], None, self.batch, i, classes)?;
+            let back = self.op("l2norm_backward", &u, &[&unit, &norms, &unit_grad, &raw_grad], self.grid1(classes))?;
+            self.backward.last_mut().ok_or_else(|| Error::Internal("no backward group".into()))?.push(back);
+            Ok(())
+        })??;
         Ok(y)
     }
 
@@ -191,21 +220,19 @@ impl Graph {
         &mut self,
         x: &Tensor,
         y: &Tensor,
-        weight_index: usize,
+        [weights, weight_grad]: &[wgpu::Buffer; 2],
         bias_index: Option<usize>,
         b: usize,
         i: usize,
         o: usize,
     ) -> Result<()> {
-        let weights = self.params[weight_index].value.clone();
-        let weight_grad = self.params[weight_index].grad.clone();
         let bias_value = bias_index.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
         // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
         let fwd = self.dense_gemm(
             (b, o, i),
             [i, 1, 1, i],
             bias_index.is_some() as u32,
-            [&x.buffer, &weights, &bias_value],
+            [&x.buffer, weights, &bias_value],
             &y.buffer,
         )?;
         self.forward.extend(fwd);
@@ -217,7 +244,7 @@ impl Graph {
             [1, o, i, 1],
             0,
             [&dy, &x.buffer, &self.dummy.clone()],
-            &weight_grad,
+            weight_grad,
         )?);
         if let Some(bias_index) = bias_index {
             let channel_uniform =
@@ -227,7 +254,7 @@ impl Graph {
         }
         if let Some(dx) = &x.grad {
             // dX[b, i] = dY[b, o] W[o, i]
-            group.extend(self.dense_gemm((b, i, o), [o, 1, i, 1], 0, [&dy, &weights, &self.dummy.clone()], dx)?);
+            group.extend(self.dense_gemm((b, i, o), [o, 1, i, 1], 0, [&dy, weights, &self.dummy.clone()], dx)?);
         }
         self.backward.push(group);
         Ok(())

@@ -1,10 +1,12 @@
 //! The bundled WGSL CNN trainer: layers with forward and backward kernels, SGD with
-//! momentum, softmax cross-entropy plus center loss in one GPU step, and the presets
-//! LeNet++ (the paper's MNIST network) and a small face-embedding residual network.
+//! momentum, softmax cross-entropy (or a margin head: ArcFace, CosFace) plus center loss
+//! in one GPU step, and the presets LeNet++ (the paper's MNIST network) and the face
+//! networks.
 
 mod data_parallel;
 mod fit;
 mod graph;
+mod head;
 mod kernels;
 mod layers;
 mod network;
@@ -15,6 +17,7 @@ mod spec;
 
 pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
 pub use graph::{Graph, Param, ParamKind, Tensor};
+pub use head::{CenterFeatures, Head, ARCFACE_MARGIN, COSFACE_MARGIN, MARGIN_SCALE, MIN_SIN_THETA};
 pub(crate) use kernels::{TopKParams, TOP_K_MAX};
 pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Inference, Network, StepMetrics, TrainConfig};

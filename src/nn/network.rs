@@ -1,10 +1,12 @@
-//! `Network`: a classification network trained with softmax cross-entropy plus
-//! lambda * center loss on its embedding, one GPU step per batch with no host round trip.
+//! `Network`: a classification network trained with softmax cross-entropy (on a linear
+//! or a margin head) plus lambda * center loss on its embedding, one GPU step per batch
+//! with no host round trip.
 
 use super::graph::{Graph, Tensor};
+use super::head::{CenterFeatures, Head};
 use super::kernels::{ReduceParams, SoftmaxParams};
 use super::optimizer::{Sgd, SgdConfig};
-use super::spec::NetworkSpec;
+use super::spec::{LayerSpec, NetworkSpec};
 use crate::error::{check_finite, check_len};
 use crate::gpu::{self, GpuContext, Op, Staging};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result};
@@ -20,20 +22,29 @@ pub struct TrainConfig {
     /// all), reduction and update mode. `num_classes` and `feat_dim` come from the network
     /// spec: leave them 0, or they must match it.
     pub center: CenterLossConfig,
+    /// Where the center loss applies under a normalised head: on the embedding (the
+    /// paper's form) or on its L2-normalised rows.
+    pub center_features: CenterFeatures,
     /// Seed of the weight initialisation.
     pub seed: u64,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { batch: 64, sgd: SgdConfig::default(), center: CenterLossConfig::default(), seed: 0 }
+        Self {
+            batch: 64,
+            sgd: SgdConfig::default(),
+            center: CenterLossConfig::default(),
+            center_features: CenterFeatures::Raw,
+            seed: 0,
+        }
     }
 }
 
 /// The scalars of one step, read back when asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepMetrics {
-    /// Mean softmax cross-entropy of the batch.
+    /// Mean softmax cross-entropy of the batch (with a margin head, on its margin logits).
     pub softmax_loss: f32,
     /// Fraction of the batch classified correctly (before the update).
     pub accuracy: f32,
@@ -53,7 +64,7 @@ impl StepMetrics {
 pub struct Inference {
     /// `n * embed_dim` values.
     pub embeddings: Vec<f32>,
-    /// `n * num_classes` values.
+    /// `n * num_classes` values (s · cos θ under a normalised head, without the margin).
     pub logits: Vec<f32>,
 }
 
@@ -137,6 +148,54 @@ fn center_config(center: &CenterLossConfig, num_classes: usize, feat_dim: usize)
     Ok(cfg)
 }
 
+/// [`Error::Config`] for a head that cannot train ([`Head::validate`](super::Head::validate)), a
+/// bias on a normalised head, or center loss on normalised features without a normalised head.
+fn check_head(spec: &NetworkSpec, cfg: &TrainConfig) -> Result<()> {
+    spec.head.validate()?;
+    if spec.head.normalized && spec.classifier_bias {
+        return Err(Error::Config("a normalised head has no bias: set classifier_bias to false".into()));
+    }
+    if cfg.center_features == CenterFeatures::Normalized && !spec.head.normalized {
+        return Err(Error::Config(
+            "center loss on normalised features needs a normalised head (Head::normalized, arcface or cosface)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The loss head's dispatches (the softmax or margin cross-entropy of `logits` against
+/// `labels` into per-row statistics, then their batch means into `metrics` as [loss,
+/// accuracy]) and its uniform, whose gradient scale is 1 / batch.
+fn loss_ops(
+    graph: &Graph,
+    head: &Head,
+    logits: &Tensor,
+    labels: &wgpu::Buffer,
+    metrics: &wgpu::Buffer,
+) -> Result<(Vec<Op>, wgpu::Buffer)> {
+    let b = graph.batch();
+    let row_stats = gpu::buffer(graph.context().device(), "row stats", 8 * b as u64, gpu::STORAGE_RW);
+    let dlogits = logits.grad.clone().ok_or_else(|| Error::Internal("logits have no gradient".into()))?;
+    let su = graph.uniform(&SoftmaxParams {
+        batch: b as u32,
+        classes: logits.per_sample() as u32,
+        grad_scale: 1.0 / b as f32,
+        _pad: 0,
+    });
+    let ru = graph.uniform(&ReduceParams { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
+    let (kernel, constants) = if head.normalized {
+        ("margin_cross_entropy", head.kernel_constants())
+    } else {
+        ("softmax_cross_entropy", Vec::new())
+    };
+    let storage = [&logits.buffer, labels, &dlogits, &row_stats];
+    let ops = vec![
+        graph.kernels.op(kernel, &constants, Some(&su), &storage, (b as u32, 1, 1))?,
+        graph.op("reduce_rows", &ru, &[&row_stats, metrics], (2, 1, 1))?,
+    ];
+    Ok((ops, su))
+}
+
 impl Network {
     /// Builds the network, its optimizer and its centers; shapes are checked here and a
     /// mismatch is an [`Error::Config`] naming the layer.
@@ -144,35 +203,29 @@ impl Network {
         cfg.sgd.validate()?;
         let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
         graph.init = spec.init;
+        check_head(&spec, &cfg)?;
         let input = graph.input(spec.input, false);
         let embedding = graph.sequence(&input, &spec.trunk, "trunk")?;
-        let embedding = Tensor { shape: [embedding.per_sample(), 1, 1], ..embedding };
+        let mut embedding = Tensor { shape: [embedding.per_sample(), 1, 1], ..embedding };
+        let center_normalized = cfg.center_features == CenterFeatures::Normalized;
+        if center_normalized {
+            embedding = graph.layer(&embedding, &LayerSpec::L2Norm, "embedding")?;
+        }
         let center_cfg = center_config(&cfg.center, spec.num_classes, embedding.per_sample())?;
         let trunk_groups = graph.backward_groups();
-        let logits = graph.classifier(&embedding, spec.num_classes, spec.classifier_bias, "classifier")?;
+        let logits = if spec.head.normalized {
+            let unit =
+                if center_normalized { embedding.clone() } else { graph.layer(&embedding, &LayerSpec::L2Norm, "head")? };
+            graph.normalized_classifier(&unit, spec.num_classes, "classifier")?
+        } else {
+            graph.classifier(&embedding, spec.num_classes, spec.classifier_bias, "classifier")?
+        };
         let device = ctx.device();
         let b = cfg.batch;
         let labels = gpu::buffer(device, "labels", 4 * b as u64, gpu::STORAGE_RW);
         let metrics = gpu::buffer(device, "metrics", 16, gpu::STORAGE_RW);
         let metrics_staging = Staging::new(device, "metrics staging", 16);
-        let row_stats = gpu::buffer(device, "row stats", 8 * b as u64, gpu::STORAGE_RW);
-        let dlogits = logits.grad.clone().ok_or_else(|| Error::Internal("logits have no gradient".into()))?;
-        let su = graph.uniform(&SoftmaxParams {
-            batch: b as u32,
-            classes: spec.num_classes as u32,
-            grad_scale: 1.0 / b as f32,
-            _pad: 0,
-        });
-        let ru = graph.uniform(&ReduceParams { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
-        let head = vec![
-            graph.op(
-                "softmax_cross_entropy",
-                &su,
-                &[&logits.buffer, &labels, &dlogits, &row_stats],
-                (b as u32, 1, 1),
-            )?,
-            graph.op("reduce_rows", &ru, &[&row_stats, &metrics], (2, 1, 1))?,
-        ];
+        let (head, su) = loss_ops(&graph, &spec.head, &logits, &labels, &metrics)?;
         let sgd = Sgd::new(&graph, &cfg.sgd)?;
         let center = if center_cfg.lambda > 0.0 {
             let cl = GpuCenterLoss::new(ctx, center_cfg.clone())?;
@@ -414,7 +467,8 @@ impl Network {
             let e: Vec<f32> = gpu::read_buffer(ctx, &self.embedding.buffer, rows * self.embed_dim())?;
             let l: Vec<f32> = gpu::read_buffer(ctx, &self.logits.buffer, rows * self.spec.num_classes)?;
             out.embeddings.extend(e);
-            out.logits.extend(l);
+            let scale = if self.spec.head.normalized { self.spec.head.scale } else { 1.0 };
+            out.logits.extend(l.into_iter().map(|z| scale * z));
         }
         Ok(out)
     }

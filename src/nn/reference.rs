@@ -1,6 +1,8 @@
 //! Plain-Rust f64 twins of the trainer's layers: the specification the GPU kernels are
 //! tested against. Tensors are NCHW slices; `b` is the batch size.
 
+use super::Head;
+
 /// The shape of a convolution: NCHW input, square kernel, one stride and padding for both
 /// axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +206,28 @@ pub fn softmax_cross_entropy(logits: &[f64], labels: &[u32], classes: usize) -> 
         }
     }
     (loss / b as f64, grad, correct as f64 / b as f64)
+}
+
+/// Margin softmax cross-entropy over rows of `cosines` [b, classes] of a normalised
+/// [`Head`]: the true class's logit s·f(cos θ_y) ([`Head::target`]), the others' s·cos θ_c.
+/// (mean loss, d cosines, accuracy of the arg-max cosine).
+pub fn margin_cross_entropy(cosines: &[f64], labels: &[u32], classes: usize, head: &Head) -> (f64, Vec<f64>, f64) {
+    let scale = head.scale as f64;
+    let mut logits: Vec<f64> = cosines.iter().map(|c| scale * c).collect();
+    let mut slopes = vec![1.0; labels.len()];
+    for (n, &y) in labels.iter().enumerate() {
+        let (target, slope) = head.target(cosines[n * classes + y as usize]);
+        logits[n * classes + y as usize] = scale * target;
+        slopes[n] = slope;
+    }
+    let (loss, mut grad, _) = softmax_cross_entropy(&logits, labels, classes);
+    let (_, _, accuracy) = softmax_cross_entropy(cosines, labels, classes);
+    for (n, &y) in labels.iter().enumerate() {
+        for c in 0..classes {
+            grad[n * classes + c] *= scale * if c == y as usize { slopes[n] } else { 1.0 };
+        }
+    }
+    (loss, grad, accuracy)
 }
 
 /// L2 normalisation of rows of `dim`: (y, norms).

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Head;
+
 /// Per-sample shape of an activation: channels, height, width (a vector is `[n, 1, 1]`).
 pub type Shape = [usize; 3];
 
@@ -99,7 +101,7 @@ pub enum WeightInit {
 }
 
 /// A classification network: `trunk` maps the input to the embedding (where center loss
-/// applies), then a linear classifier maps the embedding to `num_classes` logits.
+/// applies), then the classifier `head` maps the embedding to `num_classes` logits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     /// Per-sample input shape (channels, height, width).
@@ -108,10 +110,13 @@ pub struct NetworkSpec {
     pub trunk: Vec<LayerSpec>,
     /// Number of classes of the softmax classifier.
     pub num_classes: usize,
-    /// Whether the classifier has a bias.
+    /// Whether the classifier has a bias (a linear head only).
     pub classifier_bias: bool,
     /// How the trunk's weights start.
     pub init: WeightInit,
+    /// The classifier head: linear, or normalised with a margin (ArcFace, CosFace).
+    #[serde(default)]
+    pub head: Head,
 }
 
 impl NetworkSpec {
@@ -145,6 +150,7 @@ impl NetworkSpec {
             num_classes: 10,
             classifier_bias: false,
             init: WeightInit::FanInUniform,
+            head: Head::linear(),
         }
     }
 
@@ -173,6 +179,7 @@ impl NetworkSpec {
             num_classes,
             classifier_bias: true,
             init: WeightInit::HeNormal,
+            head: Head::linear(),
         }
     }
 
@@ -211,6 +218,7 @@ impl NetworkSpec {
             num_classes,
             classifier_bias: true,
             init: WeightInit::FanInUniform,
+            head: Head::linear(),
         }
     }
 }

@@ -1,6 +1,7 @@
 // The best (value, index) pair of a 64-invocation workgroup: the larger value, then the
-// lower index, so ties resolve the same way on every adapter. Call it from uniform control
-// flow; every invocation gets the winner, and the workgroup arrays are free again after.
+// lower index, so ties resolve the same way on every adapter; and the sum of a value per
+// invocation in a fixed tree order. Call them from uniform control flow; every invocation
+// gets the result, and the workgroup arrays are free again after.
 
 const ARG_MAX_WORKGROUP: u32 = 64u;
 
@@ -35,4 +36,18 @@ fn workgroup_arg_max(lid: u32, value: f32, index: u32) -> ArgMax {
     let best = ArgMax(arg_max_value[0], arg_max_index[0]);
     workgroupBarrier();
     return best;
+}
+
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    arg_max_value[lid] = value;
+    workgroupBarrier();
+    for (var stride = ARG_MAX_WORKGROUP / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            arg_max_value[lid] = arg_max_value[lid] + arg_max_value[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = arg_max_value[0];
+    workgroupBarrier();
+    return total;
 }

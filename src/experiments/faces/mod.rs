@@ -1,5 +1,6 @@
 //! The main job: a face-embedding network trained with softmax + center loss (and, to
-//! compare, softmax alone), evaluated on identities never seen in training.
+//! compare, softmax alone, or ArcFace / CosFace heads with and without center loss),
+//! evaluated on identities never seen in training.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,10 @@ use crate::data::{Augment, ImageStore, Prefetch, Preprocessing};
 use crate::eval;
 use crate::eval::benchmark::{evaluate_benchmark, BenchmarkReport};
 use crate::experiments::training::{group, shard_batch};
-use crate::nn::{fit, FitOptions, Network, NetworkSpec, SgdConfig, TrainConfig};
+use crate::nn::{
+    fit, CenterFeatures, FitOptions, Head, Network, NetworkSpec, SgdConfig, TrainConfig, ARCFACE_MARGIN,
+    COSFACE_MARGIN, MARGIN_SCALE,
+};
 use crate::{checkpoint, plot, CenterLossConfig, Error, GpuContext, Result, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA};
 
 /// Where the faces come from.
@@ -58,6 +62,84 @@ pub enum FaceNetwork {
     /// [`NetworkSpec::face_resnet_paper`]: the paper's residual network, about 7 GFLOP per
     /// 112 x 112 image.
     Paper,
+}
+
+/// What a variant trains: a classifier head, alone or with center loss on the embedding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "experiments", derive(clap::ValueEnum))]
+pub enum Loss {
+    /// Softmax cross-entropy on a linear classifier.
+    Softmax,
+    /// Softmax + lambda * center loss (the paper's).
+    Center,
+    /// ArcFace: a normalised head with the additive angular margin.
+    Arcface,
+    /// ArcFace + lambda * center loss.
+    #[cfg_attr(feature = "experiments", value(name = "arcface+center"))]
+    ArcfaceCenter,
+    /// CosFace: a normalised head with the additive cosine margin.
+    Cosface,
+    /// CosFace + lambda * center loss.
+    #[cfg_attr(feature = "experiments", value(name = "cosface+center"))]
+    CosfaceCenter,
+}
+
+impl Loss {
+    /// The six, each head alone and then with center loss.
+    pub const ALL: [Loss; 6] =
+        [Loss::Softmax, Loss::Center, Loss::Arcface, Loss::ArcfaceCenter, Loss::Cosface, Loss::CosfaceCenter];
+
+    /// The variant's name: its checkpoint's file name and its row in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Softmax => "softmax",
+            Loss::Center => "center",
+            Loss::Arcface => "arcface",
+            Loss::ArcfaceCenter => "arcface+center",
+            Loss::Cosface => "cosface",
+            Loss::CosfaceCenter => "cosface+center",
+        }
+    }
+
+    /// Whether center loss is added.
+    pub fn with_center(self) -> bool {
+        matches!(self, Loss::Center | Loss::ArcfaceCenter | Loss::CosfaceCenter)
+    }
+
+    /// The same head without center loss.
+    pub fn head_alone(self) -> Loss {
+        match self {
+            Loss::Center => Loss::Softmax,
+            Loss::ArcfaceCenter => Loss::Arcface,
+            Loss::CosfaceCenter => Loss::Cosface,
+            other => other,
+        }
+    }
+
+    /// The classifier head with the job's scale and margins.
+    pub fn head(self, opts: &FaceOptions) -> Head {
+        match self.head_alone() {
+            Loss::Arcface => Head::arcface(opts.margin_scale, opts.arcface_margin),
+            Loss::Cosface => Head::cosface(opts.margin_scale, opts.cosface_margin),
+            _ => Head::linear(),
+        }
+    }
+}
+
+/// The variants a run trains, in order: each of `opts.losses` (without center loss when
+/// lambda is 0), preceded with `opts.compare` by its head alone; each once.
+pub fn variants(opts: &FaceOptions) -> Vec<Loss> {
+    let mut out = Vec::new();
+    for &loss in &opts.losses {
+        let loss = if opts.lambda == 0.0 { loss.head_alone() } else { loss };
+        let twin = (opts.compare && loss.with_center()).then(|| loss.head_alone());
+        for v in twin.into_iter().chain([loss]) {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 impl FaceOptions {
@@ -134,8 +216,18 @@ pub struct FaceOptions {
     pub resume: bool,
     /// Where checkpoints and plots go.
     pub out: PathBuf,
-    /// Also train softmax alone with the same seed, data and budget.
+    /// What to train ([`variants`]).
+    pub losses: Vec<Loss>,
+    /// Also train each of `losses` without center loss, with the same seed, data and budget.
     pub compare: bool,
+    /// s of the margin heads.
+    pub margin_scale: f32,
+    /// ArcFace's angular margin (radians).
+    pub arcface_margin: f32,
+    /// CosFace's cosine margin.
+    pub cosface_margin: f32,
+    /// Where center loss applies under a margin head.
+    pub center_features: CenterFeatures,
     /// How the centers are updated; deterministic by default, so that a run with the same
     /// options reproduces its table bit for bit on the same adapter.
     pub center_update: UpdateMode,
@@ -172,7 +264,12 @@ impl Default for FaceOptions {
             seed: 1,
             resume: false,
             out: PathBuf::from("out/faces"),
+            losses: vec![Loss::Center],
             compare: false,
+            margin_scale: MARGIN_SCALE,
+            arcface_margin: ARCFACE_MARGIN,
+            cosface_margin: COSFACE_MARGIN,
+            center_features: CenterFeatures::Raw,
             center_update: UpdateMode::Deterministic,
             progress: true,
             devices: 1,
@@ -182,7 +279,9 @@ impl Default for FaceOptions {
 
 /// The options that decide a variant's training, one `name=value` line each, as a
 /// checkpoint records them: resuming with any of them changed is refused.
-fn run_key(opts: &FaceOptions, plan: &Plan, lambda: f32) -> String {
+fn run_key(opts: &FaceOptions, plan: &Plan, loss: Loss) -> String {
+    let lambda = variant_lambda(opts, loss);
+    let head = loss.head(opts);
     [
         format!("source={:?}", opts.source),
         format!("channels={}", opts.channels),
@@ -205,6 +304,8 @@ fn run_key(opts: &FaceOptions, plan: &Plan, lambda: f32) -> String {
     .chain(opts.clip_grad_norm.map(|c| format!("clip_grad_norm={c}")))
     .chain(opts.width.map(|w| format!("width={w}")))
     .chain(opts.paper_network().then(|| "network=paper".to_string()))
+    .chain(head.normalized.then(|| format!("head={}", head.describe())))
+    .chain((head.normalized && lambda > 0.0).then(|| format!("center_features={:?}", opts.center_features)))
     .collect::<Vec<_>>()
     .join("\n")
 }
@@ -241,15 +342,27 @@ fn minutes(seconds: f64) -> String {
     }
 }
 
-/// The trainer's configuration of a variant with center-loss weight `lambda`, each of
-/// `devices` members taking its share of the batch.
-fn train_config(opts: &FaceOptions, plan: &Plan, lambda: f32, devices: usize) -> Result<TrainConfig> {
+/// The center-loss weight of `loss`: the job's lambda, or 0 without center loss.
+fn variant_lambda(opts: &FaceOptions, loss: Loss) -> f32 {
+    if loss.with_center() {
+        opts.lambda
+    } else {
+        0.0
+    }
+}
+
+/// The trainer's configuration of variant `loss`, each of `devices` members taking its
+/// share of the batch.
+fn train_config(opts: &FaceOptions, plan: &Plan, loss: Loss, devices: usize) -> Result<TrainConfig> {
+    let lambda = variant_lambda(opts, loss);
+    let normalized = loss.head(opts).normalized;
     let sgd =
         SgdConfig { lr: opts.lr, schedule: plan.schedule(), clip_grad_norm: opts.clip_grad_norm, ..Default::default() };
     Ok(TrainConfig {
         batch: shard_batch(opts.batch, devices)?,
         sgd,
         center: CenterLossConfig { lambda, alpha: opts.alpha, update: opts.center_update, ..Default::default() },
+        center_features: if normalized { opts.center_features } else { CenterFeatures::Raw },
         seed: opts.seed,
     })
 }
@@ -354,18 +467,19 @@ fn train_variant(
     ctx: &GpuContext,
     opts: &FaceOptions,
     data: &Data,
-    name: &'static str,
-    lambda: f32,
+    loss: Loss,
     comm: Option<&dyn Collective>,
 ) -> Result<Option<VariantReport>> {
+    let name = loss.name();
     let plan = Plan::new(data.train_images, opts.batch, opts.lr, opts.epochs, opts.steps)?;
     let devices = comm.map_or(opts.devices.max(1), |c| c.size());
-    let cfg = train_config(opts, &plan, lambda, devices)?;
-    let spec = opts.spec(data.classes);
+    let cfg = train_config(opts, &plan, loss, devices)?;
+    let head = loss.head(opts);
+    let spec = NetworkSpec { head, classifier_bias: !head.normalized, ..opts.spec(data.classes) };
     let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
     let (last, best) =
         (opts.out.join(format!("{name}-last.safetensors")), opts.out.join(format!("{name}.safetensors")));
-    let key = run_key(opts, &plan, lambda);
+    let key = run_key(opts, &plan, loss);
     let mut record = resume(opts, &mut net, &last, &key, name, plan.steps)?;
     if comm.is_none_or(|c| c.rank() == 0) {
         log_estimate(&mut net, data, &plan, name)?;
@@ -414,7 +528,8 @@ fn train_variant(
     record_thresholds(&net, &best, preprocessing, &eval)?;
     Ok(Some(VariantReport {
         name,
-        lambda,
+        lambda: cfg.center.lambda,
+        head,
         eval,
         benchmarks,
         train_seconds: fitted.train_seconds,
@@ -484,13 +599,11 @@ fn run_on(ctx: &GpuContext, opts: &FaceOptions, comm: Option<&dyn Collective>) -
     if lead {
         log::info!("{}", data.description);
     }
-    let mut variants = Vec::new();
-    if opts.compare || opts.lambda == 0.0 {
-        variants.extend(train_variant(ctx, opts, &data, "softmax", 0.0, comm)?);
+    let mut reports = Vec::new();
+    for loss in variants(opts) {
+        reports.extend(train_variant(ctx, opts, &data, loss, comm)?);
     }
-    if opts.lambda > 0.0 {
-        variants.extend(train_variant(ctx, opts, &data, "center", opts.lambda, comm)?);
-    }
+    let variants = reports;
     if !lead {
         return Ok(None);
     }
@@ -517,9 +630,23 @@ mod tests {
         // A key without clipping has no clipping line at all.
         let plan = Plan::new(100, 10, 0.05, Some(1), None).unwrap();
         let opts = FaceOptions::default();
-        let plain = run_key(&opts, &plan, 0.01);
-        assert!(!plain.contains("clip"));
-        let clipped = run_key(&FaceOptions { clip_grad_norm: Some(2.0), ..opts }, &plan, 0.01);
+        let plain = run_key(&opts, &plan, Loss::Center);
+        assert!(!plain.contains("clip") && !plain.contains("head"));
+        let clipped = run_key(&FaceOptions { clip_grad_norm: Some(2.0), ..opts.clone() }, &plan, Loss::Center);
         assert_eq!(clipped, format!("{plain}\nclip_grad_norm=2"));
+        assert!(run_key(&opts, &plan, Loss::ArcfaceCenter).ends_with("head=margin (s 64, m2 0.5)\ncenter_features=Raw"));
+    }
+
+    #[test]
+    fn variants_add_each_head_alone_with_compare_and_drop_center_at_lambda_0() {
+        let names = |opts: &FaceOptions| variants(opts).iter().map(|l| l.name()).collect::<Vec<_>>().join(",");
+        let opts = FaceOptions::default();
+        assert_eq!(names(&opts), "center");
+        assert_eq!(names(&FaceOptions { compare: true, ..opts.clone() }), "softmax,center");
+        assert_eq!(names(&FaceOptions { lambda: 0.0, compare: true, ..opts.clone() }), "softmax");
+        let all = FaceOptions { losses: Loss::ALL.to_vec(), compare: true, ..opts.clone() };
+        assert_eq!(names(&all), "softmax,center,arcface,arcface+center,cosface,cosface+center");
+        let arc = FaceOptions { losses: vec![Loss::ArcfaceCenter], compare: true, ..opts };
+        assert_eq!(names(&arc), "arcface,arcface+center");
     }
 }

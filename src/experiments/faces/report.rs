@@ -4,14 +4,17 @@ use std::path::PathBuf;
 
 use crate::eval::benchmark::BenchmarkReport;
 use crate::eval::EvalReport;
+use crate::nn::Head;
 
 /// One trained variant's results.
 #[derive(Clone, Debug)]
 pub struct VariantReport {
-    /// `softmax` or `center`.
+    /// Its [`Loss`](super::Loss)'s name: `softmax`, `center`, `arcface+center`...
     pub name: &'static str,
     /// Its center-loss weight.
     pub lambda: f32,
+    /// Its classifier head.
+    pub head: Head,
     /// Held-out evaluation.
     pub eval: EvalReport,
     /// Scores on the verification benchmarks (`--eval-bin`), in the order given.
@@ -37,6 +40,19 @@ pub struct VariantReport {
     pub checkpoint: PathBuf,
 }
 
+impl VariantReport {
+    /// Its row's label: `center (lambda 0.01)`, `arcface (s 64, m2 0.5; lambda 0)`.
+    pub fn label(&self) -> String {
+        if self.head.normalized {
+            let head = self.head.describe();
+            let inner = head.split_once('(').map_or("", |(_, rest)| rest.trim_end_matches(')'));
+            format!("{} ({inner}; lambda {})", self.name, self.lambda)
+        } else {
+            format!("{} (lambda {})", self.name, self.lambda)
+        }
+    }
+}
+
 /// The whole run's results.
 #[derive(Clone, Debug)]
 pub struct FaceReport {
@@ -44,7 +60,7 @@ pub struct FaceReport {
     pub data: String,
     /// Adapter summary.
     pub adapter: String,
-    /// One entry per variant, softmax first.
+    /// One entry per variant, in the order trained ([`super::variants`]).
     pub variants: Vec<VariantReport>,
     /// The ROC plot.
     pub roc_plot: PathBuf,
@@ -60,6 +76,7 @@ impl FaceReport {
                 v.name.to_string(),
                 serde_json::json!({
                     "lambda": crate::experiments::json_f32(v.lambda),
+                    "head": v.head.describe(),
                     "verification_accuracy": ver.accuracy,
                     "verification_accuracy_std": ver.accuracy_std,
                     "roc_auc": ver.roc_auc,
@@ -117,9 +134,8 @@ impl FaceReport {
         for v in &self.variants {
             let e = &v.eval.verification;
             s += &format!(
-                "| {} (lambda {}) | {:.2}% ± {:.2} | {:.4} | {} | {} | {:.3} | {:.2}% | {:.3} | {:.3} | {} | {} at step {} of {} | {:.0} | {:.1} |\n",
-                v.name,
-                v.lambda,
+                "| {} | {:.2}% ± {:.2} | {:.4} | {} | {} | {:.3} | {:.2}% | {:.3} | {:.3} | {} | {} at step {} of {} | {:.0} | {:.1} |\n",
+                v.label(),
                 100.0 * e.accuracy,
                 100.0 * e.accuracy_std,
                 e.roc_auc,

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""The six-way comparison of docs/faces.md: softmax, softmax + center, ArcFace,
+ArcFace + center, CosFace, CosFace + center, each trained by `centerloss faces --all-losses`
+on the same data, seed and budget, on the built-in faces (seeds 1-3) and on
+../shared/data/yalefaces; prints one markdown table row per run and variant.
+
+    python3 scripts/compare_losses.py --out out/losses              # all four runs
+    python3 scripts/compare_losses.py --out out/losses --tables-only  # re-read their reports
+
+Standard library only; every extra argument after `--` goes to each `centerloss faces`.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = ["softmax", "center", "arcface", "arcface+center", "cosface", "cosface+center"]
+METRICS = [
+    # (column, key, higher is better, format)
+    ("verification acc", "verification_accuracy", True, lambda v, r: f"{100 * v:.2f}% ± {100 * r['verification_accuracy_std']:.2f}"),
+    ("ROC AUC", "roc_auc", True, lambda v, r: f"{v:.4f}"),
+    ("EER", "eer", False, lambda v, r: f"{v:.3f}"),
+    ("TAR@FAR=1e-3", "tar_at_far_1e-3", True, lambda v, r: "n/a" if v is None else f"{v:.3f}"),
+    ("rank-1", "rank1", True, lambda v, r: f"{100 * v:.1f}%"),
+    ("intra/inter", "intra_inter_ratio", False, lambda v, r: f"{v:.3f}"),
+]
+
+
+def runs(repo: Path):
+    yale = repo.parent / "shared" / "data" / "yalefaces"
+    for seed in (1, 2, 3):
+        yield f"built-in seed {seed}", ["--seed", str(seed)]
+    yield "Yale seed 1", ["--data", str(yale), "--seed", "1"]
+
+
+def table(reports):
+    head = "| data | variant | " + " | ".join(m[0] for m in METRICS) + " | converged | train s |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 4)]
+    for name, report in reports:
+        for variant in VARIANTS:
+            r = report.get(variant)
+            if r is None:
+                continue
+            cells = []
+            for _, key, higher, fmt in METRICS:
+                values = [report[v][key] for v in VARIANTS if v in report and report[v][key] is not None]
+                best = (max if higher else min)(values) if values else None
+                text = fmt(r[key], r)
+                cells.append(f"**{text}**" if r[key] is not None and r[key] == best else text)
+            converged = f"yes at {r['evaluated_step']}" if r["converged"] else "no"
+            label = f"{variant} ({r['head']}, λ {r['lambda']})" if "margin" in r["head"] else f"{variant} (λ {r['lambda']})"
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {converged} | {r['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("out/losses"))
+    parser.add_argument("--command", default="target/release/centerloss")
+    parser.add_argument("--tables-only", action="store_true", help="read the reports of an earlier run")
+    parser.add_argument("extra", nargs="*", help="passed to every `centerloss faces`")
+    args = parser.parse_args()
+    repo = Path(__file__).resolve().parent.parent
+    reports = []
+    for name, options in runs(repo):
+        out = args.out / name.replace(" ", "-")
+        report = out / "report.json"
+        if not args.tables_only:
+            command = [args.command, "faces", "--all-losses", "--out", str(out), "--report-json", str(report)]
+            command += options + args.extra
+            print("$", " ".join(command), file=sys.stderr, flush=True)
+            start = time.time()
+            subprocess.run(command, check=True)
+            print(f"{name}: {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+        reports.append((name, json.loads(report.read_text())))
+    print(table(reports))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The six-way comparison of docs/faces.md: softmax, softmax + center, ArcFace,
 ArcFace + center, CosFace, CosFace + center, each trained by `centerloss faces --all-losses`
-on the same data, seed and budget, on the built-in faces (seeds 1-3) and on
-../shared/data/yalefaces; prints one markdown table row per run and variant.
+on the same data, seed and budget (the job's data-sized budget, or --steps), on the built-in
+faces (seeds 1-3) and on ../shared/data/yalefaces (seeds 1-3); prints one markdown table row
+per run and variant, the best figure of each run in bold.
 
-    python3 scripts/compare_losses.py --out out/losses              # all four runs
-    python3 scripts/compare_losses.py --out out/losses --tables-only  # re-read their reports
+    cargo build --release
+    python3 scripts/compare_losses.py --out out/losses                     # every run
+    python3 scripts/compare_losses.py --out out/losses --runs builtin-1,yale-1
+    python3 scripts/compare_losses.py --out out/losses --tables-only       # re-read the reports
 
 Standard library only; every extra argument after `--` goes to each `centerloss faces`.
 """
@@ -30,15 +33,17 @@ METRICS = [
 
 
 def runs(repo: Path):
+    """(name, key, options) of every run."""
     yale = repo.parent / "shared" / "data" / "yalefaces"
     for seed in (1, 2, 3):
-        yield f"built-in seed {seed}", ["--seed", str(seed)]
-    yield "Yale seed 1", ["--data", str(yale), "--seed", "1"]
+        yield f"built-in seed {seed}", f"builtin-{seed}", ["--seed", str(seed)]
+    for seed in (1, 2, 3):
+        yield f"Yale seed {seed}", f"yale-{seed}", ["--data", str(yale), "--seed", str(seed)]
 
 
 def table(reports):
-    head = "| data | variant | " + " | ".join(m[0] for m in METRICS) + " | converged | train s |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 4)]
+    head = "| data | variant | " + " | ".join(m[0] for m in METRICS) + " | converged |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
     for name, report in reports:
         for variant in VARIANTS:
             r = report.get(variant)
@@ -50,9 +55,10 @@ def table(reports):
                 best = (max if higher else min)(values) if values else None
                 text = fmt(r[key], r)
                 cells.append(f"**{text}**" if r[key] is not None and r[key] == best else text)
-            converged = f"yes at {r['evaluated_step']}" if r["converged"] else "no"
-            label = f"{variant} ({r['head']}, λ {r['lambda']})" if "margin" in r["head"] else f"{variant} (λ {r['lambda']})"
-            lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {converged} | {r['train_seconds']:.0f} |")
+            converged = ("yes" if r["converged"] else "no") + f", step {r['evaluated_step']} of {r['steps']}"
+            head = r["head"].removeprefix("margin (").removesuffix(")") + "; " if "margin" in r["head"] else ""
+            label = f"{variant} ({head}λ {r['lambda']:g})"
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {converged} |")
     return "\n".join(lines)
 
 
@@ -60,17 +66,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/losses"))
     parser.add_argument("--command", default="target/release/centerloss")
+    parser.add_argument("--steps", type=int, help="the training budget of every variant (default: the job's)")
+    parser.add_argument("--runs", help="comma-separated keys (builtin-1..3, yale-1..3; default: all)")
     parser.add_argument("--tables-only", action="store_true", help="read the reports of an earlier run")
     parser.add_argument("extra", nargs="*", help="passed to every `centerloss faces`")
     args = parser.parse_args()
     repo = Path(__file__).resolve().parent.parent
     reports = []
-    for name, options in runs(repo):
-        out = args.out / name.replace(" ", "-")
+    wanted = args.runs.split(",") if args.runs else None
+    for name, key, options in runs(repo):
+        if wanted is not None and key not in wanted:
+            continue
+        out = args.out / key
         report = out / "report.json"
         if not args.tables_only:
             command = [args.command, "faces", "--all-losses", "--out", str(out), "--report-json", str(report)]
-            command += options + args.extra
+            command += (["--steps", str(args.steps)] if args.steps else []) + options + args.extra
             print("$", " ".join(command), file=sys.stderr, flush=True)
             start = time.time()
             subprocess.run(command, check=True)

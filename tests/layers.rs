@@ -394,7 +394,13 @@ fn margin_kernel(ctx: &GpuContext, head: &Head, cosines: &[f32], labels: &[u32],
     let grad = storage("grad", &vec![0u8; 4 * cosines.len()]);
     let stats = storage("stats", &vec![0u8; 8 * b]);
     let op = kernels
-        .op("margin_cross_entropy", &head.kernel_constants(), Some(&uniform), &[&cos, &lab, &grad, &stats], (b as u32, 1, 1))
+        .op(
+            "margin_cross_entropy",
+            &head.kernel_constants(),
+            Some(&uniform),
+            &[&cos, &lab, &grad, &stats],
+            (b as u32, 1, 1),
+        )
         .unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     {

@@ -55,7 +55,8 @@ fn finite_difference_gradient_check_through_margin_heads() {
         (Head { m2: 0.3, m3: 0.2, ..Head::normalized(3.0) }, CenterFeatures::Raw, 0.0),
     ];
     for (head, center_features, lambda) in cases {
-        let cfg = TrainConfig { batch: 4, center: deterministic(lambda), center_features, seed: 3, ..Default::default() };
+        let cfg =
+            TrainConfig { batch: 4, center: deterministic(lambda), center_features, seed: 3, ..Default::default() };
         check_gradients(&ctx, margin(head), cfg);
     }
 }

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::faces::{FaceNetwork, FaceOptions, FaceSource, Loss, DEFAULT_IN_MEMORY_MAX};
-use crate::nn::CenterFeatures;
 use super::mnist::MnistOptions;
 use crate::data::faces::FaceSetConfig;
 use crate::data::Prefetch;
+use crate::nn::CenterFeatures;
 
 /// The built-in procedural face set.
 #[derive(Args, Clone, Debug, PartialEq)]

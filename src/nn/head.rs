@@ -170,7 +170,6 @@ impl MarginConstants {
         let (m1, m2) = (head.m1 as f64, head.m2 as f64);
         Self { threshold: ((std::f64::consts::PI - m2) / m1).cos(), fallback: m2 * m2.sin() }
     }
-
 }
 
 /// Where the center loss applies on a normalised head.

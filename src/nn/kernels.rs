@@ -238,7 +238,11 @@ mod tests {
         mirror::assert_struct(&clip, "ClipParams", layout!(ClipParams { count, max_norm, _pad0, _pad1 }));
         for kernel in ["softmax_cross_entropy", "margin_cross_entropy"] {
             let softmax = mirror::module(kernel, &[]);
-            mirror::assert_struct(&softmax, "SoftmaxParams", layout!(SoftmaxParams { batch, classes, grad_scale, _pad }));
+            mirror::assert_struct(
+                &softmax,
+                "SoftmaxParams",
+                layout!(SoftmaxParams { batch, classes, grad_scale, _pad }),
+            );
         }
         let top_k = mirror::module("top_k", &[]);
         mirror::assert_struct(&top_k, "TopKParams", layout!(TopKParams { rows, cols, k, _pad }));

@@ -214,8 +214,11 @@ impl Network {
         let center_cfg = center_config(&cfg.center, spec.num_classes, embedding.per_sample())?;
         let trunk_groups = graph.backward_groups();
         let logits = if spec.head.normalized {
-            let unit =
-                if center_normalized { embedding.clone() } else { graph.layer(&embedding, &LayerSpec::L2Norm, "head")? };
+            let unit = if center_normalized {
+                embedding.clone()
+            } else {
+                graph.layer(&embedding, &LayerSpec::L2Norm, "head")?
+            };
             graph.normalized_classifier(&unit, spec.num_classes, "classifier")?
         } else {
             graph.classifier(&embedding, spec.num_classes, spec.classifier_bias, "classifier")?

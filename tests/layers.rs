@@ -6,7 +6,7 @@ mod common;
 use centerloss::gpu::{read_buffer, KernelFamily};
 use centerloss::nn::{reference as cpu, Graph, Head, LayerSpec, Tensor};
 use centerloss::GpuContext;
-use common::{gpu, kernel_variants, rng, uniform};
+use common::{f64s, gpu, kernel_variants, rng, uniform};
 
 const TOL: f64 = 1e-4;
 
@@ -16,10 +16,6 @@ fn rel(a: &[f32], b: &[f64]) -> f64 {
     let norm = b.iter().map(|v| v * v).sum::<f64>().sqrt();
     let diff = common::rel_err(a, b) * if norm == 0.0 { 1.0 } else { norm };
     diff / norm.max(1e-6 / TOL * (b.len() as f64).sqrt())
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
 }
 
 /// A one-layer graph with random input, random parameters and a random output gradient,

@@ -8,7 +8,7 @@ use centerloss::nn::{
     WeightInit,
 };
 use centerloss::{checkpoint, CenterLossConfig, Error, GpuContext, UpdateMode};
-use common::{gpu, rng, uniform};
+use common::{f64s, gpu, rng, uniform};
 use rand::Rng;
 
 /// Center loss with weight `lambda` and deterministic center updates.
@@ -378,10 +378,6 @@ fn the_papers_network_builds_and_trains_at_112_by_96() {
         assert!(m.softmax_loss.is_finite() && m.softmax_loss < 5.0, "{m:?}");
     }
     assert_eq!(net.infer(&x).unwrap().embeddings.len(), 2 * 512);
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
 }
 
 /// A margin head's logits, loss and gradients against the f64 twins composed by hand

@@ -140,19 +140,20 @@ impl Head {
 
     /// A short description: "linear", "normalised (s 64)", "margin (s 64, m2 0.5)".
     pub fn describe(&self) -> String {
-        if !self.normalized {
-            return "linear".into();
+        match (self.normalized, self.has_margin()) {
+            (false, _) => "linear".into(),
+            (true, false) => format!("normalised ({})", self.parameters()),
+            (true, true) => format!("margin ({})", self.parameters()),
         }
-        let margins: Vec<String> = [("m1", self.m1, 1.0), ("m2", self.m2, 0.0), ("m3", self.m3, 0.0)]
-            .iter()
-            .filter(|(_, v, none)| v != none)
-            .map(|(n, v, _)| format!("{n} {v}"))
-            .collect();
-        if margins.is_empty() {
-            format!("normalised (s {})", self.scale)
-        } else {
-            format!("margin (s {}, {})", self.scale, margins.join(", "))
-        }
+    }
+
+    /// The scale and the margins that are not the identity: "s 64, m2 0.5".
+    pub fn parameters(&self) -> String {
+        let margins = [("m1", self.m1, 1.0), ("m2", self.m2, 0.0), ("m3", self.m3, 0.0)];
+        std::iter::once(format!("s {}", self.scale))
+            .chain(margins.iter().filter(|(_, v, none)| v != none).map(|(n, v, _)| format!("{n} {v}")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -201,15 +201,13 @@ impl Graph {
         let device = self.ctx.device().clone();
         let unit = gpu::buffer(&device, "unit class weights", 4 * (classes * i) as u64, gpu::STORAGE_RW);
         let unit_grad = gpu::buffer(&device, "unit class weights' gradient", 4 * (classes * i) as u64, gpu::STORAGE_RW);
-        let norms = gpu::buffer(&device, "class weight norms", 4 * classes as u64, gpu::STORAGE_RW);
-        let u = self.uniform(&RowParams { rows: classes as u32, dim: i as u32, eps: 1e-10, _pad: 0 });
         let ctx = self.ctx.clone();
         ctx.capture(|| -> Result<()> {
-            let normalize = self.op("l2norm_forward", &u, &[&raw, &unit, &norms], self.grid1(classes))?;
+            let (normalize, back) = self.l2norm_ops(classes, i, [&raw, &unit], Some((&raw_grad, &unit_grad)))?;
             self.forward.push(normalize);
             self.linear_ops(x, &y, &[unit.clone(), unit_grad.clone()], None, self.batch, i, classes)?;
-            let back = self.op("l2norm_backward", &u, &[&unit, &norms, &unit_grad, &raw_grad], self.grid1(classes))?;
-            self.backward.last_mut().ok_or_else(|| Error::Internal("no backward group".into()))?.push(back);
+            let group = self.backward.last_mut().ok_or_else(|| Error::Internal("no backward group".into()))?;
+            group.extend(back);
             Ok(())
         })??;
         Ok(y)
@@ -391,17 +389,28 @@ impl Graph {
     }
 
     fn l2norm(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
-        let dim = x.per_sample();
-        let u = self.uniform(&RowParams { rows: self.batch as u32, dim: dim as u32, eps: 1e-10, _pad: 0 });
-        let norms = gpu::buffer(self.ctx.device(), "l2 norms", 4 * self.batch as u64, gpu::STORAGE_RW);
-        let fwd = self.op("l2norm_forward", &u, &[&x.buffer, &y.buffer, &norms], self.grid1(self.batch))?;
+        let grads = x.grad.as_ref().zip(y.grad.as_ref());
+        let (fwd, back) = self.l2norm_ops(self.batch, x.per_sample(), [&x.buffer, &y.buffer], grads)?;
         self.forward.push(fwd);
-        let mut group = Vec::new();
-        if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
-            group.push(self.op("l2norm_backward", &u, &[&y.buffer, &norms, dy, dx], self.grid1(self.batch))?);
-        }
-        self.backward.push(group);
+        self.backward.push(back.into_iter().collect());
         Ok(())
+    }
+
+    /// The dispatches of y = x / ‖x‖ over `rows` rows of `dim` (the norms kept), and with
+    /// `grads` = (dx, dy) of dx = (dy − y (y · dy)) / ‖x‖.
+    fn l2norm_ops(
+        &self,
+        rows: usize,
+        dim: usize,
+        [x, y]: [&wgpu::Buffer; 2],
+        grads: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
+    ) -> Result<(Op, Option<Op>)> {
+        let u = self.uniform(&RowParams { rows: rows as u32, dim: dim as u32, eps: 1e-10, _pad: 0 });
+        let norms = gpu::buffer(self.ctx.device(), "l2 norms", 4 * rows as u64, gpu::STORAGE_RW);
+        let fwd = self.op("l2norm_forward", &u, &[x, y, &norms], self.grid1(rows))?;
+        let back =
+            grads.map(|(dx, dy)| self.op("l2norm_backward", &u, &[y, &norms, dy, dx], self.grid1(rows))).transpose()?;
+        Ok((fwd, back))
     }
 
     fn residual(&mut self, x: &Tensor, body: &[LayerSpec], shortcut: &[LayerSpec], name: &str) -> Result<Tensor> {

@@ -36,6 +36,11 @@ pub fn kernel_variants(ctx: &GpuContext) -> [GpuContext; 2] {
     [ctx.with_kernels(KernelChoice::Gpu), ctx.with_kernels(KernelChoice::Cpu)]
 }
 
+/// The values as f64, for the f64 references.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
 /// ||a - b|| / ||b|| (or ||a - b|| when b is zero).
 pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");

@@ -41,12 +41,10 @@ pub struct VariantReport {
 }
 
 impl VariantReport {
-    /// Its row's label: `center (lambda 0.01)`, `arcface (s 64, m2 0.5; lambda 0)`.
+    /// Its row's label: `center (lambda 0.01)`, `arcface (s 16, m2 0.5; lambda 0)`.
     pub fn label(&self) -> String {
         if self.head.normalized {
-            let head = self.head.describe();
-            let inner = head.split_once('(').map_or("", |(_, rest)| rest.trim_end_matches(')'));
-            format!("{} ({inner}; lambda {})", self.name, self.lambda)
+            format!("{} ({}; lambda {})", self.name, self.head.parameters(), self.lambda)
         } else {
             format!("{} (lambda {})", self.name, self.lambda)
         }

@@ -347,6 +347,46 @@ fn checkpoint_round_trip_and_exact_resume() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Warming the kernels up runs a whole step and takes it back: a warmed network, fresh or
+/// restored mid-run (momenta and centers non-zero), trains bit for bit as one never warmed.
+#[test]
+fn warm_up_leaves_the_network_as_it_was() {
+    let Some(ctx) = gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("centerloss-warm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (x, y) = quadrant_data(32 * 4, 9);
+    let batch = |i: usize| (&x[i * 32 * 64..(i + 1) * 32 * 64], &y[i * 32..(i + 1) * 32]);
+    let centers = |n: &Network| n.center_loss().unwrap().centers().unwrap();
+    let same = |a: &Network, b: &Network| {
+        assert_eq!(a.param_values().unwrap(), b.param_values().unwrap());
+        assert_eq!(centers(a), centers(b));
+        assert_eq!((a.step_count(), a.learning_rate()), (b.step_count(), b.learning_rate()));
+    };
+    let mut plain = quadrant_net(&ctx, UpdateMode::Deterministic);
+    let mut warmed = quadrant_net(&ctx, UpdateMode::Deterministic);
+    assert!(warmed.warm_up().unwrap() > 0.0);
+    assert_eq!(warmed.warm_up().unwrap(), 0.0, "a warm network warms up again");
+    same(&warmed, &plain);
+    for i in 0..2 {
+        plain.train_step(batch(i).0, batch(i).1, false).unwrap();
+        warmed.train_step(batch(i).0, batch(i).1, false).unwrap();
+    }
+    same(&warmed, &plain);
+    assert!(centers(&plain)[..8].iter().any(|&c| c != 0.0), "center 0 never moved");
+    let path = dir.join("mid-run.safetensors");
+    checkpoint::save(&plain, &path).unwrap();
+    let mut restored = quadrant_net(&ctx, UpdateMode::Deterministic);
+    checkpoint::load(&mut restored, &path).unwrap();
+    assert!(restored.warm_up().unwrap() > 0.0);
+    same(&restored, &plain);
+    for i in 2..4 {
+        plain.train_step(batch(i).0, batch(i).1, false).unwrap();
+        restored.train_step(batch(i).0, batch(i).1, false).unwrap();
+    }
+    same(&restored, &plain);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// The trunk's first weights follow the spec's initialisation: LeNet++ draws U(±1/√fan_in)
 /// (PyTorch's default; He-normal diverges at its learning rate), the face network He-normal.
 #[test]

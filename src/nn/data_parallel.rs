@@ -47,6 +47,7 @@ impl Network {
         let metrics = outcome?;
         restored?;
         self.step += 1;
+        self.warm = true;
         Ok(read_metrics.then_some(metrics))
     }
 

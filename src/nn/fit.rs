@@ -65,8 +65,11 @@ impl FitOptions {
 pub struct FitReport {
     /// Steps taken in this call.
     pub steps: u64,
-    /// Wall-clock seconds of training (no evaluation).
+    /// Wall-clock seconds of training (no evaluation, no warm-up).
     pub train_seconds: f64,
+    /// Seconds of [`Network::warm_up`] before training: the kernels' first compile and run
+    /// (0 when the network had run a step already).
+    pub warm_up_seconds: f64,
     /// Training images per second.
     pub images_per_second: f64,
     /// The scalars read back, with their step numbers.
@@ -216,7 +219,7 @@ fn train(
     let epochs = opts.steps.div_ceil(batches.steps_per_epoch());
     let bar = Progress::new(opts.steps, opts.progress && rank == 0, &opts.label);
     bar.inc(net.step_count().min(opts.steps));
-    let mut report = FitReport::default();
+    let mut report = FitReport { warm_up_seconds: net.warm_up()?, ..Default::default() };
     let (mut hooked, mut hook_seconds) = (String::new(), 0.0);
     let start = Instant::now();
     let mut images = vec![0.0f32; shard * net.input_len()];

@@ -14,6 +14,7 @@ mod optimizer;
 mod profile;
 pub mod reference;
 mod spec;
+mod warm_up;
 
 pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
 pub use graph::{Graph, Param, ParamKind, Tensor};

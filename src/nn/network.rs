@@ -88,7 +88,7 @@ impl Inference {
 
 /// What a recorded pass over a batch does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pass {
+pub(super) enum Pass {
     /// Forward, backward, center update, SGD.
     Train,
     /// Forward and the loss terms only.
@@ -124,6 +124,8 @@ pub struct Network {
     pub(super) center: Option<(GpuCenterLoss, CenterLossBinding)>,
     pub(super) step: u64,
     pub(super) lr: f32,
+    /// Whether every kernel of a step has run once ([`Network::warm_up`]).
+    pub(super) warm: bool,
 }
 
 /// `center` with the network's K and D filled in (0 means "from the network"), validated.
@@ -266,6 +268,7 @@ impl Network {
             center,
             step: 0,
             lr: f32::NAN,
+            warm: false,
         };
         net.apply_schedule()?;
         Ok(net)
@@ -347,6 +350,7 @@ impl Network {
         self.apply_schedule()?;
         self.run_batch(images, labels, Pass::Train, read_metrics)?;
         self.step += 1;
+        self.warm = true;
         if read_metrics {
             Ok(Some(self.read_metrics()?))
         } else {
@@ -355,7 +359,7 @@ impl Network {
     }
 
     /// Uploads a batch and records one pass over it in a single submission.
-    fn run_batch(&self, images: &[f32], labels: &[u32], pass: Pass, read_metrics: bool) -> Result<()> {
+    pub(super) fn run_batch(&self, images: &[f32], labels: &[u32], pass: Pass, read_metrics: bool) -> Result<()> {
         let ctx = self.graph.context();
         ctx.capture(|| {
             let queue = ctx.queue();

@@ -331,8 +331,9 @@ fn key_difference(recorded: &str, now: &str) -> String {
 }
 
 /// Seconds one training step takes, from forward and backward passes on the first
-/// training batch (no update, so the run is unchanged).
+/// training batch after [`Network::warm_up`] (no update, so the run is unchanged).
 fn seconds_per_step(net: &mut Network, data: &dyn ImageStore) -> Result<f64> {
+    net.warm_up()?;
     let b = net.train_config().batch;
     let first: Vec<usize> = (0..b.min(data.len())).collect();
     let batch = data.load_many(&first, 0)?;

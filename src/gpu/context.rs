@@ -364,7 +364,13 @@ impl GpuContext {
 
     /// Blocks until all submitted work has finished.
     pub fn wait_idle(&self) -> Result<()> {
-        self.inner.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
+        self.wait_for(None)
+    }
+
+    /// Blocks until `submission` has finished (with `None`, all work submitted so far).
+    pub fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let poll = wgpu::PollType::Wait { submission_index: submission, timeout: None };
+        self.inner.device.poll(poll).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
     }
 }
 

@@ -37,6 +37,18 @@ impl Staging {
     /// Waits for the submitted work, maps the buffer and returns its first `len` values of
     /// type `T`, copied once out of the mapped range.
     pub fn read_values<T: Pod>(&self, ctx: &GpuContext, len: usize) -> Result<Vec<T>> {
+        self.read_after(ctx, None, len)
+    }
+
+    /// [`Staging::read_values`], waiting for `submission` only (with `None`, for all work
+    /// submitted so far): on a device another program shares, its later work is not
+    /// waited for.
+    pub fn read_after<T: Pod>(
+        &self,
+        ctx: &GpuContext,
+        submission: Option<wgpu::SubmissionIndex>,
+        len: usize,
+    ) -> Result<Vec<T>> {
         let mut out = vec![T::zeroed(); len];
         if len == 0 {
             return Ok(out);
@@ -46,7 +58,7 @@ impl Staging {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             sender.send(r).ok();
         });
-        ctx.wait_idle()?;
+        ctx.wait_for(submission)?;
         pollster::block_on(receiver.receive())
             .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
             .map_err(|e| Error::Readback(e.to_string()))?;

@@ -13,7 +13,7 @@ pub(super) struct HostBatch {
     features: wgpu::Buffer,
     labels: wgpu::Buffer,
     grad: wgpu::Buffer,
-    /// The loss at byte 0, the gradient from byte 8.
+    /// The gradient rows read back, then the loss (so the gradient is read in place).
     staging: Staging,
     binding: CenterLossBinding,
 }
@@ -97,21 +97,22 @@ impl GpuCenterLoss {
         let rows = rows.start.min(batch)..rows.end.min(batch);
         let grad_bytes = if pass == CenterPass::LossOnly { 0 } else { rows.len() as u64 * row_bytes };
         let queue = self.ctx.queue();
-        self.ctx.capture(|| {
+        let submission = self.ctx.capture(|| {
             queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
             queue.write_buffer(&host.features, 0, bytemuck::cast_slice(features));
             queue.write_buffer(&host.labels, 0, bytemuck::cast_slice(labels));
             let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
             self.record(&mut encoder, &host.binding, batch as u32, pass)?;
-            host.staging.copy_from(&mut encoder, &host.binding.loss_scratch, 0, 0, 4);
             if grad_bytes > 0 {
-                host.staging.copy_from(&mut encoder, &host.grad, rows.start as u64 * row_bytes, 8, grad_bytes);
+                host.staging.copy_from(&mut encoder, &host.grad, rows.start as u64 * row_bytes, 0, grad_bytes);
             }
-            queue.submit([encoder.finish()]);
-            Ok(())
+            host.staging.copy_from(&mut encoder, &host.binding.loss_scratch, 0, grad_bytes, 4);
+            Ok(queue.submit([encoder.finish()]))
         })??;
-        let words: Vec<f32> = host.staging.read_values(&self.ctx, 2 + grad_bytes as usize / 4)?;
-        Ok(StepOutput { loss: words[0], grad: words[2..].to_vec() })
+        let grad_len = grad_bytes as usize / 4;
+        let mut grad: Vec<f32> = host.staging.read_after(&self.ctx, Some(submission), grad_len + 1)?;
+        let loss = grad.pop().ok_or_else(|| Error::Internal("the loss was not read back".into()))?;
+        Ok(StepOutput { loss, grad })
     }
 
     /// A step (or forward pass) on a batch that lives in another program's buffers at byte

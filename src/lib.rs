@@ -46,8 +46,8 @@ pub mod search;
 
 pub use center_loss::cpu;
 pub use center_loss::{
-    BatchBuffers, BatchOffsets, CenterLossBinding, CenterLossConfig, GpuCenterLoss, GpuHealth, Reduction, StepOutput,
-    UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA,
+    BatchBuffers, BatchOffsets, CenterLossBinding, CenterLossConfig, GpuCenterLoss, GpuHealth, PendingStep, Reduction,
+    StepOutput, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA,
 };
 pub use error::{Error, Result};
 pub use gpu::GpuContext;

@@ -206,6 +206,44 @@ fn deterministic_mode_is_bit_identical_across_runs() {
     assert!(gpu_centers.iter().zip(cpu_centers).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
+/// `step_async` then `wait` is `step`, bit for bit, while the caller draws its next batch
+/// between them; a bad batch is an error before anything is submitted.
+#[test]
+fn an_async_step_equals_a_step() {
+    let Some(ctx) = gpu() else { return };
+    let (b, d, k) = (37, 20, 9);
+    let cfg = config(k, d, Variant::Deterministic, Reduction::Mean);
+    let mut r = rng(410);
+    let init = uniform(&mut r, k * d, 1.0);
+    let batch = |r: &mut rand::rngs::StdRng| (uniform(r, b * d, 2.0), labels(r, b, k));
+    let module = || {
+        let mut cl = GpuCenterLoss::new(&ctx, cfg.clone()).unwrap();
+        cl.set_centers(&init).unwrap();
+        cl
+    };
+    let (mut sync, mut asynchronous) = (module(), module());
+    let (mut r_sync, mut r_async) = (rng(411), rng(411));
+    let mut next = batch(&mut r_async);
+    for _ in 0..4 {
+        let (x, y) = batch(&mut r_sync);
+        let expected = sync.step(&x, &y).unwrap();
+        let current = next;
+        let pending = asynchronous.step_async(&current.0, &current.1).unwrap();
+        next = batch(&mut r_async);
+        let got = pending.wait().unwrap();
+        assert_eq!(got.loss.to_bits(), expected.loss.to_bits());
+        assert_eq!(got.grad.len(), b * d);
+        assert!(got.grad.iter().zip(&expected.grad).all(|(a, e)| a.to_bits() == e.to_bits()));
+    }
+    assert_eq!(asynchronous.centers().unwrap(), sync.centers().unwrap());
+    let before = asynchronous.centers().unwrap();
+    let mut bad = next.1.clone();
+    bad[5] = k as u32;
+    let err = asynchronous.step_async(&next.0, &bad).err().unwrap();
+    assert!(matches!(err, centerloss::Error::LabelOutOfRange { index: 5, .. }), "{err}");
+    assert_eq!(asynchronous.centers().unwrap(), before);
+}
+
 #[test]
 fn absent_classes_stay_bit_identical() {
     let Some(ctx) = gpu() else { return };

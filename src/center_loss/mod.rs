@@ -7,6 +7,6 @@ mod gpu;
 
 pub use config::{CenterLossConfig, Reduction, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA, MAX_CENTER_BINDINGS};
 pub use gpu::{
-    shader_plan, BatchBuffers, BatchOffsets, CenterLossBinding, GpuCenterLoss, GpuHealth, ShaderSpec, StepOutput,
-    GRAD_SCALE_KERNELS,
+    shader_plan, BatchBuffers, BatchOffsets, CenterLossBinding, GpuCenterLoss, GpuHealth, PendingStep, ShaderSpec,
+    StepOutput, GRAD_SCALE_KERNELS,
 };

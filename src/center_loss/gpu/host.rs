@@ -18,6 +18,29 @@ pub(super) struct HostBatch {
     binding: CenterLossBinding,
 }
 
+/// A step submitted by [`GpuCenterLoss::step_async`]: its loss and gradient are read back
+/// by [`PendingStep::wait`]. It holds the module, so the next step waits for this one.
+#[must_use = "a pending step's loss and gradient are read by `wait`"]
+pub struct PendingStep<'a> {
+    module: &'a GpuCenterLoss,
+    submission: Option<wgpu::SubmissionIndex>,
+    grad_len: usize,
+}
+
+impl PendingStep<'_> {
+    /// Waits for this step's submission (not for later work on the device) and reads its
+    /// loss and gradient back.
+    pub fn wait(self) -> Result<StepOutput> {
+        let Some(submission) = self.submission else {
+            return Ok(StepOutput { loss: 0.0, grad: Vec::new() });
+        };
+        let host = self.module.host.as_ref().ok_or_else(|| Error::Internal("host buffers missing".into()))?;
+        let mut grad: Vec<f32> = host.staging.read_after(&self.module.ctx, Some(submission), self.grad_len + 1)?;
+        let loss = grad.pop().ok_or_else(|| Error::Internal("the loss was not read back".into()))?;
+        Ok(StepOutput { loss, grad })
+    }
+}
+
 impl GpuCenterLoss {
     /// One training step: loss and gradient for the batch, then the center update.
     ///
@@ -25,6 +48,15 @@ impl GpuCenterLoss {
     /// error comes back before the GPU is touched and the centers stay as they were.
     pub fn step(&mut self, features: &[f32], labels: &[u32]) -> Result<StepOutput> {
         self.run_host(features, labels, CenterPass::Step)
+    }
+
+    /// [`GpuCenterLoss::step`] without waiting: checks and uploads the batch, submits the
+    /// step and returns; the caller prepares its next batch while the GPU works, then
+    /// [`PendingStep::wait`]s for the loss and gradient. The centers move whether or not
+    /// the pending step is waited for; bad input is an error before the GPU is touched.
+    pub fn step_async(&mut self, features: &[f32], labels: &[u32]) -> Result<PendingStep<'_>> {
+        self.cfg.validate_batch(features, labels)?;
+        self.submit_checked_rows(features, labels, CenterPass::Step, 0..labels.len())
     }
 
     /// The loss for a batch against the current centers; nothing is updated.
@@ -84,9 +116,21 @@ impl GpuCenterLoss {
         pass: CenterPass,
         rows: std::ops::Range<usize>,
     ) -> Result<StepOutput> {
+        self.submit_checked_rows(features, labels, pass, rows)?.wait()
+    }
+
+    /// Uploads a checked batch and submits its pass with the copies of the loss and of the
+    /// gradient of `rows` into the staging buffer; [`PendingStep::wait`] reads them.
+    fn submit_checked_rows(
+        &mut self,
+        features: &[f32],
+        labels: &[u32],
+        pass: CenterPass,
+        rows: std::ops::Range<usize>,
+    ) -> Result<PendingStep<'_>> {
         let batch = labels.len();
         if batch == 0 {
-            return Ok(StepOutput { loss: 0.0, grad: Vec::new() });
+            return Ok(PendingStep { module: self, submission: None, grad_len: 0 });
         }
         self.ensure_host_capacity(batch)?;
         let Some(host) = &self.host else {
@@ -109,10 +153,7 @@ impl GpuCenterLoss {
             host.staging.copy_from(&mut encoder, &host.binding.loss_scratch, 0, grad_bytes, 4);
             Ok(queue.submit([encoder.finish()]))
         })??;
-        let grad_len = grad_bytes as usize / 4;
-        let mut grad: Vec<f32> = host.staging.read_after(&self.ctx, Some(submission), grad_len + 1)?;
-        let loss = grad.pop().ok_or_else(|| Error::Internal("the loss was not read back".into()))?;
-        Ok(StepOutput { loss, grad })
+        Ok(PendingStep { module: self, submission: Some(submission), grad_len: grad_bytes as usize / 4 })
     }
 
     /// A step (or forward pass) on a batch that lives in another program's buffers at byte

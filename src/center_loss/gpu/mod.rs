@@ -32,6 +32,7 @@ mod table;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use binding::{BatchBuffers, BatchOffsets, CenterLossBinding};
+pub use host::PendingStep;
 pub use interface::GRAD_SCALE_KERNELS;
 pub use kernels::{shader_plan, ShaderSpec};
 

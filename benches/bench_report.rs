@@ -15,7 +15,7 @@ use std::process::Command;
 
 use centerloss::bench::{copy_bandwidth, cpu_center_loss_seconds, gemm_gflops, trainer_images_per_second};
 use centerloss::bench::{host_step_seconds, trainer_profile, CenterLossBench, CenterLossCase, Clock};
-use centerloss::gpu::{median, KernelChoice, KernelFamily};
+use centerloss::gpu::{median, KernelChoice, KernelFamily, Tiling, TunedChoice};
 use centerloss::nn::NetworkSpec;
 use centerloss::{GpuContext, UpdateMode};
 use clap::Parser;
@@ -217,14 +217,17 @@ fn center_loss_peers(args: &Args, rows: &[GridRow]) -> BenchResult<CenterLossPee
     Ok(CenterLossPeers { cpu, torch_version, torch_device, torch })
 }
 
-/// GEMM and trainer measurements in each kernel family (the adapter's default first).
+/// GEMM and trainer measurements in each kernel family (the adapter's default first), each
+/// with the fixed rule's tiles and with the tuner's.
 struct TrainerFigures {
-    families: Vec<KernelFamily>,
+    variants: Vec<(KernelFamily, Tiling)>,
     default_family: KernelFamily,
     gemm: Vec<(usize, Vec<f64>)>,
-    /// (family, LeNet++ images/s, face network images/s).
-    trainer: Vec<(KernelFamily, f64, f64)>,
+    /// (LeNet++ images/s, face network images/s) per variant.
+    trainer: Vec<(f64, f64)>,
     profiles: Vec<(&'static str, Option<Vec<centerloss::gpu::KernelTime>>)>,
+    /// The tuner's choices on this adapter: shape key -> choice.
+    tuned: std::collections::BTreeMap<String, TunedChoice>,
     /// PyTorch's images/s per network name.
     torch: Vec<serde_json::Value>,
 }
@@ -238,38 +241,42 @@ fn trainer_figures(ctx: &GpuContext, args: &Args, samples: usize) -> BenchResult
         .filter(|&(i, f)| i == 0 || f != default_family)
         .map(|(_, f)| f)
         .collect();
-    let family_ctx = |f: KernelFamily| {
+    let variants: Vec<(KernelFamily, Tiling)> =
+        families.iter().flat_map(|&f| [(f, Tiling::Fixed), (f, Tiling::Tune)]).collect();
+    let variant_ctx = |(f, tiling): (KernelFamily, Tiling)| {
         ctx.with_kernels(match f {
             KernelFamily::Gpu => KernelChoice::Gpu,
             KernelFamily::Cpu => KernelChoice::Cpu,
         })
+        .with_tiling(tiling)
     };
     let mut gemm = Vec::new();
     for &n in gemm_sizes {
-        let mut per_family = Vec::new();
-        for &f in &families {
-            let (g, _) = gemm_gflops(&family_ctx(f), n, n, n, 3)?;
-            eprintln!("gemm {n}^3 ({f:?} kernels): {g:.2} GFLOP/s");
-            per_family.push(g);
+        let mut per_variant = Vec::new();
+        for &v in &variants {
+            let (g, _) = gemm_gflops(&variant_ctx(v), n, n, n, 3)?;
+            eprintln!("gemm {n}^3 ({v:?}): {g:.2} GFLOP/s");
+            per_variant.push(g);
         }
-        gemm.push((n, per_family));
+        gemm.push((n, per_variant));
     }
     let steps = if args.quick { 1 } else { 3 };
     let mut trainer = Vec::new();
-    for &f in &families {
-        let fctx = family_ctx(f);
-        let lenet = trainer_images_per_second(&fctx, NetworkSpec::lenet_plus_plus(), 128, steps)?;
-        let face = trainer_images_per_second(&fctx, NetworkSpec::face_resnet(1, 64, 128, 150), 64, steps * 3)?;
-        eprintln!("trainer ({f:?} kernels): LeNet++ {lenet:.1} img/s, face {face:.1} img/s");
-        trainer.push((f, lenet, face));
+    for &v in &variants {
+        let vctx = variant_ctx(v);
+        let lenet = trainer_images_per_second(&vctx, NetworkSpec::lenet_plus_plus(), 128, steps)?;
+        let face = trainer_images_per_second(&vctx, NetworkSpec::face_resnet(1, 64, 128, 150), 64, steps * 3)?;
+        eprintln!("trainer ({v:?}): LeNet++ {lenet:.1} img/s, face {face:.1} img/s");
+        trainer.push((lenet, face));
     }
     let face = NetworkSpec::face_resnet(1, 64, 128, 150);
     let profiles = vec![
         ("LeNet++, batch 128", trainer_profile(ctx, NetworkSpec::lenet_plus_plus(), 128, samples.min(3))?),
         ("face ResNet, batch 64", trainer_profile(ctx, face, 64, samples.min(3))?),
     ];
+    let tuned = ctx.tuner()?.choices();
     let torch = peers(args, &["--trainer", "--reps", "3"]);
-    Ok(TrainerFigures { families, default_family, gemm, trainer, profiles, torch })
+    Ok(TrainerFigures { variants, default_family, gemm, trainer, profiles, tuned, torch })
 }
 
 /// The report's header: command, machine, adapter, clock, peers.
@@ -402,10 +409,16 @@ fn write_step_details(md: &mut String, c: &CenterLossFigures, samples: usize) ->
 /// GEMM, trainer images/s against PyTorch, and where a training step's time goes.
 fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std::fmt::Result {
     let default_family = t.default_family;
-    let heads: Vec<String> = t.families.iter().map(|f| format!("{f:?} kernels")).collect();
-    let rule = "|---".repeat(t.families.len());
+    let heads: Vec<String> = t
+        .variants
+        .iter()
+        .map(|(f, tiling)| {
+            format!("{f:?} kernels, {}", if *tiling == Tiling::Tune { "tuned tiles" } else { "fixed tiles" })
+        })
+        .collect();
+    let rule = "|---".repeat(t.variants.len());
     writeln!(md, "\n## GEMM (GFLOP/s; this adapter runs the {default_family:?} kernels by default)\n")?;
-    writeln!(md, "Gpu: 64 x 64 tiles in workgroup memory. Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers.\n")?;
+    writeln!(md, "Gpu: 64 x 64 (or 32 x 128) tiles in workgroup memory. Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers. Fixed tiles: each core's rule; tuned: the fastest of its candidates (`nn::GemmTiles`) measured on this adapter, listed below.\n")?;
     writeln!(md, "| M = N = K | {} |\n|---{rule}|", heads.join(" | "))?;
     for (n, g) in &t.gemm {
         let cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();
@@ -419,8 +432,8 @@ fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std
             .and_then(|r| r.get("images_per_second").and_then(|v| v.as_f64()))
     };
     let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-    let lenet: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.1)).collect();
-    let face: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.2)).collect();
+    let lenet: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.0)).collect();
+    let face: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.1)).collect();
     writeln!(md, "| LeNet++ | 128 | {} | {} |", lenet.join(" | "), cell(torch_ips("lenet_plus_plus")))?;
     writeln!(
         md,
@@ -428,6 +441,7 @@ fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std
         face.join(" | "),
         cell(torch_ips("face_resnet"))
     )?;
+    write_tuned(md, &t.tuned)?;
     for (name, profile) in &t.profiles {
         let Some(kernels) = profile else { continue };
         let total: f64 = kernels.iter().map(|k| k.seconds).sum();
@@ -446,6 +460,22 @@ fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std
                 100.0 * k.seconds / total
             )?;
         }
+    }
+    Ok(())
+}
+
+/// The tuner's choice for each GEMM shape it measured on this adapter (this run's and those
+/// its cache file held), with every candidate's time.
+fn write_tuned(md: &mut String, tuned: &std::collections::BTreeMap<String, TunedChoice>) -> std::fmt::Result {
+    if tuned.is_empty() {
+        return Ok(());
+    }
+    writeln!(md, "\n### Tile configurations the tuner chose on this adapter\n")?;
+    writeln!(md, "Median GPU time of 5 runs of each candidate (`nn::GemmTiles::candidates`, in order), on the shapes the GEMMs and trainers above built; the key is the kernel family, kernel, its shape constants, M, N and K-slices.\n")?;
+    writeln!(md, "| shape | chosen | us per candidate |\n|---|---|---|")?;
+    for (key, choice) in tuned {
+        let micros: Vec<String> = choice.micros.iter().map(|t| format!("{t:.0}")).collect();
+        writeln!(md, "| `{key}` | {} | {} |", choice.label, micros.join(" / "))?;
     }
     Ok(())
 }

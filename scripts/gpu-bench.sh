@@ -12,8 +12,14 @@
 # Then on the GPU machine, from the repository root:
 #   scripts/gpu-bench.sh [extra bench_report arguments, e.g. --peer-device cuda]
 # It prints the same tables as BENCHMARKS.md and writes them to ${OUT:-.}/BENCHMARKS-gpu.md.
+# The GEMM tile configurations the tuner measures there go to ${OUT:-.}/tuning.json; copied
+# to .gpu/tuning.json, they are read by the next call instead of measured again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CENTERLOSS_TUNE_CACHE="${CENTERLOSS_TUNE_CACHE:-${OUT:-.}/tuning.json}"
+if [ -f .gpu/tuning.json ] && [ ! -f "$CENTERLOSS_TUNE_CACHE" ]; then
+    cp .gpu/tuning.json "$CENTERLOSS_TUNE_CACHE"
+fi
 # The Vulkan set-up and the binary's lookup (.gpu/, else target/) are scripts/gpu-run.sh's.
 # PyTorch is rarely on such a machine; the peers then say so and the tables leave them out.
 exec scripts/gpu-run.sh bench_report --out "${OUT:-.}/BENCHMARKS-gpu.md" "$@"

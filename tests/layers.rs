@@ -3,8 +3,8 @@
 
 mod common;
 
-use centerloss::gpu::{read_buffer, KernelFamily};
-use centerloss::nn::{reference as cpu, Graph, Head, LayerSpec, Tensor};
+use centerloss::gpu::{read_buffer, KernelFamily, Tiling};
+use centerloss::nn::{reference as cpu, GemmTiles, Graph, Head, LayerSpec, Tensor};
 use centerloss::GpuContext;
 use common::{f64s, gpu, kernel_variants, rng, uniform};
 
@@ -147,6 +147,55 @@ fn gemm_with_a_reduction_longer_than_65535() {
     let Some(gpu_ctx) = gpu() else { return };
     for ctx in kernel_variants(&gpu_ctx) {
         gemm_cases(&ctx, &[(3, 5, 70_001)]);
+    }
+}
+
+/// Every tile configuration of both GEMM cores (the candidates the tuner measures) gives
+/// the same bits as the fixed rule's choice, which matches the f64 reference here (and in
+/// the tests above): a convolution whose 70 output channels span tiles, with bias, and a
+/// linear layer of 129 x 65 outputs. The tuner's pick changes speed, never results.
+#[test]
+fn every_gemm_tile_candidate_gives_the_fixed_rules_bits() {
+    let Some(gpu_ctx) = gpu() else { return };
+    let conv = LayerSpec::Conv2d { out_channels: 70, kernel: 5, stride: 2, pad: 2, bias: true };
+    let linear = LayerSpec::Linear { out_features: 65, bias: true };
+    let runs = |ctx: &GpuContext| {
+        [run_layer(ctx, 3, [5, 11, 6], conv.clone(), 90).0, run_layer(ctx, 129, [3, 5, 7], linear.clone(), 91).0]
+    };
+    let bits = |runs: &[Run; 2]| {
+        let all = runs.iter().flat_map(|r| r.y.iter().chain(&r.dx).chain(r.grads.iter().flatten()));
+        all.map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    for family in kernel_variants(&gpu_ctx) {
+        let fixed = runs(&family.with_tiling(Tiling::Fixed));
+        let [c, l] = &fixed;
+        let shape = cpu::ConvShape {
+            batch: 3,
+            in_channels: 5,
+            height: 11,
+            width: 6,
+            out_channels: 70,
+            kernel: 5,
+            stride: 2,
+            pad: 2,
+        };
+        let (cw, cb) = (f64s(&c.params[0]), f64s(&c.params[1]));
+        assert!(rel(&c.y, &cpu::conv2d(&f64s(&c.x), &cw, Some(&cb), shape)) < TOL);
+        let (dx, dw, db) = cpu::conv2d_backward(&f64s(&c.x), &cw, &f64s(&c.dy), shape);
+        assert!(rel(&c.dx, &dx) < TOL && rel(&c.grads[0], &dw) < TOL && rel(&c.grads[1], &db) < TOL);
+        let (lw, lb) = (f64s(&l.params[0]), f64s(&l.params[1]));
+        assert!(rel(&l.y, &cpu::linear(&f64s(&l.x), &lw, Some(&lb), 129, 105, 65)) < TOL);
+        let (dx, dw, db) = cpu::linear_backward(&f64s(&l.x), &lw, &f64s(&l.dy), 129, 105, 65);
+        assert!(rel(&l.dx, &dx) < TOL && rel(&l.grads[0], &dw) < TOL && rel(&l.grads[1], &db) < TOL);
+        for (i, tiles) in GemmTiles::candidates(family.kernels()).iter().enumerate() {
+            let candidate = runs(&family.with_tiling(Tiling::Candidate(i)));
+            assert!(
+                bits(&candidate) == bits(&fixed),
+                "{:?} {}: other bits than the fixed rule",
+                family.kernels(),
+                tiles.label()
+            );
+        }
     }
 }
 

@@ -3,9 +3,10 @@
 
 mod common;
 
+use centerloss::gpu::{KernelChoice, Tiling};
 use centerloss::nn::{
-    reference as cpu, CenterFeatures, Head, LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig, TrainConfig,
-    WeightInit,
+    reference as cpu, CenterFeatures, GemmTiles, Head, LayerSpec, MultiStep, Network, NetworkSpec, SgdConfig,
+    TrainConfig, WeightInit,
 };
 use centerloss::{checkpoint, CenterLossConfig, Error, GpuContext, UpdateMode};
 use common::{f64s, gpu, rng, uniform};
@@ -384,6 +385,53 @@ fn warm_up_leaves_the_network_as_it_was() {
         restored.train_step(batch(i).0, batch(i).1, false).unwrap();
     }
     same(&restored, &plain);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The tuner measures each GEMM shape of a network once on a device, keeps the fastest
+/// candidate in its cache file (which a new device on the same adapter reads instead of
+/// measuring), and changes no bit of training.
+#[test]
+fn the_tuner_measures_each_shape_once_keeps_it_on_disk_and_changes_no_bits() {
+    let Some(ctx) = gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("centerloss-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tuning.json");
+    let tuned_device = || {
+        let fresh = GpuContext::new().unwrap().with_kernels(KernelChoice::Cpu).with_tiling(Tiling::Tune);
+        fresh.set_tuning_cache(Some(path.clone())).unwrap();
+        fresh
+    };
+    let tuned = tuned_device();
+    let mut a = quadrant_net(&tuned, UpdateMode::Deterministic);
+    let tuner = tuned.tuner().unwrap();
+    let (measured, choices) = (tuner.measured(), tuner.choices());
+    assert!(measured >= 3 && measured == choices.len(), "{measured} measured, {} choices", choices.len());
+    let candidates = GemmTiles::candidates(tuned.kernels());
+    for (key, c) in &choices {
+        assert_eq!(c.micros.len(), candidates.len(), "{key}");
+        assert_eq!(c.label, candidates[c.index].label(), "{key}");
+        assert!(c.micros.iter().all(|t| t.is_finite() && *t > 0.0), "{key}: {:?}", c.micros);
+    }
+    quadrant_net(&tuned, UpdateMode::Deterministic);
+    assert_eq!(tuner.measured(), measured, "a second network of the same shapes was measured again");
+    let again = tuned_device();
+    quadrant_net(&again, UpdateMode::Deterministic);
+    let picks = |c: &std::collections::BTreeMap<String, centerloss::gpu::TunedChoice>| -> Vec<(String, usize)> {
+        c.iter().map(|(k, v)| (k.clone(), v.index)).collect()
+    };
+    assert_eq!(again.tuner().unwrap().measured(), 0, "the cache file was not read");
+    assert_eq!(picks(&again.tuner().unwrap().choices()), picks(&choices));
+
+    let mut b =
+        quadrant_net(&ctx.with_kernels(KernelChoice::Cpu).with_tiling(Tiling::Fixed), UpdateMode::Deterministic);
+    let (x, y) = quadrant_data(32 * 3, 12);
+    for i in 0..3 {
+        let (xi, yi) = (&x[i * 32 * 64..(i + 1) * 32 * 64], &y[i * 32..(i + 1) * 32]);
+        a.train_step(xi, yi, false).unwrap();
+        b.train_step(xi, yi, false).unwrap();
+    }
+    assert_eq!(a.param_values().unwrap(), b.param_values().unwrap());
     std::fs::remove_dir_all(&dir).ok();
 }
 

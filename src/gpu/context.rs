@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::tune::{Tiling, Tuner};
 use crate::{Error, Result};
 
 /// A GPU device ready for compute, with the adapter's own limits and the optional
@@ -22,6 +23,7 @@ use crate::{Error, Result};
 pub struct GpuContext {
     inner: Arc<Inner>,
     kernels: KernelFamily,
+    tiling: Tiling,
 }
 
 /// Which kernel variants the center loss and the trainer build: the GPU-shaped ones
@@ -93,13 +95,15 @@ struct Inner {
     uncaptured: Arc<Mutex<Vec<String>>>,
     cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
     pipelines_compiled: Arc<AtomicU64>,
+    tuner: Mutex<Option<Arc<Tuner>>>,
 }
 
 impl Inner {
     fn new(handles: WgpuHandles, info: wgpu::AdapterInfo, uncaptured: Arc<Mutex<Vec<String>>>) -> Self {
         let WgpuHandles { instance, adapter, device, queue } = handles;
         let (cache, pipelines_compiled) = (Mutex::new(HashMap::new()), Arc::new(AtomicU64::new(0)));
-        Self { instance, adapter, device, queue, info, uncaptured, cache, pipelines_compiled }
+        let tuner = Mutex::new(None);
+        Self { instance, adapter, device, queue, info, uncaptured, cache, pipelines_compiled, tuner }
     }
 }
 
@@ -193,7 +197,8 @@ impl GpuContext {
         }));
         log::info!("centerloss GPU context: {}", summary(&info, device.features()));
         let inner = Inner::new(WgpuHandles { instance, adapter, device, queue }, info, uncaptured);
-        Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner) }.with_kernels(choice))
+        Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner), tiling: Tiling::from_env()? }
+            .with_kernels(choice))
     }
 
     /// Wraps a device another program opened (a burn or cubecl `WgpuSetup`, a renderer's
@@ -228,7 +233,8 @@ impl GpuContext {
         // No uncaptured-error handler: the errors logged in `uncaptured` stay empty here.
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let inner = Inner::new(WgpuHandles { instance, adapter, device, queue }, info, uncaptured);
-        Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner) }.with_kernels(choice))
+        Ok(Self { kernels: KernelFamily::Gpu, inner: Arc::new(inner), tiling: Tiling::from_env()? }
+            .with_kernels(choice))
     }
 
     /// The instance, adapter, device and queue, for another library to share this device.
@@ -256,12 +262,60 @@ impl GpuContext {
             KernelChoice::Auto if self.inner.info.device_type == wgpu::DeviceType::Cpu => KernelFamily::Cpu,
             KernelChoice::Auto => KernelFamily::Gpu,
         };
-        Self { inner: self.inner.clone(), kernels }
+        Self { inner: self.inner.clone(), kernels, tiling: self.tiling }
     }
 
     /// The kernel variants the subsystems build on this context.
     pub fn kernels(&self) -> KernelFamily {
         self.kernels
+    }
+
+    /// The same device with kernels' tile configurations chosen as `tiling` says (the
+    /// device, queue, caches and tuner are shared). `CENTERLOSS_TUNE` sets the default.
+    pub fn with_tiling(&self, tiling: Tiling) -> Self {
+        Self { tiling, ..self.clone() }
+    }
+
+    /// How tile configurations are chosen here: [`Tiling::Auto`] resolved on this adapter
+    /// (to `Tune` on a GPU with timestamps, to `Fixed` on a CPU driver or without them).
+    pub fn tiling(&self) -> Tiling {
+        match self.tiling {
+            Tiling::Auto if self.inner.info.device_type != wgpu::DeviceType::Cpu && self.has_timestamps() => {
+                Tiling::Tune
+            }
+            Tiling::Auto => Tiling::Fixed,
+            other => other,
+        }
+    }
+
+    /// The device's tuner: the tile configurations measured on this adapter, driver and
+    /// crate version, in memory and in the cache file ([`Tuner::default_path`], or the one
+    /// [`GpuContext::set_tuning_cache`] named).
+    pub fn tuner(&self) -> Result<Arc<Tuner>> {
+        let mut tuner = self.inner.tuner.lock().map_err(|_| Error::Internal("tuner poisoned".into()))?;
+        Ok(tuner.get_or_insert_with(|| Arc::new(Tuner::new(self.tuner_key(), Tuner::default_path()))).clone())
+    }
+
+    /// Makes the device's tuner read and write `path` (`None`: memory only), starting from
+    /// the choices that file holds for this adapter.
+    pub fn set_tuning_cache(&self, path: Option<std::path::PathBuf>) -> Result<()> {
+        let mut tuner = self.inner.tuner.lock().map_err(|_| Error::Internal("tuner poisoned".into()))?;
+        *tuner = Some(Arc::new(Tuner::new(self.tuner_key(), path)));
+        Ok(())
+    }
+
+    /// What the tuner files this device's choices under: adapter, backend, driver, crate
+    /// version.
+    fn tuner_key(&self) -> String {
+        let info = &self.inner.info;
+        format!(
+            "{} | {:?} | {} {} | centerloss {}",
+            info.name,
+            info.backend,
+            info.driver,
+            info.driver_info,
+            env!("CARGO_PKG_VERSION")
+        )
     }
 
     /// The wgpu device.

@@ -7,6 +7,7 @@ mod kernels;
 mod readback;
 pub mod shaders;
 mod timing;
+mod tune;
 
 pub use context::{required_limits, GpuContext, KernelChoice, KernelFamily, WgpuHandles};
 pub use kernels::{
@@ -14,6 +15,7 @@ pub use kernels::{
 };
 pub use readback::{read_buffer, read_buffers, Staging};
 pub use timing::{median, profile_dispatches, GpuTimer, KernelTime};
+pub use tune::{Tiling, TunedChoice, Tuner};
 
 use std::num::NonZeroU64;
 

@@ -103,7 +103,8 @@ pub(super) const GEMM_CPU_BLOCK_M: usize = 16;
 pub(super) const GEMM_CPU_BLOCK_N: usize = 8;
 /// Outputs of one workgroup of the CPU-driver core (8 invocations): `TILE_OUTPUTS`.
 pub(super) const GEMM_CPU_TILE_OUTPUTS: usize = 8 * GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N;
-/// K per step of the GEMM core: `TILE_K` in gemm_core.wgsl.
+/// The longest k-step of the GEMM core: `MAX_TILE_K` in gemm_core.wgsl (split-K slices
+/// are multiples of it).
 pub(super) const GEMM_TILE_K: usize = 16;
 /// The longest K one GEMM dispatch sums: longer reductions are split over slices that
 /// `sum_slices` adds. (On Mesa 22.3.6 the tiled core came out short at K = 70 001,
@@ -190,36 +191,6 @@ impl Graph {
         grid: (u32, u32, u32),
     ) -> Result<Op> {
         self.kernels.op(kernel, &[], Some(uniform), storage, grid)
-    }
-
-    /// A GEMM dispatch for an M x N output in `slices` K-slices: 64 x 64 tiles, or 32 x 128
-    /// when M is at most 32 (so that few output channels do not waste half the tile); with
-    /// the CPU-driver core, workgroups of 8 invocations of 16 x 8 outputs each, side by side.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn gemm_op(
-        &self,
-        kernel: &'static str,
-        constants: &[(&'static str, f64)],
-        uniform: Option<&wgpu::Buffer>,
-        storage: &[&wgpu::Buffer],
-        m: usize,
-        n: usize,
-        slices: usize,
-    ) -> Result<Op> {
-        let (tile_m, tile_n) = match self.ctx.kernels() {
-            KernelFamily::Gpu => {
-                let tile_m = if m <= 32 { 32 } else { 64 };
-                (tile_m, GEMM_TILE_OUTPUTS / tile_m)
-            }
-            // One block of rows per workgroup, its invocations side by side along N (the
-            // loads of A are then the same for every lane); measured no slower than stacking
-            // invocations along M (docs/cpu-experiments.md).
-            KernelFamily::Cpu => (GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS / GEMM_CPU_BLOCK_M),
-        };
-        let mut constants = constants.to_vec();
-        constants.push(("TILE_M", tile_m as f64));
-        let grid = (n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, slices as u32);
-        self.kernels.op(kernel, &constants, uniform, storage, grid)
     }
 
     /// The grid of a walking kernel (element-wise or pooling) over `len` values

@@ -209,7 +209,7 @@ mod tests {
             }),
         );
         assert_eq!(mirror::constant(&gemm, "TILE_OUTPUTS"), GEMM_TILE_OUTPUTS as u64);
-        assert_eq!(mirror::constant(&gemm, "TILE_K"), GEMM_TILE_K as u64);
+        assert_eq!(mirror::constant(&gemm, "MAX_TILE_K"), GEMM_TILE_K as u64);
         let gemm_cpu = mirror::module("gemm", &[("gemm_core", "gemm_core_cpu")]);
         assert_eq!(mirror::constant(&gemm_cpu, "TILE_OUTPUTS"), GEMM_CPU_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_M"), GEMM_CPU_BLOCK_M as u64);

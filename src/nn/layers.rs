@@ -5,6 +5,7 @@
 use super::graph::{Graph, ParamKind, PendingBias, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
+use super::tiles::GemmDispatch;
 use crate::gpu::{self, Constants, KernelFamily, Op};
 use crate::{Error, Result};
 
@@ -104,9 +105,11 @@ impl Graph {
             ("HAS_BIAS", bias as u8 as f64),
             ("K_PER_SLICE", k_per_slice as f64),
         ]);
-        let conv_op = |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, z): (usize, usize, usize)| {
-            g.gemm_op(kernel, &constants, None, storage, m, n, z)
-        };
+        let conv_op =
+            |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, slices): (usize, usize, usize)| {
+                let detail = String::new();
+                g.gemm_op(&GemmDispatch { kernel, constants: &constants, uniform: None, storage, m, n, slices, detail })
+            };
         let weights = self.params[weight_index].value.clone();
         let weight_grad = self.params[weight_index].grad.clone();
         let bias_value = bias_index.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
@@ -298,14 +301,28 @@ impl Graph {
             _pad2: 0,
         };
         let u = self.uniform(&params);
+        let detail = format!("k {k} strides {strides:?} flags {flags}");
+        let gemm = |storage: &[&wgpu::Buffer]| {
+            let uniform = Some(&u);
+            self.gemm_op(&GemmDispatch {
+                kernel: "gemm",
+                constants: &[],
+                uniform,
+                storage,
+                m,
+                n,
+                slices,
+                detail: detail.clone(),
+            })
+        };
         if slices == 1 {
-            return Ok(vec![self.gemm_op("gemm", &[], Some(&u), &[a, b, bias, out], m, n, 1)?]);
+            return Ok(vec![gemm(&[a, b, bias, out])?]);
         }
         let partial = gpu::buffer(self.ctx.device(), "split-k partials", 4 * (slices * m * n) as u64, gpu::STORAGE_RW);
         let slices_uniform =
             self.uniform(&ElementParams { len: (m * n) as u32, channels: slices as u32, pixels: 1, _pad: 0 });
         Ok(vec![
-            self.gemm_op("gemm", &[], Some(&u), &[a, b, bias, &partial], m, n, slices)?,
+            gemm(&[a, b, bias, &partial])?,
             self.op("sum_slices", &slices_uniform, &[&partial, out], self.grid1(m * n))?,
         ])
     }

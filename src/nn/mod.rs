@@ -14,6 +14,7 @@ mod optimizer;
 mod profile;
 pub mod reference;
 mod spec;
+mod tiles;
 mod warm_up;
 
 pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
@@ -24,3 +25,4 @@ pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Inference, Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};
 pub use spec::{LayerSpec, NetworkSpec, Shape, WeightInit};
+pub use tiles::GemmTiles;

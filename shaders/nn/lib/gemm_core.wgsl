@@ -1,7 +1,7 @@
 // Tiled GEMM core: C[M, N] = sum_k A(m, k) * B(k, n). A workgroup of 64 invocations
-// computes a TILE_M x TILE_N tile of C (64 x 64, or 32 x 128 when M is small), each
-// invocation an 8 x 8 block (16 vec4 accumulators); K advances in steps of 16 through
-// workgroup memory read as vec4s. wid.z selects a slice of K (split-K); each slice stores
+// computes a TILE_M x TILE_N tile of C (64 x 64, or 32 x 128), each invocation an 8 x 8
+// block (16 vec4 accumulators); K advances in steps of TILE_K through workgroup memory
+// read as vec4s. wid.z selects a slice of K (split-K); each slice stores
 // its own partial result. Invocation i loads row m0 + i of the A tile and columns n0 + i
 // (and n0 + 64 + i) of the B tile, so per-row and per-column index work is done once per
 // invocation and tile rather than once per load.
@@ -16,10 +16,13 @@
 override TILE_M: u32 = 64u;
 // Outputs of one workgroup: TILE_M x TILE_N.
 const TILE_OUTPUTS: u32 = 4096u;
-const TILE_K: u32 = 16u;
+// The k-step through workgroup memory: 8 or 16 (MAX_TILE_K). Every output still sums its
+// k in order, one fma after another, so the results do not depend on it (nor on TILE_M).
+override TILE_K: u32 = 16u;
+const MAX_TILE_K: u32 = 16u;
 
-var<workgroup> tile_a: array<vec4<f32>, TILE_K * 64u / 4u>; // [TILE_K][TILE_M / 4]
-var<workgroup> tile_b: array<vec4<f32>, TILE_K * 128u / 4u>; // [TILE_K][TILE_N / 4]
+var<workgroup> tile_a: array<vec4<f32>, MAX_TILE_K * 64u / 4u>; // [TILE_K][TILE_M / 4]
+var<workgroup> tile_b: array<vec4<f32>, MAX_TILE_K * 128u / 4u>; // [TILE_K][TILE_N / 4]
 
 fn load_tile_b(k: u32, k_end: u32, col: ColB, ok: bool) -> f32 {
     if k < k_end && ok {

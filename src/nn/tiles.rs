@@ -105,7 +105,7 @@ impl Graph {
             Tiling::Tune if self.ctx.has_timestamps() => self.tune_gemm(d, candidates)?,
             _ => GemmTiles::fixed(family, d.m),
         };
-        self.gemm_op_with(d, candidates[index], &d.storage.to_vec())
+        self.gemm_op_with(d, candidates[index], d.storage)
     }
 
     fn gemm_op_with(&self, d: &GemmDispatch<'_>, tiles: GemmTiles, storage: &[&wgpu::Buffer]) -> Result<Op> {

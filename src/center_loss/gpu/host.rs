@@ -4,6 +4,8 @@
 use super::binding::CenterLossBinding;
 use super::plan::CenterPass;
 use super::{GpuCenterLoss, StepOutput};
+use std::sync::Mutex;
+
 use crate::gpu::{self, Staging};
 use crate::{Error, Result};
 
@@ -15,6 +17,9 @@ pub(super) struct HostBatch {
     grad: wgpu::Buffer,
     /// The gradient rows read back, then the loss (so the gradient is read in place).
     staging: Staging,
+    /// Where each step's parameters, features and labels are written for the GPU to copy:
+    /// chunks reused from step to step instead of a new staging buffer per write.
+    belt: Mutex<wgpu::util::StagingBelt>,
     binding: CenterLossBinding,
 }
 
@@ -83,8 +88,10 @@ impl GpuCenterLoss {
             let labels = gpu::buffer(device, "host labels", 4 * capacity as u64, gpu::STORAGE_RW);
             let grad = gpu::buffer(device, "host grad", values, gpu::STORAGE_RW);
             let staging = Staging::new(device, "host staging", values + 8);
+            let belt_chunk = (values + 4 * capacity as u64 + 256).next_multiple_of(256);
+            let belt = Mutex::new(wgpu::util::StagingBelt::new(device.clone(), belt_chunk));
             let binding = self.make_binding((&features, 0), (&labels, 0), (&grad, 0), capacity, false, None)?;
-            Ok::<_, Error>(HostBatch { capacity, features, labels, grad, staging, binding })
+            Ok::<_, Error>(HostBatch { capacity, features, labels, grad, staging, belt, binding })
         })??;
         self.host = Some(host);
         Ok(())
@@ -140,19 +147,30 @@ impl GpuCenterLoss {
         let row_bytes = self.cfg.feat_dim as u64 * 4;
         let rows = rows.start.min(batch)..rows.end.min(batch);
         let grad_bytes = if pass == CenterPass::LossOnly { 0 } else { rows.len() as u64 * row_bytes };
-        let queue = self.ctx.queue();
+        let mut belt = host.belt.lock().map_err(|_| Error::Internal("staging belt poisoned".into()))?;
         let submission = self.ctx.capture(|| {
-            queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
-            queue.write_buffer(&host.features, 0, bytemuck::cast_slice(features));
-            queue.write_buffer(&host.labels, 0, bytemuck::cast_slice(labels));
             let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+            let uploads: [(&wgpu::Buffer, &[u8]); 3] = [
+                (&host.binding.params, bytemuck::bytes_of(&params)),
+                (&host.features, bytemuck::cast_slice(features)),
+                (&host.labels, bytemuck::cast_slice(labels)),
+            ];
+            for (target, bytes) in uploads {
+                if let Some(size) = wgpu::BufferSize::new(bytes.len() as u64) {
+                    belt.write_buffer(&mut encoder, target, 0, size).copy_from_slice(bytes);
+                }
+            }
+            belt.finish();
             self.record(&mut encoder, &host.binding, batch as u32, pass)?;
             if grad_bytes > 0 {
                 host.staging.copy_from(&mut encoder, &host.grad, rows.start as u64 * row_bytes, 0, grad_bytes);
             }
             host.staging.copy_from(&mut encoder, &host.binding.loss_scratch, 0, grad_bytes, 4);
-            Ok(queue.submit([encoder.finish()]))
+            let submission = self.ctx.queue().submit([encoder.finish()]);
+            belt.recall();
+            Ok(submission)
         })??;
+        drop(belt);
         Ok(PendingStep { module: self, submission: Some(submission), grad_len: grad_bytes as usize / 4 })
     }
 

@@ -471,7 +471,7 @@ fn write_tuned(md: &mut String, tuned: &std::collections::BTreeMap<String, Tuned
         return Ok(());
     }
     writeln!(md, "\n### Tile configurations the tuner chose on this adapter\n")?;
-    writeln!(md, "Median GPU time of 5 runs of each candidate (`nn::GemmTiles::candidates`, in order), on the shapes the GEMMs and trainers above built; the key is the kernel family, kernel, its shape constants, M, N and K-slices.\n")?;
+    writeln!(md, "Median GPU time of 3 runs of each candidate (`nn::GemmTiles::candidates`, in order), on the shapes the GEMMs and trainers above built; the key is the kernel family, kernel, its shape constants, M, N and K-slices.\n")?;
     writeln!(md, "| shape | chosen | us per candidate |\n|---|---|---|")?;
     for (key, choice) in tuned {
         let micros: Vec<String> = choice.micros.iter().map(|t| format!("{t:.0}")).collect();

@@ -16,8 +16,9 @@ use crate::{Error, Result};
 /// How a kernel with several tile configurations picks one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Tiling {
-    /// Measure the candidates on GPUs, the fixed rule on CPU drivers (`wgpu::DeviceType::Cpu`),
-    /// where the candidates were measured once for all (docs/cpu-experiments.md).
+    /// Measure the candidates on GPUs with timestamps; the fixed rule on CPU drivers
+    /// (`wgpu::DeviceType::Cpu`), whose rule was chosen by measurement
+    /// (docs/cpu-experiments.md), and on adapters that cannot time their work.
     #[default]
     Auto,
     /// The fixed rule of each kernel (reproducible benchmarks, no measuring).

@@ -8,6 +8,9 @@ use super::graph::{Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_OUT
 use crate::gpu::{self, Constants, KernelFamily, Op, Tiling};
 use crate::Result;
 
+/// Runs of each candidate the tuner times (the median counts).
+const TUNING_RUNS: usize = 3;
+
 /// One tile configuration of a GEMM core: rows of C per workgroup and, for the tiled core,
 /// the k-step through workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +120,7 @@ impl Graph {
 
     /// The tuner's candidate for `d`: recorded, or measured now on scratch buffers of the
     /// sizes of `d`'s (so the graph's own buffers are not touched), each candidate's median
-    /// of 5 runs (its first run, which compiles it, is the slowest and never the median).
+    /// of 3 runs (its first run, which compiles it, is the slowest and never the median).
     fn tune_gemm(&self, d: &GemmDispatch<'_>, candidates: &[GemmTiles]) -> Result<usize> {
         let key = format!(
             "{:?} {} {:?} m {} n {} slices {} {}",
@@ -139,7 +142,7 @@ impl Graph {
             });
             let storage: Vec<&wgpu::Buffer> = buffers.iter().collect();
             let op = self.gemm_op_with(d, candidates[i], &storage)?;
-            let times = gpu::profile_ops(&self.ctx, &[&op], 5)?;
+            let times = gpu::profile_ops(&self.ctx, &[&op], TUNING_RUNS)?;
             Ok(times.and_then(|t| t.first().map(|k| k.seconds)).unwrap_or(f64::INFINITY))
         };
         tuner.choose(&key, &labels, &mut measure)

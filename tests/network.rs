@@ -213,6 +213,11 @@ fn quadrant_data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     (images, labels)
 }
 
+/// Batch `i` of 32 images and labels from [`quadrant_data`]'s arrays.
+fn quadrant_batch<'a>(x: &'a [f32], y: &'a [u32], i: usize) -> (&'a [f32], &'a [u32]) {
+    (&x[i * 32 * 64..(i + 1) * 32 * 64], &y[i * 32..(i + 1) * 32])
+}
+
 fn quadrant_net(ctx: &GpuContext, update: UpdateMode) -> Network {
     let spec = NetworkSpec {
         input: [1, 8, 8],
@@ -251,8 +256,7 @@ fn trains_to_high_accuracy_on_a_learnable_problem() {
     let mut first = None;
     let mut last = None;
     for step in 0..80 {
-        let x = &train_x[step * 32 * 64..(step + 1) * 32 * 64];
-        let y = &train_y[step * 32..(step + 1) * 32];
+        let (x, y) = quadrant_batch(&train_x, &train_y, step);
         let m = net.train_step(x, y, step % 10 == 0 || step == 79).unwrap();
         if first.is_none() {
             first = m;
@@ -290,7 +294,7 @@ fn checkpoint_round_trip_and_exact_resume() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("net.safetensors");
     let (x, y) = quadrant_data(32 * 6, 8);
-    let batch = |i: usize| (&x[i * 32 * 64..(i + 1) * 32 * 64], &y[i * 32..(i + 1) * 32]);
+    let batch = |i: usize| quadrant_batch(&x, &y, i);
 
     // Six steps straight through...
     let mut straight = quadrant_net(&ctx, UpdateMode::Deterministic);
@@ -356,7 +360,7 @@ fn warm_up_leaves_the_network_as_it_was() {
     let dir = std::env::temp_dir().join(format!("centerloss-warm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (x, y) = quadrant_data(32 * 4, 9);
-    let batch = |i: usize| (&x[i * 32 * 64..(i + 1) * 32 * 64], &y[i * 32..(i + 1) * 32]);
+    let batch = |i: usize| quadrant_batch(&x, &y, i);
     let centers = |n: &Network| n.center_loss().unwrap().centers().unwrap();
     let same = |a: &Network, b: &Network| {
         assert_eq!(a.param_values().unwrap(), b.param_values().unwrap());
@@ -427,7 +431,7 @@ fn the_tuner_measures_each_shape_once_keeps_it_on_disk_and_changes_no_bits() {
         quadrant_net(&ctx.with_kernels(KernelChoice::Cpu).with_tiling(Tiling::Fixed), UpdateMode::Deterministic);
     let (x, y) = quadrant_data(32 * 3, 12);
     for i in 0..3 {
-        let (xi, yi) = (&x[i * 32 * 64..(i + 1) * 32 * 64], &y[i * 32..(i + 1) * 32]);
+        let (xi, yi) = quadrant_batch(&x, &y, i);
         a.train_step(xi, yi, false).unwrap();
         b.train_step(xi, yi, false).unwrap();
     }

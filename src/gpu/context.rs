@@ -44,15 +44,22 @@ pub enum KernelChoice {
 impl KernelChoice {
     /// The choice named by `CENTERLOSS_KERNELS` (`auto`, `cpu` or `gpu`); `Auto` when unset.
     pub fn from_env() -> Result<Self> {
-        match std::env::var("CENTERLOSS_KERNELS") {
-            Err(_) => Ok(Self::Auto),
-            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "" | "auto" => Ok(Self::Auto),
-                "cpu" => Ok(Self::Cpu),
-                "gpu" => Ok(Self::Gpu),
-                other => Err(Error::Config(format!("CENTERLOSS_KERNELS={other:?}: use auto, cpu or gpu"))),
-            },
-        }
+        let names = [("auto", Self::Auto), ("cpu", Self::Cpu), ("gpu", Self::Gpu)];
+        env_choice("CENTERLOSS_KERNELS", &names, Self::Auto, "auto, cpu or gpu")
+    }
+}
+
+/// The value `var` names among `names` (case and surrounding space ignored); `default` when
+/// it is unset or empty, an [`Error::Config`] saying to `use` one of them otherwise.
+pub(crate) fn env_choice<T: Copy>(var: &str, names: &[(&str, T)], default: T, hint: &str) -> Result<T> {
+    let Ok(value) = std::env::var(var) else { return Ok(default) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(default),
+        other => names
+            .iter()
+            .find(|(name, _)| *name == other)
+            .map(|&(_, choice)| choice)
+            .ok_or_else(|| Error::Config(format!("{var}={other:?}: use {hint}"))),
     }
 }
 

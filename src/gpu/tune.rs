@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::context::env_choice;
 use crate::{Error, Result};
 
 /// How a kernel with several tile configurations picks one.
@@ -33,15 +34,14 @@ pub enum Tiling {
 impl Tiling {
     /// The tiling named by `CENTERLOSS_TUNE` (`auto`, `off`, `on`); `Auto` when unset.
     pub fn from_env() -> Result<Self> {
-        match std::env::var("CENTERLOSS_TUNE") {
-            Err(_) => Ok(Self::Auto),
-            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "" | "auto" => Ok(Self::Auto),
-                "off" | "fixed" => Ok(Self::Fixed),
-                "on" | "tune" => Ok(Self::Tune),
-                other => Err(Error::Config(format!("CENTERLOSS_TUNE={other:?}: use auto, on or off"))),
-            },
-        }
+        let names = [
+            ("auto", Self::Auto),
+            ("off", Self::Fixed),
+            ("fixed", Self::Fixed),
+            ("on", Self::Tune),
+            ("tune", Self::Tune),
+        ];
+        env_choice("CENTERLOSS_TUNE", &names, Self::Auto, "auto, on or off")
     }
 }
 

@@ -107,7 +107,7 @@ impl Graph {
         ]);
         let conv_op =
             |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, slices): (usize, usize, usize)| {
-                let detail = String::new();
+                let detail = "";
                 g.gemm_op(&GemmDispatch { kernel, constants: &constants, uniform: None, storage, m, n, slices, detail })
             };
         let weights = self.params[weight_index].value.clone();
@@ -312,7 +312,7 @@ impl Graph {
                 m,
                 n,
                 slices,
-                detail: detail.clone(),
+                detail: &detail,
             })
         };
         if slices == 1 {

@@ -38,7 +38,8 @@ const CPU_CANDIDATES: [GemmTiles; 4] = [
 ];
 
 impl GemmTiles {
-    /// The candidates of `family`'s core, the fixed rule's choices among them.
+    /// The candidates of `family`'s core, in the order [`GemmTiles::fixed`] and
+    /// [`Tiling::Candidate`] index them.
     pub fn candidates(family: KernelFamily) -> &'static [GemmTiles] {
         match family {
             KernelFamily::Gpu => &GPU_CANDIDATES,
@@ -95,7 +96,7 @@ pub(super) struct GemmDispatch<'a> {
     pub slices: usize,
     /// What else makes the shape (a dense GEMM's K and strides; empty for a convolution,
     /// whose constants say it all).
-    pub detail: String,
+    pub detail: &'a str,
 }
 
 impl Graph {

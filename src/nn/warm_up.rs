@@ -21,13 +21,15 @@ impl Network {
         let start = Instant::now();
         let b = self.train_config().batch;
         let (images, labels) = (vec![0.0f32; b * self.input_len()], vec![0u32; b]);
-        let snapshot = self.snapshot_params()?;
+        let bytes: u64 = self.graph.params().iter().map(|p| 8 * p.len as u64).sum();
+        let snapshot = gpu::buffer(self.graph.context().device(), "parameter snapshot", bytes, gpu::STORAGE_RW);
+        self.copy_params(&snapshot, false)?;
         let center_zero = match &self.center {
             Some((cl, _)) => Some(cl.center_rows(&[0])?),
             None => None,
         };
         self.run_batch(&images, &labels, Pass::Train, false)?;
-        self.restore_params(&snapshot)?;
+        self.copy_params(&snapshot, true)?;
         if let (Some((cl, _)), Some(row)) = (&mut self.center, center_zero) {
             cl.set_center_rows(&[0], &row)?;
         }
@@ -39,41 +41,25 @@ impl Network {
         Ok(seconds)
     }
 
-    /// Every parameter's values and momenta, copied on the GPU into one buffer.
-    fn snapshot_params(&self) -> Result<wgpu::Buffer> {
-        self.copy_params(None)
-    }
-
-    /// Copies `snapshot` ([`Network::snapshot_params`]) back into the parameters.
-    fn restore_params(&self, snapshot: &wgpu::Buffer) -> Result<()> {
-        self.copy_params(Some(snapshot)).map(drop)
-    }
-
-    /// With `from`, copies it back into every parameter's values and momenta; without,
-    /// copies those into a new buffer and returns it.
-    fn copy_params(&self, from: Option<&wgpu::Buffer>) -> Result<wgpu::Buffer> {
+    /// Copies every parameter's values and momenta into `snapshot`, one after another, or
+    /// with `restore` back from it, on the GPU.
+    fn copy_params(&self, snapshot: &wgpu::Buffer, restore: bool) -> Result<()> {
         let ctx = self.graph.context();
-        let params = self.graph.params();
-        let bytes: u64 = params.iter().map(|p| 8 * p.len as u64).sum();
-        let snapshot = match from {
-            Some(buffer) => buffer.clone(),
-            None => gpu::buffer(ctx.device(), "parameter snapshot", bytes, gpu::STORAGE_RW),
-        };
         ctx.capture(|| {
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             let mut offset = 0;
-            for p in params {
+            for p in self.graph.params() {
                 let size = 4 * p.len as u64;
                 for part in [&p.value, &p.velocity] {
-                    match from {
-                        Some(_) => encoder.copy_buffer_to_buffer(&snapshot, offset, part, 0, size),
-                        None => encoder.copy_buffer_to_buffer(part, 0, &snapshot, offset, size),
+                    if restore {
+                        encoder.copy_buffer_to_buffer(snapshot, offset, part, 0, size);
+                    } else {
+                        encoder.copy_buffer_to_buffer(part, 0, snapshot, offset, size);
                     }
                     offset += size;
                 }
             }
             ctx.queue().submit([encoder.finish()]);
-        })?;
-        Ok(snapshot)
+        })
     }
 }

@@ -1,11 +1,11 @@
 //! The host path: `step`, `forward` and `loss` on host slices, checked before the GPU is
 //! touched, through the module's own buffers (grown to the largest batch seen).
 
+use std::sync::Mutex;
+
 use super::binding::CenterLossBinding;
 use super::plan::CenterPass;
 use super::{GpuCenterLoss, StepOutput};
-use std::sync::Mutex;
-
 use crate::gpu::{self, Staging};
 use crate::{Error, Result};
 

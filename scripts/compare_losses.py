@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The six-way comparison of docs/faces.md: softmax, softmax + center, ArcFace,
-ArcFace + center, CosFace, CosFace + center, each trained by `centerloss faces --all-losses`
-on the same data, seed and budget (the job's data-sized budget, or --steps), on the built-in
-faces (seeds 1-3) and on ../shared/data/yalefaces (seeds 1-3); prints one markdown table row
-per run and variant, the best figure of each run in bold.
+ArcFace + center, CosFace, CosFace + center, each trained by `centerloss faces --all-losses
+--until-converged` on the same data, seed and budget (the job's data-sized budget, or
+--steps; past it, each variant trains on at the last learning rate until its validation
+accuracy converges), on the built-in faces (seeds 1-3) and on ../shared/data/yalefaces
+(seeds 1-3); prints one markdown table row per run and variant, the best figure of each run
+in bold.
 
     cargo build --release
     python3 scripts/compare_losses.py --out out/losses                     # every run
@@ -56,6 +58,8 @@ def table(reports):
                 text = fmt(r[key], r)
                 cells.append(f"**{text}**" if r[key] is not None and r[key] == best else text)
             converged = ("yes" if r["converged"] else "no") + f", step {r['evaluated_step']} of {r['steps']}"
+            if r.get("budget_steps", r["steps"]) != r["steps"]:
+                converged += f" ({r['budget_steps']} planned)"
             head = r["head"].removeprefix("margin (").removesuffix(")") + "; " if "margin" in r["head"] else ""
             label = f"{variant} ({head}λ {r['lambda']:g})"
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {converged} |")
@@ -67,6 +71,7 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("out/losses"))
     parser.add_argument("--command", default="target/release/centerloss")
     parser.add_argument("--steps", type=int, help="the training budget of every variant (default: the job's)")
+    parser.add_argument("--budget-only", action="store_true", help="stop at the budget, converged or not")
     parser.add_argument("--runs", help="comma-separated keys (builtin-1..3, yale-1..3; default: all)")
     parser.add_argument("--tables-only", action="store_true", help="read the reports of an earlier run")
     parser.add_argument("extra", nargs="*", help="passed to every `centerloss faces`")
@@ -82,6 +87,7 @@ def main():
         if not args.tables_only:
             command = [args.command, "faces", "--all-losses", "--out", str(out), "--report-json", str(report)]
             command += (["--steps", str(args.steps)] if args.steps else []) + options + args.extra
+            command += [] if args.budget_only else ["--until-converged"]
             print("$", " ".join(command), file=sys.stderr, flush=True)
             start = time.time()
             subprocess.run(command, check=True)

@@ -172,6 +172,72 @@ fn face_job_on_two_devices_matches_one_device() {
     }
 }
 
+/// `until_converged` trains past a budget too short to converge (two validations) one
+/// validation at a time until validation stops rising or the cap: resumed from a finished
+/// run, and on two devices (whose other member restarts from the lead's checkpoint each
+/// round), the same steps and figures as trained through in one go.
+#[test]
+fn training_until_converged_goes_past_the_budget_the_same_way_resumed_or_on_two_devices() {
+    let Some(ctx) = gpu() else { return };
+    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
+    let plain = FaceOptions {
+        source: FaceSource::BuiltIn(set),
+        resolution: 32,
+        epochs: Some(2),
+        batch: 16,
+        embed_dim: 16,
+        out: out_dir("faces-until-converged"),
+        progress: false,
+        ..Default::default()
+    };
+    let budget = faces::run(&ctx, &plain).unwrap();
+    // 2 steps per epoch, validation every 2: two validations are too few to converge.
+    assert_eq!((budget.variants[0].steps, budget.variants[0].converged), (4, false));
+    let onward = FaceOptions { until_converged: true, max_steps: Some(12), ..plain.clone() };
+    let resumed = faces::run(&ctx, &FaceOptions { resume: true, ..onward.clone() }).unwrap();
+    let through =
+        faces::run(&ctx, &FaceOptions { devices: 2, out: out_dir("faces-until-converged-two"), ..onward.clone() })
+            .unwrap();
+    let (a, b) = (&resumed.variants[0], &through.variants[0]);
+    assert!(a.steps >= 8 && a.steps <= 12 && a.steps % 2 == 0, "{a:?}");
+    assert!(a.converged || a.steps == 12, "stopped at {} unconverged", a.steps);
+    assert_eq!((a.budget, a.steps, a.converged, a.evaluated_step), (4, b.steps, b.converged, b.evaluated_step));
+    // The last checkpoints (weights, momenta, centers) agree tensor by tensor to the
+    // rounding of a two-member step.
+    let last = |o: &FaceOptions| tensors(&o.out.join(format!("{}-last.safetensors", a.name)));
+    let two = FaceOptions { out: through.variants[0].checkpoint.parent().unwrap().to_path_buf(), ..plain.clone() };
+    let (x, y) = (last(&plain), last(&two));
+    assert_eq!(x.len(), y.len());
+    for ((name, u), (_, v)) in x.iter().zip(&y) {
+        let diff: f64 = u.iter().zip(v).map(|(&p, &q)| (p as f64 - q as f64).powi(2)).sum();
+        let norm: f64 = v.iter().map(|&q| (q as f64).powi(2)).sum();
+        assert!(diff.sqrt() <= 1e-4 * norm.sqrt().max(1e-6), "{name}: {} against {}", diff.sqrt(), norm.sqrt());
+    }
+    assert_eq!(resumed.to_json()[a.name]["budget_steps"], 4);
+    // A cap below the budget, or no validation to watch, is refused before training.
+    let low = FaceOptions { max_steps: Some(3), out: out_dir("faces-until-converged-bad"), ..onward.clone() };
+    assert!(matches!(faces::run(&ctx, &low), Err(Error::Config(m)) if m.contains("--max-steps 3")));
+    let blind = FaceOptions { validation_fraction: 0.0, max_steps: None, ..low.clone() };
+    assert!(matches!(faces::run(&ctx, &blind), Err(Error::Config(m)) if m.contains("validation")));
+    for o in [&plain.out, &two.out, &low.out] {
+        std::fs::remove_dir_all(o).ok();
+    }
+}
+
+/// The f32 tensors of a safetensors file, by name.
+fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut all: Vec<(String, Vec<f32>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
+        .map(|(name, t)| (name, t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
 /// A folder job as two ranks of a group (what `mpirun -n 2` runs): rank 0 decodes the
 /// folder and tells rank 1 which files it read (one is broken); rank 1 decodes only the
 /// images its rows use; the report equals the one-process run's.

@@ -57,6 +57,13 @@ pub struct FaceTrainingArgs {
     /// Optimisation steps (overrides --epochs).
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Past the budget, train on at the last learning rate until validation accuracy has
+    /// not improved over the last 3 validations (validating as often as before).
+    #[arg(long)]
+    pub until_converged: bool,
+    /// With --until-converged: the most steps in all (default: twice the budget).
+    #[arg(long, requires = "until_converged")]
+    pub max_steps: Option<u64>,
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -220,6 +227,8 @@ impl FaceArgs {
             prefetch: Prefetch { workers: self.data_workers, batches: self.prefetch_batches.max(1) },
             epochs: t.epochs,
             steps: t.steps,
+            until_converged: t.until_converged,
+            max_steps: t.max_steps,
             batch: t.batch,
             lr: t.lr,
             clip_grad_norm: self.clip_grad_norm,
@@ -354,7 +363,11 @@ pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
             v.checkpoint.display(),
             v.evaluated_step,
             v.steps,
-            if v.converged { "converged" } else { "validation still improving: the budget ran out first" }
+            match (v.converged, opts.until_converged) {
+                (true, _) => "converged",
+                (false, false) => "validation still improving: the budget ran out first (--until-converged trains on)",
+                (false, true) => "validation still improving at --max-steps",
+            }
         );
     }
     eprintln!("plots: {} and the PCA plots in {}", report.roc_plot.display(), opts.out.display());

@@ -7,7 +7,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use crate::collective::Collective;
 use crate::data::{Dataset, ImageStore, Shard};
-use crate::nn::{member_images, Group, Inference, MultiStep, Network};
+use crate::nn::{member_images, FitReport, Group, Inference, MultiStep, Network};
 use crate::GpuContext;
 use crate::{Error, Result};
 
@@ -19,6 +19,9 @@ pub const MIN_EPOCHS: u64 = 10;
 pub const VALIDATIONS: u64 = 20;
 /// Training has converged when validation has not improved over this many evaluations.
 pub const PATIENCE: usize = 3;
+/// A run that trains on until it converges stops at this many times its budget at most,
+/// unless told otherwise.
+pub const CONVERGENCE_CAP: u64 = 2;
 
 /// The schedule of one training run.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +73,26 @@ impl Plan {
             validate_every: per_epoch * steps.div_ceil(VALIDATIONS).div_ceil(per_epoch),
             sized_by_data,
         })
+    }
+
+    /// The most steps a run that trains on past the budget until validation converges may
+    /// take: `max_steps`, else [`CONVERGENCE_CAP`] times the budget. [`Error::Config`] when
+    /// `max_steps` is below the budget.
+    pub fn convergence_cap(&self, max_steps: Option<u64>) -> Result<u64> {
+        match max_steps {
+            Some(m) if m < self.steps => Err(Error::Config(format!(
+                "--max-steps {m} is below the budget of {} steps; give at least the budget",
+                self.steps
+            ))),
+            Some(m) => Ok(m),
+            None => Ok(CONVERGENCE_CAP * self.steps),
+        }
+    }
+
+    /// Whether step `step` validates: every [`Plan::validate_every`] steps, at the end of
+    /// the budget and at `cap`, where training past the budget stops.
+    pub fn validates_at(&self, step: u64, cap: u64) -> bool {
+        step.is_multiple_of(self.validate_every) || step == self.steps || step == cap
     }
 
     /// The learning-rate schedule.
@@ -269,6 +292,42 @@ impl ValidationRecord {
     }
 }
 
+/// Trains to the plan's budget, then on at the schedule's last rate while `converged` says
+/// no, one validation at a time, until `cap`: `round(target)` trains (a [`crate::nn::fit`])
+/// from `step` to step `target`. Every member of `comm` takes the decisions of rank 0,
+/// which validates. The rounds' reports, merged.
+pub fn train_rounds(
+    plan: &Plan,
+    cap: u64,
+    mut step: u64,
+    comm: Option<&dyn Collective>,
+    converged: &dyn Fn() -> bool,
+    round: &mut dyn FnMut(u64) -> Result<FitReport>,
+) -> Result<FitReport> {
+    let mut report = FitReport::default();
+    let mut target = plan.steps;
+    loop {
+        if step < target {
+            report.append(round(target)?);
+            step = target;
+        }
+        if cap <= plan.steps {
+            return Ok(report);
+        }
+        let mut go = vec![u8::from(!converged() && step < cap)];
+        if let Some(comm) = comm {
+            comm.broadcast(0, &mut go)?;
+        }
+        if go != [1] {
+            return Ok(report);
+        }
+        target = ((step / plan.validate_every + 1) * plan.validate_every).min(cap);
+        log::info!(
+            "validation still improving at step {step}: training on at the last rate to step {target} (at most {cap})"
+        );
+    }
+}
+
 /// The rows of a global batch of `batch` each of `devices` members trains, or
 /// [`Error::Config`] when it does not split evenly.
 pub fn shard_batch(batch: usize, devices: usize) -> Result<usize> {
@@ -323,6 +382,7 @@ pub fn group<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
 
     #[test]
     fn the_default_budget_grows_with_the_data() {
@@ -353,6 +413,33 @@ mod tests {
         let mut all: Vec<f32> = train.images.iter().chain(&val.images).copied().collect();
         all.sort_by(f32::total_cmp);
         assert_eq!(all, data.images, "a partition");
+    }
+
+    #[test]
+    fn rounds_go_past_the_budget_one_validation_at_a_time_until_converged_or_the_cap() {
+        let plan = Plan { steps: 10, validate_every: 4, ..Plan::new(640, 64, 0.05, None, Some(10)).unwrap() };
+        let run = |start: u64, cap: u64, converged_at: u64| {
+            let step = Cell::new(start);
+            let mut targets = Vec::new();
+            let report = train_rounds(&plan, cap, start, None, &|| step.get() >= converged_at, &mut |target| {
+                targets.push(target);
+                let steps = target - step.replace(target);
+                Ok(FitReport { steps, train_seconds: steps as f64, images_per_second: 64.0, ..Default::default() })
+            })
+            .unwrap();
+            assert_eq!(report.steps, step.get() - start);
+            assert_eq!(report.images_per_second, if report.steps > 0 { 64.0 } else { 0.0 });
+            targets
+        };
+        assert_eq!(run(0, 10, 0), [10], "no cap past the budget: one round");
+        assert_eq!(run(0, 20, 0), [10], "converged at the budget");
+        assert_eq!(run(0, 20, 16), [10, 12, 16], "on to each next validation");
+        assert_eq!(run(0, 18, 99), [10, 12, 16, 18], "the cap ends it");
+        assert_eq!(run(12, 20, 16), [16], "resumed past the budget");
+        assert!(run(10, 20, 0).is_empty(), "resumed at a converged budget");
+        assert_eq!(plan.convergence_cap(None).unwrap(), 20);
+        assert!(matches!(plan.convergence_cap(Some(9)), Err(Error::Config(_))));
+        assert!([4, 8, 10, 12, 18].iter().all(|&s| plan.validates_at(s, 18)) && !plan.validates_at(11, 18));
     }
 
     #[test]

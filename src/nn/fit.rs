@@ -76,6 +76,19 @@ pub struct FitReport {
     pub history: Vec<(u64, StepMetrics)>,
 }
 
+impl FitReport {
+    /// Adds the report of a [`fit`] that continued this one: steps, times and history add
+    /// up, the rate is over both.
+    pub fn append(&mut self, later: FitReport) {
+        let images = self.images_per_second * self.train_seconds + later.images_per_second * later.train_seconds;
+        self.steps += later.steps;
+        self.train_seconds += later.train_seconds;
+        self.warm_up_seconds += later.warm_up_seconds;
+        self.images_per_second = images / self.train_seconds.max(1e-9);
+        self.history.extend(later.history);
+    }
+}
+
 /// Who trains together in a [`fit`].
 #[derive(Clone, Copy)]
 pub enum Group<'a> {

@@ -2,7 +2,9 @@
 //! compare, softmax alone, or ArcFace / CosFace heads with and without center loss),
 //! evaluated on identities never seen in training.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 mod data;
 mod report;
@@ -10,7 +12,9 @@ mod report;
 use data::{load, Data};
 pub use report::{FaceReport, VariantReport};
 
-use super::training::{classify_sample, classify_store, infer_store, store_labels, Plan, ValidationRecord};
+use super::training::{
+    classify_sample, classify_store, infer_store, store_labels, train_rounds, Plan, ValidationRecord,
+};
 use crate::collective::Collective;
 use crate::data::faces::FaceSetConfig;
 use crate::data::{Augment, ImageStore, Prefetch, Preprocessing};
@@ -198,6 +202,12 @@ pub struct FaceOptions {
     pub epochs: Option<usize>,
     /// Optimisation steps (overrides `epochs`).
     pub steps: Option<u64>,
+    /// Past the budget, train on at the schedule's last rate until validation accuracy
+    /// converges ([`ValidationRecord::converged`]), validating as before.
+    pub until_converged: bool,
+    /// With `until_converged`: the most steps a variant may take in all (`None`:
+    /// [`super::training::CONVERGENCE_CAP`] times the budget).
+    pub max_steps: Option<u64>,
     /// Batch size.
     pub batch: usize,
     /// Learning rate (warm-up over the first 5% of the steps, divided by 10 at 60% and 85%).
@@ -258,6 +268,8 @@ impl Default for FaceOptions {
             prefetch: Prefetch::default(),
             epochs: None,
             steps: None,
+            until_converged: false,
+            max_steps: None,
             batch: 64,
             lr: 0.05,
             clip_grad_norm: None,
@@ -490,13 +502,21 @@ fn train_variant(
     if comm.is_none_or(|c| c.rank() == 0) {
         log_estimate(&mut net, data, &plan, name)?;
     }
-    let fit_opts = fit_options(opts, &plan, name);
+    let cap = if opts.until_converged { plan.convergence_cap(opts.max_steps)? } else { plan.steps };
+    let mut fit_opts = fit_options(opts, &plan, name);
     let validation = data.validation.as_ref();
+    if opts.until_converged && validation.is_empty() {
+        return Err(Error::Config(
+            "training until convergence watches validation accuracy: give a validation fraction above 0 (--validation)"
+                .into(),
+        ));
+    }
+    let converged = Cell::new(record.converged());
     let preprocessing = Preprocessing::centre(spec.input)?.to_json();
     let model_entries = [(checkpoint::PREPROCESSING, preprocessing.clone())];
     let mut hook = |net: &mut Network, step: u64| -> Result<Option<String>> {
         let mut text = None;
-        if step.is_multiple_of(plan.validate_every) || step == plan.steps {
+        if plan.validates_at(step, cap) {
             if validation.is_empty() {
                 checkpoint::save_with(net, &best, &model_entries)?;
             } else {
@@ -504,26 +524,36 @@ fn train_variant(
                 if record.push(step, accuracy, loss) {
                     checkpoint::save_with(net, &best, &model_entries)?;
                 }
+                converged.set(record.converged());
                 text = Some(format!("val {accuracy:.3}"));
             }
         }
         checkpoint::save_with(net, &last, &[("run", key.clone()), ("validation", record.encode())])?;
         Ok(text)
     };
-    let resume_from = (opts.resume && last.exists()).then_some(last.as_path());
+    // Past the first round, the other devices' networks start from the lead's last
+    // checkpoint, which the hook wrote at the round's last step.
+    let from_last = AtomicBool::new(opts.resume && last.exists());
     let build = |ctx: &GpuContext| -> Result<Network> {
         let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
-        if let Some(path) = resume_from {
-            checkpoint::load(&mut net, path)?;
+        if from_last.load(Ordering::Relaxed) {
+            checkpoint::load(&mut net, &last)?;
         }
         Ok(net)
     };
-    let fitted = fit(&mut net, data.training_set(), &fit_opts, group(comm, devices, &build), Some(&mut hook))?;
+    let start = net.step_count();
+    let fitted = train_rounds(&plan, cap, start, comm, &|| converged.get(), &mut |target| {
+        fit_opts.steps = target;
+        let report = fit(&mut net, data.training_set(), &fit_opts, group(comm, devices, &build), Some(&mut hook));
+        from_last.store(true, Ordering::Relaxed);
+        report
+    })?;
     // Ranks other than 0 train their shards; rank 0 validates, saves and evaluates.
     if comm.is_some_and(|c| c.rank() > 0) {
         return Ok(None);
     }
-    let evaluated_step = record.best().map_or(plan.steps, |b| b.0);
+    let steps = net.step_count();
+    let evaluated_step = record.best().map_or(steps, |b| b.0);
     checkpoint::load(&mut net, &best)?;
     let (final_train_accuracy, _) = classify_sample(&net, data.train_store(), TRAIN_ACCURACY_IMAGES, opts.seed)?;
     log::info!(
@@ -544,7 +574,8 @@ fn train_variant(
         final_train_accuracy,
         best_validation_accuracy: record.best().map(|b| b.1),
         converged: record.converged(),
-        steps: plan.steps,
+        steps,
+        budget: plan.steps,
         evaluated_step,
         checkpoint: best,
     }))

@@ -30,10 +30,12 @@ pub struct VariantReport {
     pub final_train_accuracy: f64,
     /// Validation accuracy of the evaluated checkpoint (`None` without validation images).
     pub best_validation_accuracy: Option<f64>,
-    /// Validation accuracy stopped improving before the budget ran out.
+    /// Validation accuracy stopped improving before training stopped.
     pub converged: bool,
-    /// The step budget.
+    /// Steps trained: the budget, or more when training went on until it converged.
     pub steps: u64,
+    /// The step budget of the plan.
+    pub budget: u64,
     /// The step of the evaluated checkpoint.
     pub evaluated_step: u64,
     /// The evaluated checkpoint (the best by validation).
@@ -97,6 +99,7 @@ impl FaceReport {
                     "best_validation_accuracy": v.best_validation_accuracy,
                     "converged": v.converged,
                     "steps": v.steps,
+                    "budget_steps": v.budget,
                     "evaluated_step": v.evaluated_step,
                     "benchmarks": benchmarks_json(&v.benchmarks),
                 }),

@@ -6,7 +6,9 @@
 //! SGD momentum), `centers` (f32, [K, D], only with center loss), `step` (u64, [1]).
 //! Metadata: `format` = `centerloss-checkpoint-v1`, `spec` = the network description as
 //! `Debug` text (what [`load`] compares), `network` = the same description as JSON (what
-//! [`network_spec`] rebuilds a network from), and any entries the caller adds ([`save_with`],
+//! [`network_spec`] rebuilds a network from), `gemm_tiles` = the adapter and the tile
+//! configuration each GEMM dispatch ran with (`Graph::gemm_tiles`; every configuration gives
+//! the same bits, so loading ignores it), and any entries the caller adds ([`save_with`],
 //! read back with [`metadata`]). A model that can be used on image files
 //! ([`crate::model::Model`]) also carries [`PREPROCESSING`] and, once evaluated,
 //! [`OPERATING_POINTS`].
@@ -32,8 +34,11 @@ pub const PREPROCESSING: &str = "preprocessing";
 /// [`crate::eval::OperatingPoint`]s.
 pub const OPERATING_POINTS: &str = "operating_points";
 
+/// Metadata entry: the adapter and the GEMM tile configurations the network ran with.
+pub const GEMM_TILES: &str = "gemm_tiles";
+
 /// The entries [`save_with`] writes itself.
-const RESERVED: [&str; 3] = ["format", "spec", "network"];
+const RESERVED: [&str; 4] = ["format", "spec", "network", GEMM_TILES];
 
 /// Temporary files are `.<name><TMP_MARK><pid>` beside the checkpoint.
 const TMP_MARK: &str = ".tmp-";
@@ -52,7 +57,7 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
 }
 
 /// [`save`] with extra metadata entries (a training run's own state, the preprocessing);
-/// the names `format`, `spec` and `network` are the checkpoint's own.
+/// the names `format`, `spec`, `network` and `gemm_tiles` are the checkpoint's own.
 pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result<()> {
     if let Some((name, _)) = extra.iter().find(|(n, _)| RESERVED.contains(n)) {
         return Err(ck_err(path, format!("metadata entry {name:?} is reserved")));
@@ -91,6 +96,7 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
         ("format".to_string(), FORMAT.to_string()),
         ("spec".to_string(), format!("{:?}", net.spec())),
         ("network".to_string(), network),
+        (GEMM_TILES.to_string(), format!("{}\n{}", ctx.adapter_summary(), net.graph().gemm_tiles().join("\n"))),
     ]);
     metadata.extend(extra.iter().map(|(n, v)| (n.to_string(), v.clone())));
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| ck_err(path, e.to_string()))?;

@@ -436,6 +436,23 @@ fn the_tuner_measures_each_shape_once_keeps_it_on_disk_and_changes_no_bits() {
         b.train_step(xi, yi, false).unwrap();
     }
     assert_eq!(a.param_values().unwrap(), b.param_values().unwrap());
+    // Both networks record the configuration of each GEMM dispatch, the same shapes in the
+    // same order; the fixed one the fixed rule's, and a checkpoint carries them.
+    let (tuned_tiles, fixed_tiles) = (a.graph().gemm_tiles(), b.graph().gemm_tiles());
+    let split = |t: &String| t.split_once(": ").map(|(s, l)| (s.to_string(), l.to_string())).unwrap();
+    assert!(fixed_tiles.len() >= 3 && tuned_tiles.len() == fixed_tiles.len());
+    for (t, f) in tuned_tiles.iter().zip(&fixed_tiles) {
+        let ((tuned_shape, tuned_label), (shape, label)) = (split(t), split(f));
+        assert_eq!(tuned_shape, shape);
+        assert!(candidates.iter().any(|c| c.label() == tuned_label), "{t}");
+        let m: usize = shape.split([' ', 'x']).nth(1).unwrap().parse().unwrap();
+        assert_eq!(label, candidates[GemmTiles::fixed(b.graph().context().kernels(), m)].label(), "{f}");
+    }
+    assert!(a.graph().gemm_tiles_summary().starts_with("tuned: "), "{}", a.graph().gemm_tiles_summary());
+    assert!(b.graph().gemm_tiles_summary().starts_with("fixed rule: "), "{}", b.graph().gemm_tiles_summary());
+    let saved = dir.join("fixed.safetensors");
+    checkpoint::save(&b, &saved).unwrap();
+    assert!(checkpoint::metadata(&saved).unwrap()[checkpoint::GEMM_TILES].ends_with(&fixed_tiles.join("\n")));
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -453,6 +453,9 @@ pub fn run_mnist(args: &MnistArgs) -> crate::Result<()> {
             r.images_per_second
         );
     }
+    if let Some(r) = report.runs.first() {
+        println!("\nGEMM tiles ({}): {}.", report.adapter, r.gemm_tiles);
+    }
     eprintln!("plots in {}", opts.out.display());
     match &args.report_json {
         Some(path) => write_json(path, &report.to_json(&opts)),

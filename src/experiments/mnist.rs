@@ -81,6 +81,8 @@ pub struct MnistRun {
     pub train_seconds: f64,
     /// The scatter plot written.
     pub plot: PathBuf,
+    /// How the GEMM dispatches were tiled ([`crate::nn::Graph::gemm_tiles_summary`]).
+    pub gemm_tiles: String,
 }
 
 /// The whole experiment's results.
@@ -114,6 +116,7 @@ impl MnistReport {
                     "images_per_second": r.images_per_second,
                     "train_seconds": r.train_seconds,
                     "plot": r.plot.display().to_string(),
+                    "gemm_tiles": r.gemm_tiles,
                 })
             })
             .collect();
@@ -263,5 +266,6 @@ fn run_lambda(
         images_per_second: fitted.images_per_second,
         train_seconds: fitted.train_seconds,
         plot: png,
+        gemm_tiles: net.graph().gemm_tiles_summary(),
     }))
 }

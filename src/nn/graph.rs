@@ -6,7 +6,7 @@
 //! backward groups run in reverse order of construction. Weight-gradient reductions are
 //! gathers in a fixed order, so a step is reproducible on the same adapter.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytemuck::Pod;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -80,6 +80,9 @@ pub struct Graph {
     /// The bias-gradient sum of the last convolution, which a per-channel PReLU on its
     /// output takes over (`prelu_backward_channel`).
     pub(super) pending_bias: Option<PendingBias>,
+    /// The tile configuration of every GEMM dispatch, in the order built
+    /// ([`Graph::gemm_tiles`]).
+    pub(super) gemm_tiles: Mutex<Vec<String>>,
 }
 
 /// A convolution's `channel_sum` of its output gradient into its bias gradient, recorded
@@ -135,6 +138,7 @@ impl Graph {
             params: Vec::new(),
             dummy,
             pending_bias: None,
+            gemm_tiles: Mutex::new(Vec::new()),
         })
     }
 

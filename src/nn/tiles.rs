@@ -6,7 +6,7 @@
 
 use super::graph::{Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_OUTPUTS};
 use crate::gpu::{self, Constants, KernelFamily, Op, Tiling};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Runs of each candidate the tuner times (the median counts).
 const TUNING_RUNS: usize = 3;
@@ -109,7 +109,34 @@ impl Graph {
             Tiling::Tune if self.ctx.has_timestamps() => self.tune_gemm(d, candidates)?,
             _ => GemmTiles::fixed(family, d.m),
         };
-        self.gemm_op_with(d, candidates[index], d.storage)
+        let tiles = candidates[index];
+        let chosen = format!("{} {}x{}x{}: {}", d.kernel, d.m, d.n, d.slices, tiles.label());
+        self.gemm_tiles.lock().map_err(|_| Error::Internal("the GEMM tile record is poisoned".into()))?.push(chosen);
+        self.gemm_op_with(d, tiles, d.storage)
+    }
+
+    /// The tile configuration of every GEMM and convolution dispatch, in the order built:
+    /// `kernel MxNxslices: TILE_M 64, TILE_K 16`. All configurations give the same bits;
+    /// this says which ran (a checkpoint records it, `gemm_tiles`).
+    pub fn gemm_tiles(&self) -> Vec<String> {
+        self.gemm_tiles.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// [`Graph::gemm_tiles`] in a line: how they were chosen and how many dispatches took
+    /// each configuration (`fixed rule: TILE_M 16 x 9, TILE_M 32 x 1`).
+    pub fn gemm_tiles_summary(&self) -> String {
+        let mut counts = std::collections::BTreeMap::new();
+        for t in self.gemm_tiles() {
+            let label = t.split_once(": ").map_or(t.clone(), |(_, l)| l.to_string());
+            *counts.entry(label).or_insert(0usize) += 1;
+        }
+        let how = match self.ctx.tiling() {
+            Tiling::Tune if self.ctx.has_timestamps() => "tuned".to_string(),
+            Tiling::Candidate(i) => format!("candidate {i}"),
+            _ => "fixed rule".to_string(),
+        };
+        let each: Vec<String> = counts.iter().map(|(label, n)| format!("{label} x {n}")).collect();
+        format!("{how}: {}", each.join(", "))
     }
 
     fn gemm_op_with(&self, d: &GemmDispatch<'_>, tiles: GemmTiles, storage: &[&wgpu::Buffer]) -> Result<Op> {

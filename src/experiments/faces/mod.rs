@@ -578,6 +578,7 @@ fn train_variant(
         budget: plan.steps,
         evaluated_step,
         checkpoint: best,
+        gemm_tiles: net.graph().gemm_tiles_summary(),
     }))
 }
 

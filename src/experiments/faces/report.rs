@@ -40,6 +40,8 @@ pub struct VariantReport {
     pub evaluated_step: u64,
     /// The evaluated checkpoint (the best by validation).
     pub checkpoint: PathBuf,
+    /// How the GEMM dispatches were tiled ([`crate::nn::Graph::gemm_tiles_summary`]).
+    pub gemm_tiles: String,
 }
 
 impl VariantReport {
@@ -100,6 +102,7 @@ impl FaceReport {
                     "converged": v.converged,
                     "steps": v.steps,
                     "budget_steps": v.budget,
+                    "gemm_tiles": v.gemm_tiles,
                     "evaluated_step": v.evaluated_step,
                     "benchmarks": benchmarks_json(&v.benchmarks),
                 }),
@@ -162,6 +165,7 @@ impl FaceReport {
                  a TAR needs 10 expected false accepts, else n/a); accuracy: 10 folds of {} genuine and {} impostor pairs.\n",
                 e.pairs.0, e.pairs.1, e.lowest_far, e.accuracy_pairs.0, e.accuracy_pairs.1
             );
+            s += &format!("GEMM tiles ({}): {}.\n", self.adapter, v.gemm_tiles);
         }
         s
     }

@@ -295,8 +295,10 @@ fn train_variant(
         best_validation_accuracy: record.best().map(|b| b.1),
         converged: record.converged(),
         steps: plan.steps,
+        budget: plan.steps,
         evaluated_step,
         checkpoint: model_path,
+        gemm_tiles: "burn's own kernels".into(),
     })
 }
 
@@ -304,6 +306,11 @@ fn main() -> BurnResult<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let a = Args::parse();
     let losses = &a.training.loss;
+    if a.training.until_converged {
+        return Err(
+            "burn_faces trains to the budget (--steps, --epochs); --until-converged is `centerloss faces`'s".into()
+        );
+    }
     if a.training.all_losses || losses.iter().any(|l| !matches!(l, Loss::Softmax | Loss::Center)) {
         return Err("burn_faces trains softmax and softmax + center loss (--loss softmax,center); an ArcFace or \
                     CosFace head is burn's to write (docs/burn.md), or train it with `centerloss faces`"

@@ -533,7 +533,8 @@ fn a_margin_head_matches_the_f64_reference() {
             assert!(common::rel_err(&logits, &scaled) < 1e-5, "{what}: logits");
             let m = net.evaluate_loss(&images, &labels).unwrap();
             assert!((m.softmax_loss as f64 - loss).abs() < 1e-5 * loss, "{what}: loss {} vs {loss}", m.softmax_loss);
-            assert_eq!(m.accuracy as f64, accuracy, "{what}");
+            // The same count of right answers (an f32 k/6 is not the f64 k/6).
+            assert_eq!((m.accuracy as f64 * b as f64).round(), (accuracy * b as f64).round(), "{what}: accuracy");
             let grads = net.gradients(&images, &labels).unwrap();
             let (err_w, err_trunk) = (common::rel_err(&grads[1], &dw), common::rel_err(&grads[0], &dtrunk));
             assert!(err_w < 1e-4 && err_trunk < 1e-4, "{what}: class weights {err_w}, trunk {err_trunk}");

@@ -50,6 +50,9 @@ def table(reports):
         for variant in VARIANTS:
             r = report.get(variant)
             if r is None:
+                if variant in report.get("diverged", {}):
+                    cells = [report["diverged"][variant].split(" (")[0]] + [""] * (len(METRICS) - 1)
+                    lines.append(f"| {name} | {variant} | " + " | ".join(cells) + " | no |")
                 continue
             cells = []
             for _, key, higher, fmt in METRICS:

@@ -93,6 +93,17 @@ pub enum Error {
     /// A data set is missing, empty or malformed.
     #[error("data: {0}")]
     Data(String),
+    /// Training diverged: the softmax loss of a step was not finite.
+    #[error(
+        "training diverged at step {step}: loss {loss} (lower the learning rate, clip the gradients \
+         (--clip-grad-norm, SgdConfig::clip_grad_norm), or try another seed)"
+    )]
+    Diverged {
+        /// The step whose loss was not finite.
+        step: u64,
+        /// That loss.
+        loss: f32,
+    },
     /// Reading a buffer back to the host failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),

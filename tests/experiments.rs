@@ -238,6 +238,36 @@ fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     all
 }
 
+/// A variant that diverges (center loss at lambda = 1e6) leaves the other variants their
+/// rows and a line saying why it is missing; trained alone, it is the run's error.
+#[test]
+fn a_diverged_variant_leaves_the_others_their_rows() {
+    let Some(ctx) = gpu() else { return };
+    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
+    let opts = FaceOptions {
+        source: FaceSource::BuiltIn(set),
+        resolution: 32,
+        epochs: Some(2),
+        batch: 16,
+        embed_dim: 16,
+        compare: true,
+        lambda: 1e6,
+        out: out_dir("faces-diverged"),
+        progress: false,
+        ..Default::default()
+    };
+    let report = faces::run(&ctx, &opts).unwrap();
+    let names: Vec<&str> = report.variants.iter().map(|v| v.name).collect();
+    assert_eq!(names, ["softmax"]);
+    assert_eq!(report.diverged.len(), 1);
+    assert_eq!(report.diverged[0].0, "center");
+    assert!(report.table().contains("center: not in the table, training diverged at step"), "{}", report.table());
+    assert!(report.to_json()["diverged"]["center"].is_string());
+    let alone = FaceOptions { compare: false, ..opts.clone() };
+    assert!(matches!(faces::run(&ctx, &alone), Err(Error::Diverged { .. })));
+    std::fs::remove_dir_all(&opts.out).ok();
+}
+
 /// A folder job as two ranks of a group (what `mpirun -n 2` runs): rank 0 decodes the
 /// folder and tells rank 1 which files it read (one is broken); rank 1 decodes only the
 /// images its rows use; the report equals the one-process run's.

@@ -346,7 +346,8 @@ fn main() -> BurnResult<()> {
     let roc_plot = a.out.join("roc.png");
     let lowest_far = variants.first().map(|v| v.eval.verification.lowest_far);
     plot::roc_curves(&roc_plot, "burn: verification on held-out identities", &curves, lowest_far)?;
-    let report = FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, roc_plot };
+    let report =
+        FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, diverged: Vec::new(), roc_plot };
     println!("\nHeld-out identities ({}):\n{}", report.data, report.table());
     eprintln!("models (burnpack), centers and plots in {}", a.out.display());
     Ok(())

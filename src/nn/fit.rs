@@ -276,16 +276,12 @@ fn train(
     Ok(report)
 }
 
-/// [`Error::Data`] when step `step`'s softmax loss is not finite: the run diverged.
+/// [`Error::Diverged`] when step `step`'s softmax loss is not finite.
 fn check_finite_loss(step: u64, m: &StepMetrics) -> Result<()> {
     if m.softmax_loss.is_finite() {
         return Ok(());
     }
-    Err(Error::Data(format!(
-        "training diverged at step {step}: loss {} (lower the learning rate, clip the gradients \
-         (--clip-grad-norm, SgdConfig::clip_grad_norm), or try another seed)",
-        m.softmax_loss
-    )))
+    Err(Error::Diverged { step, loss: m.softmax_loss })
 }
 
 /// The progress bar of [`fit`] (indicatif, with the `progress` feature).

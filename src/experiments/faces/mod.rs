@@ -372,20 +372,34 @@ fn run_on(ctx: &GpuContext, opts: &FaceOptions, comm: Option<&dyn Collective>) -
     if lead {
         log::info!("{}", data.description);
     }
-    let mut reports = Vec::new();
-    for loss in variants(opts) {
-        reports.extend(train_variant(ctx, opts, &data, loss, comm)?);
+    let (mut reports, mut diverged) = (Vec::new(), Vec::new());
+    let losses = variants(opts);
+    for &loss in &losses {
+        match train_variant(ctx, opts, &data, loss, comm) {
+            Ok(report) => reports.extend(report),
+            // One variant that diverges does not cost the others their run; every rank sees
+            // the same (global) loss, so every rank goes on alike.
+            Err(e @ Error::Diverged { .. }) if losses.len() > 1 => {
+                log::error!("{}: {e}; training the other variants", loss.name());
+                diverged.push((loss.name(), e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if diverged.len() == losses.len() {
+        return Err(diverged.pop().map_or_else(|| Error::Internal("no variant to train".into()), |(_, e)| e));
     }
     let variants = reports;
     if !lead {
         return Ok(None);
     }
+    let diverged = diverged.into_iter().map(|(name, e)| (name, e.to_string())).collect();
     let curves: Vec<(&str, Vec<(f64, f64)>)> =
         variants.iter().map(|v| (v.name, v.eval.verification.roc.clone())).collect();
     let roc_plot = opts.out.join("roc.png");
     let lowest_far = variants.first().map(|v| v.eval.verification.lowest_far);
     plot::roc_curves(&roc_plot, "Verification on held-out identities", &curves, lowest_far)?;
-    Ok(Some(FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, roc_plot }))
+    Ok(Some(FaceReport { data: data.description, adapter: ctx.adapter_summary(), variants, diverged, roc_plot }))
 }
 
 #[cfg(test)]

@@ -62,8 +62,11 @@ pub struct FaceReport {
     pub data: String,
     /// Adapter summary.
     pub adapter: String,
-    /// One entry per variant, in the order trained ([`super::variants`]).
+    /// One entry per variant, in the order trained ([`super::variants`]), but those that
+    /// diverged.
     pub variants: Vec<VariantReport>,
+    /// The variants whose training diverged, with the error (the others trained on).
+    pub diverged: Vec<(&'static str, String)>,
     /// The ROC plot.
     pub roc_plot: PathBuf,
 }
@@ -107,6 +110,10 @@ impl FaceReport {
                     "benchmarks": benchmarks_json(&v.benchmarks),
                 }),
             );
+        }
+        if !self.diverged.is_empty() {
+            let diverged = self.diverged.iter().map(|(name, e)| (name.to_string(), e.clone().into()));
+            map.insert("diverged".into(), serde_json::Value::Object(diverged.collect()));
         }
         map.insert("data".into(), self.data.clone().into());
         map.insert("adapter".into(), self.adapter.clone().into());
@@ -166,6 +173,9 @@ impl FaceReport {
                 e.pairs.0, e.pairs.1, e.lowest_far, e.accuracy_pairs.0, e.accuracy_pairs.1
             );
             s += &format!("GEMM tiles ({}): {}.\n", self.adapter, v.gemm_tiles);
+        }
+        for (name, e) in &self.diverged {
+            s += &format!("{name}: not in the table, {e}.\n");
         }
         s
     }

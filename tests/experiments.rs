@@ -20,6 +20,23 @@ fn out_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A face run small enough for a test: 6 built-in training identities and 4 held out, 8
+/// images each at 32 x 32, 2 epochs of batch 16 (2 steps each), 16-dimensional embeddings,
+/// writing into a fresh `out_dir(tag)`.
+fn small_face_run(tag: &str) -> FaceOptions {
+    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
+    FaceOptions {
+        source: FaceSource::BuiltIn(set),
+        resolution: 32,
+        epochs: Some(2),
+        batch: 16,
+        embed_dim: 16,
+        out: out_dir(tag),
+        progress: false,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn mnist_2d_short_run() {
     let Some(ctx) = gpu() else { return };
@@ -74,18 +91,7 @@ fn mnist_2d_short_run() {
 #[test]
 fn face_job_short_run_with_compare_and_resume() {
     let Some(ctx) = gpu() else { return };
-    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
-    let opts = FaceOptions {
-        source: FaceSource::BuiltIn(set),
-        resolution: 32,
-        epochs: Some(2),
-        batch: 16,
-        embed_dim: 16,
-        compare: true,
-        out: out_dir("faces"),
-        progress: false,
-        ..Default::default()
-    };
+    let opts = FaceOptions { compare: true, ..small_face_run("faces") };
     let report = faces::run(&ctx, &opts).unwrap();
     let json = report.to_json();
     for variant in ["softmax", "center"] {
@@ -146,17 +152,7 @@ fn face_job_short_run_with_compare_and_resume() {
 #[test]
 fn face_job_on_two_devices_matches_one_device() {
     let Some(ctx) = gpu() else { return };
-    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
-    let one = FaceOptions {
-        source: FaceSource::BuiltIn(set),
-        resolution: 32,
-        epochs: Some(2),
-        batch: 16,
-        embed_dim: 16,
-        out: out_dir("faces-one-device"),
-        progress: false,
-        ..Default::default()
-    };
+    let one = small_face_run("faces-one-device");
     let two = FaceOptions { devices: 2, out: out_dir("faces-two-devices"), ..one.clone() };
     let (a, b) = (faces::run(&ctx, &one).unwrap(), faces::run(&ctx, &two).unwrap());
     let (a, b) = (&a.variants[0], &b.variants[0]);
@@ -179,17 +175,7 @@ fn face_job_on_two_devices_matches_one_device() {
 #[test]
 fn training_until_converged_goes_past_the_budget_the_same_way_resumed_or_on_two_devices() {
     let Some(ctx) = gpu() else { return };
-    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
-    let plain = FaceOptions {
-        source: FaceSource::BuiltIn(set),
-        resolution: 32,
-        epochs: Some(2),
-        batch: 16,
-        embed_dim: 16,
-        out: out_dir("faces-until-converged"),
-        progress: false,
-        ..Default::default()
-    };
+    let plain = small_face_run("faces-until-converged");
     let budget = faces::run(&ctx, &plain).unwrap();
     // 2 steps per epoch, validation every 2: two validations are too few to converge.
     assert_eq!((budget.variants[0].steps, budget.variants[0].converged), (4, false));
@@ -243,19 +229,7 @@ fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn a_diverged_variant_leaves_the_others_their_rows() {
     let Some(ctx) = gpu() else { return };
-    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
-    let opts = FaceOptions {
-        source: FaceSource::BuiltIn(set),
-        resolution: 32,
-        epochs: Some(2),
-        batch: 16,
-        embed_dim: 16,
-        compare: true,
-        lambda: 1e6,
-        out: out_dir("faces-diverged"),
-        progress: false,
-        ..Default::default()
-    };
+    let opts = FaceOptions { compare: true, lambda: 1e6, ..small_face_run("faces-diverged") };
     let report = faces::run(&ctx, &opts).unwrap();
     let names: Vec<&str> = report.variants.iter().map(|v| v.name).collect();
     assert_eq!(names, ["softmax"]);
@@ -325,20 +299,13 @@ fn a_folder_job_on_two_ranks_matches_one_process() {
 #[test]
 fn face_job_trains_margin_heads_with_and_without_center_loss() {
     let Some(ctx) = gpu() else { return };
-    let set = FaceSetConfig { train_identities: 6, test_identities: 4, images_per_identity: 8, ..Default::default() };
     let opts = FaceOptions {
-        source: FaceSource::BuiltIn(set),
-        resolution: 32,
         epochs: Some(1),
-        batch: 16,
-        embed_dim: 16,
         losses: vec![Loss::ArcfaceCenter, Loss::Cosface],
         compare: true,
         margin_scale: 16.0,
         center_features: CenterFeatures::Normalized,
-        out: out_dir("faces-margin"),
-        progress: false,
-        ..Default::default()
+        ..small_face_run("faces-margin")
     };
     let report = faces::run(&ctx, &opts).unwrap();
     let names: Vec<&str> = report.variants.iter().map(|v| v.name).collect();

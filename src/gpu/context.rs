@@ -284,13 +284,15 @@ impl GpuContext {
     }
 
     /// How tile configurations are chosen here: [`Tiling::Auto`] resolved on this adapter
-    /// (to `Tune` on a GPU with timestamps, to `Fixed` on a CPU driver or without them).
+    /// (to `Tune` on a GPU with timestamps, to `Fixed` on a CPU driver or without them), and
+    /// `Tune` to `Fixed` where there are no timestamps to measure with.
     pub fn tiling(&self) -> Tiling {
         match self.tiling {
             Tiling::Auto if self.inner.info.device_type != wgpu::DeviceType::Cpu && self.has_timestamps() => {
                 Tiling::Tune
             }
-            Tiling::Auto => Tiling::Fixed,
+            Tiling::Tune if self.has_timestamps() => Tiling::Tune,
+            Tiling::Auto | Tiling::Tune => Tiling::Fixed,
             other => other,
         }
     }

@@ -24,7 +24,8 @@ pub enum Tiling {
     Auto,
     /// The fixed rule of each kernel (reproducible benchmarks, no measuring).
     Fixed,
-    /// Measure the candidates on any adapter.
+    /// Measure the candidates on any adapter that has timestamps (the fixed rule on one
+    /// without).
     Tune,
     /// Candidate `i` of every kernel that has candidates (`i` modulo their number): for
     /// tests that check every candidate.

@@ -106,7 +106,7 @@ impl Graph {
         let candidates = GemmTiles::candidates(family);
         let index = match self.ctx.tiling() {
             Tiling::Candidate(i) => i % candidates.len(),
-            Tiling::Tune if self.ctx.has_timestamps() => self.tune_gemm(d, candidates)?,
+            Tiling::Tune => self.tune_gemm(d, candidates)?,
             _ => GemmTiles::fixed(family, d.m),
         };
         let tiles = candidates[index];
@@ -131,7 +131,7 @@ impl Graph {
             *counts.entry(label).or_insert(0usize) += 1;
         }
         let how = match self.ctx.tiling() {
-            Tiling::Tune if self.ctx.has_timestamps() => "tuned".to_string(),
+            Tiling::Tune => "tuned".to_string(),
             Tiling::Candidate(i) => format!("candidate {i}"),
             _ => "fixed rule".to_string(),
         };

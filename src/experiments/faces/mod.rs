@@ -386,8 +386,11 @@ fn run_on(ctx: &GpuContext, opts: &FaceOptions, comm: Option<&dyn Collective>) -
             Err(e) => return Err(e),
         }
     }
+    // Every variant diverged (the same on every rank): the run's error.
     if diverged.len() == losses.len() {
-        return Err(diverged.pop().map_or_else(|| Error::Internal("no variant to train".into()), |(_, e)| e));
+        if let Some((_, e)) = diverged.pop() {
+            return Err(e);
+        }
     }
     let variants = reports;
     if !lead {

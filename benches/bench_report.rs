@@ -418,7 +418,7 @@ fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std
         .collect();
     let rule = "|---".repeat(t.variants.len());
     writeln!(md, "\n## GEMM (GFLOP/s; this adapter runs the {default_family:?} kernels by default)\n")?;
-    writeln!(md, "Gpu: 64 x 64 (or 32 x 128) tiles in workgroup memory. Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers. Fixed tiles: each core's rule; tuned: the fastest of its candidates (`nn::GemmTiles`) measured on this adapter, listed below.\n")?;
+    writeln!(md, "Gpu: 64 x 64 (or 32 x 128) tiles in workgroup memory by 64 invocations (fixed rule), or 128 x 128 / 64 x 256 by 256 (the wide core, a tuner candidate). Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers. Fixed tiles: each core's rule; tuned: the fastest of its candidates (`nn::GemmTiles`) measured on this adapter, listed below.\n")?;
     writeln!(md, "| M = N = K | {} |\n|---{rule}|", heads.join(" | "))?;
     for (n, g) in &t.gemm {
         let cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();

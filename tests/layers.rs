@@ -150,25 +150,32 @@ fn gemm_with_a_reduction_longer_than_65535() {
     }
 }
 
-/// Every tile configuration of both GEMM cores (the candidates the tuner measures) gives
+/// Every tile configuration of the three GEMM cores (the candidates the tuner measures) gives
 /// the same bits as the fixed rule's choice, which matches the f64 reference here (and in
-/// the tests above): a convolution whose 70 output channels span tiles, with bias, and a
-/// linear layer of 129 x 65 outputs. The tuner's pick changes speed, never results.
+/// the tests above): a convolution whose 70 output channels span tiles, with bias, a
+/// linear layer of 129 x 65 outputs, and one whose weight gradient is split over K. The
+/// tuner's pick changes speed, never results.
 #[test]
 fn every_gemm_tile_candidate_gives_the_fixed_rules_bits() {
     let Some(gpu_ctx) = gpu() else { return };
     let conv = LayerSpec::Conv2d { out_channels: 70, kernel: 5, stride: 2, pad: 2, bias: true };
     let linear = LayerSpec::Linear { out_features: 65, bias: true };
+    // A weight gradient long enough in K (a batch of 8 200) to be split over slices.
+    let split = LayerSpec::Linear { out_features: 2, bias: false };
     let runs = |ctx: &GpuContext| {
-        [run_layer(ctx, 3, [5, 11, 6], conv.clone(), 90).0, run_layer(ctx, 129, [3, 5, 7], linear.clone(), 91).0]
+        [
+            run_layer(ctx, 3, [5, 11, 6], conv.clone(), 90).0,
+            run_layer(ctx, 129, [3, 5, 7], linear.clone(), 91).0,
+            run_layer(ctx, 8200, [3, 1, 1], split.clone(), 92).0,
+        ]
     };
-    let bits = |runs: &[Run; 2]| {
+    let bits = |runs: &[Run; 3]| {
         let all = runs.iter().flat_map(|r| r.y.iter().chain(&r.dx).chain(r.grads.iter().flatten()));
         all.map(|v| v.to_bits()).collect::<Vec<u32>>()
     };
     for family in kernel_variants(&gpu_ctx) {
         let fixed = runs(&family.with_tiling(Tiling::Fixed));
-        let [c, l] = &fixed;
+        let [c, l, k] = &fixed;
         let shape = cpu::ConvShape {
             batch: 3,
             in_channels: 5,
@@ -187,6 +194,10 @@ fn every_gemm_tile_candidate_gives_the_fixed_rules_bits() {
         assert!(rel(&l.y, &cpu::linear(&f64s(&l.x), &lw, Some(&lb), 129, 105, 65)) < TOL);
         let (dx, dw, db) = cpu::linear_backward(&f64s(&l.x), &lw, &f64s(&l.dy), 129, 105, 65);
         assert!(rel(&l.dx, &dx) < TOL && rel(&l.grads[0], &dw) < TOL && rel(&l.grads[1], &db) < TOL);
+        let kw = f64s(&k.params[0]);
+        assert!(rel(&k.y, &cpu::linear(&f64s(&k.x), &kw, None, 8200, 3, 2)) < TOL);
+        let (dx, dw, _) = cpu::linear_backward(&f64s(&k.x), &kw, &f64s(&k.dy), 8200, 3, 2);
+        assert!(rel(&k.dx, &dx) < TOL && rel(&k.grads[0], &dw) < TOL);
         for (i, tiles) in GemmTiles::candidates(family.kernels()).iter().enumerate() {
             let candidate = runs(&family.with_tiling(Tiling::Candidate(i)));
             assert!(

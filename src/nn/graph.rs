@@ -100,6 +100,9 @@ pub(super) struct PendingBias {
 
 /// Outputs of one GEMM workgroup (64 x 64 or 32 x 128): `TILE_OUTPUTS` in gemm_core.wgsl.
 pub(super) const GEMM_TILE_OUTPUTS: usize = 4096;
+/// Outputs of one workgroup of the wide core (128 x 128 or 64 x 256): `TILE_OUTPUTS` in
+/// gemm_core_wide.wgsl.
+pub(super) const GEMM_WIDE_TILE_OUTPUTS: usize = 16384;
 /// Rows of C one invocation of the CPU-driver core holds: `BLOCK_M` in gemm_core_cpu.wgsl.
 pub(super) const GEMM_CPU_BLOCK_M: usize = 16;
 /// Columns of C one invocation of the CPU-driver core holds: `BLOCK_N`.

@@ -141,11 +141,20 @@ pub(crate) struct ReduceParams {
 /// ones (`#import` aliases), chosen by [`crate::gpu::KernelFamily`].
 pub const CPU_KERNEL_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu"), ("walk_width", "walk_width_cpu")];
 
+/// The helper the GPU family's GEMM and convolution kernels import to run on the wide GEMM
+/// core (`nn::GemmCore::Wide`).
+pub(crate) const WIDE_GEMM_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_wide")];
+
 const fn uniform<T>() -> u64 {
     size_of::<T>() as u64
 }
 
-/// Every trainer kernel in `shaders/nn/`: its uniform and its storage bindings.
+/// The kernels built on a GEMM core (`#import gemm_core`): the first entries of
+/// [`KERNELS`].
+pub(crate) const GEMM_KERNELS: &[KernelSpec] = KERNELS.split_at(4).0;
+
+/// Every trainer kernel in `shaders/nn/`: its uniform and its storage bindings (the GEMM
+/// kernels first).
 pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("gemm", uniform::<GemmParams>(), &[R, R, R, W]),
     KernelSpec::without_uniform("conv2d_forward", &[R, R, R, W]),
@@ -175,7 +184,10 @@ pub const KERNELS: &[KernelSpec] = &[
 mod tests {
     use super::*;
     use crate::gpu::shaders::{layout, mirror};
-    use crate::nn::graph::{GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_K, GEMM_TILE_OUTPUTS};
+    use crate::nn::graph::{
+        GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
+        GEMM_WIDE_TILE_OUTPUTS,
+    };
 
     /// Every kernel's WGSL bindings are those its table entry gives the layout.
     #[test]
@@ -183,6 +195,7 @@ mod tests {
         for spec in KERNELS {
             mirror::assert_bindings(spec, &[]);
             mirror::assert_bindings(spec, CPU_KERNEL_ALIASES);
+            mirror::assert_bindings(spec, WIDE_GEMM_ALIASES);
         }
     }
 
@@ -210,6 +223,9 @@ mod tests {
         );
         assert_eq!(mirror::constant(&gemm, "TILE_OUTPUTS"), GEMM_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm, "MAX_TILE_K"), GEMM_TILE_K as u64);
+        let gemm_wide = mirror::module("gemm", WIDE_GEMM_ALIASES);
+        assert_eq!(mirror::constant(&gemm_wide, "TILE_OUTPUTS"), GEMM_WIDE_TILE_OUTPUTS as u64);
+        assert_eq!(mirror::constant(&gemm_wide, "MAX_TILE_K"), GEMM_TILE_K as u64);
         let gemm_cpu = mirror::module("gemm", &[("gemm_core", "gemm_core_cpu")]);
         assert_eq!(mirror::constant(&gemm_cpu, "TILE_OUTPUTS"), GEMM_CPU_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_M"), GEMM_CPU_BLOCK_M as u64);
@@ -249,6 +265,20 @@ mod tests {
         assert_eq!(mirror::constant(&top_k, "MAX_K"), TOP_K_MAX as u64);
         let reduce = mirror::module("reduce_rows", &[]);
         mirror::assert_struct(&reduce, "ReduceParams", layout!(ReduceParams { rows, cols, out_offset, scale }));
+    }
+
+    /// The GEMM kernels are those that import the GEMM core.
+    #[test]
+    fn the_gemm_kernels_are_those_on_the_gemm_core() {
+        let on_core: Vec<&str> = crate::gpu::shaders::kernels()
+            .filter(|s| s.family == "nn" && s.text.lines().any(|l| l.trim() == "#import gemm_core"))
+            .map(|s| s.name)
+            .collect();
+        let mut gemm: Vec<&str> = GEMM_KERNELS.iter().map(|k| k.name).collect();
+        let mut expected = on_core.clone();
+        gemm.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(gemm, expected);
     }
 
     /// Every kernel of `shaders/nn/` is in the table, and only those.

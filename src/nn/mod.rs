@@ -25,4 +25,4 @@ pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Inference, Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};
 pub use spec::{LayerSpec, NetworkSpec, Shape, WeightInit};
-pub use tiles::GemmTiles;
+pub use tiles::{GemmCore, GemmTiles};

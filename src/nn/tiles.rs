@@ -4,41 +4,82 @@
 //! Every candidate sums each output's k in order with one fma after another, so all give
 //! the same bits; they differ in how work is spread over workgroups.
 
-use super::graph::{Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_OUTPUTS};
-use crate::gpu::{self, Constants, KernelFamily, Op, Tiling};
+use super::graph::{Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_OUTPUTS, GEMM_WIDE_TILE_OUTPUTS};
+use super::kernels::{GEMM_KERNELS, WIDE_GEMM_ALIASES};
+use crate::gpu::{self, Constants, KernelFamily, KernelSet, Op, Tiling};
 use crate::{Error, Result};
 
 /// Runs of each candidate the tuner times (the median counts).
 const TUNING_RUNS: usize = 3;
 
-/// One tile configuration of a GEMM core: rows of C per workgroup and, for the tiled core,
-/// the k-step through workgroup memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GemmTiles {
-    /// `TILE_M`: rows of C one workgroup computes.
-    pub tile_m: usize,
-    /// `TILE_K` of the tiled core (the CPU-driver core has none).
-    pub tile_k: Option<usize>,
+/// The GEMM cores (each a WGSL helper the GEMM and convolution kernels import).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmCore {
+    /// `gemm_core.wgsl`: 64 invocations, 4 096 outputs per workgroup in workgroup memory.
+    Tiled,
+    /// `gemm_core_wide.wgsl`: 256 invocations, 16 384 outputs per workgroup, each
+    /// operand loaded along the tile or along k.
+    Wide,
+    /// `gemm_core_cpu.wgsl`: the CPU-driver core, no workgroup memory.
+    Cpu,
 }
 
-/// The tiled core's candidates: 64 x 64 or 32 x 128 tiles, k-steps of 16 or 8.
-const GPU_CANDIDATES: [GemmTiles; 4] = [
-    GemmTiles { tile_m: 64, tile_k: Some(16) },
-    GemmTiles { tile_m: 32, tile_k: Some(16) },
-    GemmTiles { tile_m: 64, tile_k: Some(8) },
-    GemmTiles { tile_m: 32, tile_k: Some(8) },
+/// One tile configuration of a GEMM core: rows of C per workgroup, the k-step through
+/// workgroup memory, and how the wide core loads its operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmTiles {
+    /// The core.
+    pub core: GemmCore,
+    /// `TILE_M`: rows of C one workgroup computes.
+    pub tile_m: usize,
+    /// `TILE_K` of the tiled cores (the CPU-driver core has none).
+    pub tile_k: Option<usize>,
+    /// Wide core: load A along k (`A_ALONG_K`) rather than along its rows.
+    pub a_along_k: bool,
+    /// Wide core: load B along k (`B_ALONG_K`) rather than along its columns.
+    pub b_along_k: bool,
+}
+
+const fn tiled(tile_m: usize, tile_k: usize) -> GemmTiles {
+    GemmTiles { core: GemmCore::Tiled, tile_m, tile_k: Some(tile_k), a_along_k: false, b_along_k: false }
+}
+
+const fn wide(tile_m: usize, tile_k: usize, a_along_k: bool, b_along_k: bool) -> GemmTiles {
+    GemmTiles { core: GemmCore::Wide, tile_m, tile_k: Some(tile_k), a_along_k, b_along_k }
+}
+
+const fn cpu(tile_m: usize) -> GemmTiles {
+    GemmTiles { core: GemmCore::Cpu, tile_m, tile_k: None, a_along_k: false, b_along_k: false }
+}
+
+/// The GPU family's candidates: the tiled core's 64 x 64 or 32 x 128 tiles with k-steps of
+/// 16 or 8; the wide core's 128 x 128 tiles (k-steps 16 or 8) and 64 x 256 (k-step 8),
+/// each with A and B loaded along the tile or along k.
+const GPU_CANDIDATES: [GemmTiles; 16] = [
+    tiled(64, 16),
+    tiled(32, 16),
+    tiled(64, 8),
+    tiled(32, 8),
+    wide(128, 16, false, false),
+    wide(128, 16, true, false),
+    wide(128, 16, false, true),
+    wide(128, 16, true, true),
+    wide(128, 8, false, false),
+    wide(128, 8, true, false),
+    wide(128, 8, false, true),
+    wide(128, 8, true, true),
+    wide(64, 8, false, false),
+    wide(64, 8, true, false),
+    wide(64, 8, false, true),
+    wide(64, 8, true, true),
 ];
 
 /// The CPU-driver core's candidates: 1 024 outputs per workgroup as 16 x 64 ... 128 x 8.
-const CPU_CANDIDATES: [GemmTiles; 4] = [
-    GemmTiles { tile_m: GEMM_CPU_BLOCK_M, tile_k: None },
-    GemmTiles { tile_m: 2 * GEMM_CPU_BLOCK_M, tile_k: None },
-    GemmTiles { tile_m: 4 * GEMM_CPU_BLOCK_M, tile_k: None },
-    GemmTiles { tile_m: 8 * GEMM_CPU_BLOCK_M, tile_k: None },
-];
+const CPU_CANDIDATES: [GemmTiles; 4] =
+    [cpu(GEMM_CPU_BLOCK_M), cpu(2 * GEMM_CPU_BLOCK_M), cpu(4 * GEMM_CPU_BLOCK_M), cpu(8 * GEMM_CPU_BLOCK_M)];
 
 impl GemmTiles {
-    /// The candidates of `family`'s core, in the order [`GemmTiles::fixed`] and
+    /// The candidates of `family`'s cores, in the order [`GemmTiles::fixed`] and
     /// [`Tiling::Candidate`] index them.
     pub fn candidates(family: KernelFamily) -> &'static [GemmTiles] {
         match family {
@@ -60,7 +101,11 @@ impl GemmTiles {
 
     /// Columns of C one workgroup computes.
     pub fn tile_n(&self) -> usize {
-        let outputs = if self.tile_k.is_some() { GEMM_TILE_OUTPUTS } else { GEMM_CPU_TILE_OUTPUTS };
+        let outputs = match self.core {
+            GemmCore::Tiled => GEMM_TILE_OUTPUTS,
+            GemmCore::Wide => GEMM_WIDE_TILE_OUTPUTS,
+            GemmCore::Cpu => GEMM_CPU_TILE_OUTPUTS,
+        };
         outputs / self.tile_m
     }
 
@@ -68,14 +113,26 @@ impl GemmTiles {
     pub fn constants(&self) -> Constants {
         let mut constants = vec![("TILE_M", self.tile_m as f64)];
         constants.extend(self.tile_k.map(|k| ("TILE_K", k as f64)));
+        if self.core == GemmCore::Wide {
+            constants.push(("A_ALONG_K", f64::from(u8::from(self.a_along_k))));
+            constants.push(("B_ALONG_K", f64::from(u8::from(self.b_along_k))));
+        }
         constants
     }
 
-    /// It in words, as the tuner files it: "TILE_M 64, TILE_K 16".
+    /// It in words, as the tuner files it: "TILE_M 64, TILE_K 16", or for the wide core
+    /// "wide TILE_M 128, TILE_K 16, A along k, B along n".
     pub fn label(&self) -> String {
-        match self.tile_k {
-            Some(k) => format!("TILE_M {}, TILE_K {k}", self.tile_m),
-            None => format!("TILE_M {}", self.tile_m),
+        let along = |yes: bool, tile: &str| if yes { "k".to_string() } else { tile.to_string() };
+        match (self.core, self.tile_k) {
+            (GemmCore::Wide, Some(k)) => format!(
+                "wide TILE_M {}, TILE_K {k}, A along {}, B along {}",
+                self.tile_m,
+                along(self.a_along_k, "m"),
+                along(self.b_along_k, "n")
+            ),
+            (_, Some(k)) => format!("TILE_M {}, TILE_K {k}", self.tile_m),
+            (_, None) => format!("TILE_M {}", self.tile_m),
         }
     }
 }
@@ -143,7 +200,19 @@ impl Graph {
         let mut constants = d.constants.to_vec();
         constants.extend(tiles.constants());
         let grid = (d.n.div_ceil(tiles.tile_n()) as u32, d.m.div_ceil(tiles.tile_m) as u32, d.slices as u32);
-        self.kernels.op(d.kernel, &constants, d.uniform, storage, grid)
+        self.gemm_kernels(tiles.core)?.op(d.kernel, &constants, d.uniform, storage, grid)
+    }
+
+    /// The kernel set whose GEMM kernels are built on `core`: the graph's own, or for the
+    /// wide core the GEMM kernels composed with it (built on first use, shared on the
+    /// device).
+    fn gemm_kernels(&self, core: GemmCore) -> Result<std::sync::Arc<KernelSet>> {
+        match core {
+            GemmCore::Wide => {
+                KernelSet::for_context(&self.ctx, "nn gemm kernels (wide)", GEMM_KERNELS, WIDE_GEMM_ALIASES)
+            }
+            _ => Ok(self.kernels.clone()),
+        }
     }
 
     /// The tuner's candidate for `d`: recorded, or measured now on scratch buffers of the

@@ -12,6 +12,8 @@
 //   load_a(row, step) -> f32, load_b(step, col) -> f32  (called in bounds only)
 //   store_c(m, n, slice, value)                         (called in bounds only)
 
+#import gemm_block
+
 // 64 or 32.
 override TILE_M: u32 = 64u;
 // Outputs of one workgroup: TILE_M x TILE_N.
@@ -54,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let b1_ok = tile_n > 64u && nb1 < dims.y;
     let col0 = b_col(min(nb0, dims.y - 1u));
     let col1 = b_col(min(nb1, dims.y - 1u));
-    var acc: array<vec4<f32>, 16>; // row i: acc[2i] (columns 0-3), acc[2i + 1] (columns 4-7)
+    var acc: array<vec4<f32>, 16>;
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TILE_K) {
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             let k = k0 + kk;
@@ -76,34 +78,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let a1 = tile_a[kk * tm4 + 2u * ty + 1u];
             let b0 = tile_b[kk * tn4 + 2u * tx];
             let b1 = tile_b[kk * tn4 + 2u * tx + 1u];
-            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
-            acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
-            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
-            acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
-            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
-            acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
-            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
-            acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
-            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
-            acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
-            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
-            acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
-            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
-            acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
-            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
-            acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+            block_fma(&acc, a0, a1, b0, b1);
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        let m = m0 + 8u * ty + i;
-        if m < dims.x {
-            for (var j = 0u; j < 8u; j = j + 1u) {
-                let n = n0 + 8u * tx + j;
-                if n < dims.y {
-                    store_c(m, n, wid.z, acc[2u * i + j / 4u][j % 4u]);
-                }
-            }
-        }
-    }
+    block_store(&acc, m0 + 8u * ty, n0 + 8u * tx, wid.z, dims);
 }

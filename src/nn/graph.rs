@@ -116,9 +116,6 @@ pub(super) const GEMM_TILE_K: usize = 16;
 /// `sum_slices` adds. (On Mesa 22.3.6 the tiled core came out short at K = 70 001,
 /// tests/layers.rs; Mesa before 25.0 ends long shader loops early.)
 pub(super) const MAX_K_PER_SLICE: usize = 8192;
-/// Workgroups a weight-gradient GEMM should have at least before K is split.
-pub(super) const SPLIT_K_TARGET: usize = 64;
-
 impl Graph {
     /// An empty graph for batches of `batch` samples; `seed` drives weight initialisation.
     pub fn new(ctx: &GpuContext, batch: usize, seed: u64) -> Result<Self> {

@@ -2,10 +2,10 @@
 //! dispatches (convolution, linear and classifier, max pool, PReLU, L2 normalisation,
 //! residual blocks).
 
-use super::graph::{Graph, ParamKind, PendingBias, Tensor, GEMM_TILE_K, MAX_K_PER_SLICE, SPLIT_K_TARGET};
+use super::graph::{Graph, ParamKind, PendingBias, Tensor, MAX_K_PER_SLICE};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
-use super::tiles::GemmDispatch;
+use super::tiles::{split_k, GemmDispatch};
 use crate::gpu::{self, Constants, KernelFamily, Op};
 use crate::{Error, Result};
 
@@ -66,17 +66,6 @@ impl Graph {
         .and_then(|r| r)
     }
 
-    /// K per slice and slices of a weight-gradient GEMM of `out_c` x `taps` outputs summed
-    /// over `reduce` (batch * pixels): split so that at least [`SPLIT_K_TARGET`] workgroups
-    /// run and no slice sums more than [`MAX_K_PER_SLICE`].
-    fn split_k(out_c: usize, taps: usize, reduce: usize) -> (usize, usize) {
-        let tiles = out_c.div_ceil(64) * taps.div_ceil(64);
-        let wanted =
-            SPLIT_K_TARGET.div_ceil(tiles).clamp(1, (reduce / 512).max(1)).max(reduce.div_ceil(MAX_K_PER_SLICE));
-        let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
-        (k_per_slice, reduce.div_ceil(k_per_slice))
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn conv(
         &mut self,
@@ -95,7 +84,7 @@ impl Graph {
         let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
         let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
         // Split-K for the weight gradient, whose reduction runs over batch * pixels.
-        let (k_per_slice, slices) = Self::split_k(out_c, taps, self.batch * out_h * out_w);
+        let (k_per_slice, slices) = split_k(self.ctx.kernels(), out_c, taps, self.batch * out_h * out_w);
         let mut constants: Constants = window_constants(x, y, kernel, stride).to_vec();
         constants.extend([
             ("BATCH", self.batch as f64),

@@ -4,7 +4,10 @@
 //! Every candidate sums each output's k in order with one fma after another, so all give
 //! the same bits; they differ in how work is spread over workgroups.
 
-use super::graph::{Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_OUTPUTS, GEMM_WIDE_TILE_OUTPUTS};
+use super::graph::{
+    Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_K, GEMM_TILE_OUTPUTS, GEMM_WIDE_TILE_OUTPUTS,
+    MAX_K_PER_SLICE,
+};
 use super::kernels::{GEMM_KERNELS, WIDE_GEMM_ALIASES};
 use crate::gpu::{self, Constants, KernelFamily, KernelSet, Op, Tiling};
 use crate::{Error, Result};
@@ -243,5 +246,61 @@ impl Graph {
             Ok(times.and_then(|t| t.first().map(|k| k.seconds)).unwrap_or(f64::INFINITY))
         };
         tuner.choose(&key, &labels, &mut measure)
+    }
+}
+
+/// Workgroups a weight-gradient GEMM should have at least before K is split, per kernel
+/// family: a CPU driver runs a few workgroups per core; a GPU needs thousands of
+/// invocations per multiprocessor, and a convolution's weight gradient has few output
+/// tiles (out_c x in_c·taps) over a long K (batch·pixels).
+fn split_k_target(family: KernelFamily) -> usize {
+    match family {
+        KernelFamily::Cpu => 64,
+        KernelFamily::Gpu => 1024,
+    }
+}
+/// The shortest K a split-K slice sums.
+const MIN_K_PER_SLICE: usize = 512;
+
+/// K per slice and slices of a weight-gradient GEMM of `out_c` x `taps` outputs summed
+/// over `reduce` (batch * pixels): split so that at least [`split_k_target`] workgroups
+/// of 64 x 64 outputs run, no slice sums fewer than [`MIN_K_PER_SLICE`] (unless K is
+/// shorter) nor more than [`MAX_K_PER_SLICE`].
+pub(super) fn split_k(family: KernelFamily, out_c: usize, taps: usize, reduce: usize) -> (usize, usize) {
+    let tiles = out_c.div_ceil(64) * taps.div_ceil(64);
+    let wanted = split_k_target(family)
+        .div_ceil(tiles)
+        .clamp(1, (reduce / MIN_K_PER_SLICE).max(1))
+        .max(reduce.div_ceil(MAX_K_PER_SLICE));
+    let k_per_slice = reduce.div_ceil(wanted).next_multiple_of(GEMM_TILE_K);
+    (k_per_slice, reduce.div_ceil(k_per_slice))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A weight gradient is split so that every slice sums at most MAX_K_PER_SLICE of K and
+    /// at least MIN_K_PER_SLICE (unless K is shorter), a multiple of the k-step, the slices
+    /// covering K once; the GPU family into many more workgroups than the CPU family.
+    #[test]
+    fn weight_gradients_split_k_by_kernel_family() {
+        // LeNet++'s second convolution at batch 128 (32 x 800 outputs over 128 x 28 x 28),
+        // its last (128 x 3 200 over 128 x 7 x 7), and a short K.
+        let shapes: [(usize, usize, usize); 3] = [(32, 800, 100_352), (128, 3200, 6272), (8, 9, 300)];
+        for (out_c, taps, reduce) in shapes {
+            let [cpu, gpu] = [KernelFamily::Cpu, KernelFamily::Gpu].map(|f| split_k(f, out_c, taps, reduce));
+            for (k, slices) in [cpu, gpu] {
+                assert_eq!(k % GEMM_TILE_K, 0);
+                assert!(k <= MAX_K_PER_SLICE && (k >= MIN_K_PER_SLICE || slices == 1), "{k} x {slices}");
+                assert!(k * slices >= reduce && k * (slices - 1) < reduce, "{k} x {slices} for {reduce}");
+            }
+            assert!(gpu.1 >= cpu.1);
+        }
+        // 13 tiles of 64 x 64: the CPU family splits only for MAX_K_PER_SLICE, the GPU
+        // family into 79 slices (1 027 workgroups).
+        assert_eq!(split_k(KernelFamily::Cpu, 32, 800, 100_352), (7728, 13));
+        assert_eq!(split_k(KernelFamily::Gpu, 32, 800, 100_352), (1280, 79));
+        assert_eq!(split_k(KernelFamily::Gpu, 8, 9, 300), (304, 1));
     }
 }

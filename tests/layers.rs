@@ -333,6 +333,67 @@ fn prelu_takes_over_the_convolution_bias_gradient() {
     }
 }
 
+/// On GPUs a PReLU right after a convolution runs in the convolution's store (CPU drivers
+/// keep its pass): its output has the bits prelu_forward gives the convolution's output
+/// (which is still written, for the backward pass), per-channel or shared, with or without
+/// bias; a PReLU after pooling keeps its own pass.
+#[test]
+fn a_prelu_after_a_convolution_is_fused_into_its_store() {
+    let Some(gpu_ctx) = gpu() else { return };
+    for ctx in kernel_variants(&gpu_ctx) {
+        for (i, shared) in [false, true].into_iter().enumerate() {
+            let (b, shape) = (3, [2, 9, 7]);
+            let conv_spec = LayerSpec::Conv2d { out_channels: 5, kernel: 3, stride: 1, pad: 1, bias: !shared };
+            let mut g = Graph::new(&ctx, b, 7).unwrap();
+            let x = g.input(shape, false);
+            let conv = g.layer(&x, &conv_spec, "conv").unwrap();
+            let y = g.layer(&conv, &LayerSpec::PRelu { shared }, "prelu").unwrap();
+            let fused = match ctx.kernels() {
+                KernelFamily::Gpu => &["conv2d_forward"][..],
+                KernelFamily::Cpu => &["conv2d_forward", "prelu_forward"][..],
+            };
+            assert_eq!(g.forward_kernels(), fused, "{:?} shared {shared}", ctx.kernels());
+            let mut r = rng(75 + i as u64);
+            let xv = uniform(&mut r, b * x.per_sample(), 1.0);
+            g.write(&x.buffer, &xv).unwrap();
+            let params: Vec<Vec<f32>> = g.params().iter().map(|p| uniform(&mut r, p.len, 0.5)).collect();
+            for (p, v) in g.params().iter().zip(&params) {
+                g.write(&p.value, v).unwrap();
+            }
+            g.run(false).unwrap();
+            let conv_out = g.read(&conv.buffer, b * conv.per_sample()).unwrap();
+            let cshape = cpu::ConvShape {
+                batch: b,
+                in_channels: 2,
+                height: 9,
+                width: 7,
+                out_channels: 5,
+                kernel: 3,
+                stride: 1,
+                pad: 1,
+            };
+            let bias = (!shared).then(|| f64s(&params[1]));
+            let reference = cpu::conv2d(&f64s(&xv), &f64s(&params[0]), bias.as_deref(), cshape);
+            assert!(rel(&conv_out, &reference) < TOL, "the convolution's own output");
+            let slopes = params.last().unwrap();
+            let expected: Vec<u32> = conv_out
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| if v > 0.0 { v } else { slopes[if shared { 0 } else { (j / 63) % 5 }] * v })
+                .map(f32::to_bits)
+                .collect();
+            let got: Vec<u32> = g.read(&y.buffer, conv_out.len()).unwrap().into_iter().map(f32::to_bits).collect();
+            assert!(got == expected, "{:?} shared {shared}: the fused PReLU's bits", ctx.kernels());
+        }
+        let mut g = Graph::new(&ctx, 2, 9).unwrap();
+        let x = g.input([2, 8, 8], false);
+        let conv = g.layer(&x, &LayerSpec::conv(3, 3, 1, 1), "conv").unwrap();
+        let pooled = g.layer(&conv, &LayerSpec::MaxPool { kernel: 2, stride: 2 }, "pool").unwrap();
+        g.layer(&pooled, &LayerSpec::prelu(), "prelu").unwrap();
+        assert_eq!(g.forward_kernels(), ["conv2d_forward", "maxpool_forward", "prelu_forward"]);
+    }
+}
+
 /// A convolution whose output feeds a residual block starting with a PReLU: the PReLU sees
 /// only the body's share of the output gradient, so the convolution must keep its own bias
 /// sum. Every parameter gradient in the CPU family (fused PReLU backward) equals the GPU

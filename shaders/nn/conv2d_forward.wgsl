@@ -1,6 +1,9 @@
 // Convolution forward as an implicit GEMM (no im2col buffer):
 //   out[b, oc, oy, ox] = bias[oc] + sum_{ic, ky, kx} W[oc, ic, ky, kx] * in[b, ic, oy*s - p + ky, ox*s - p + kx]
 // M = out_c, N = batch * out_h * out_w, K = in_c * kernel^2.
+// With PRELU, a PReLU that takes the output is fused into the store: `output` keeps the
+// convolution's values (the PReLU's backward pass reads them) and `activated` gets
+// y = out for out > 0, a * out otherwise, as prelu_forward computes it.
 
 #import conv_params
 #import gemm_core
@@ -9,6 +12,11 @@
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
+@group(0) @binding(5) var<storage, read> slope: array<f32>;
+@group(0) @binding(6) var<storage, read_write> activated: array<f32>;
+
+// 0: no PReLU; 1: per-channel slopes; 2: one shared slope.
+override PRELU: u32 = 0u;
 
 struct RowA {
     base: u32,
@@ -76,5 +84,10 @@ fn store_c(m: u32, n: u32, slice: u32, value: f32) {
     if HAS_BIAS {
         v = v + bias[m];
     }
-    output[(n / pixels * OUT_C + m) * pixels + n % pixels] = v;
+    let i = (n / pixels * OUT_C + m) * pixels + n % pixels;
+    output[i] = v;
+    if PRELU != 0u {
+        let a = slope[select(m, 0u, PRELU == 2u)];
+        activated[i] = select(a * v, v, v > 0.0);
+    }
 }

@@ -14,7 +14,8 @@ use rand_distr::{Distribution, Normal};
 
 use super::kernels::{values_per_invocation, CPU_KERNEL_ALIASES, KERNELS};
 use super::spec::{LayerSpec, Shape, WeightInit};
-use crate::gpu::{self, GpuContext, KernelFamily, KernelSet, Op};
+use super::tiles::GemmTiles;
+use crate::gpu::{self, Constants, GpuContext, KernelFamily, KernelSet, Op};
 use crate::{Error, Result};
 
 /// An activation of the graph: a buffer of `batch * C*H*W` values and, when a gradient
@@ -77,12 +78,30 @@ pub struct Graph {
     pub(super) params: Vec<Param>,
     /// Fills storage bindings a dispatch does not use (no bias).
     pub(super) dummy: wgpu::Buffer,
+    /// Fills a writable storage binding a dispatch does not use (a convolution's PReLU
+    /// output when no PReLU is fused).
+    pub(super) dummy_out: wgpu::Buffer,
+    /// The forward dispatch of the last convolution, which a PReLU on its output fuses
+    /// into (`conv2d_forward` with `PRELU`).
+    pub(super) pending_conv: Option<PendingConv>,
     /// The bias-gradient sum of the last convolution, which a per-channel PReLU on its
     /// output takes over (`prelu_backward_channel`).
     pub(super) pending_bias: Option<PendingBias>,
     /// The tile configuration of every GEMM dispatch, in the order built
     /// ([`Graph::gemm_tiles`]).
     pub(super) gemm_tiles: Mutex<Vec<String>>,
+}
+
+/// A convolution's forward dispatch, forward op `index`: what it takes to build it again
+/// with a PReLU fused into its store.
+pub(super) struct PendingConv {
+    pub index: usize,
+    pub constants: Constants,
+    /// Weights, input, bias (or the dummy) and output.
+    pub storage: [wgpu::Buffer; 4],
+    pub out_channels: usize,
+    pub n: usize,
+    pub tiles: GemmTiles,
 }
 
 /// A convolution's `channel_sum` of its output gradient into its bias gradient, recorded
@@ -127,6 +146,7 @@ impl Graph {
             KernelFamily::Cpu => KernelSet::for_context(ctx, "nn kernels (cpu)", KERNELS, CPU_KERNEL_ALIASES)?,
         };
         let dummy = gpu::buffer(ctx.device(), "unused binding", 16, wgpu::BufferUsages::STORAGE);
+        let dummy_out = gpu::buffer(ctx.device(), "unused output binding", 16, wgpu::BufferUsages::STORAGE);
         Ok(Self {
             ctx: ctx.clone(),
             kernels,
@@ -137,6 +157,8 @@ impl Graph {
             backward: Vec::new(),
             params: Vec::new(),
             dummy,
+            dummy_out,
+            pending_conv: None,
             pending_bias: None,
             gemm_tiles: Mutex::new(Vec::new()),
         })
@@ -265,6 +287,12 @@ impl Graph {
     /// The dispatches of the forward pass, in order.
     pub(crate) fn forward_ops(&self) -> &[Op] {
         &self.forward
+    }
+
+    /// The kernel of each forward dispatch, in order (a PReLU fused into the convolution
+    /// before it has none of its own).
+    pub fn forward_kernels(&self) -> Vec<&'static str> {
+        self.forward.iter().map(|op| op.kernel).collect()
     }
 
     /// The dispatches of the backward groups in `range`, last group first.

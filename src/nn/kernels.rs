@@ -157,7 +157,7 @@ pub(crate) const GEMM_KERNELS: &[KernelSpec] = KERNELS.split_at(4).0;
 /// kernels first).
 pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("gemm", uniform::<GemmParams>(), &[R, R, R, W]),
-    KernelSpec::without_uniform("conv2d_forward", &[R, R, R, W]),
+    KernelSpec::without_uniform("conv2d_forward", &[R, R, R, W, R, W]),
     KernelSpec::without_uniform("conv2d_backward_input", &[R, R, W]),
     KernelSpec::without_uniform("conv2d_backward_weight", &[R, R, W]),
     KernelSpec::new("sum_slices", uniform::<ElementParams>(), &[R, W]),

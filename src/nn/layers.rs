@@ -2,7 +2,7 @@
 //! dispatches (convolution, linear and classifier, max pool, PReLU, L2 normalisation,
 //! residual blocks).
 
-use super::graph::{Graph, ParamKind, PendingBias, Tensor, MAX_K_PER_SLICE};
+use super::graph::{Graph, ParamKind, PendingBias, PendingConv, Tensor, MAX_K_PER_SLICE};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
 use super::tiles::{split_k, GemmDispatch};
@@ -97,14 +97,34 @@ impl Graph {
         let conv_op =
             |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, slices): (usize, usize, usize)| {
                 let detail = "";
-                g.gemm_op(&GemmDispatch { kernel, constants: &constants, uniform: None, storage, m, n, slices, detail })
+                g.gemm_op_tiles(&GemmDispatch {
+                    kernel,
+                    constants: &constants,
+                    uniform: None,
+                    storage,
+                    m,
+                    n,
+                    slices,
+                    detail,
+                })
             };
         let weights = self.params[weight_index].value.clone();
         let weight_grad = self.params[weight_index].grad.clone();
         let bias_value = bias_index.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
-        let storage = [&weights, &x.buffer, &bias_value, &y.buffer];
-        let fwd = conv_op(self, "conv2d_forward", &storage, (out_c, self.batch * out_h * out_w, 1))?;
+        let n = self.batch * out_h * out_w;
+        let storage = [&weights, &x.buffer, &bias_value, &y.buffer, &self.dummy, &self.dummy_out];
+        let (fwd, tiles) = conv_op(self, "conv2d_forward", &storage, (out_c, n, 1))?;
+        self.pending_conv = Some(PendingConv {
+            index: self.forward.len(),
+            constants: constants.clone(),
+            storage: [weights.clone(), x.buffer.clone(), bias_value.clone(), y.buffer.clone()],
+            out_channels: out_c,
+            n,
+            tiles,
+        });
         self.forward.push(fwd);
+        let conv_op =
+            |g: &Self, kernel, storage: &[&wgpu::Buffer], shape| conv_op(g, kernel, storage, shape).map(|(op, _)| op);
 
         let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
         let mut group = Vec::new();
@@ -342,8 +362,7 @@ impl Graph {
             self.uniform(&ElementParams { len: len as u32, channels: channels as u32, pixels: pixels as u32, _pad: 0 });
         let slopes = self.params[slope_index].value.clone();
         let slope_grad = self.params[slope_index].grad.clone();
-        let fwd = self.op("prelu_forward", &element_uniform, &[&x.buffer, &slopes, &y.buffer], self.grid_walk(len))?;
-        self.forward.push(fwd);
+        self.prelu_forward(x, y, &slopes, channels, &element_uniform)?;
         let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
         let channel_uniform = self.uniform(&ChannelParams {
             batch: self.batch as u32,
@@ -391,6 +410,49 @@ impl Graph {
             (channels as u32, 1, 1),
         )?;
         self.backward.push(vec![fused]);
+        Ok(())
+    }
+
+    /// The PReLU's forward pass: on GPUs fused into the store of the convolution that
+    /// computes x, when that is the last forward dispatch (x is still written: the backward
+    /// pass reads it), else a `prelu_forward` pass. CPU drivers keep the pass: on lavapipe
+    /// the fused store's second write cost about what the pass did (docs/performance.md).
+    fn prelu_forward(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        slopes: &wgpu::Buffer,
+        channels: usize,
+        element_uniform: &wgpu::Buffer,
+    ) -> Result<()> {
+        let fuse = self.ctx.kernels() == KernelFamily::Gpu;
+        let conv = self.pending_conv.take().filter(|p| {
+            fuse && p.storage[3] == x.buffer
+                && p.index + 1 == self.forward.len()
+                && (channels == 1 || channels == p.out_channels)
+        });
+        let Some(p) = conv else {
+            let len = self.batch * x.per_sample();
+            let fwd =
+                self.op("prelu_forward", element_uniform, &[&x.buffer, slopes, &y.buffer], self.grid_walk(len))?;
+            self.forward.push(fwd);
+            return Ok(());
+        };
+        let mut constants = p.constants.clone();
+        constants.push(("PRELU", if channels == 1 { 2.0 } else { 1.0 }));
+        let [weights, input, bias, output] = &p.storage;
+        let storage = [weights, input, bias, output, slopes, &y.buffer];
+        let d = GemmDispatch {
+            kernel: "conv2d_forward",
+            constants: &constants,
+            uniform: None,
+            storage: &storage,
+            m: p.out_channels,
+            n: p.n,
+            slices: 1,
+            detail: "",
+        };
+        self.forward[p.index] = self.gemm_op_with(&d, p.tiles, &storage)?;
         Ok(())
     }
 

@@ -162,6 +162,11 @@ pub(super) struct GemmDispatch<'a> {
 impl Graph {
     /// The dispatch of `d` with the tile configuration the context's [`Tiling`] picks.
     pub(super) fn gemm_op(&self, d: &GemmDispatch<'_>) -> Result<Op> {
+        self.gemm_op_tiles(d).map(|(op, _)| op)
+    }
+
+    /// [`Graph::gemm_op`], and the tile configuration it took.
+    pub(super) fn gemm_op_tiles(&self, d: &GemmDispatch<'_>) -> Result<(Op, GemmTiles)> {
         let family = self.ctx.kernels();
         let candidates = GemmTiles::candidates(family);
         let index = match self.ctx.tiling() {
@@ -172,7 +177,7 @@ impl Graph {
         let tiles = candidates[index];
         let chosen = format!("{} {}x{}x{}: {}", d.kernel, d.m, d.n, d.slices, tiles.label());
         self.gemm_tiles.lock().map_err(|_| Error::Internal("the GEMM tile record is poisoned".into()))?.push(chosen);
-        self.gemm_op_with(d, tiles, d.storage)
+        Ok((self.gemm_op_with(d, tiles, d.storage)?, tiles))
     }
 
     /// The tile configuration of every GEMM and convolution dispatch, in the order built:
@@ -199,7 +204,8 @@ impl Graph {
         format!("{how}: {}", each.join(", "))
     }
 
-    fn gemm_op_with(&self, d: &GemmDispatch<'_>, tiles: GemmTiles, storage: &[&wgpu::Buffer]) -> Result<Op> {
+    /// The dispatch of `d` with `tiles`, on `storage` (the dispatch's own, or scratch).
+    pub(super) fn gemm_op_with(&self, d: &GemmDispatch<'_>, tiles: GemmTiles, storage: &[&wgpu::Buffer]) -> Result<Op> {
         let mut constants = d.constants.to_vec();
         constants.extend(tiles.constants());
         let grid = (d.n.div_ceil(tiles.tile_n()) as u32, d.m.div_ceil(tiles.tile_m) as u32, d.slices as u32);

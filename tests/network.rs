@@ -450,6 +450,13 @@ fn the_tuner_measures_each_shape_once_keeps_it_on_disk_and_changes_no_bits() {
     }
     assert!(a.graph().gemm_tiles_summary().starts_with("tuned: "), "{}", a.graph().gemm_tiles_summary());
     assert!(b.graph().gemm_tiles_summary().starts_with("fixed rule: "), "{}", b.graph().gemm_tiles_summary());
+    // The summary counts every dispatch once: "how: label x count; label x count".
+    for (net, tiles) in [(&a, &tuned_tiles), (&b, &fixed_tiles)] {
+        let summary = net.graph().gemm_tiles_summary();
+        let (_, each) = summary.split_once(": ").unwrap();
+        let counted: usize = each.split("; ").map(|e| e.rsplit_once(" x ").unwrap().1.parse::<usize>().unwrap()).sum();
+        assert_eq!(counted, tiles.len(), "{summary}");
+    }
     let saved = dir.join("fixed.safetensors");
     checkpoint::save(&b, &saved).unwrap();
     assert!(checkpoint::metadata(&saved).unwrap()[checkpoint::GEMM_TILES].ends_with(&fixed_tiles.join("\n")));

@@ -188,7 +188,8 @@ impl Graph {
     }
 
     /// [`Graph::gemm_tiles`] in a line: how they were chosen and how many dispatches took
-    /// each configuration (`fixed rule: TILE_M 16 x 9, TILE_M 32 x 1`).
+    /// each configuration, `; ` between them (`fixed rule: TILE_M 64, TILE_K 16 x 9; TILE_M 32,
+    /// TILE_K 16 x 1`).
     pub fn gemm_tiles_summary(&self) -> String {
         let mut counts = std::collections::BTreeMap::new();
         for t in self.gemm_tiles() {
@@ -201,7 +202,7 @@ impl Graph {
             _ => "fixed rule".to_string(),
         };
         let each: Vec<String> = counts.iter().map(|(label, n)| format!("{label} x {n}")).collect();
-        format!("{how}: {}", each.join(", "))
+        format!("{how}: {}", each.join("; "))
     }
 
     /// The dispatch of `d` with `tiles`, on `storage` (the dispatch's own, or scratch).

@@ -228,12 +228,20 @@ struct TrainerFigures {
     profiles: Vec<(&'static str, Option<Vec<centerloss::gpu::KernelTime>>)>,
     /// The tuner's choices on this adapter: shape key -> choice.
     tuned: std::collections::BTreeMap<String, TunedChoice>,
-    /// PyTorch's images/s per network name.
+    /// PyTorch's images/s per network name and precision setting.
     torch: Vec<serde_json::Value>,
+    /// torch.mm's GFLOP/s per size and precision setting.
+    torch_gemm: Vec<serde_json::Value>,
 }
 
 fn trainer_figures(ctx: &GpuContext, args: &Args, samples: usize) -> BenchResult<TrainerFigures> {
-    let gemm_sizes: &[usize] = if args.quick { &[256, 512] } else { &[256, 512, 1024] };
+    // 4 096^3 (137 GFLOP) only where a GPU runs it: a CPU driver takes minutes per run.
+    let on_gpu = ctx.adapter_info().device_type != wgpu::DeviceType::Cpu;
+    let gemm_sizes: &[usize] = match (args.quick, on_gpu) {
+        (true, _) => &[256, 512],
+        (false, false) => &[256, 512, 1024],
+        (false, true) => &[256, 512, 1024, 4096],
+    };
     let default_family = ctx.kernels();
     let families: Vec<KernelFamily> = [default_family, KernelFamily::Gpu, KernelFamily::Cpu]
         .into_iter()
@@ -276,7 +284,9 @@ fn trainer_figures(ctx: &GpuContext, args: &Args, samples: usize) -> BenchResult
     ];
     let tuned = ctx.tuner()?.choices();
     let torch = peers(args, &["--trainer", "--reps", "3"]);
-    Ok(TrainerFigures { variants, default_family, gemm, trainer, profiles, tuned, torch })
+    let sizes: Vec<String> = gemm_sizes.iter().map(usize::to_string).collect();
+    let torch_gemm = peers(args, &["--gemm", &sizes.join(","), "--reps", "5"]);
+    Ok(TrainerFigures { variants, default_family, gemm, trainer, profiles, tuned, torch, torch_gemm })
 }
 
 /// The report's header: command, machine, adapter, clock, peers.
@@ -416,31 +426,51 @@ fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std
             format!("{f:?} kernels, {}", if *tiling == Tiling::Tune { "tuned tiles" } else { "fixed tiles" })
         })
         .collect();
-    let rule = "|---".repeat(t.variants.len());
     writeln!(md, "\n## GEMM (GFLOP/s; this adapter runs the {default_family:?} kernels by default)\n")?;
     writeln!(md, "Gpu: 64 x 64 (or 32 x 128) tiles in workgroup memory by 64 invocations (fixed rule), or 128 x 128 / 64 x 256 by 256 (the wide core, a tuner candidate). Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers. Fixed tiles: each core's rule; tuned: the fastest of its candidates (`nn::GemmTiles`) measured on this adapter, listed below.\n")?;
-    writeln!(md, "| M = N = K | {} |\n|---{rule}|", heads.join(" | "))?;
+    // The peers' precision settings present (torch's defaults; on CUDA also TF32 off).
+    let precisions = |rows: &[serde_json::Value]| {
+        let mut seen: Vec<String> = Vec::new();
+        for p in rows.iter().filter_map(|r| r.get("precision").and_then(|v| v.as_str())) {
+            if !seen.iter().any(|s| s == p) {
+                seen.push(p.to_string());
+            }
+        }
+        seen
+    };
+    let peer_head = |p: &str| match p {
+        "tf32_off" => format!("PyTorch {torch_device} (TF32 off)"),
+        _ => format!("PyTorch {torch_device}"),
+    };
+    let peer_value = |rows: &[serde_json::Value], key: (&str, serde_json::Value), precision: &str, field: &str| {
+        rows.iter()
+            .find(|r| r.get(key.0) == Some(&key.1) && r.get("precision").and_then(|v| v.as_str()) == Some(precision))
+            .and_then(|r| r.get(field).and_then(|v| v.as_f64()))
+            .map_or("-".to_string(), |v| format!("{v:.1}"))
+    };
+    let gemm_peers = precisions(&t.torch_gemm);
+    let gemm_heads: Vec<String> = heads.iter().cloned().chain(gemm_peers.iter().map(|p| peer_head(p))).collect();
+    writeln!(md, "| M = N = K | {} |\n|---{}|", gemm_heads.join(" | "), "|---".repeat(gemm_heads.len()))?;
     for (n, g) in &t.gemm {
-        let cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();
+        let mut cells: Vec<String> = g.iter().map(|g| format!("{g:.2}")).collect();
+        cells.extend(gemm_peers.iter().map(|p| peer_value(&t.torch_gemm, ("gemm", (*n).into()), p, "gflops")));
         writeln!(md, "| {n} | {} |", cells.join(" | "))?;
     }
-    writeln!(md, "\n## Trainer (softmax + center loss, SGD; images/s)\n\n| network | batch | {} | PyTorch {torch_device} |\n|---|---{rule}|---|", heads.join(" | "))?;
-    let torch_ips = |net: &str| {
-        t.torch
-            .iter()
-            .find(|r| r.get("net").and_then(|v| v.as_str()) == Some(net))
-            .and_then(|r| r.get("images_per_second").and_then(|v| v.as_f64()))
-    };
-    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-    let lenet: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.0)).collect();
-    let face: Vec<String> = t.trainer.iter().map(|r| format!("{:.1}", r.1)).collect();
-    writeln!(md, "| LeNet++ | 128 | {} | {} |", lenet.join(" | "), cell(torch_ips("lenet_plus_plus")))?;
+    let trainer_peers = precisions(&t.torch);
+    let trainer_heads: Vec<String> = heads.iter().cloned().chain(trainer_peers.iter().map(|p| peer_head(p))).collect();
     writeln!(
         md,
-        "| face ResNet (64x64 grey, 128-d) | 64 | {} | {} |",
-        face.join(" | "),
-        cell(torch_ips("face_resnet"))
+        "\n## Trainer (softmax + center loss, SGD; images/s)\n\n| network | batch | {} |\n|---|---{}|",
+        trainer_heads.join(" | "),
+        "|---".repeat(trainer_heads.len())
     )?;
+    let rows = [("LeNet++", 128, "lenet_plus_plus"), ("face ResNet (64x64 grey, 128-d)", 64, "face_resnet")];
+    for (i, (label, batch, net)) in rows.into_iter().enumerate() {
+        let mut cells: Vec<String> =
+            t.trainer.iter().map(|r| format!("{:.1}", if i == 0 { r.0 } else { r.1 })).collect();
+        cells.extend(trainer_peers.iter().map(|p| peer_value(&t.torch, ("net", net.into()), p, "images_per_second")));
+        writeln!(md, "| {label} | {batch} | {} |", cells.join(" | "))?;
+    }
     write_tuned(md, &t.tuned)?;
     for (name, profile) in &t.profiles {
         let Some(kernels) = profile else { continue };

@@ -11,6 +11,9 @@ Prints a table, or JSON lines with --json. Exits 0 (saying so) when torch is mis
 --device cuda times the same code on the GPU (synchronised around each step).
 --search ROWS,DIM,PROBES,K times 1:N search instead: numpy (probes @ gallery.T, then
 argpartition and a sort of the k best) and, where torch is installed, torch.topk on --device.
+--gemm N,N,... times torch.mm on N x N f32 matrices instead (cuBLAS on CUDA), with TF32
+off and with torch's defaults; --trainer on CUDA times both settings too (our kernels
+compute in f32, so TF32 off is the like-for-like peer).
 """
 import argparse
 import json
@@ -147,6 +150,31 @@ def time_training(torch, device, make, batch, reps, lam=0.01, alpha=0.5):
     return batch / timed(torch, device, step, reps)
 
 
+def precisions(torch, device):
+    """The peer's precision settings to time: torch's defaults and, on CUDA, TF32 off
+    (cuBLAS and cuDNN then compute in f32). Each is a name and a function that applies it."""
+    defaults = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+
+    def apply(matmul, cudnn):
+        def set_flags():
+            torch.backends.cuda.matmul.allow_tf32 = matmul
+            torch.backends.cudnn.allow_tf32 = cudnn
+        return set_flags
+
+    settings = [("default", apply(*defaults))]
+    if device.type == "cuda":
+        settings.append(("tf32_off", apply(False, False)))
+    return settings
+
+
+def time_gemm(torch, device, n, reps):
+    """GFLOP/s of torch.mm on n x n f32 matrices."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(n, n, generator=g).to(device)
+    b = torch.rand(n, n, generator=g).to(device)
+    return 2 * n ** 3 / timed(torch, device, lambda: torch.mm(a, b), reps) / 1e9
+
+
 def search_peers(args, rows, dim, probes, k):
     """Median seconds of `probes` unit probes against `rows` unit gallery rows, top k each."""
     import numpy as np
@@ -202,6 +230,7 @@ def main():
     ap.add_argument("--max-distmat", type=float, default=3e10,
                     help="skip the distmat formulation above this many B*K*D (it takes minutes and GBs)")
     ap.add_argument("--search", default=None, help="ROWS,DIM,PROBES,K: time 1:N search (numpy, and torch where installed)")
+    ap.add_argument("--gemm", default=None, help="N,N,...: time torch.mm on N x N f32 matrices instead")
     args = ap.parse_args()
     if args.search:
         return search_peers(args, *(int(v) for v in args.search.split(",")))
@@ -219,11 +248,25 @@ def main():
             print(json.dumps({"torch": None, "reason": "no CUDA device"}))
         return 0
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    if args.gemm:
+        for n in (int(v) for v in args.gemm.split(",")):
+            for precision, apply in precisions(torch, device):
+                apply()
+                gflops = time_gemm(torch, device, n, args.reps)
+                row = {"gemm": n, "precision": precision, "gflops": gflops, "torch": torch.__version__, "device": where}
+                print(json.dumps(row) if args.json else f"torch.mm {n}^3 ({precision}): {gflops:.1f} GFLOP/s", flush=True)
+        precisions(torch, device)[0][1]()
+        return 0
     if args.trainer:
         for name, make, batch in [("lenet_plus_plus", lenet_plus_plus, 128), ("face_resnet", face_resnet, 64)]:
-            ips = time_training(torch, device, make, batch, args.reps)
-            row = {"net": name, "batch": batch, "images_per_second": ips, "torch": torch.__version__, "device": where}
-            print(json.dumps(row) if args.json else f"{name} batch {batch}: {ips:.1f} images/s (PyTorch {torch.__version__})", flush=True)
+            for precision, apply in precisions(torch, device):
+                apply()
+                ips = time_training(torch, device, make, batch, args.reps)
+                row = {"net": name, "batch": batch, "precision": precision, "images_per_second": ips,
+                       "torch": torch.__version__, "device": where}
+                text = f"{name} batch {batch} ({precision}): {ips:.1f} images/s (PyTorch {torch.__version__})"
+                print(json.dumps(row) if args.json else text, flush=True)
+        precisions(torch, device)[0][1]()
         return 0
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]

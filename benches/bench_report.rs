@@ -504,7 +504,11 @@ fn write_tuned(md: &mut String, tuned: &std::collections::BTreeMap<String, Tuned
     writeln!(md, "Median GPU time of 3 runs of each candidate (`nn::GemmTiles::candidates`, in order), on the shapes the GEMMs and trainers above built; the key is the kernel family, kernel, its shape constants, M, N and K-slices.\n")?;
     writeln!(md, "| shape | chosen | us per candidate |\n|---|---|---|")?;
     for (key, choice) in tuned {
-        let micros: Vec<String> = choice.micros.iter().map(|t| format!("{t:.0}")).collect();
+        let micros: Vec<String> = choice
+            .micros
+            .iter()
+            .map(|&t| if t == centerloss::gpu::FAILED_MICROS { "failed".to_string() } else { format!("{t:.0}") })
+            .collect();
         writeln!(md, "| `{key}` | {} | {} |", choice.label, micros.join(" / "))?;
     }
     Ok(())

@@ -15,7 +15,7 @@ pub use kernels::{
 };
 pub use readback::{read_buffer, read_buffers, Staging};
 pub use timing::{median, profile_dispatches, GpuTimer, KernelTime};
-pub use tune::{Tiling, TunedChoice, Tuner};
+pub use tune::{Tiling, TunedChoice, Tuner, FAILED_MICROS};
 
 use std::num::NonZeroU64;
 

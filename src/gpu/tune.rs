@@ -57,6 +57,9 @@ pub struct TunedChoice {
     pub micros: Vec<f64>,
 }
 
+/// The time a candidate that failed to build or run is filed with (JSON has no infinity).
+pub const FAILED_MICROS: f64 = f64::MAX;
+
 /// The choices measured on one adapter, keyed by kernel and shape, backed by a JSON file
 /// that holds every adapter's choices under its [`Tuner::adapter_key`].
 pub struct Tuner {
@@ -110,7 +113,9 @@ impl Tuner {
     }
 
     /// The candidate for `key`: the recorded one, or the fastest of `labels` by `measure`
-    /// (median GPU seconds of candidate i), recorded in memory and in the cache file.
+    /// (median GPU seconds of candidate i), recorded in memory and in the cache file. A
+    /// candidate whose measuring fails (a driver that cannot build it) is logged and passed
+    /// over ([`FAILED_MICROS`]); only when every one fails is the first error returned.
     pub fn choose(&self, key: &str, labels: &[String], measure: &mut dyn FnMut(usize) -> Result<f64>) -> Result<usize> {
         if let Some(known) = self.choices.lock().map_err(|_| poisoned())?.get(key) {
             if known.index < labels.len() && known.label == labels[known.index] {
@@ -122,8 +127,19 @@ impl Tuner {
             log::info!("measuring kernel tile configurations on {} (once per shape; cache: {cache})", self.adapter_key);
         }
         let mut micros = Vec::with_capacity(labels.len());
-        for i in 0..labels.len() {
-            micros.push(1e6 * measure(i)?);
+        let mut first_error = None;
+        for (i, label) in labels.iter().enumerate() {
+            match measure(i) {
+                Ok(seconds) => micros.push(1e6 * seconds),
+                Err(e) => {
+                    log::warn!("tile configuration {label} failed on {} for {key}: {e}; passed over", self.adapter_key);
+                    micros.push(FAILED_MICROS);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error.filter(|_| micros.iter().all(|&t| t == FAILED_MICROS)) {
+            return Err(e);
         }
         let index = (0..micros.len()).min_by(|&a, &b| micros[a].total_cmp(&micros[b])).unwrap_or(0);
         let choice = TunedChoice { index, label: labels.get(index).cloned().unwrap_or_default(), micros };
@@ -201,5 +217,20 @@ mod tests {
         assert_eq!(broken.choose("gemm m 8", &labels(), &mut |i| Ok(times[i])).unwrap(), 1);
         assert_eq!(Tuner::new("adapter A".into(), Some(path)).choices()["gemm m 8"].label, "b");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_candidate_that_fails_is_passed_over_and_only_all_failing_is_an_error() {
+        let tuner = Tuner::new("adapter".into(), None);
+        let mut fails_the_fastest = |i: usize| match i {
+            1 => Err(crate::Error::Gpu("cannot build it".into())),
+            _ => Ok([3e-6, 1e-6, 2e-6][i]),
+        };
+        assert_eq!(tuner.choose("gemm m 8", &labels(), &mut fails_the_fastest).unwrap(), 2);
+        let choice = &tuner.choices()["gemm m 8"];
+        assert_eq!((choice.label.as_str(), choice.micros[1]), ("c", FAILED_MICROS));
+        let mut all_fail = |_: usize| -> Result<f64> { Err(crate::Error::Gpu("cannot build it".into())) };
+        assert!(matches!(tuner.choose("gemm m 9", &labels(), &mut all_fail), Err(crate::Error::Gpu(_))));
+        assert!(!tuner.choices().contains_key("gemm m 9"));
     }
 }

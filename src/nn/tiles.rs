@@ -248,7 +248,8 @@ impl Graph {
                 d.storage.iter().map(|b| gpu::buffer(device, "tuning scratch", b.size(), gpu::STORAGE_RW)).collect()
             });
             let storage: Vec<&wgpu::Buffer> = buffers.iter().collect();
-            let op = self.gemm_op_with(d, candidates[i], &storage)?;
+            // In a scope of its own: a candidate this driver cannot build fails its measuring only.
+            let op = self.ctx.capture(|| self.gemm_op_with(d, candidates[i], &storage))??;
             let times = gpu::profile_ops(&self.ctx, &[&op], TUNING_RUNS)?;
             Ok(times.and_then(|t| t.first().map(|k| k.seconds)).unwrap_or(f64::INFINITY))
         };

@@ -11,6 +11,7 @@ mod kernels;
 mod layers;
 mod network;
 mod optimizer;
+mod prelu;
 mod profile;
 pub mod reference;
 mod spec;

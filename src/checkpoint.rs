@@ -3,7 +3,7 @@
 //! mid-write never destroys the previous checkpoint.
 //!
 //! Tensor names: `param/<name>` (f32, the parameter's values), `velocity/<name>` (f32,
-//! SGD momentum), `centers` (f32, [K, D], only with center loss), `step` (u64, [1]).
+//! SGD momentum), `centers` (f32, [K, D], only with center loss), `step` (u64, \[1\]).
 //! Metadata: `format` = `centerloss-checkpoint-v1`, `spec` = the network description as
 //! `Debug` text (what [`load`] compares), `network` = the same description as JSON (what
 //! [`network_spec`] rebuilds a network from), `gemm_tiles` = the adapter and the tile

@@ -1,7 +1,7 @@
 //! Collectives for data-parallel training: the [`Collective`] trait that
 //! [`GpuCenterLoss::step_collective`](crate::GpuCenterLoss::step_collective) and the
 //! trainer's data-parallel step use, [`ThreadGroup`] (members in one process, one per
-//! thread and device), [`Mpi`] (feature `mpi`: the ranks of an MPI job) and [`Metered`]
+//! thread and device), `Mpi` (feature `mpi`: the ranks of an MPI job) and [`Metered`]
 //! (counts the bytes a member exchanges).
 //!
 //! Every operation is a rendezvous: each member of the group calls it, in the same order.

@@ -2,6 +2,10 @@
 //! that run them: a face job's built-in set and its training options are one struct each,
 //! flattened into every command that trains on faces.
 
+// clap prints these doc comments as `--help`, where ROOT/<identity>/<image> is a path
+// pattern, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 
 use clap::Args;

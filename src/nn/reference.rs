@@ -65,7 +65,7 @@ fn conv_taps(s: ConvShape, mut tap: impl FnMut(usize, usize, usize)) {
     }
 }
 
-/// Convolution forward: `x` [b, ic, h, w], `w` [oc, ic, k, k], `bias` [oc] -> [b, oc, oh, ow].
+/// Convolution forward: `x` [b, ic, h, w], `w` [oc, ic, k, k], `bias` \[oc\] -> [b, oc, oh, ow].
 pub fn conv2d(x: &[f64], w: &[f64], bias: Option<&[f64]>, s: ConvShape) -> Vec<f64> {
     let (oh, ow) = s.output_size();
     let (pixels, oc) = (oh * ow, s.out_channels);

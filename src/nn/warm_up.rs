@@ -13,7 +13,7 @@ impl Network {
     /// and then puts back what that step changed (weights, momenta, center 0), so that the
     /// network is bit for bit as it was. Returns the seconds it took (the kernels' compile,
     /// mostly), or 0 when the network has run a step already. [`crate::nn::fit`] calls it
-    /// before it starts its clock and logs "compiling kernels for <adapter>: s".
+    /// before it starts its clock and logs `compiling kernels for <adapter>: s`.
     pub fn warm_up(&mut self) -> Result<f64> {
         if self.warm {
             return Ok(0.0);

@@ -73,13 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let a0 = tile_a[kk * tm4 + 2u * ty];
-            let a1 = tile_a[kk * tm4 + 2u * ty + 1u];
-            let b0 = tile_b[kk * tn4 + 2u * tx];
-            let b1 = tile_b[kk * tn4 + 2u * tx + 1u];
-            block_fma(&acc, a0, a1, b0, b1);
-        }
+        block_fma_tiles(&acc, tm4, tn4, ty, tx);
         workgroupBarrier();
     }
     block_store(&acc, m0 + 8u * ty, n0 + 8u * tx, wid.z, dims);

@@ -54,7 +54,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // The 8 x 8 block of this invocation.
     let ty = li / (tile_n / 8u);
     let tx = li % (tile_n / 8u);
-    // The rows of A and columns of B this invocation loads (one each along the tile).
+    // The rows of A and columns of B this invocation loads (along the tile the same one
+    // for every j).
     var rows: array<RowA, MAX_LOADS>;
     var rows_ok: array<bool, MAX_LOADS>;
     var cols: array<ColB, MAX_LOADS>;
@@ -73,86 +74,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     var acc: array<vec4<f32>, 16>;
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TILE_K) {
-        if A_ALONG_K {
-            let kk = li % TILE_K;
-            let k = k0 + kk;
-            if k < k_end {
-                let step = a_step(k);
-                for (var j = 0u; j < MAX_LOADS; j = j + 1u) {
-                    if j < a_loads {
-                        let r = load_slot(li, j, TILE_M, true).x;
-                        var v = 0.0;
-                        if rows_ok[j] {
-                            v = load_a(rows[j], step);
-                        }
-                        tile_a[kk * tm4 + r / 4u][r % 4u] = v;
+        // Along k every load of an operand has the same k: its step is worked out once
+        // (unused, and dropped by the compiler, along the tile).
+        let k_along = min(k0 + li % TILE_K, k_end - 1u);
+        let a_along = a_step(k_along);
+        let b_along = b_step(k_along);
+        for (var j = 0u; j < MAX_LOADS; j = j + 1u) {
+            if j < a_loads {
+                let slot = load_slot(li, j, TILE_M, A_ALONG_K);
+                let k = k0 + slot.y;
+                var v = 0.0;
+                if k < k_end && rows_ok[j] {
+                    var step = a_along;
+                    if !A_ALONG_K {
+                        step = a_step(k);
                     }
+                    v = load_a(rows[j], step);
                 }
-            } else {
-                for (var j = 0u; j < MAX_LOADS; j = j + 1u) {
-                    if j < a_loads {
-                        let r = load_slot(li, j, TILE_M, true).x;
-                        tile_a[kk * tm4 + r / 4u][r % 4u] = 0.0;
-                    }
-                }
+                tile_a[slot.y * tm4 + slot.x / 4u][slot.x % 4u] = v;
             }
-        } else {
-            for (var j = 0u; j < MAX_LOADS; j = j + 1u) {
-                if j < a_loads {
-                    let slot = load_slot(li, j, TILE_M, false);
-                    let k = k0 + slot.y;
-                    var v = 0.0;
-                    if k < k_end && rows_ok[0] {
-                        v = load_a(rows[0], a_step(k));
+            if j < b_loads {
+                let slot = load_slot(li, j, tile_n, B_ALONG_K);
+                let k = k0 + slot.y;
+                var v = 0.0;
+                if k < k_end && cols_ok[j] {
+                    var step = b_along;
+                    if !B_ALONG_K {
+                        step = b_step(k);
                     }
-                    tile_a[slot.y * tm4 + slot.x / 4u][slot.x % 4u] = v;
+                    v = load_b(step, cols[j]);
                 }
-            }
-        }
-        if B_ALONG_K {
-            let kk = li % TILE_K;
-            let k = k0 + kk;
-            if k < k_end {
-                let step = b_step(k);
-                for (var j = 0u; j < MAX_LOADS; j = j + 1u) {
-                    if j < b_loads {
-                        let c = load_slot(li, j, tile_n, true).x;
-                        var v = 0.0;
-                        if cols_ok[j] {
-                            v = load_b(step, cols[j]);
-                        }
-                        tile_b[kk * tn4 + c / 4u][c % 4u] = v;
-                    }
-                }
-            } else {
-                for (var j = 0u; j < MAX_LOADS; j = j + 1u) {
-                    if j < b_loads {
-                        let c = load_slot(li, j, tile_n, true).x;
-                        tile_b[kk * tn4 + c / 4u][c % 4u] = 0.0;
-                    }
-                }
-            }
-        } else {
-            for (var j = 0u; j < MAX_LOADS; j = j + 1u) {
-                if j < b_loads {
-                    let slot = load_slot(li, j, tile_n, false);
-                    let k = k0 + slot.y;
-                    var v = 0.0;
-                    if k < k_end && cols_ok[0] {
-                        v = load_b(b_step(k), cols[0]);
-                    }
-                    tile_b[slot.y * tn4 + slot.x / 4u][slot.x % 4u] = v;
-                }
+                tile_b[slot.y * tn4 + slot.x / 4u][slot.x % 4u] = v;
             }
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let a0 = tile_a[kk * tm4 + 2u * ty];
-            let a1 = tile_a[kk * tm4 + 2u * ty + 1u];
-            let b0 = tile_b[kk * tn4 + 2u * tx];
-            let b1 = tile_b[kk * tn4 + 2u * tx + 1u];
-            block_fma(&acc, a0, a1, b0, b1);
-        }
+        block_fma_tiles(&acc, tm4, tn4, ty, tx);
         workgroupBarrier();
     }
     block_store(&acc, m0 + 8u * ty, n0 + 8u * tx, wid.z, dims);

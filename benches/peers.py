@@ -248,25 +248,27 @@ def main():
             print(json.dumps({"torch": None, "reason": "no CUDA device"}))
         return 0
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    # Read torch's defaults once, before any setting changes them.
+    settings = precisions(torch, device)
     if args.gemm:
         for n in (int(v) for v in args.gemm.split(",")):
-            for precision, apply in precisions(torch, device):
+            for precision, apply in settings:
                 apply()
                 gflops = time_gemm(torch, device, n, args.reps)
                 row = {"gemm": n, "precision": precision, "gflops": gflops, "torch": torch.__version__, "device": where}
                 print(json.dumps(row) if args.json else f"torch.mm {n}^3 ({precision}): {gflops:.1f} GFLOP/s", flush=True)
-        precisions(torch, device)[0][1]()
+        settings[0][1]()
         return 0
     if args.trainer:
         for name, make, batch in [("lenet_plus_plus", lenet_plus_plus, 128), ("face_resnet", face_resnet, 64)]:
-            for precision, apply in precisions(torch, device):
+            for precision, apply in settings:
                 apply()
                 ips = time_training(torch, device, make, batch, args.reps)
                 row = {"net": name, "batch": batch, "precision": precision, "images_per_second": ips,
                        "torch": torch.__version__, "device": where}
                 text = f"{name} batch {batch} ({precision}): {ips:.1f} images/s (PyTorch {torch.__version__})"
                 print(json.dumps(row) if args.json else text, flush=True)
-        precisions(torch, device)[0][1]()
+        settings[0][1]()
         return 0
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]

@@ -20,7 +20,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::check_finite;
-use crate::gpu::read_buffers;
+use crate::gpu::{read_buffers, Storage};
 use crate::nn::{Network, NetworkSpec};
 use crate::{Error, Result};
 
@@ -64,8 +64,12 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
     }
     let ctx = net.graph().context();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    let sources: Vec<(&wgpu::Buffer, usize)> =
-        net.graph().params().iter().flat_map(|p| [(&p.value, p.len), (&p.velocity, p.len)]).collect();
+    let sources: Vec<(&dyn Storage, usize)> = net
+        .graph()
+        .params()
+        .iter()
+        .flat_map(|p| [(&p.value as &dyn Storage, p.len), (&p.velocity as &dyn Storage, p.len)])
+        .collect();
     let mut values = read_buffers(ctx, &sources)?.into_iter();
     for p in net.graph().params() {
         let (value, velocity) = (values.next().expect("one per source"), values.next().expect("one per source"));

@@ -3,7 +3,7 @@
 //! GPU (`shaders/nn/top_k.wgsl`); only the k results per probe are read back.
 
 use crate::error::{check_finite, check_len};
-use crate::gpu::{self, GpuContext, Op, Staging};
+use crate::gpu::{self, GpuContext, Op, Staging, Storage};
 use crate::nn::{Graph, TopKParams, TOP_K_MAX};
 use crate::{Error, Result};
 
@@ -104,7 +104,7 @@ impl GallerySearch {
         let params = TopKParams { rows: probes as u32, cols: self.rows as u32, k: self.k as u32, _pad: 0 };
         let uniform = self.graph.uniform(&params);
         let storage = [&self.scores, &self.top_values, &self.top_columns];
-        ops.push(self.graph.op("top_k", &uniform, &storage, (probes as u32, 1, 1))?);
+        ops.push(self.graph.op("top_k", &uniform, &storage.map(|b| b as &dyn Storage), (probes as u32, 1, 1))?);
         Ok(ops)
     }
 

@@ -194,6 +194,76 @@ fn gradient_clipping_scales_the_step_to_the_clip() {
     }
 }
 
+/// One SGD step over the parameter arena is w - lr (g + decay w) for every parameter, with
+/// its kind's decay (weights, biases and slopes each their own here; checked in f64 from
+/// random starting values, so a bias's decay shows), on networks whose arena is one page
+/// (the spec's own size, [`NetworkSpec::arena_values`]) and, on an adapter whose storage
+/// bindings stop at 256 MiB or less (lavapipe: 128 MiB), on one whose parameters outgrow a
+/// binding and span two pages.
+#[test]
+fn an_sgd_step_updates_the_whole_arena_with_each_kinds_decay() {
+    let Some(ctx) = gpu() else { return };
+    let sgd = SgdConfig {
+        lr: 1.0,
+        momentum: 0.9,
+        weight_decay: 0.1,
+        decay_mult_weight: 1.0,
+        decay_mult_bias: 3.0,
+        decay_mult_slope: 7.0,
+        ..Default::default()
+    };
+    let mut r = rng(21);
+    let mut check = |spec: NetworkSpec, batch: usize, pages: usize| {
+        let cfg = TrainConfig { batch, center: deterministic(0.0), seed: 5, sgd: sgd.clone(), ..Default::default() };
+        let mut net = Network::new(&ctx, spec.clone(), cfg).unwrap();
+        let arena = net.graph().param_pages();
+        assert_eq!(arena.len(), pages, "pages of the arena");
+        if pages == 1 {
+            assert_eq!(arena[0].used, spec.arena_values(), "the arena is the spec's size");
+        }
+        for i in 0..net.graph().params().len() {
+            let values = uniform(&mut r, net.graph().params()[i].len, 0.5);
+            net.set_param(i, &values).unwrap();
+        }
+        let images = uniform(&mut r, batch * spec.input.iter().product::<usize>(), 1.0);
+        let labels: Vec<u32> = (0..batch).map(|i| (i % spec.num_classes) as u32).collect();
+        let start = net.param_values().unwrap();
+        let grads = net.gradients(&images, &labels).unwrap();
+        net.train_step(&images, &labels, false).unwrap();
+        let after = net.param_values().unwrap();
+        for (i, p) in net.graph().params().iter().enumerate() {
+            let decay = sgd.decay_for(p.kind) as f64;
+            let got: Vec<f32> = after[i].iter().zip(&start[i]).map(|(a, s)| a - s).collect();
+            let want: Vec<f64> =
+                start[i].iter().zip(&grads[i]).map(|(&w, &g)| -(g as f64 + decay * w as f64)).collect();
+            let err = common::rel_err(&got, &want);
+            assert!(err < 1e-5, "{} ({:?}, page {}): step vs f64, rel err {err}", p.name, p.kind, p.page);
+        }
+    };
+    check(small_spec(), 4, 1);
+    check(NetworkSpec::lenet_plus_plus(), 2, 1);
+    // Two linear layers of n (n + 1) and (n + 1)^2 weights: together over one binding.
+    let max_values = ctx.limits().max_storage_buffer_binding_size / 4;
+    if max_values > 1 << 26 {
+        eprintln!("skipping the two-page network: this adapter binds {max_values} values at once");
+        return;
+    }
+    let n = ((max_values / 2) as f64).sqrt().ceil() as usize;
+    let wide = NetworkSpec {
+        input: [n, 1, 1],
+        trunk: vec![
+            LayerSpec::Linear { out_features: n + 1, bias: true },
+            LayerSpec::PRelu { shared: false },
+            LayerSpec::Linear { out_features: n + 1, bias: true },
+        ],
+        num_classes: 3,
+        classifier_bias: true,
+        init: WeightInit::HeNormal,
+        head: Head::linear(),
+    };
+    check(wide, 2, 2);
+}
+
 /// Four classes of 8x8 images, each a bright square in its own quadrant plus noise.
 fn quadrant_data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     let mut r = rng(seed);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{profile_dispatches, shaders, GpuContext, KernelTime};
+use super::{profile_dispatches, shaders, GpuContext, KernelTime, Storage};
 use crate::{Error, Result};
 
 /// How a kernel uses one storage binding.
@@ -288,17 +288,17 @@ impl KernelSet {
     }
 
     /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0 (for
-    /// a kernel that has one), `storage` at 1, 2, ...
+    /// a kernel that has one), `storage` (whole buffers or ranges) at 1, 2, ...
     pub fn op(
         &self,
         kernel: &'static str,
         constants: &[(&'static str, f64)],
         uniform: Option<&wgpu::Buffer>,
-        storage: &[&wgpu::Buffer],
+        storage: &[&dyn Storage],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        let whole: Vec<wgpu::BufferBinding<'_>> = storage.iter().map(|b| b.as_entire_buffer_binding()).collect();
-        self.op_ranges(kernel, constants, uniform, &whole, grid)
+        let bindings: Vec<wgpu::BufferBinding<'_>> = storage.iter().map(|b| b.binding()).collect();
+        self.op_ranges(kernel, constants, uniform, &bindings, grid)
     }
 
     /// [`KernelSet::op`] with each storage binding a range of a buffer (a tensor inside

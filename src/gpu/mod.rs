@@ -103,6 +103,58 @@ pub fn storage_init<T: bytemuck::Pod>(device: &wgpu::Device, label: &str, values
     })
 }
 
+/// What a dispatch binds as a storage buffer: a whole buffer, or a [`BufferRange`] (a
+/// tensor inside an arena).
+pub trait Storage {
+    /// The buffer, offset and size bound.
+    fn binding(&self) -> wgpu::BufferBinding<'_>;
+    /// Bytes bound.
+    fn bytes(&self) -> u64;
+}
+
+impl Storage for wgpu::Buffer {
+    fn binding(&self) -> wgpu::BufferBinding<'_> {
+        self.as_entire_buffer_binding()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.size()
+    }
+}
+
+/// `bytes` bytes of `buffer` from `offset` (a multiple of [`RANGE_ALIGNMENT`]). Cheap to
+/// clone (a shared handle).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BufferRange {
+    /// The buffer.
+    pub buffer: wgpu::Buffer,
+    /// Where the range starts, in bytes.
+    pub offset: u64,
+    /// Its length in bytes (at least 4).
+    pub bytes: u64,
+}
+
+impl From<&wgpu::Buffer> for BufferRange {
+    /// The whole buffer.
+    fn from(buffer: &wgpu::Buffer) -> Self {
+        Self { buffer: buffer.clone(), offset: 0, bytes: buffer.size() }
+    }
+}
+
+impl Storage for BufferRange {
+    fn binding(&self) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: NonZeroU64::new(self.bytes) }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// Alignment of a [`BufferRange`]'s offset: the largest `min_storage_buffer_offset_alignment`
+/// an adapter may ask for, so a range binds on every adapter.
+pub const RANGE_ALIGNMENT: u64 = 256;
+
 /// Whole-buffer binding entry.
 pub fn bind(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }

@@ -6,7 +6,7 @@
 
 use bytemuck::Pod;
 
-use super::GpuContext;
+use super::{GpuContext, Storage};
 use crate::{Error, Result};
 
 /// A host-readable staging buffer: copies are recorded into it, then it is mapped and read.
@@ -71,30 +71,33 @@ impl Staging {
     }
 }
 
-/// Copies the first `len` values of a `COPY_SRC` buffer back to the host (one submission
-/// and a wait; for what is read rarely).
-pub fn read_buffer<T: Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+/// Copies the first `len` values of a `COPY_SRC` buffer (or range) back to the host (one
+/// submission and a wait; for what is read rarely).
+pub fn read_buffer<T: Pod>(ctx: &GpuContext, source: &dyn Storage, len: usize) -> Result<Vec<T>> {
     let bytes = (len * std::mem::size_of::<T>()) as u64;
     let staging = Staging::new(ctx.device(), "readback", bytes);
     ctx.capture(|| {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        staging.copy_from(&mut encoder, buffer, 0, 0, bytes);
+        let from = source.binding();
+        staging.copy_from(&mut encoder, from.buffer, from.offset, 0, bytes);
         ctx.queue().submit([encoder.finish()]);
     })?;
     staging.read_values(ctx, len)
 }
 
-/// Reads the first `len` f32 values of each `(buffer, len)` back in one submission and one
-/// mapping (a checkpoint's parameters and momenta: one wait instead of one per buffer).
-pub fn read_buffers(ctx: &GpuContext, sources: &[(&wgpu::Buffer, usize)]) -> Result<Vec<Vec<f32>>> {
+/// Reads the first `len` f32 values of each `(buffer or range, len)` back in one submission
+/// and one mapping (a checkpoint's parameters and momenta: one wait instead of one per
+/// buffer).
+pub fn read_buffers(ctx: &GpuContext, sources: &[(&dyn Storage, usize)]) -> Result<Vec<Vec<f32>>> {
     let total: usize = sources.iter().map(|(_, len)| len).sum();
     let staging = Staging::new(ctx.device(), "readback", (4 * total) as u64);
     ctx.capture(|| {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         let mut offset = 0u64;
-        for (buffer, len) in sources {
+        for (source, len) in sources {
             if *len > 0 {
-                staging.copy_from(&mut encoder, buffer, 0, offset, 4 * *len as u64);
+                let from = source.binding();
+                staging.copy_from(&mut encoder, from.buffer, from.offset, offset, 4 * *len as u64);
             }
             offset += 4 * *len as u64;
         }

@@ -62,7 +62,8 @@ impl Network {
         let ctx = self.graph.context().clone();
         let b = self.train_config().batch;
         let dim = self.embed_dim();
-        let lens: Vec<usize> = self.graph.params().iter().map(|p| p.len).collect();
+        // The parameter arena's gradient pages in use (padding between parameters is zero).
+        let lens: Vec<usize> = self.graph.param_pages().iter().map(|page| page.used).collect();
         let total: usize = lens.iter().sum();
         // Layout of the read-back: gradients, then the 4 metric words, then embeddings. The
         // staging buffer is made on the first step and kept.
@@ -84,9 +85,9 @@ impl Network {
                 self.graph.record_backward_groups(&mut cpass, 0..self.trunk_groups);
             }
             let mut offset = 0u64;
-            for p in self.graph.params() {
-                staging.copy_from(&mut encoder, &p.grad, 0, offset, 4 * p.len as u64);
-                offset += 4 * p.len as u64;
+            for page in self.graph.param_pages() {
+                staging.copy_from(&mut encoder, &page.grad, 0, offset, 4 * page.used as u64);
+                offset += 4 * page.used as u64;
             }
             staging.copy_from(&mut encoder, &self.metrics, 0, offset, 16);
             staging.copy_from(&mut encoder, &self.embedding.buffer, 0, offset + 16, 4 * (b * dim) as u64);
@@ -108,8 +109,8 @@ impl Network {
         };
         ctx.capture(|| {
             let mut start = 0;
-            for (p, len) in self.graph.params().iter().zip(&lens) {
-                ctx.queue().write_buffer(&p.grad, 0, bytemuck::cast_slice(&values[start..start + len]));
+            for (page, len) in self.graph.param_pages().iter().zip(&lens) {
+                ctx.queue().write_buffer(&page.grad, 0, bytemuck::cast_slice(&values[start..start + len]));
                 start += len;
             }
             let mut encoder = ctx.device().create_command_encoder(&Default::default());

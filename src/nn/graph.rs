@@ -12,10 +12,11 @@ use bytemuck::Pod;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
+use super::arena::{ParamArena, ParamPage};
 use super::kernels::{values_per_invocation, CPU_KERNEL_ALIASES, KERNELS};
 use super::spec::{LayerSpec, Shape, WeightInit};
 use super::tiles::GemmTiles;
-use crate::gpu::{self, Constants, GpuContext, KernelFamily, KernelSet, Op};
+use crate::gpu::{self, BufferRange, Constants, GpuContext, KernelFamily, KernelSet, Op, Storage};
 use crate::{Error, Result};
 
 /// An activation of the graph: a buffer of `batch * C*H*W` values and, when a gradient
@@ -48,7 +49,8 @@ pub enum ParamKind {
     Slope,
 }
 
-/// One learnable tensor with its gradient and momentum buffers.
+/// One learnable tensor: its values, gradient and momentum are ranges of the graph's
+/// parameter arena ([`Graph::param_pages`]).
 pub struct Param {
     /// Unique name, e.g. `trunk.3.conv.weight`.
     pub name: String,
@@ -56,12 +58,14 @@ pub struct Param {
     pub kind: ParamKind,
     /// Number of values.
     pub len: usize,
+    /// The arena page that holds it.
+    pub page: usize,
     /// The values.
-    pub value: wgpu::Buffer,
+    pub value: BufferRange,
     /// The gradient of the last backward pass.
-    pub grad: wgpu::Buffer,
+    pub grad: BufferRange,
     /// SGD momentum.
-    pub velocity: wgpu::Buffer,
+    pub velocity: BufferRange,
 }
 
 /// A compiled network fragment for a fixed batch: forward dispatches, backward groups,
@@ -76,6 +80,7 @@ pub struct Graph {
     pub(super) forward: Vec<Op>,
     pub(super) backward: Vec<Vec<Op>>,
     pub(super) params: Vec<Param>,
+    arena: ParamArena,
     /// Fills storage bindings a dispatch does not use (no bias).
     pub(super) dummy: wgpu::Buffer,
     /// Fills a writable storage binding a dispatch does not use (a convolution's PReLU
@@ -98,7 +103,7 @@ pub(super) struct PendingConv {
     pub index: usize,
     pub constants: Constants,
     /// Weights, input, bias (or the dummy) and output.
-    pub storage: [wgpu::Buffer; 4],
+    pub storage: [BufferRange; 4],
     pub out_channels: usize,
     pub n: usize,
     pub tiles: GemmTiles,
@@ -112,7 +117,7 @@ pub(super) struct PendingBias {
     pub output_grad: wgpu::Buffer,
     pub channels: usize,
     pub pixels: usize,
-    pub grad: wgpu::Buffer,
+    pub grad: BufferRange,
     pub group: usize,
     pub op: usize,
 }
@@ -156,6 +161,7 @@ impl Graph {
             forward: Vec::new(),
             backward: Vec::new(),
             params: Vec::new(),
+            arena: ParamArena::new(ctx),
             dummy,
             dummy_out,
             pending_conv: None,
@@ -213,7 +219,7 @@ impl Graph {
         &self,
         kernel: &'static str,
         uniform: &wgpu::Buffer,
-        storage: &[&wgpu::Buffer],
+        storage: &[&dyn Storage],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
         self.kernels.op(kernel, &[], Some(uniform), storage, grid)
@@ -230,15 +236,25 @@ impl Graph {
         (x, y, 1)
     }
 
-    /// A parameter initialised with `init` values.
-    pub(super) fn param(&mut self, name: String, kind: ParamKind, init: Vec<f32>) -> usize {
-        let device = self.ctx.device();
-        let len = init.len();
-        let value = gpu::storage_init(device, &name, &init);
-        let grad = gpu::buffer(device, "param grad", 4 * len as u64, gpu::STORAGE_RW);
-        let velocity = gpu::buffer(device, "param velocity", 4 * len as u64, gpu::STORAGE_RW);
-        self.params.push(Param { name, kind, len, value, grad, velocity });
-        self.params.len() - 1
+    /// A parameter initialised with `init` values, placed in the arena.
+    pub(super) fn param(&mut self, name: String, kind: ParamKind, init: Vec<f32>) -> Result<usize> {
+        let (page, [value, grad, velocity]) = self.arena.place(&self.ctx, &name, kind, &init)?;
+        self.params.push(Param { name, kind, len: init.len(), page, value, grad, velocity });
+        Ok(self.params.len() - 1)
+    }
+
+    /// Sizes the parameter arena's next page for `values` values (parameters rounded up to
+    /// multiples of 64; [`super::NetworkSpec::param_values`]), so that a graph's parameters
+    /// share one page: one optimizer dispatch, one copy per snapshot. Call it before the
+    /// first layer; without it, pages open as parameters arrive.
+    pub fn reserve_params(&mut self, values: usize) {
+        self.arena.reserve(values);
+    }
+
+    /// The parameter arena's pages: every [`Param`]'s values, gradient and momentum are
+    /// ranges of one of them.
+    pub fn param_pages(&self) -> &[ParamPage] {
+        self.arena.pages()
     }
 
     /// `len` trunk weights of a layer with `fan_in` inputs per output, drawn as
@@ -321,16 +337,18 @@ impl Graph {
         self.ctx.wait_idle()
     }
 
-    /// Writes `values` (the whole batch) into `buffer`.
-    pub fn write(&self, buffer: &wgpu::Buffer, values: &[f32]) -> Result<()> {
-        if values.len() as u64 * 4 > buffer.size() {
-            return Err(Error::Shape { what: "tensor", expected: buffer.size() as usize / 4, actual: values.len() });
+    /// Writes `values` (the whole batch) into `target` (a tensor's buffer or a parameter's
+    /// range).
+    pub fn write(&self, target: &dyn Storage, values: &[f32]) -> Result<()> {
+        if values.len() as u64 * 4 > target.bytes() {
+            return Err(Error::Shape { what: "tensor", expected: target.bytes() as usize / 4, actual: values.len() });
         }
-        self.ctx.capture(|| self.ctx.queue().write_buffer(buffer, 0, bytemuck::cast_slice(values)))
+        let to = target.binding();
+        self.ctx.capture(|| self.ctx.queue().write_buffer(to.buffer, to.offset, bytemuck::cast_slice(values)))
     }
 
-    /// Reads the first `len` values of `buffer`.
-    pub fn read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        gpu::read_buffer(&self.ctx, buffer, len)
+    /// Reads the first `len` values of `source` (a tensor's buffer or a parameter's range).
+    pub fn read(&self, source: &dyn Storage, len: usize) -> Result<Vec<f32>> {
+        gpu::read_buffer(&self.ctx, source, len)
     }
 }

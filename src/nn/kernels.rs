@@ -93,7 +93,9 @@ pub(crate) struct SgdParams {
     pub len: u32,
     pub lr: f32,
     pub momentum: f32,
-    pub decay: f32,
+    pub _pad: u32,
+    /// Weight decay by [`super::ParamKind`]: weight, bias, slope (and one unused).
+    pub decay: [f32; 4],
 }
 
 /// Mirrors `SumSquaresParams` in `shaders/nn/grad_sum_squares.wgsl`.
@@ -176,7 +178,7 @@ pub const KERNELS: &[KernelSpec] = &[
     KernelSpec::new("l2norm_backward", uniform::<RowParams>(), &[R, R, R, W]),
     KernelSpec::new("grad_sum_squares", uniform::<SumSquaresParams>(), &[R, W]),
     KernelSpec::new("clip_scale", uniform::<ClipParams>(), &[R, W]),
-    KernelSpec::new("sgd_momentum", uniform::<SgdParams>(), &[R, W, W, R]),
+    KernelSpec::new("sgd_momentum", uniform::<SgdParams>(), &[R, W, W, R, R]),
     KernelSpec::new("top_k", uniform::<TopKParams>(), &[R, W, W]),
 ];
 
@@ -247,7 +249,8 @@ mod tests {
             mirror::assert_struct(&mirror::module(kernel, &[]), "RowParams", rows);
         }
         let sgd = mirror::module("sgd_momentum", &[]);
-        mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, decay }));
+        mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, _pad, decay }));
+        assert_eq!(mirror::constant(&sgd, "CHUNK_VALUES"), crate::nn::arena::CHUNK_VALUES as u64);
         let sum_squares = mirror::module("grad_sum_squares", &[]);
         mirror::assert_struct(&sum_squares, "SumSquaresParams", layout!(SumSquaresParams { len, slot, _pad0, _pad1 }));
         let clip = mirror::module("clip_scale", &[]);

@@ -6,7 +6,7 @@ use super::graph::{Graph, ParamKind, PendingBias, PendingConv, Tensor, MAX_K_PER
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
 use super::tiles::{split_k, GemmDispatch};
-use crate::gpu::{self, Constants, Op};
+use crate::gpu::{self, BufferRange, Constants, Op, Storage};
 use crate::{Error, Result};
 
 impl Graph {
@@ -25,9 +25,7 @@ impl Graph {
                 if h + 2 * pad < *kernel || w + 2 * pad < *kernel {
                     return Err(fail(format!("input {c}x{h}x{w} is smaller than the kernel")));
                 }
-                let out_shape =
-                    [*out_channels, (h + 2 * pad - kernel) / stride + 1, (w + 2 * pad - kernel) / stride + 1];
-                let y = self.tensor(out_shape, out_grad);
+                let y = self.tensor(spec.output_shape(x.shape), out_grad);
                 self.conv(x, &y, *kernel, *stride, *pad, *bias, name)?;
                 Ok(y)
             }
@@ -38,7 +36,7 @@ impl Graph {
                 if h < *kernel || w < *kernel {
                     return Err(fail(format!("input {c}x{h}x{w} is smaller than the window")));
                 }
-                let y = self.tensor([c, (h - kernel) / stride + 1, (w - kernel) / stride + 1], out_grad);
+                let y = self.tensor(spec.output_shape(x.shape), out_grad);
                 self.maxpool(x, &y, *kernel, *stride)?;
                 Ok(y)
             }
@@ -81,8 +79,9 @@ impl Graph {
         let [out_c, out_h, out_w] = y.shape;
         let taps = in_c * kernel * kernel;
         let weight = self.init_weights(out_c * taps, taps);
-        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c]));
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight)?;
+        let bias_index =
+            bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; out_c])).transpose()?;
         // Split-K for the weight gradient, whose reduction runs over batch * pixels.
         let (k_per_slice, slices) = split_k(self.ctx.kernels(), out_c, taps, self.batch * out_h * out_w);
         let mut constants: Constants = window_constants(x, y, kernel, stride).to_vec();
@@ -95,7 +94,7 @@ impl Graph {
             ("K_PER_SLICE", k_per_slice as f64),
         ]);
         let conv_op =
-            |g: &Self, kernel: &'static str, storage: &[&wgpu::Buffer], (m, n, slices): (usize, usize, usize)| {
+            |g: &Self, kernel: &'static str, storage: &[&dyn Storage], (m, n, slices): (usize, usize, usize)| {
                 let detail = "";
                 g.gemm_op_tiles(&GemmDispatch {
                     kernel,
@@ -110,21 +109,21 @@ impl Graph {
             };
         let weights = self.params[weight_index].value.clone();
         let weight_grad = self.params[weight_index].grad.clone();
-        let bias_value = bias_index.map_or(self.dummy.clone(), |i| self.params[i].value.clone());
+        let bias_value = bias_index.map_or(BufferRange::from(&self.dummy), |i| self.params[i].value.clone());
         let n = self.batch * out_h * out_w;
-        let storage = [&weights, &x.buffer, &bias_value, &y.buffer, &self.dummy, &self.dummy_out];
+        let storage: [&dyn Storage; 6] = [&weights, &x.buffer, &bias_value, &y.buffer, &self.dummy, &self.dummy_out];
         let (fwd, tiles) = conv_op(self, "conv2d_forward", &storage, (out_c, n, 1))?;
         self.pending_conv = Some(PendingConv {
             index: self.forward.len(),
             constants: constants.clone(),
-            storage: [weights.clone(), x.buffer.clone(), bias_value.clone(), y.buffer.clone()],
+            storage: [weights.clone(), (&x.buffer).into(), bias_value.clone(), (&y.buffer).into()],
             out_channels: out_c,
             n,
             tiles,
         });
         self.forward.push(fwd);
         let conv_op =
-            |g: &Self, kernel, storage: &[&wgpu::Buffer], shape| conv_op(g, kernel, storage, shape).map(|(op, _)| op);
+            |g: &Self, kernel, storage: &[&dyn Storage], shape| conv_op(g, kernel, storage, shape).map(|(op, _)| op);
 
         let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
         let mut group = Vec::new();
@@ -156,7 +155,7 @@ impl Graph {
     fn bias_grad_op(
         &mut self,
         dy: &wgpu::Buffer,
-        bias_grad: &wgpu::Buffer,
+        bias_grad: &BufferRange,
         channels: usize,
         pixels: usize,
         op: usize,
@@ -181,8 +180,8 @@ impl Graph {
     fn linear(&mut self, x: &Tensor, y: &Tensor, bias: bool, name: &str) -> Result<()> {
         let (b, i, o) = (self.batch, x.per_sample(), y.per_sample());
         let weight = self.init_weights(o * i, i);
-        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o]));
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight)?;
+        let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o])).transpose()?;
         let weights = [self.params[weight_index].value.clone(), self.params[weight_index].grad.clone()];
         self.linear_ops(x, y, &weights, bias_index, b, i, o)
     }
@@ -192,8 +191,9 @@ impl Graph {
         let i = x.per_sample();
         let y = self.tensor([classes, 1, 1], true);
         let weight = self.xavier_uniform(classes * i, i, classes);
-        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
-        let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes]));
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight)?;
+        let bias_index =
+            bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes])).transpose()?;
         let weights = [self.params[weight_index].value.clone(), self.params[weight_index].grad.clone()];
         let ctx = self.ctx.clone();
         ctx.capture(|| self.linear_ops(x, &y, &weights, bias_index, self.batch, i, classes))??;
@@ -208,7 +208,7 @@ impl Graph {
         let i = x.per_sample();
         let y = self.tensor([classes, 1, 1], true);
         let weight = self.xavier_uniform(classes * i, i, classes);
-        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight);
+        let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight)?;
         let (raw, raw_grad) = (self.params[weight_index].value.clone(), self.params[weight_index].grad.clone());
         let device = self.ctx.device().clone();
         let unit = gpu::buffer(&device, "unit class weights", 4 * (classes * i) as u64, gpu::STORAGE_RW);
@@ -217,7 +217,7 @@ impl Graph {
         ctx.capture(|| -> Result<()> {
             let (normalize, back) = self.l2norm_ops(classes, i, [&raw, &unit], Some((&raw_grad, &unit_grad)))?;
             self.forward.push(normalize);
-            self.linear_ops(x, &y, &[unit.clone(), unit_grad.clone()], None, self.batch, i, classes)?;
+            self.linear_ops(x, &y, &[(&unit).into(), (&unit_grad).into()], None, self.batch, i, classes)?;
             let group = self.backward.last_mut().ok_or_else(|| Error::Internal("no backward group".into()))?;
             group.extend(back);
             Ok(())
@@ -230,13 +230,13 @@ impl Graph {
         &mut self,
         x: &Tensor,
         y: &Tensor,
-        [weights, weight_grad]: &[wgpu::Buffer; 2],
+        [weights, weight_grad]: &[BufferRange; 2],
         bias_index: Option<usize>,
         b: usize,
         i: usize,
         o: usize,
     ) -> Result<()> {
-        let bias_value = bias_index.map_or(self.dummy.clone(), |k| self.params[k].value.clone());
+        let bias_value = bias_index.map_or(BufferRange::from(&self.dummy), |k| self.params[k].value.clone());
         // Y[b, o] = X[b, i] W[o, i]^T + bias[o]
         let fwd = self.dense_gemm(
             (b, o, i),
@@ -275,9 +275,9 @@ impl Graph {
     pub(crate) fn gemm_abt(
         &mut self,
         (m, n, k): (usize, usize, usize),
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        a: &dyn Storage,
+        b: &dyn Storage,
+        out: &dyn Storage,
     ) -> Result<Vec<Op>> {
         let dummy = self.dummy.clone();
         self.dense_gemm((m, n, k), [k, 1, 1, k], 0, [a, b, &dummy], out)
@@ -291,8 +291,8 @@ impl Graph {
         (m, n, k): (usize, usize, usize),
         strides: [usize; 4],
         flags: u32,
-        [a, b, bias]: [&wgpu::Buffer; 3],
-        out: &wgpu::Buffer,
+        [a, b, bias]: [&dyn Storage; 3],
+        out: &dyn Storage,
     ) -> Result<Vec<Op>> {
         let slices = k.div_ceil(MAX_K_PER_SLICE).max(1);
         let params = GemmParams {
@@ -311,7 +311,7 @@ impl Graph {
         };
         let u = self.uniform(&params);
         let detail = format!("k {k} strides {strides:?} flags {flags}");
-        let gemm = |storage: &[&wgpu::Buffer]| {
+        let gemm = |storage: &[&dyn Storage]| {
             let uniform = Some(&u);
             self.gemm_op(&GemmDispatch {
                 kernel: "gemm",
@@ -354,7 +354,7 @@ impl Graph {
     }
 
     fn l2norm(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
-        let grads = x.grad.as_ref().zip(y.grad.as_ref());
+        let grads = x.grad.as_ref().zip(y.grad.as_ref()).map(|(dx, dy)| (dx as &dyn Storage, dy as &dyn Storage));
         let (fwd, back) = self.l2norm_ops(self.batch, x.per_sample(), [&x.buffer, &y.buffer], grads)?;
         self.forward.push(fwd);
         self.backward.push(back.into_iter().collect());
@@ -367,8 +367,8 @@ impl Graph {
         &self,
         rows: usize,
         dim: usize,
-        [x, y]: [&wgpu::Buffer; 2],
-        grads: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
+        [x, y]: [&dyn Storage; 2],
+        grads: Option<(&dyn Storage, &dyn Storage)>,
     ) -> Result<(Op, Option<Op>)> {
         let u = self.uniform(&RowParams { rows: rows as u32, dim: dim as u32, eps: 1e-10, _pad: 0 });
         let norms = gpu::buffer(self.ctx.device(), "l2 norms", 4 * rows as u64, gpu::STORAGE_RW);
@@ -395,7 +395,7 @@ impl Graph {
             (first_body_param..self.params.len()).rev().find(|&i| self.params[i].kind == ParamKind::Weight)
         {
             let p = &self.params[last];
-            self.ctx.queue().write_buffer(&p.value, 0, &vec![0u8; 4 * p.len]);
+            self.ctx.queue().write_buffer(&p.value.buffer, p.value.offset, &vec![0u8; 4 * p.len]);
         }
         let (s, xs_grad) = if shortcut.is_empty() {
             (Tensor { grad: None, ..x.clone() }, None)

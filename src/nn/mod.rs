@@ -3,6 +3,7 @@
 //! in one GPU step, and the presets LeNet++ (the paper's MNIST network) and the face
 //! networks.
 
+mod arena;
 mod data_parallel;
 mod fit;
 mod graph;
@@ -18,6 +19,7 @@ mod spec;
 mod tiles;
 mod warm_up;
 
+pub use arena::ParamPage;
 pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
 pub use graph::{Graph, Param, ParamKind, Tensor};
 pub use head::{CenterFeatures, Head, ARCFACE_MARGIN, COSFACE_MARGIN, MARGIN_SCALE, MIN_SIN_THETA};

@@ -8,7 +8,7 @@ use super::kernels::{ReduceParams, SoftmaxParams};
 use super::optimizer::{Sgd, SgdConfig};
 use super::spec::{LayerSpec, NetworkSpec};
 use crate::error::{check_finite, check_len};
-use crate::gpu::{self, GpuContext, Op, Staging};
+use crate::gpu::{self, GpuContext, Op, Staging, Storage};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result};
 
 /// How a network is trained.
@@ -190,7 +190,7 @@ fn loss_ops(
     } else {
         ("softmax_cross_entropy", Vec::new())
     };
-    let storage = [&logits.buffer, labels, &dlogits, &row_stats];
+    let storage: [&dyn Storage; 4] = [&logits.buffer, labels, &dlogits, &row_stats];
     let ops = vec![
         graph.kernels.op(kernel, &constants, Some(&su), &storage, (b as u32, 1, 1))?,
         graph.op("reduce_rows", &ru, &[&row_stats, metrics], (2, 1, 1))?,
@@ -205,6 +205,7 @@ impl Network {
         cfg.sgd.validate()?;
         let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
         graph.init = spec.init;
+        graph.reserve_params(spec.arena_values());
         check_head(&spec, &cfg)?;
         let input = graph.input(spec.input, false);
         let embedding = graph.sequence(&input, &spec.trunk, "trunk")?;

@@ -2,7 +2,7 @@
 
 use super::graph::{Graph, ParamKind};
 use super::kernels::{ClipParams, SgdParams, SumSquaresParams};
-use crate::gpu::{self, Op};
+use crate::gpu::{self, Op, Storage};
 use crate::{Error, Result};
 
 /// SGD settings (Caffe's rule: v = momentum v + lr (s g + decay w); w -= v, where s is
@@ -70,12 +70,13 @@ impl SgdConfig {
     }
 }
 
-/// The optimizer's dispatches on a graph's parameters: with clipping, each parameter's
-/// gradient sum of squares and then the factor; then one SGD dispatch per parameter.
+/// The optimizer's dispatches on a graph's parameter arena: with clipping, each page's
+/// gradient sum of squares and then the factor; then one SGD dispatch per page (one for a
+/// network, which reserves its arena in one page).
 pub(crate) struct Sgd {
     /// The dispatches, in order.
     pub(crate) ops: Vec<Op>,
-    /// The uniform each SGD dispatch reads, in [`Graph::params`] order.
+    /// The uniform each SGD dispatch reads, in [`Graph::param_pages`] order.
     uniforms: Vec<wgpu::Buffer>,
 }
 
@@ -83,23 +84,29 @@ impl Sgd {
     /// Builds the dispatches; the rates are written by [`Sgd::set_rate`].
     pub(crate) fn new(graph: &Graph, cfg: &SgdConfig) -> Result<Self> {
         let device = graph.context().device();
-        let params = graph.params();
+        let pages = graph.param_pages();
         // Clipping's factor: stays 1 without clipping.
         let clip = gpu::storage_init(device, "gradient clip", &[1.0f32]);
         let mut ops = Vec::new();
         if let Some(max_norm) = cfg.clip_grad_norm {
-            let sums = gpu::buffer(device, "gradient sums of squares", 4 * params.len().max(1) as u64, gpu::STORAGE_RW);
-            for (slot, p) in params.iter().enumerate() {
-                let u = graph.uniform(&SumSquaresParams { len: p.len as u32, slot: slot as u32, _pad0: 0, _pad1: 0 });
-                ops.push(graph.op("grad_sum_squares", &u, &[&p.grad, &sums], (1, 1, 1))?);
+            let sums = gpu::buffer(device, "gradient sums of squares", 4 * pages.len().max(1) as u64, gpu::STORAGE_RW);
+            for (slot, page) in pages.iter().enumerate() {
+                let u =
+                    graph.uniform(&SumSquaresParams { len: page.used as u32, slot: slot as u32, _pad0: 0, _pad1: 0 });
+                let [_, grad, _] = page.in_use();
+                ops.push(graph.op("grad_sum_squares", &u, &[&grad, &sums], (1, 1, 1))?);
             }
-            let u = graph.uniform(&ClipParams { count: params.len() as u32, max_norm, _pad0: 0, _pad1: 0 });
+            let u = graph.uniform(&ClipParams { count: pages.len() as u32, max_norm, _pad0: 0, _pad1: 0 });
             ops.push(graph.op("clip_scale", &u, &[&sums, &clip], (1, 1, 1))?);
         }
         let mut uniforms = Vec::new();
-        for p in params {
-            let u = graph.uniform(&SgdParams { len: p.len as u32, lr: 0.0, momentum: 0.0, decay: 0.0 });
-            ops.push(graph.op("sgd_momentum", &u, &[&p.grad, &p.value, &p.velocity, &clip], graph.grid1(p.len))?);
+        for page in pages {
+            let u = graph.uniform(&sgd_params(page.used, 0.0, cfg));
+            let kinds: Vec<u32> = page.chunk_kinds.iter().map(|&k| kind_slot(k)).collect();
+            let kinds = gpu::storage_init(device, "parameter kinds", &kinds);
+            let [value, grad, velocity] = page.in_use();
+            let storage: [&dyn Storage; 5] = [&grad, &value, &velocity, &clip, &kinds];
+            ops.push(graph.op("sgd_momentum", &u, &storage, graph.grid1(page.used))?);
             uniforms.push(u);
         }
         Ok(Self { ops, uniforms })
@@ -110,12 +117,29 @@ impl Sgd {
     pub(crate) fn set_rate(&self, graph: &Graph, cfg: &SgdConfig, lr: f32) -> Result<()> {
         let ctx = graph.context();
         ctx.capture(|| {
-            for (p, u) in graph.params().iter().zip(&self.uniforms) {
-                let value = SgdParams { len: p.len as u32, lr, momentum: cfg.momentum, decay: cfg.decay_for(p.kind) };
-                ctx.queue().write_buffer(u, 0, bytemuck::bytes_of(&value));
+            for (page, u) in graph.param_pages().iter().zip(&self.uniforms) {
+                ctx.queue().write_buffer(u, 0, bytemuck::bytes_of(&sgd_params(page.used, lr, cfg)));
             }
         })
     }
+}
+
+/// The index of `kind`'s weight decay in [`SgdParams::decay`].
+fn kind_slot(kind: ParamKind) -> u32 {
+    match kind {
+        ParamKind::Weight => 0,
+        ParamKind::Bias => 1,
+        ParamKind::Slope => 2,
+    }
+}
+
+/// The uniform of an SGD dispatch over `len` values at rate `lr`.
+fn sgd_params(len: usize, lr: f32, cfg: &SgdConfig) -> SgdParams {
+    let mut decay = [0.0; 4];
+    for kind in [ParamKind::Weight, ParamKind::Bias, ParamKind::Slope] {
+        decay[kind_slot(kind) as usize] = cfg.decay_for(kind);
+    }
+    SgdParams { len: len as u32, lr, momentum: cfg.momentum, _pad: 0, decay }
 }
 
 /// A linear warm-up over the first `warmup` steps, then the rate times `gamma` at each

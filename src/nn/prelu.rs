@@ -5,7 +5,7 @@
 use super::graph::{Graph, ParamKind, Tensor};
 use super::kernels::{ChannelParams, ElementParams};
 use super::tiles::GemmDispatch;
-use crate::gpu::KernelFamily;
+use crate::gpu::{BufferRange, KernelFamily, Storage};
 use crate::{Error, Result};
 
 impl Graph {
@@ -14,7 +14,7 @@ impl Graph {
     pub(super) fn prelu(&mut self, x: &Tensor, y: &Tensor, shared: bool, name: &str) -> Result<()> {
         let [c, h, w] = x.shape;
         let (channels, pixels) = if shared { (1, c * h * w) } else { (c, h * w) };
-        let slope_index = self.param(format!("{name}.slope"), ParamKind::Slope, vec![0.25; channels]);
+        let slope_index = self.param(format!("{name}.slope"), ParamKind::Slope, vec![0.25; channels])?;
         let len = self.batch * c * h * w;
         let element_uniform =
             self.uniform(&ElementParams { len: len as u32, channels: channels as u32, pixels: pixels as u32, _pad: 0 });
@@ -59,7 +59,7 @@ impl Graph {
         }
         let constants = [("WRITE_DX", x.grad.is_some() as u8 as f64), ("BIAS", bias.is_some() as u8 as f64)];
         let dx = x.grad.as_ref().unwrap_or(&self.dummy);
-        let bias_grad = bias.as_ref().map_or(&self.dummy, |p| &p.grad);
+        let bias_grad: &dyn Storage = bias.as_ref().map_or(&self.dummy, |p| &p.grad);
         let fused = self.kernels.op(
             "prelu_backward_channel",
             &constants,
@@ -79,13 +79,13 @@ impl Graph {
         &mut self,
         x: &Tensor,
         y: &Tensor,
-        slopes: &wgpu::Buffer,
+        slopes: &BufferRange,
         channels: usize,
         element_uniform: &wgpu::Buffer,
     ) -> Result<()> {
         let fuse = self.ctx.kernels() == KernelFamily::Gpu;
         let conv = self.pending_conv.take().filter(|p| {
-            fuse && p.storage[3] == x.buffer
+            fuse && p.storage[3].buffer == x.buffer
                 && p.index + 1 == self.forward.len()
                 && (channels == 1 || channels == p.out_channels)
         });
@@ -99,7 +99,7 @@ impl Graph {
         let mut constants = p.constants.clone();
         constants.push(("PRELU", if channels == 1 { 2.0 } else { 1.0 }));
         let [weights, input, bias, output] = &p.storage;
-        let storage = [weights, input, bias, output, slopes, &y.buffer];
+        let storage: [&dyn Storage; 6] = [weights, input, bias, output, slopes, &y.buffer];
         let d = GemmDispatch {
             kernel: "conv2d_forward",
             constants: &constants,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::arena::CHUNK_VALUES;
 use super::Head;
 
 /// Per-sample shape of an activation: channels, height, width (a vector is `[n, 1, 1]`).
@@ -84,6 +85,46 @@ impl LayerSpec {
             }
         }
     }
+
+    /// The output shape for an input of shape `input`. For a shape the layer refuses (a
+    /// kernel larger than the input) the figure means nothing: building it is the error.
+    pub fn output_shape(&self, input: Shape) -> Shape {
+        self.output_and_params(input, &mut Vec::new())
+    }
+
+    /// [`LayerSpec::output_shape`], and the length of each parameter the layer creates
+    /// pushed onto `params` in the order the graph creates them (a residual block's body,
+    /// then its shortcut).
+    pub fn output_and_params(&self, input: Shape, params: &mut Vec<usize>) -> Shape {
+        let [c, h, w] = input;
+        let window = |n: usize, kernel: usize, stride: usize, pad: usize| {
+            (n + 2 * pad).saturating_sub(kernel) / stride.max(1) + 1
+        };
+        match self {
+            Self::Conv2d { out_channels, kernel, stride, pad, bias } => {
+                params.push(out_channels * c * kernel * kernel);
+                params.extend(bias.then_some(*out_channels));
+                [*out_channels, window(h, *kernel, *stride, *pad), window(w, *kernel, *stride, *pad)]
+            }
+            Self::MaxPool { kernel, stride } => [c, window(h, *kernel, *stride, 0), window(w, *kernel, *stride, 0)],
+            Self::PRelu { shared } => {
+                params.push(if *shared { 1 } else { c });
+                input
+            }
+            Self::Linear { out_features, bias } => {
+                params.push(out_features * c * h * w);
+                params.extend(bias.then_some(*out_features));
+                [*out_features, 1, 1]
+            }
+            Self::Flatten => [c * h * w, 1, 1],
+            Self::L2Norm => input,
+            Self::Residual { body, shortcut } => {
+                let out = body.iter().fold(input, |x, layer| layer.output_and_params(x, params));
+                shortcut.iter().fold(input, |x, layer| layer.output_and_params(x, params));
+                out
+            }
+        }
+    }
 }
 
 /// How a network's convolution and hidden linear weights start (biases start at 0; the
@@ -120,6 +161,17 @@ pub struct NetworkSpec {
 }
 
 impl NetworkSpec {
+    /// The values of the parameter arena the network fills: each parameter (trunk, then
+    /// classifier) rounded up to a multiple of 64, its 256-byte alignment.
+    pub fn arena_values(&self) -> usize {
+        let mut lens = Vec::new();
+        let out = self.trunk.iter().fold(self.input, |x, layer| layer.output_and_params(x, &mut lens));
+        let embedding: usize = out.iter().product();
+        lens.push(self.num_classes * embedding);
+        lens.extend((self.classifier_bias && !self.head.normalized).then_some(self.num_classes));
+        lens.iter().map(|len| len.next_multiple_of(CHUNK_VALUES)).sum()
+    }
+
     /// LeNet++, the paper's MNIST network (the authors' Caffe model): conv 5x5 pad 2 with
     /// PReLU after each, 32, 32, maxpool 2/2, 64, 64, maxpool 2/2, 128, 128, maxpool 3/2,
     /// then a 2-D embedding + PReLU, then 10 classes without bias. Input 1x28x28.

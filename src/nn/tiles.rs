@@ -9,7 +9,7 @@ use super::graph::{
     MAX_K_PER_SLICE,
 };
 use super::kernels::{GEMM_KERNELS, WIDE_GEMM_ALIASES};
-use crate::gpu::{self, Constants, KernelFamily, KernelSet, Op, Tiling};
+use crate::gpu::{self, Constants, KernelFamily, KernelSet, Op, Storage, Tiling};
 use crate::{Error, Result};
 
 /// Runs of each candidate the tuner times (the median counts).
@@ -149,7 +149,7 @@ pub(super) struct GemmDispatch<'a> {
     /// Its uniform, if any.
     pub uniform: Option<&'a wgpu::Buffer>,
     /// Its storage buffers.
-    pub storage: &'a [&'a wgpu::Buffer],
+    pub storage: &'a [&'a dyn Storage],
     /// Rows and columns of C, and K-slices.
     pub m: usize,
     pub n: usize,
@@ -206,7 +206,7 @@ impl Graph {
     }
 
     /// The dispatch of `d` with `tiles`, on `storage` (the dispatch's own, or scratch).
-    pub(super) fn gemm_op_with(&self, d: &GemmDispatch<'_>, tiles: GemmTiles, storage: &[&wgpu::Buffer]) -> Result<Op> {
+    pub(super) fn gemm_op_with(&self, d: &GemmDispatch<'_>, tiles: GemmTiles, storage: &[&dyn Storage]) -> Result<Op> {
         let mut constants = d.constants.to_vec();
         constants.extend(tiles.constants());
         let grid = (d.n.div_ceil(tiles.tile_n()) as u32, d.m.div_ceil(tiles.tile_m) as u32, d.slices as u32);
@@ -245,9 +245,9 @@ impl Graph {
         let mut measure = |i: usize| -> Result<f64> {
             let buffers = scratch.get_or_insert_with(|| {
                 let device = self.ctx.device();
-                d.storage.iter().map(|b| gpu::buffer(device, "tuning scratch", b.size(), gpu::STORAGE_RW)).collect()
+                d.storage.iter().map(|b| gpu::buffer(device, "tuning scratch", b.bytes(), gpu::STORAGE_RW)).collect()
             });
-            let storage: Vec<&wgpu::Buffer> = buffers.iter().collect();
+            let storage: Vec<&dyn Storage> = buffers.iter().map(|b| b as &dyn Storage).collect();
             // In a scope of its own: a candidate this driver cannot build fails its measuring only.
             let op = self.ctx.capture(|| self.gemm_op_with(d, candidates[i], &storage))??;
             let times = gpu::profile_ops(&self.ctx, &[&op], TUNING_RUNS)?;

@@ -21,7 +21,7 @@ impl Network {
         let start = Instant::now();
         let b = self.train_config().batch;
         let (images, labels) = (vec![0.0f32; b * self.input_len()], vec![0u32; b]);
-        let bytes: u64 = self.graph.params().iter().map(|p| 8 * p.len as u64).sum();
+        let bytes: u64 = self.graph.param_pages().iter().map(|page| 8 * page.used as u64).sum();
         let snapshot = gpu::buffer(self.graph.context().device(), "parameter snapshot", bytes, gpu::STORAGE_RW);
         self.copy_params(&snapshot, false)?;
         let center_zero = match &self.center {
@@ -41,16 +41,16 @@ impl Network {
         Ok(seconds)
     }
 
-    /// Copies every parameter's values and momenta into `snapshot`, one after another, or
-    /// with `restore` back from it, on the GPU.
+    /// Copies the parameter arena's values and momenta into `snapshot`, page after page,
+    /// or with `restore` back from it, on the GPU.
     fn copy_params(&self, snapshot: &wgpu::Buffer, restore: bool) -> Result<()> {
         let ctx = self.graph.context();
         ctx.capture(|| {
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             let mut offset = 0;
-            for p in self.graph.params() {
-                let size = 4 * p.len as u64;
-                for part in [&p.value, &p.velocity] {
+            for page in self.graph.param_pages() {
+                let size = 4 * page.used as u64;
+                for part in [&page.value, &page.velocity] {
                     if restore {
                         encoder.copy_buffer_to_buffer(snapshot, offset, part, 0, size);
                     } else {

@@ -264,6 +264,29 @@ fn an_sgd_step_updates_the_whole_arena_with_each_kinds_decay() {
     check(wide, 2, 2);
 }
 
+/// A parameter larger than one storage binding is a config error that names it (on an
+/// adapter whose bindings stop at 256 MiB or less: lavapipe's 128 MiB).
+#[test]
+fn a_parameter_over_the_binding_limit_is_a_config_error() {
+    let Some(ctx) = gpu() else { return };
+    let max_values = (ctx.limits().max_storage_buffer_binding_size / 4) as usize;
+    if max_values > 1 << 26 {
+        eprintln!("skipped: this adapter binds {max_values} values at once");
+        return;
+    }
+    let spec = NetworkSpec {
+        input: [4096, 1, 1],
+        trunk: vec![LayerSpec::Linear { out_features: max_values / 4096 + 1, bias: false }],
+        num_classes: 2,
+        classifier_bias: false,
+        init: WeightInit::HeNormal,
+        head: Head::linear(),
+    };
+    let cfg = TrainConfig { batch: 1, center: deterministic(0.0), ..Default::default() };
+    let err = Network::new(&ctx, spec, cfg).err().expect("a parameter over the binding limit");
+    assert!(matches!(err, Error::Config(_)) && err.to_string().contains("trunk.0.weight"), "{err}");
+}
+
 /// Four classes of 8x8 images, each a bright square in its own quadrant plus noise.
 fn quadrant_data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     let mut r = rng(seed);

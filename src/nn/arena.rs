@@ -2,7 +2,7 @@
 //! buffers (a page), each parameter at a 256-byte-aligned offset, so that the optimizer
 //! updates all of them in one dispatch per page and a checkpoint, a warm-up snapshot or a
 //! data-parallel all-reduce moves whole pages. A network reserves its exact size before
-//! its first layer ([`super::NetworkSpec::param_values`]), so it has one page; a graph
+//! its first layer ([`super::NetworkSpec::arena_values`]), so it has one page; a graph
 //! built layer by layer without a reservation opens pages as it grows.
 
 use super::graph::ParamKind;
@@ -83,9 +83,12 @@ impl ParamArena {
     ) -> Result<(usize, [BufferRange; 3])> {
         let len = init.len();
         let padded = len.next_multiple_of(CHUNK_VALUES);
-        if len == 0 || padded > self.max_page {
+        if len == 0 {
+            return Err(Error::Config(format!("parameter {name} has no values")));
+        }
+        if padded > self.max_page {
             return Err(Error::Config(format!(
-                "parameter {name} has {len} values; this adapter binds 1 to {} values at once",
+                "parameter {name} has {len} values, more than this adapter binds at once ({}): make the layer smaller",
                 self.max_page
             )));
         }

@@ -244,7 +244,7 @@ impl Graph {
     }
 
     /// Sizes the parameter arena's next page for `values` values (parameters rounded up to
-    /// multiples of 64; [`super::NetworkSpec::param_values`]), so that a graph's parameters
+    /// multiples of 64; [`super::NetworkSpec::arena_values`]), so that a graph's parameters
     /// share one page: one optimizer dispatch, one copy per snapshot. Call it before the
     /// first layer; without it, pages open as parameters arrive.
     pub fn reserve_params(&mut self, values: usize) {

@@ -306,6 +306,7 @@ fn write_header(
         if args.quick { " -- --quick" } else { "" },
         date()
     )?;
+    writeln!(md, "- Commit: {}", commit())?;
     writeln!(
         md,
         "- Machine: {}, {} logical CPUs",
@@ -560,6 +561,17 @@ fn date() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// The checkout's commit (`git describe --always --dirty`), or why there is none.
+fn commit() -> String {
+    Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown (not run from a git checkout)".into())
 }
 
 /// What using a trained model costs: embedding a folder (the forward pass alone, decoding

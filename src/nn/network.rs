@@ -59,33 +59,6 @@ impl StepMetrics {
     }
 }
 
-/// Embeddings and logits of a set of images.
-#[derive(Clone, Debug, Default)]
-pub struct Inference {
-    /// `n * embed_dim` values.
-    pub embeddings: Vec<f32>,
-    /// `n * num_classes` values (s · cos θ under a normalised head, without the margin).
-    pub logits: Vec<f32>,
-}
-
-impl Inference {
-    /// The arg-max class of each sample.
-    pub fn predictions(&self, num_classes: usize) -> Vec<u32> {
-        self.logits
-            .chunks(num_classes)
-            .map(|row| {
-                let mut best = 0;
-                for (c, &z) in row.iter().enumerate() {
-                    if z > row[best] {
-                        best = c;
-                    }
-                }
-                best as u32
-            })
-            .collect()
-    }
-}
-
 /// What a recorded pass over a batch does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Pass {
@@ -99,8 +72,8 @@ pub(super) enum Pass {
 
 /// A network on the GPU with its optimizer state and (when lambda > 0) its centers.
 pub struct Network {
-    spec: NetworkSpec,
-    cfg: TrainConfig,
+    pub(super) spec: NetworkSpec,
+    pub(super) cfg: TrainConfig,
     pub(super) graph: Graph,
     pub(super) input: Tensor,
     pub(super) labels: wgpu::Buffer,
@@ -421,8 +394,9 @@ impl Network {
     pub fn gradients(&mut self, images: &[f32], labels: &[u32]) -> Result<Vec<Vec<f32>>> {
         self.check_batch(images, labels)?;
         self.run_batch(images, labels, Pass::Gradients, false)?;
-        let ctx = self.graph.context();
-        self.graph.params().iter().map(|p| gpu::read_buffer(ctx, &p.grad, p.len)).collect()
+        let sources: Vec<(&dyn Storage, usize)> =
+            self.graph.params().iter().map(|p| (&p.grad as &dyn Storage, p.len)).collect();
+        gpu::read_buffers(self.graph.context(), &sources)
     }
 
     /// Wall-clock seconds of one forward and backward pass over a batch (no update, nothing
@@ -443,48 +417,11 @@ impl Network {
         Ok(gpu::median(times))
     }
 
-    /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
-    pub fn infer(&self, images: &[f32]) -> Result<Inference> {
-        let per = self.input_len();
-        if !images.len().is_multiple_of(per) {
-            return Err(Error::Shape {
-                what: "images",
-                expected: images.len().div_ceil(per) * per,
-                actual: images.len(),
-            });
-        }
-        check_finite("images", images)?;
-        let n = images.len() / per;
-        let b = self.cfg.batch;
-        let ctx = self.graph.context();
-        let mut out = Inference::default();
-        let mut chunk = vec![0.0f32; b * per];
-        for start in (0..n).step_by(b) {
-            let rows = (n - start).min(b);
-            chunk[..rows * per].copy_from_slice(&images[start * per..(start + rows) * per]);
-            chunk[rows * per..].fill(0.0);
-            ctx.capture(|| {
-                ctx.queue().write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(&chunk));
-                let mut encoder = ctx.device().create_command_encoder(&Default::default());
-                {
-                    let mut cpass = encoder.begin_compute_pass(&Default::default());
-                    self.graph.record_forward(&mut cpass);
-                }
-                ctx.queue().submit([encoder.finish()]);
-            })?;
-            let e: Vec<f32> = gpu::read_buffer(ctx, &self.embedding.buffer, rows * self.embed_dim())?;
-            let l: Vec<f32> = gpu::read_buffer(ctx, &self.logits.buffer, rows * self.spec.num_classes)?;
-            out.embeddings.extend(e);
-            let scale = if self.spec.head.normalized { self.spec.head.scale } else { 1.0 };
-            out.logits.extend(l.into_iter().map(|z| scale * z));
-        }
-        Ok(out)
-    }
-
-    /// Reads every parameter's values, in [`Graph::params`] order.
+    /// Reads every parameter's values, in [`Graph::params`] order (one submission).
     pub fn param_values(&self) -> Result<Vec<Vec<f32>>> {
-        let ctx = self.graph.context();
-        self.graph.params().iter().map(|p| gpu::read_buffer(ctx, &p.value, p.len)).collect()
+        let sources: Vec<(&dyn Storage, usize)> =
+            self.graph.params().iter().map(|p| (&p.value as &dyn Storage, p.len)).collect();
+        gpu::read_buffers(self.graph.context(), &sources)
     }
 
     /// Overwrites parameter `index` with `values`.

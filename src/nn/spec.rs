@@ -94,15 +94,16 @@ impl LayerSpec {
 
     /// [`LayerSpec::output_shape`], and the length of each parameter the layer creates
     /// pushed onto `params` in the order the graph creates them (a residual block's body,
-    /// then its shortcut).
+    /// then its shortcut). Sizes saturate instead of overflowing (a spec read from a file
+    /// may hold anything; building it reports what is wrong).
     pub fn output_and_params(&self, input: Shape, params: &mut Vec<usize>) -> Shape {
         let [c, h, w] = input;
         let window = |n: usize, kernel: usize, stride: usize, pad: usize| {
-            (n + 2 * pad).saturating_sub(kernel) / stride.max(1) + 1
+            n.saturating_add(pad.saturating_mul(2)).saturating_sub(kernel) / stride.max(1) + 1
         };
         match self {
             Self::Conv2d { out_channels, kernel, stride, pad, bias } => {
-                params.push(out_channels * c * kernel * kernel);
+                params.push(out_channels.saturating_mul(c).saturating_mul(kernel.saturating_mul(*kernel)));
                 params.extend(bias.then_some(*out_channels));
                 [*out_channels, window(h, *kernel, *stride, *pad), window(w, *kernel, *stride, *pad)]
             }
@@ -112,11 +113,11 @@ impl LayerSpec {
                 input
             }
             Self::Linear { out_features, bias } => {
-                params.push(out_features * c * h * w);
+                params.push(out_features.saturating_mul(c).saturating_mul(h.saturating_mul(w)));
                 params.extend(bias.then_some(*out_features));
                 [*out_features, 1, 1]
             }
-            Self::Flatten => [c * h * w, 1, 1],
+            Self::Flatten => [c.saturating_mul(h).saturating_mul(w), 1, 1],
             Self::L2Norm => input,
             Self::Residual { body, shortcut } => {
                 let out = body.iter().fold(input, |x, layer| layer.output_and_params(x, params));
@@ -166,10 +167,10 @@ impl NetworkSpec {
     pub fn arena_values(&self) -> usize {
         let mut lens = Vec::new();
         let out = self.trunk.iter().fold(self.input, |x, layer| layer.output_and_params(x, &mut lens));
-        let embedding: usize = out.iter().product();
-        lens.push(self.num_classes * embedding);
+        let embedding = out.iter().fold(1usize, |a, &n| a.saturating_mul(n));
+        lens.push(self.num_classes.saturating_mul(embedding));
         lens.extend((self.classifier_bias && !self.head.normalized).then_some(self.num_classes));
-        lens.iter().map(|len| len.next_multiple_of(CHUNK_VALUES)).sum()
+        lens.iter().fold(0usize, |sum, len| sum.saturating_add(len.div_ceil(CHUNK_VALUES).saturating_mul(CHUNK_VALUES)))
     }
 
     /// LeNet++, the paper's MNIST network (the authors' Caffe model): conv 5x5 pad 2 with

@@ -103,8 +103,8 @@ impl GallerySearch {
         let mut ops = ctx.capture(|| self.graph.gemm_abt((probes, self.rows, self.dim), a, b, out))??;
         let params = TopKParams { rows: probes as u32, cols: self.rows as u32, k: self.k as u32, _pad: 0 };
         let uniform = self.graph.uniform(&params);
-        let storage = [&self.scores, &self.top_values, &self.top_columns];
-        ops.push(self.graph.op("top_k", &uniform, &storage.map(|b| b as &dyn Storage), (probes as u32, 1, 1))?);
+        let storage: [&dyn Storage; 3] = [&self.scores, &self.top_values, &self.top_columns];
+        ops.push(self.graph.op("top_k", &uniform, &storage, (probes as u32, 1, 1))?);
         Ok(ops)
     }
 

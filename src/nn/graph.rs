@@ -251,6 +251,14 @@ impl Graph {
         self.arena.reserve(values);
     }
 
+    /// One part of every parameter (`|p| &p.value`, `|p| &p.grad`), in [`Graph::params`]
+    /// order, read back in one submission.
+    pub(crate) fn read_params(&self, part: impl Fn(&Param) -> &BufferRange) -> Result<Vec<Vec<f32>>> {
+        let sources: Vec<(&dyn Storage, usize)> =
+            self.params.iter().map(|p| (part(p) as &dyn Storage, p.len)).collect();
+        gpu::read_buffers(&self.ctx, &sources)
+    }
+
     /// The parameter arena's pages: every [`Param`]'s values, gradient and momentum are
     /// ranges of one of them.
     pub fn param_pages(&self) -> &[ParamPage] {

@@ -395,7 +395,7 @@ impl Graph {
             (first_body_param..self.params.len()).rev().find(|&i| self.params[i].kind == ParamKind::Weight)
         {
             let p = &self.params[last];
-            self.ctx.queue().write_buffer(&p.value.buffer, p.value.offset, &vec![0u8; 4 * p.len]);
+            self.write(&p.value, &vec![0.0; p.len])?;
         }
         let (s, xs_grad) = if shortcut.is_empty() {
             (Tensor { grad: None, ..x.clone() }, None)

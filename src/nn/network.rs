@@ -394,9 +394,7 @@ impl Network {
     pub fn gradients(&mut self, images: &[f32], labels: &[u32]) -> Result<Vec<Vec<f32>>> {
         self.check_batch(images, labels)?;
         self.run_batch(images, labels, Pass::Gradients, false)?;
-        let sources: Vec<(&dyn Storage, usize)> =
-            self.graph.params().iter().map(|p| (&p.grad as &dyn Storage, p.len)).collect();
-        gpu::read_buffers(self.graph.context(), &sources)
+        self.graph.read_params(|p| &p.grad)
     }
 
     /// Wall-clock seconds of one forward and backward pass over a batch (no update, nothing
@@ -419,9 +417,7 @@ impl Network {
 
     /// Reads every parameter's values, in [`Graph::params`] order (one submission).
     pub fn param_values(&self) -> Result<Vec<Vec<f32>>> {
-        let sources: Vec<(&dyn Storage, usize)> =
-            self.graph.params().iter().map(|p| (&p.value as &dyn Storage, p.len)).collect();
-        gpu::read_buffers(self.graph.context(), &sources)
+        self.graph.read_params(|p| &p.value)
     }
 
     /// Overwrites parameter `index` with `values`.

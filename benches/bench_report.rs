@@ -428,7 +428,7 @@ fn write_trainer(md: &mut String, t: &TrainerFigures, torch_device: &str) -> std
         })
         .collect();
     writeln!(md, "\n## GEMM (GFLOP/s; this adapter runs the {default_family:?} kernels by default)\n")?;
-    writeln!(md, "Gpu: 64 x 64 (or 32 x 128) tiles in workgroup memory by 64 invocations (fixed rule), or 128 x 128 / 64 x 256 by 256 (the wide core, a tuner candidate). Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers. Fixed tiles: each core's rule; tuned: the fastest of its candidates (`nn::GemmTiles`) measured on this adapter, listed below.\n")?;
+    writeln!(md, "Gpu: 64 x 64 (or 32 x 128) tiles in workgroup memory by 64 invocations (fixed rule), or 128 x 128 / 64 x 256 by 256 (the wide core), or 16 x 256 to 32 x 512 in registers by 32 to 128 invocations, columns interleaved (the register core): tuner candidates. Cpu: 16 x 8 blocks per invocation straight from storage, workgroups of 8, no barriers. Fixed tiles: each core's rule; tuned: the fastest of its candidates (`nn::GemmTiles`) measured on this adapter, listed below.\n")?;
     // The peers' precision settings present (torch's defaults; on CUDA also TF32 off).
     let precisions = |rows: &[serde_json::Value]| {
         let mut seen: Vec<String> = Vec::new();

@@ -4,7 +4,7 @@
 mod common;
 
 use centerloss::gpu::{read_buffer, KernelFamily, Tiling};
-use centerloss::nn::{reference as cpu, GemmTiles, Graph, Head, LayerSpec, Tensor};
+use centerloss::nn::{reference as cpu, GemmCore, GemmTiles, Graph, Head, LayerSpec, Tensor};
 use centerloss::GpuContext;
 use common::{f64s, gpu, kernel_variants, rng, uniform};
 
@@ -336,11 +336,18 @@ fn prelu_takes_over_the_convolution_bias_gradient() {
 /// On GPUs a PReLU right after a convolution runs in the convolution's store (CPU drivers
 /// keep its pass): its output has the bits prelu_forward gives the convolution's output
 /// (which is still written, for the backward pass), per-channel or shared, with or without
-/// bias; a PReLU after pooling keeps its own pass.
+/// bias, on each GEMM core; a PReLU after pooling keeps its own pass.
 #[test]
 fn a_prelu_after_a_convolution_is_fused_into_its_store() {
     let Some(gpu_ctx) = gpu() else { return };
-    for ctx in kernel_variants(&gpu_ctx) {
+    let first_of_each_core = |family: &GpuContext| -> Vec<GpuContext> {
+        let candidates = GemmTiles::candidates(family.kernels());
+        let mut cores: Vec<GemmCore> = candidates.iter().map(|t| t.core).collect();
+        cores.dedup();
+        let firsts = cores.iter().filter_map(|core| candidates.iter().position(|t| t.core == *core));
+        std::iter::once(Tiling::Fixed).chain(firsts.map(Tiling::Candidate)).map(|t| family.with_tiling(t)).collect()
+    };
+    for ctx in kernel_variants(&gpu_ctx).iter().flat_map(first_of_each_core) {
         for (i, shared) in [false, true].into_iter().enumerate() {
             let (b, shape) = (3, [2, 9, 7]);
             let conv_spec = LayerSpec::Conv2d { out_channels: 5, kernel: 3, stride: 1, pad: 1, bias: !shared };
@@ -352,7 +359,7 @@ fn a_prelu_after_a_convolution_is_fused_into_its_store() {
                 KernelFamily::Gpu => &["conv2d_forward"][..],
                 KernelFamily::Cpu => &["conv2d_forward", "prelu_forward"][..],
             };
-            assert_eq!(g.forward_kernels(), fused, "{:?} shared {shared}", ctx.kernels());
+            assert_eq!(g.forward_kernels(), fused, "{:?} {:?} shared {shared}", ctx.kernels(), ctx.tiling());
             let mut r = rng(75 + i as u64);
             let xv = uniform(&mut r, b * x.per_sample(), 1.0);
             g.write(&x.buffer, &xv).unwrap();
@@ -383,7 +390,7 @@ fn a_prelu_after_a_convolution_is_fused_into_its_store() {
                 .map(f32::to_bits)
                 .collect();
             let got: Vec<u32> = g.read(&y.buffer, conv_out.len()).unwrap().into_iter().map(f32::to_bits).collect();
-            assert!(got == expected, "{:?} shared {shared}: the fused PReLU's bits", ctx.kernels());
+            assert!(got == expected, "{:?} {:?} shared {shared}: the fused PReLU's bits", ctx.kernels(), ctx.tiling());
         }
         let mut g = Graph::new(&ctx, 2, 9).unwrap();
         let x = g.input([2, 8, 8], false);

@@ -127,12 +127,13 @@ pub(super) const GEMM_TILE_OUTPUTS: usize = 4096;
 /// Outputs of one workgroup of the wide core (128 x 128 or 64 x 256): `TILE_OUTPUTS` in
 /// gemm_core_wide.wgsl.
 pub(super) const GEMM_WIDE_TILE_OUTPUTS: usize = 16384;
-/// Rows of C one invocation of the CPU-driver core holds: `BLOCK_M` in gemm_core_cpu.wgsl.
+/// Rows of C one invocation of the register core holds: `BLOCK_M` in gemm_core_cpu.wgsl.
 pub(super) const GEMM_CPU_BLOCK_M: usize = 16;
-/// Columns of C one invocation of the CPU-driver core holds: `BLOCK_N`.
+/// Columns of C one invocation of the register core holds: `BLOCK_N`.
 pub(super) const GEMM_CPU_BLOCK_N: usize = 8;
-/// Outputs of one workgroup of the CPU-driver core (8 invocations): `TILE_OUTPUTS`.
-pub(super) const GEMM_CPU_TILE_OUTPUTS: usize = 8 * GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N;
+/// Invocations of a workgroup of the register core in the CPU-driver family: the default
+/// of `INVOCATIONS`.
+pub(super) const GEMM_CPU_INVOCATIONS: usize = 8;
 /// The longest k-step of the GEMM core: `MAX_TILE_K` in gemm_core.wgsl (split-K slices
 /// are multiples of it).
 pub(super) const GEMM_TILE_K: usize = 16;

@@ -147,6 +147,10 @@ pub const CPU_KERNEL_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu")
 /// core (`nn::GemmCore::Wide`).
 pub(crate) const WIDE_GEMM_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_wide")];
 
+/// The helper the GPU family's GEMM and convolution kernels import to run on the register
+/// GEMM core (`nn::GemmCore::Registers`).
+pub(crate) const REGISTER_GEMM_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu")];
+
 const fn uniform<T>() -> u64 {
     size_of::<T>() as u64
 }
@@ -187,7 +191,7 @@ mod tests {
     use super::*;
     use crate::gpu::shaders::{layout, mirror};
     use crate::nn::graph::{
-        GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
+        GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_INVOCATIONS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
         GEMM_WIDE_TILE_OUTPUTS,
     };
 
@@ -198,6 +202,7 @@ mod tests {
             mirror::assert_bindings(spec, &[]);
             mirror::assert_bindings(spec, CPU_KERNEL_ALIASES);
             mirror::assert_bindings(spec, WIDE_GEMM_ALIASES);
+            mirror::assert_bindings(spec, REGISTER_GEMM_ALIASES);
         }
     }
 
@@ -228,8 +233,8 @@ mod tests {
         let gemm_wide = mirror::module("gemm", WIDE_GEMM_ALIASES);
         assert_eq!(mirror::constant(&gemm_wide, "TILE_OUTPUTS"), GEMM_WIDE_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm_wide, "MAX_TILE_K"), GEMM_TILE_K as u64);
-        let gemm_cpu = mirror::module("gemm", &[("gemm_core", "gemm_core_cpu")]);
-        assert_eq!(mirror::constant(&gemm_cpu, "TILE_OUTPUTS"), GEMM_CPU_TILE_OUTPUTS as u64);
+        let gemm_cpu = mirror::module("gemm", REGISTER_GEMM_ALIASES);
+        assert_eq!(mirror::constant(&gemm_cpu, "INVOCATIONS"), GEMM_CPU_INVOCATIONS as u64);
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_M"), GEMM_CPU_BLOCK_M as u64);
         assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_N"), GEMM_CPU_BLOCK_N as u64);
         let element = layout!(ElementParams { len, channels, pixels, _pad });

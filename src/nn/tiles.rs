@@ -5,10 +5,10 @@
 //! the same bits; they differ in how work is spread over workgroups.
 
 use super::graph::{
-    Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_TILE_OUTPUTS, GEMM_TILE_K, GEMM_TILE_OUTPUTS, GEMM_WIDE_TILE_OUTPUTS,
-    MAX_K_PER_SLICE,
+    Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_INVOCATIONS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
+    GEMM_WIDE_TILE_OUTPUTS, MAX_K_PER_SLICE,
 };
-use super::kernels::{GEMM_KERNELS, WIDE_GEMM_ALIASES};
+use super::kernels::{GEMM_KERNELS, REGISTER_GEMM_ALIASES, WIDE_GEMM_ALIASES};
 use crate::gpu::{self, Constants, KernelFamily, KernelSet, Op, Storage, Tiling};
 use crate::{Error, Result};
 
@@ -23,12 +23,15 @@ pub enum GemmCore {
     /// `gemm_core_wide.wgsl`: 256 invocations, 16 384 outputs per workgroup, each
     /// operand loaded along the tile or along k.
     Wide,
-    /// `gemm_core_cpu.wgsl`: the CPU-driver core, no workgroup memory.
-    Cpu,
+    /// `gemm_core_cpu.wgsl`: no workgroup memory, a 16 x 8 block of C per invocation in
+    /// registers; the CPU-driver family's core (workgroups of 8), and a GPU candidate
+    /// (32 to 128 invocations, columns interleaved).
+    Registers,
 }
 
 /// One tile configuration of a GEMM core: rows of C per workgroup, the k-step through
-/// workgroup memory, and how the wide core loads its operands.
+/// workgroup memory, how the wide core loads its operands, and the register core's
+/// workgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmTiles {
     /// The core.
@@ -41,24 +44,60 @@ pub struct GemmTiles {
     pub a_along_k: bool,
     /// Wide core: load B along k (`B_ALONG_K`) rather than along its columns.
     pub b_along_k: bool,
+    /// Invocations per workgroup: the register core's `INVOCATIONS`; the tiled cores' 64 and
+    /// 256 are fixed.
+    pub invocations: usize,
+    /// Register core: each invocation's columns interleaved with its neighbours'
+    /// (`INTERLEAVED`) rather than consecutive.
+    pub interleaved: bool,
 }
 
 const fn tiled(tile_m: usize, tile_k: usize) -> GemmTiles {
-    GemmTiles { core: GemmCore::Tiled, tile_m, tile_k: Some(tile_k), a_along_k: false, b_along_k: false }
+    GemmTiles {
+        core: GemmCore::Tiled,
+        tile_m,
+        tile_k: Some(tile_k),
+        a_along_k: false,
+        b_along_k: false,
+        invocations: 64,
+        interleaved: false,
+    }
 }
 
 const fn wide(tile_m: usize, tile_k: usize, a_along_k: bool, b_along_k: bool) -> GemmTiles {
-    GemmTiles { core: GemmCore::Wide, tile_m, tile_k: Some(tile_k), a_along_k, b_along_k }
+    GemmTiles {
+        core: GemmCore::Wide,
+        tile_m,
+        tile_k: Some(tile_k),
+        a_along_k,
+        b_along_k,
+        invocations: 256,
+        interleaved: false,
+    }
 }
 
+const fn registers(tile_m: usize, invocations: usize, interleaved: bool) -> GemmTiles {
+    GemmTiles {
+        core: GemmCore::Registers,
+        tile_m,
+        tile_k: None,
+        a_along_k: false,
+        b_along_k: false,
+        invocations,
+        interleaved,
+    }
+}
+
+/// The CPU-driver family's configuration of the register core with `tile_m` rows.
 const fn cpu(tile_m: usize) -> GemmTiles {
-    GemmTiles { core: GemmCore::Cpu, tile_m, tile_k: None, a_along_k: false, b_along_k: false }
+    registers(tile_m, GEMM_CPU_INVOCATIONS, false)
 }
 
 /// The GPU family's candidates: the tiled core's 64 x 64 or 32 x 128 tiles with k-steps of
 /// 16 or 8; the wide core's 128 x 128 tiles (k-steps 16 or 8) and 64 x 256 (k-step 8),
-/// each with A and B loaded along the tile or along k.
-const GPU_CANDIDATES: [GemmTiles; 16] = [
+/// each with A and B loaded along the tile or along k; the register core with 32 to 128
+/// invocations, columns interleaved (16 x 256 ... 32 x 512 tiles).
+const GPU_CANDIDATES: [GemmTiles; 20] = [
     tiled(64, 16),
     tiled(32, 16),
     tiled(64, 8),
@@ -75,6 +114,10 @@ const GPU_CANDIDATES: [GemmTiles; 16] = [
     wide(64, 8, true, false),
     wide(64, 8, false, true),
     wide(64, 8, true, true),
+    registers(16, 32, true),
+    registers(16, 64, true),
+    registers(32, 64, true),
+    registers(32, 128, true),
 ];
 
 /// The CPU-driver core's candidates: 1 024 outputs per workgroup as 16 x 64 ... 128 x 8.
@@ -107,7 +150,7 @@ impl GemmTiles {
         let outputs = match self.core {
             GemmCore::Tiled => GEMM_TILE_OUTPUTS,
             GemmCore::Wide => GEMM_WIDE_TILE_OUTPUTS,
-            GemmCore::Cpu => GEMM_CPU_TILE_OUTPUTS,
+            GemmCore::Registers => self.invocations * GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N,
         };
         outputs / self.tile_m
     }
@@ -116,15 +159,24 @@ impl GemmTiles {
     pub fn constants(&self) -> Constants {
         let mut constants = vec![("TILE_M", self.tile_m as f64)];
         constants.extend(self.tile_k.map(|k| ("TILE_K", k as f64)));
-        if self.core == GemmCore::Wide {
-            constants.push(("A_ALONG_K", f64::from(u8::from(self.a_along_k))));
-            constants.push(("B_ALONG_K", f64::from(u8::from(self.b_along_k))));
+        match self.core {
+            GemmCore::Wide => {
+                constants.push(("A_ALONG_K", f64::from(u8::from(self.a_along_k))));
+                constants.push(("B_ALONG_K", f64::from(u8::from(self.b_along_k))));
+            }
+            GemmCore::Registers => {
+                constants.push(("INVOCATIONS", self.invocations as f64));
+                constants.push(("INTERLEAVED", f64::from(u8::from(self.interleaved))));
+            }
+            GemmCore::Tiled => {}
         }
         constants
     }
 
-    /// It in words, as the tuner files it: "TILE_M 64, TILE_K 16", or for the wide core
-    /// "wide TILE_M 128, TILE_K 16, A along k, B along n".
+    /// It in words, as the tuner files it: "TILE_M 64, TILE_K 16"; for the wide core
+    /// "wide TILE_M 128, TILE_K 16, A along k, B along n"; for the register core
+    /// "TILE_M 16" (the CPU-driver family's 8 invocations) or "registers TILE_M 16, 64
+    /// invocations, columns interleaved".
     pub fn label(&self) -> String {
         let along = |yes: bool, tile: &str| if yes { "k".to_string() } else { tile.to_string() };
         match (self.core, self.tile_k) {
@@ -133,6 +185,15 @@ impl GemmTiles {
                 self.tile_m,
                 along(self.a_along_k, "m"),
                 along(self.b_along_k, "n")
+            ),
+            (GemmCore::Registers, _) if self.invocations == GEMM_CPU_INVOCATIONS && !self.interleaved => {
+                format!("TILE_M {}", self.tile_m)
+            }
+            (GemmCore::Registers, _) => format!(
+                "registers TILE_M {}, {} invocations, columns {}",
+                self.tile_m,
+                self.invocations,
+                if self.interleaved { "interleaved" } else { "consecutive" }
             ),
             (_, Some(k)) => format!("TILE_M {}, TILE_K {k}", self.tile_m),
             (_, None) => format!("TILE_M {}", self.tile_m),
@@ -213,13 +274,16 @@ impl Graph {
         self.gemm_kernels(tiles.core)?.op(d.kernel, &constants, d.uniform, storage, grid)
     }
 
-    /// The kernel set whose GEMM kernels are built on `core`: the graph's own, or for the
-    /// wide core the GEMM kernels composed with it (built on first use, shared on the
-    /// device).
+    /// The kernel set whose GEMM kernels are built on `core`: the graph's own (the
+    /// family's default core), or the GEMM kernels composed with the other core (built on
+    /// first use, shared on the device).
     fn gemm_kernels(&self, core: GemmCore) -> Result<std::sync::Arc<KernelSet>> {
-        match core {
-            GemmCore::Wide => {
+        match (core, self.ctx.kernels()) {
+            (GemmCore::Wide, _) => {
                 KernelSet::for_context(&self.ctx, "nn gemm kernels (wide)", GEMM_KERNELS, WIDE_GEMM_ALIASES)
+            }
+            (GemmCore::Registers, KernelFamily::Gpu) => {
+                KernelSet::for_context(&self.ctx, "nn gemm kernels (registers)", GEMM_KERNELS, REGISTER_GEMM_ALIASES)
             }
             _ => Ok(self.kernels.clone()),
         }

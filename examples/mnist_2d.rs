@@ -2,7 +2,7 @@
 //! embedding, trained with softmax alone (lambda = 0) and with softmax + center loss for
 //! each lambda; writes a scatter plot of the 2-D test features per lambda and a JSON report.
 //!
-//! cargo run --release --example mnist_2d -- --data ../shared/data/mnist
+//! cargo run --release --example mnist_2d -- --data data/mnist
 
 use centerloss::experiments::cli::{run_mnist, MnistArgs};
 use clap::Parser;

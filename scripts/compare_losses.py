@@ -3,7 +3,7 @@
 ArcFace + center, CosFace, CosFace + center, each trained by `centerloss faces --all-losses
 --until-converged` on the same data, seed and budget (the job's data-sized budget, or
 --steps; past it, each variant trains on at the last learning rate until its validation
-accuracy converges), on the built-in faces (seeds 1-3) and on ../shared/data/yalefaces
+accuracy converges), on the built-in faces (seeds 1-3) and on data/yalefaces
 (seeds 1-3); prints one markdown table row per run and variant, the best figure of each run
 in bold.
 
@@ -36,7 +36,7 @@ METRICS = [
 
 def runs(repo: Path):
     """(name, key, options) of every run."""
-    yale = repo.parent / "shared" / "data" / "yalefaces"
+    yale = repo / "data" / "yalefaces"
     for seed in (1, 2, 3):
         yield f"built-in seed {seed}", f"builtin-{seed}", ["--seed", str(seed)]
     for seed in (1, 2, 3):

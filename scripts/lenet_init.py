@@ -1,6 +1,6 @@
 # Does LeNet++ diverge at lr 0.05 with He-normal init in PyTorch too? Softmax only, the first
 # 8 000 t10k images, batch 64, SGD momentum 0.9, weight decay 5e-4, 40 steps per init.
-# python3 scripts/lenet_init.py he torch xavier   (MNIST=../shared/data/mnist by default)
+# python3 scripts/lenet_init.py he torch xavier   (MNIST=data/mnist by default)
 import math, os, sys
 
 import torch
@@ -9,7 +9,7 @@ import torch.nn as nn
 from lenet_common import lenet_plus_plus, t10k
 
 torch.set_num_threads(1)
-x, y = t10k(os.environ.get('MNIST', '../shared/data/mnist'))
+x, y = t10k(os.environ.get('MNIST', 'data/mnist'))
 x, y = x[:8000], y[:8000]
 
 

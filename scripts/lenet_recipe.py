@@ -24,7 +24,7 @@ p.add_argument('--warmup', type=int, default=0)
 p.add_argument('--torch-bias', action='store_true')
 p.add_argument('--no-augment', action='store_true')
 p.add_argument('--clip', type=float, default=1.0)
-p.add_argument('--mnist', default=os.environ.get('MNIST', '../shared/data/mnist'))
+p.add_argument('--mnist', default=os.environ.get('MNIST', 'data/mnist'))
 a = p.parse_args()
 torch.set_num_threads(os.cpu_count())
 

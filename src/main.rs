@@ -7,7 +7,7 @@
 //! cargo run --release -- verify --model out/mine/center.safetensors A.jpg B.jpg
 //! cargo run --release -- search --model out/mine/center.safetensors --gallery out/mine/emb.npy --probe IMG
 //! cargo run --release -- export --model out/mine/center.safetensors --onnx out/mine/face.onnx
-//! cargo run --release -- mnist --data ../shared/data/mnist
+//! cargo run --release -- mnist --data data/mnist
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! The exported ONNX models, run by tract (an ONNX implementation this crate did not
 //! write), give the embeddings the GPU gives: the face network and LeNet++, with trained-
 //! looking random weights, on random inputs and on real photographs read with the
-//! model's recorded preprocessing (`../shared/data/yalefaces`); max abs error <= 1e-4.
+//! model's recorded preprocessing (`data/yalefaces`); max abs error <= 1e-4.
 #![cfg(feature = "experiments")]
 
 mod common;
@@ -59,7 +59,7 @@ fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn exported_models_give_the_gpus_embeddings_in_tract() {
     let Some(ctx) = common::gpu() else { return };
-    let yale = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/yalefaces");
+    let yale = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/yalefaces");
     let photos: Vec<PathBuf> = ImageFolder::list(&yale).unwrap().into_iter().step_by(11).map(|(p, _)| p).collect();
     for (name, spec) in
         [("face network", NetworkSpec::face_resnet(1, 64, 128, 15)), ("LeNet++", NetworkSpec::lenet_plus_plus())]

@@ -45,7 +45,7 @@ pub struct MnistOptions {
 impl Default for MnistOptions {
     fn default() -> Self {
         Self {
-            data: PathBuf::from("../shared/data/mnist"),
+            data: PathBuf::from("data/mnist"),
             lambdas: vec![0.0, 0.01],
             alpha: DEFAULT_ALPHA,
             epochs: 5,

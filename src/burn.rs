@@ -172,12 +172,12 @@ impl CenterLoss {
         .map_err(|e| Error::Checkpoint { path: path.display().to_string(), reason: e.to_string() })?;
         let bytes = safetensors::serialize([("centers", view)], None)
             .map_err(|e| Error::Checkpoint { path: path.display().to_string(), reason: e.to_string() })?;
-        std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.display().to_string(), source })
+        crate::files::write_atomic(path, &bytes)
     }
 
     /// Reads centers written by [`CenterLoss::save`]; the shape must match K x D.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let bytes = crate::files::read(path, crate::checkpoint::MAX_CHECKPOINT_BYTES, "centers file")?;
         let bad = |reason: String| Error::Checkpoint { path: path.display().to_string(), reason };
         let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let view = file.tensor("centers").map_err(|e| bad(e.to_string()))?;

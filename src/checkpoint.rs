@@ -14,12 +14,12 @@
 //! [`OPERATING_POINTS`].
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::check_finite;
+use crate::files::TMP_MARK;
 use crate::gpu::{read_buffers, Storage};
 use crate::nn::{Network, NetworkSpec};
 use crate::{Error, Result};
@@ -37,11 +37,12 @@ pub const OPERATING_POINTS: &str = "operating_points";
 /// Metadata entry: the adapter and the GEMM tile configurations the network ran with.
 pub const GEMM_TILES: &str = "gemm_tiles";
 
+/// The largest checkpoint file read (16 GiB: the paper's network with the centers of
+/// Glint360K's 360 000 identities takes about 1 GiB).
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
+
 /// The entries [`save_with`] writes itself.
 const RESERVED: [&str; 4] = ["format", "spec", "network", GEMM_TILES];
-
-/// Temporary files are `.<name><TMP_MARK><pid>` beside the checkpoint.
-const TMP_MARK: &str = ".tmp-";
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.display().to_string(), source }
@@ -107,25 +108,7 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it (fsync, rename): readers see
-/// the old file or the new one, never half of one, and a failed write leaves no temporary.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}{TMP_MARK}{}",
-        path.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        std::fs::remove_file(&tmp).ok();
-        io_err(path)(e)
-    })
-}
+pub use crate::files::write_atomic;
 
 /// The network description a checkpoint's metadata records (its `network` entry).
 pub fn network_spec(meta: &HashMap<String, String>, path: &Path) -> Result<NetworkSpec> {
@@ -146,18 +129,25 @@ pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
 
 /// The file's bytes and metadata, after checking that it is a checkpoint of this format.
 fn read_checked(path: &Path) -> Result<(Vec<u8>, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    let bytes = crate::files::read(path, MAX_CHECKPOINT_BYTES, "checkpoint")?;
+    let meta = metadata_of(&bytes, path)?;
+    Ok((bytes, meta))
+}
+
+/// The metadata entries of a checkpoint's bytes (`path` names it in errors), checking that
+/// they are a safetensors file of this format.
+pub fn metadata_of(bytes: &[u8], path: &Path) -> Result<HashMap<String, String>> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| ck_err(path, format!("not a safetensors file: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(ck_err(path, format!("format is {:?}, expected {FORMAT:?}", meta.get("format"))));
     }
-    Ok((bytes, meta))
+    Ok(meta)
 }
 
 /// Removes the temporary files a killed [`save`] left in `dir` (files named
-/// `.<checkpoint>.tmp-<pid>`), returning how many. Call it before writing checkpoints
+/// `.<checkpoint>.tmp-<pid>`, or any output staged there), returning how many. Call it before writing checkpoints
 /// there, never while another process writes to the same folder.
 pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
     let mut removed = 0;

@@ -36,6 +36,7 @@ mod error;
 pub mod eval;
 #[cfg(feature = "experiments")]
 pub mod experiments;
+pub mod files;
 pub mod gpu;
 pub mod model;
 pub mod nn;

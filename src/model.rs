@@ -38,18 +38,24 @@ fn ck_err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Checkpoint { path: path.display().to_string(), reason: reason.into() }
 }
 
-impl Model {
-    /// Rebuilds the network of the checkpoint at `path` and loads its weights. The file
-    /// must record its preprocessing (what `centerloss faces` writes); a checkpoint
-    /// without it is refused with what to do.
-    pub fn open(ctx: &GpuContext, path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(ck_err(
-                path,
-                "no such file: give the .safetensors a `centerloss faces` run wrote (--out DIR/center.safetensors)",
-            ));
-        }
-        let meta = checkpoint::metadata(path)?;
+/// What a model file says of itself, read without a GPU: its network, how it reads an
+/// image, the thresholds its evaluation found. [`Model::open`] builds the network from it
+/// (its sizes are checked against the adapter first, [`crate::nn::NetworkSpec::footprint`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelDescription {
+    /// The network.
+    pub spec: crate::nn::NetworkSpec,
+    /// How it reads an image file.
+    pub preprocessing: Preprocessing,
+    /// The verification thresholds recorded at evaluation (empty if never evaluated).
+    pub operating_points: Vec<OperatingPoint>,
+}
+
+impl ModelDescription {
+    /// The description in a model file's bytes (`path` names the file in errors): a
+    /// checkpoint that records its network and preprocessing, which agree on the input.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        let meta = checkpoint::metadata_of(bytes, path)?;
         let spec = checkpoint::network_spec(&meta, path)?;
         let preprocessing = match meta.get(checkpoint::PREPROCESSING) {
             Some(text) => Preprocessing::from_json(text).map_err(|e| ck_err(path, e.to_string()))?,
@@ -70,6 +76,23 @@ impl Model {
                 .map_err(|e| ck_err(path, format!("its verification thresholds are unreadable: {e}")))?,
             None => Vec::new(),
         };
+        Ok(Self { spec, preprocessing, operating_points })
+    }
+}
+
+impl Model {
+    /// Rebuilds the network of the checkpoint at `path` and loads its weights. The file
+    /// must record its preprocessing (what `centerloss faces` writes); a checkpoint
+    /// without it is refused with what to do.
+    pub fn open(ctx: &GpuContext, path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(ck_err(
+                path,
+                "no such file: give the .safetensors a `centerloss faces` run wrote (--out DIR/center.safetensors)",
+            ));
+        }
+        let bytes = crate::files::read(path, checkpoint::MAX_CHECKPOINT_BYTES, "checkpoint")?;
+        let ModelDescription { spec, preprocessing, operating_points } = ModelDescription::parse(&bytes, path)?;
         let cfg = TrainConfig {
             batch: EMBED_BATCH,
             center: CenterLossConfig { lambda: 0.0, ..Default::default() },

@@ -19,6 +19,15 @@ fn plot_err(path: &Path) -> impl Fn(String) -> Error + '_ {
     move |e| Error::Io { path: path.display().to_string(), source: std::io::Error::other(e) }
 }
 
+/// Draws a PNG with `draw` into a temporary file beside `path` and renames it into place:
+/// a plot is replaced whole or not at all.
+fn write_png(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    register_font();
+    let mut staged = crate::files::Staged::new();
+    staged.write_with(path, draw)?;
+    staged.commit()
+}
+
 /// A distinct colour per class.
 pub fn class_color(class: u32) -> RGBColor {
     const PALETTE: [RGBColor; 10] = [
@@ -57,7 +66,16 @@ pub fn scatter_2d(
     labels: &[u32],
     centers: Option<&[[f32; 2]]>,
 ) -> Result<()> {
-    register_font();
+    write_png(path, |tmp| draw_scatter(tmp, title, points, labels, centers))
+}
+
+fn draw_scatter(
+    path: &Path,
+    title: &str,
+    points: &[[f32; 2]],
+    labels: &[u32],
+    centers: Option<&[[f32; 2]]>,
+) -> Result<()> {
     let err = plot_err(path);
     let root = BitMapBackend::new(path, (800, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
@@ -97,7 +115,10 @@ pub fn scatter_2d(
 /// `(name, points)` with points sorted by FAR. With `lowest_far`, the rates below it (which
 /// the impostor pairs do not resolve: fewer than 10 expected false accepts) are greyed out.
 pub fn roc_curves(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)], lowest_far: Option<f64>) -> Result<()> {
-    register_font();
+    write_png(path, |tmp| draw_roc(tmp, title, curves, lowest_far))
+}
+
+fn draw_roc(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)], lowest_far: Option<f64>) -> Result<()> {
     let err = plot_err(path);
     let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;

@@ -95,3 +95,22 @@ fn too_large_tables_name_their_sizes() {
         other => panic!("expected TooLarge, got {other}"),
     }
 }
+
+#[test]
+fn gpu_errors_name_what_failed_on_their_first_line() {
+    let Some(ctx) = gpu() else { return };
+    let too_big = ctx.limits().max_buffer_size + 4;
+    let err = ctx
+        .capture(|| {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("oversized"),
+                size: too_big,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains('\n'), "one line: {err}");
+    assert!(err.contains("oversized") && err.contains(&too_big.to_string()), "{err}");
+}

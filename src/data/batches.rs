@@ -98,6 +98,11 @@ pub struct Prefetch {
     pub batches: usize,
 }
 
+impl Prefetch {
+    /// The most batches held ready ([`Batches::with_prefetch`] holds at most this many).
+    pub const MAX_BATCHES: usize = 64;
+}
+
 impl Default for Prefetch {
     fn default() -> Self {
         Self { workers: 0, batches: 3 }
@@ -150,9 +155,10 @@ impl<'a> Batches<'a> {
         Ok(Self { set, sampler, rows, augment, seed, order: None, prefetch: Prefetch::default(), ahead: None })
     }
 
-    /// How a streamed set is read ahead (other sets are read from memory at each step).
+    /// How a streamed set is read ahead (other sets are read from memory at each step);
+    /// the batches held ready are kept in 1..=[`Prefetch::MAX_BATCHES`].
     pub fn with_prefetch(mut self, prefetch: Prefetch) -> Self {
-        self.prefetch = Prefetch { batches: prefetch.batches.max(1), ..prefetch };
+        self.prefetch = Prefetch { batches: prefetch.batches.clamp(1, Prefetch::MAX_BATCHES), ..prefetch };
         self
     }
 

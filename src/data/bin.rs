@@ -17,6 +17,9 @@ use crate::{Error, Result};
 mod pickle;
 use pickle::Value;
 
+/// The largest `.bin` read: 2 GiB (the published benchmarks take 60 to 300 MB).
+pub const MAX_BIN_BYTES: u64 = 2 << 30;
+
 /// A verification benchmark: 2n encoded images and n same/different flags.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct VerificationSet {
@@ -27,9 +30,9 @@ pub struct VerificationSet {
 }
 
 impl VerificationSet {
-    /// Reads a `.bin` file.
+    /// Reads a `.bin` file (at most [`MAX_BIN_BYTES`]).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let bytes = crate::files::read(path, MAX_BIN_BYTES, "verification benchmark")?;
         Self::parse(&bytes).map_err(|why| Error::Data(format!("{}: {why}", path.display())))
     }
 
@@ -68,13 +71,14 @@ impl VerificationSet {
     /// Reads a `.bin` file's bytes.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
         let value = pickle::unpickle(bytes)?;
-        let outer = match value {
-            Value::Tuple(v) | Value::List(v) if v.len() == 2 => v,
+        let mut outer = match value {
+            Value::Tuple(v) | Value::List(v) if v.values.len() == 2 => v,
             other => return Err(format!("expected a pair (images, same), found {}", other.kind())),
         };
-        let [images, same]: [Value; 2] = outer.try_into().map_err(|_| "expected a pair".to_string())?;
+        let [images, same]: [Value; 2] =
+            std::mem::take(&mut outer.values).try_into().map_err(|_| "expected a pair".to_string())?;
         let images = match images {
-            Value::List(items) => items
+            Value::List(mut items) => std::mem::take(&mut items.values)
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| match v {
@@ -85,7 +89,7 @@ impl VerificationSet {
             other => return Err(format!("expected a list of images, found {}", other.kind())),
         };
         let same = match same {
-            Value::List(items) => items
+            Value::List(mut items) => std::mem::take(&mut items.values)
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| match v {

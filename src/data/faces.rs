@@ -283,7 +283,56 @@ pub fn render(id: &Identity, res: usize, rgb: bool, difficulty: f32, rng: &mut S
     }
 }
 
+/// The most memory a generated set may take decoded: 16 GiB (the default set takes 62 MiB).
+pub const MAX_GENERATED_BYTES: u64 = 16 << 30;
+
 impl FaceSetConfig {
+    /// Bytes of `identities` identities' images.
+    fn bytes(&self, identities: usize) -> Option<u64> {
+        let per_image: u64 = self.shape().iter().try_fold(4u64, |n, &d| n.checked_mul(d as u64))?;
+        per_image.checked_mul(self.images_per_identity as u64)?.checked_mul(identities as u64)
+    }
+
+    /// [`Error::Config`](crate::Error::Config) unless the set can be generated and evaluated:
+    /// at least 1 training and 2 held-out identities (impostor pairs need two), 2 images
+    /// per identity (genuine pairs need two), a side of at least 1 pixel, a finite
+    /// difficulty >= 0, and `identities` of them at a time within [`MAX_GENERATED_BYTES`].
+    pub fn validate(&self, identities: usize) -> crate::Result<()> {
+        let fail = |why: String| Err(crate::Error::Config(format!("the built-in faces: {why}")));
+        if self.train_identities == 0 {
+            return fail("train on at least 1 identity (--identities)".into());
+        }
+        if self.test_identities < 2 {
+            return fail(format!(
+                "{} held-out identities give no impostor pair: hold out at least 2 (--eval-identities)",
+                self.test_identities
+            ));
+        }
+        if self.images_per_identity < 2 {
+            return fail(format!(
+                "{} image per identity gives no genuine pair: at least 2 (--images-per-identity)",
+                self.images_per_identity
+            ));
+        }
+        if self.resolution == 0 {
+            return fail("the side must be at least 1 pixel (--resolution)".into());
+        }
+        if !(self.difficulty.is_finite() && self.difficulty >= 0.0) {
+            return fail(format!("the difficulty must be a finite number >= 0, got {}", self.difficulty));
+        }
+        match self.bytes(identities) {
+            Some(bytes) if bytes <= MAX_GENERATED_BYTES => Ok(()),
+            bytes => fail(format!(
+                "{identities} identities of {} images at {}x{} take {} in memory, more than {MAX_GENERATED_BYTES} \
+                 bytes: generate fewer or smaller images",
+                self.images_per_identity,
+                self.resolution,
+                self.resolution,
+                bytes.map_or("more than 2^64 bytes".into(), |b| format!("{b} bytes"))
+            )),
+        }
+    }
+
     /// Per-image shape.
     pub fn shape(&self) -> [usize; 3] {
         [if self.rgb { 3 } else { 1 }, self.resolution, self.resolution]

@@ -24,6 +24,9 @@ pub struct ImageFolder {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
+/// The largest list file read (`path label` lines): 1 GiB.
+pub const MAX_LIST_BYTES: u64 = 1 << 30;
+
 const EXTENSIONS: [&str; 6] = ["pgm", "png", "jpg", "jpeg", "ppm", "pnm"];
 
 fn is_image(path: &Path) -> bool {
@@ -63,7 +66,7 @@ impl ImageFolder {
         }
         let mut items = Vec::new();
         for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = dir.file_name().map(crate::files::name_text).unwrap_or_default();
             for file in sorted_entries(&dir)?.into_iter().filter(|p| p.is_file() && is_image(p)) {
                 items.push((file, name.clone()));
             }
@@ -81,10 +84,10 @@ impl ImageFolder {
             let loose = sorted_entries(input)?.into_iter().filter(|p| p.is_file() && is_image(p));
             items.extend(loose.map(|p| (p, String::new())));
             items
-        } else if input.is_file() && is_image(input) {
-            let folder = input.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        } else if input.exists() && is_image(input) {
+            let folder = input.parent().and_then(|p| p.file_name()).map(crate::files::name_text);
             vec![(input.to_path_buf(), folder.unwrap_or_default())]
-        } else if input.is_file() {
+        } else if input.exists() {
             Self::list_file(input)?
         } else {
             return Err(Error::Data(format!(
@@ -107,15 +110,14 @@ impl ImageFolder {
     }
 
     /// Reads a list file of `path label` lines (paths relative to the list's folder; the
-    /// label is any identity name or number).
+    /// label is any identity name or number; at most [`MAX_LIST_BYTES`]).
     pub fn load_list(list: &Path, shape: [usize; 3]) -> Result<Self> {
         Self::from_items(Self::list_file(list)?, shape, &Self::no_images(list))
     }
 
     /// The images `load_list` would read, as (file, identity name), without decoding any.
     pub fn list_file(list: &Path) -> Result<Vec<(PathBuf, String)>> {
-        let text =
-            std::fs::read_to_string(list).map_err(|source| Error::Io { path: list.display().to_string(), source })?;
+        let text = crate::files::read_text(list, MAX_LIST_BYTES, "list of images")?;
         let base = list.parent().unwrap_or(Path::new("."));
         let mut items = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -255,8 +257,7 @@ pub fn write_folder(data: &Dataset, root: &Path, name: impl Fn(u32) -> String) -
         let n = counts.entry(label).or_insert(0);
         *n += 1;
         let path = dir.join(format!("{n:03}.png"));
-        std::fs::write(&path, encode_png(data, i)?)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        crate::files::write_atomic(&path, &encode_png(data, i)?)?;
     }
     Ok(data.len())
 }

@@ -20,7 +20,7 @@ mod source;
 mod stream;
 
 pub use batches::{Batches, Prefetch, TrainingSet};
-pub use pairs::{parse_pairs, Pair};
+pub use pairs::{parse_pairs, read_pairs, Pair};
 pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
 #[cfg(feature = "images")]
 pub use source::ImageSource;

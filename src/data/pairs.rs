@@ -2,6 +2,7 @@
 //! and the LFW `pairs.txt` format that lists them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::{Error, Result};
 
@@ -19,7 +20,8 @@ pub struct Pair {
 /// Parses an LFW-style `pairs.txt` (`name i j` genuine, `name1 i name2 j` impostor, images
 /// numbered from 1 within each identity in name order; a first line of counts is skipped)
 /// into pairs of indices of `images`, given for each image its identity name and its
-/// 1-based number within the identity.
+/// 1-based number within the identity. A list without both genuine and impostor pairs is
+/// an error: it cannot be evaluated.
 pub fn parse_pairs(text: &str, images: &[(String, usize)]) -> Result<Vec<Pair>> {
     let index: BTreeMap<(&str, usize), usize> =
         images.iter().enumerate().map(|(i, (n, k))| ((n.as_str(), *k), i)).collect();
@@ -38,5 +40,24 @@ pub fn parse_pairs(text: &str, images: &[(String, usize)]) -> Result<Vec<Pair>> 
             _ => return Err(Error::Data(format!("pairs line {}: expected 3 or 4 fields", n + 1))),
         }
     }
+    let genuine = pairs.iter().filter(|p| p.genuine).count();
+    if genuine == 0 || genuine == pairs.len() {
+        return Err(Error::Data(format!(
+            "the list gives {genuine} genuine and {} impostor pairs: verification needs both",
+            pairs.len() - genuine
+        )));
+    }
     Ok(pairs)
+}
+
+/// The largest pairs list read: 256 MiB.
+pub const MAX_PAIRS_BYTES: u64 = 256 << 20;
+
+/// Reads the pairs file at `path` ([`parse_pairs`] over `images`); an error names the file.
+pub fn read_pairs(path: &Path, images: &[(String, usize)]) -> Result<Vec<Pair>> {
+    let text = crate::files::read_text(path, MAX_PAIRS_BYTES, "pairs list")?;
+    parse_pairs(&text, images).map_err(|e| match e {
+        Error::Data(why) => Error::Data(format!("{}: {why}", path.display())),
+        other => other,
+    })
 }

@@ -90,23 +90,22 @@ impl Preprocessing {
         Ok(p)
     }
 
-    /// Decodes the image file at `path` into `input_len` values.
+    /// Decodes the image file at `path` (a regular file of at most [`MAX_IMAGE_BYTES`])
+    /// into `input_len` values.
     #[cfg(feature = "images")]
     pub fn load(&self, path: &std::path::Path) -> std::result::Result<Vec<f32>, String> {
-        let img = image::ImageReader::open(path)
-            .map_err(|e| e.to_string())?
-            .with_guessed_format()
-            .map_err(|e| e.to_string())?
-            .decode()
-            .map_err(|e| e.to_string())?;
-        Ok(self.apply(img))
+        let bytes = crate::files::read(path, MAX_IMAGE_BYTES, "image file").map_err(|e| crate::files::reason(&e))?;
+        self.decode(&bytes)
     }
 
     /// Decodes an encoded image held in memory (PNG, JPEG, PNM; a record of a pack, an
-    /// image of a benchmark) into `input_len` values.
+    /// image of a benchmark) into `input_len` values. A truncated file is refused
+    /// ([`check_whole`]), not decoded with its missing part filled in.
     #[cfg(feature = "images")]
     pub fn decode(&self, bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
-        Ok(self.apply(image::load_from_memory(bytes).map_err(|e| e.to_string())?))
+        check_whole(bytes)?;
+        let image = image::load_from_memory(bytes).map_err(|e| format!("does not decode as an image: {e}"))?;
+        Ok(self.apply(image))
     }
 
     /// Crops, resizes, converts and scales a decoded image.
@@ -131,6 +130,48 @@ impl Preprocessing {
             let rgb = img.to_rgb8();
             (0..3).flat_map(|ch| rgb.pixels().map(move |p| scale(p.0[ch])).collect::<Vec<_>>()).collect()
         }
+    }
+}
+
+/// The largest image file read: 256 MiB.
+#[cfg(feature = "images")]
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Refuses a JPEG that ends before its end-of-image marker: the decoder fills the part of a
+/// truncated JPEG that is missing and reports nothing. The marker segments are walked from
+/// the start to the first scan (so that a thumbnail's own marker inside them does not
+/// count); the marker must follow it (anywhere after the start in a file whose segments do
+/// not chain, which decoders read all the same). Other formats' decoders report a
+/// truncation themselves.
+#[cfg(feature = "images")]
+pub fn check_whole(bytes: &[u8]) -> std::result::Result<(), String> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return Ok(());
+    }
+    let truncated = || Err("a truncated JPEG: it ends before its end-of-image marker".to_string());
+    let mut at = 2;
+    let scan = loop {
+        // Fill bytes (0xFF) may precede a marker.
+        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        match (bytes.get(at), bytes.get(at + 1)) {
+            (Some(0xFF), Some(0xDA)) => break at,
+            (Some(0xFF), Some(0xD9)) => return Ok(()),
+            // Markers without a length: TEM and the restart markers.
+            (Some(0xFF), Some(0x01 | 0xD0..=0xD7)) => at += 2,
+            (Some(0xFF), Some(_)) => match bytes.get(at + 2..at + 4) {
+                Some(len) => at += 2 + u16::from_be_bytes([len[0], len[1]]) as usize,
+                None => return truncated(),
+            },
+            (Some(_), _) => break 2,
+            (None, _) => return truncated(),
+        }
+    };
+    if bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        truncated()
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use crate::{Error, Result};
 
 mod pack;
-pub use pack::{write_pack, PackWriter, RecordPack};
+pub use pack::{write_pack, PackWriter, RecordPack, MAX_LABEL};
 
 /// The word that starts every record part.
 pub const MAGIC: u32 = 0xced7_230a;
@@ -73,14 +73,15 @@ impl Record {
     /// Splits a record's bytes into header, labels and payload (MXNet's `recordio.unpack`).
     pub fn unpack(bytes: &[u8]) -> std::result::Result<Record, String> {
         let header = parse_header(bytes)?;
-        let labels_end = HEADER_BYTES + header.flag as usize * 4;
-        if bytes.len() < labels_end {
+        let labels_end = (header.flag as usize).checked_mul(4).and_then(|n| n.checked_add(HEADER_BYTES));
+        let labels_end = labels_end.filter(|&end| end <= bytes.len());
+        let Some(labels_end) = labels_end else {
             return Err(format!(
                 "a record of {} bytes cannot hold {} labels after its header",
                 bytes.len(),
                 header.flag
             ));
-        }
+        };
         let labels = bytes[HEADER_BYTES..labels_end]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
@@ -216,9 +217,8 @@ pub struct RecordFile {
 impl RecordFile {
     /// Opens `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let io = |source| Error::Io { path: path.display().to_string(), source };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let file = crate::files::open(path)?;
+        let len = file.metadata().map_err(|source| Error::Io { path: path.display().to_string(), source })?.len();
         Ok(Self { path: path.to_path_buf(), file: Mutex::new(file), len })
     }
 
@@ -266,18 +266,25 @@ impl RecordFile {
     }
 }
 
+/// The largest `.idx` read: 1 GiB (MS1M-V2's 5.8 million records take 90 MB).
+pub const MAX_INDEX_BYTES: u64 = 1 << 30;
+
 /// Reads a `.idx` file: `key<TAB>offset` lines, in file order. Every offset must lie
 /// inside a `.rec` of `rec_len` bytes.
 pub fn read_index(path: &Path, rec_len: u64) -> Result<Vec<(u64, u64)>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text = crate::files::read_text(path, MAX_INDEX_BYTES, "RecordIO index")?;
+    parse_index(&text, rec_len).map_err(|why| Error::Data(format!("{}:{why}", path.display())))
+}
+
+/// The `(key, offset)` lines of a `.idx` file's text; an error names the line (`N: why`).
+pub fn parse_index(text: &str, rec_len: u64) -> std::result::Result<Vec<(u64, u64)>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let bad = |why: &str| Error::Data(format!("{}:{}: {why}: `{line}`", path.display(), n + 1));
+        let bad = |why: &str| format!("{}: {why}: `{}`", n + 1, line.chars().take(80).collect::<String>());
         let mut fields = line.split_whitespace();
         let (Some(key), Some(offset), None) = (fields.next(), fields.next(), fields.next()) else {
             return Err(bad("expected `key<TAB>offset`"));
@@ -292,17 +299,20 @@ pub fn read_index(path: &Path, rec_len: u64) -> Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// The text of a `.idx` file for `(key, offset)` pairs.
+fn index_text(entries: &[(u64, u64)]) -> String {
+    entries.iter().map(|(k, o)| format!("{k}\t{o}\n")).collect()
+}
+
 /// Writes a `.idx` file for `(key, offset)` pairs.
 pub fn write_index(path: &Path, entries: &[(u64, u64)]) -> Result<()> {
-    let text: String = entries.iter().map(|(k, o)| format!("{k}\t{o}\n")).collect();
-    crate::checkpoint::write_atomic(path, text.as_bytes())
+    crate::files::write_atomic(path, index_text(entries).as_bytes())
 }
 
 /// The offsets of every record of a `.rec`, found by walking it (for a pack without its
 /// `.idx`), keyed by position.
 pub fn scan(rec: &RecordFile) -> Result<Vec<(u64, u64)>> {
-    let mut file =
-        File::open(rec.path()).map_err(|source| Error::Io { path: rec.path().display().to_string(), source })?;
+    let mut file = crate::files::open(rec.path())?;
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < rec.len() {

@@ -62,13 +62,14 @@ impl ImageSource {
     /// known format and a size (a pack's records were checked when it was opened).
     pub fn probe(&self, i: usize) -> std::result::Result<(), String> {
         match self {
-            Self::Files(items) => image::ImageReader::open(&items[i].0)
-                .map_err(|e| e.to_string())?
-                .with_guessed_format()
-                .map_err(|e| e.to_string())?
-                .into_dimensions()
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Self::Files(items) => image::ImageReader::new(std::io::BufReader::new(
+                crate::files::open(&items[i].0).map_err(|e| crate::files::reason(&e))?,
+            ))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?
+            .into_dimensions()
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
             Self::Pack(_) => Ok(()),
         }
     }

@@ -193,13 +193,14 @@ impl GpuContext {
         let (device, queue) = adapter
             .request_device(&descriptor)
             .await
-            .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::Device { adapter: info.name.clone(), reason: one_line(&e) })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log::error!("uncaptured wgpu error: {e}");
+            let text = one_line(&e);
+            log::error!("uncaptured wgpu error: {text}");
             if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
+                v.push(text);
             }
         }));
         log::info!("centerloss GPU context: {}", summary(&info, device.features()));
@@ -378,7 +379,7 @@ impl GpuContext {
         let errors =
             [pollster::block_on(validation.pop()), pollster::block_on(oom.pop()), pollster::block_on(internal.pop())];
         if let Some(e) = errors.into_iter().flatten().next() {
-            return Err(Error::Gpu(e.to_string()));
+            return Err(Error::Gpu(one_line(&e)));
         }
         self.take_uncaptured()?;
         Ok(value)
@@ -435,6 +436,23 @@ impl GpuContext {
         let poll = wgpu::PollType::Wait { submission_index: submission, timeout: None };
         self.inner.device.poll(poll).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
     }
+}
+
+/// An error and every cause on one line, joined with ": ": wgpu's own text puts
+/// "Validation Error" alone on its first line and what was wrong (the limit, the buffer)
+/// on the lines below it, which a command's one-line message would lose.
+pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(error) = next {
+        for line in error.to_string().lines().map(str::trim) {
+            if !line.is_empty() && line != "Caused by:" && !parts.iter().any(|p| p == line) {
+                parts.push(line.to_string());
+            }
+        }
+        next = error.source();
+    }
+    parts.join(": ")
 }
 
 fn summary(info: &wgpu::AdapterInfo, features: wgpu::Features) -> String {

@@ -6,6 +6,7 @@
 mod arena;
 mod data_parallel;
 mod fit;
+mod footprint;
 mod graph;
 mod head;
 mod inference;
@@ -22,6 +23,7 @@ mod warm_up;
 
 pub use arena::ParamPage;
 pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
+pub use footprint::{Footprint, MAX_FLOPS_PER_IMAGE, MAX_NETWORK_BYTES};
 pub use graph::{Graph, Param, ParamKind, Tensor};
 pub use head::{CenterFeatures, Head, ARCFACE_MARGIN, COSFACE_MARGIN, MARGIN_SCALE, MIN_SIN_THETA};
 pub use inference::Inference;

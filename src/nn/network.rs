@@ -172,10 +172,12 @@ fn loss_ops(
 }
 
 impl Network {
-    /// Builds the network, its optimizer and its centers; shapes are checked here and a
-    /// mismatch is an [`Error::Config`] naming the layer.
+    /// Builds the network, its optimizer and its centers. Shapes and sizes are checked
+    /// first ([`NetworkSpec::footprint`]), before anything is allocated: a mismatch, or a
+    /// layer over the adapter's limits, is an [`Error::Config`] naming the layer.
     pub fn new(ctx: &GpuContext, spec: NetworkSpec, cfg: TrainConfig) -> Result<Self> {
         cfg.sgd.validate()?;
+        spec.footprint(cfg.batch, &ctx.limits(), ctx.kernels())?;
         let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
         graph.init = spec.init;
         graph.reserve_params(spec.arena_values());

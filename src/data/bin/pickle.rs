@@ -4,13 +4,64 @@
 //! applied only to a text and `'latin1'`). Any other global or opcode is refused, nothing
 //! is ever called, and no length is trusted: a string must fit in what is left of the file
 //! before it is read.
+//!
+//! What a file can make is bounded by its size: containers nest at most [`MAX_DEPTH`]
+//! levels, at most [`MAX_VALUES`] values are made, and the bytes of every string made
+//! (those read, those `_codecs.encode` makes and every reference back to a memoised one)
+//! add up to at most twice the file's size and a mebibyte, so a small file that refers to
+//! one large string many times is refused before its copies are made.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// The deepest nesting of containers accepted (a benchmark's pickle nests 2 levels).
+pub(super) const MAX_DEPTH: usize = 32;
+
+/// The most values (pushed, memoised or marked) one pickle may make: 4 Mi, 128 MiB of
+/// values; a benchmark of 6 000 pairs makes about 40 000.
+pub(super) const MAX_VALUES: usize = 1 << 22;
+
 /// The value `bytes` pickle, or why they are not a pickle this reader accepts.
 pub(super) fn unpickle(bytes: &[u8]) -> Result<Value, String> {
-    Unpickler { input: bytes, at: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }.run()
+    let max_string_bytes = bytes.len().saturating_mul(2).saturating_add(1 << 20);
+    Unpickler {
+        input: bytes,
+        at: 0,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        made: 0,
+        string_bytes: 0,
+        max_string_bytes,
+    }
+    .run()
+}
+
+/// The items of a list or tuple and how deep they nest (1: no container inside).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Items {
+    pub(super) values: Vec<Value>,
+    depth: usize,
+}
+
+impl Items {
+    fn new(values: Vec<Value>) -> Self {
+        let depth = 1 + values.iter().map(Value::depth).max().unwrap_or(0);
+        Self { values, depth }
+    }
+}
+
+impl Drop for Items {
+    /// Drops nested containers one after another rather than one inside the other, so
+    /// that no nesting, however deep, can overflow the stack.
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.values);
+        while let Some(mut value) = pending.pop() {
+            if let Value::List(items) | Value::Tuple(items) = &mut value {
+                pending.append(&mut items.values);
+            }
+        }
+    }
 }
 
 /// The values the accepted opcodes build.
@@ -22,8 +73,8 @@ pub(super) enum Value {
     Bool(bool),
     Int(i64),
     None,
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
+    List(Items),
+    Tuple(Items),
     /// `_codecs.encode`, the one global accepted.
     Encode,
     /// A memo entry for a container, which these files' writers never refer back to.
@@ -45,6 +96,23 @@ impl Value {
             Value::Unshared => "a shared reference",
         }
     }
+
+    /// Levels of containers: 0 for a scalar or string.
+    fn depth(&self) -> usize {
+        match self {
+            Value::List(items) | Value::Tuple(items) => items.depth,
+            _ => 0,
+        }
+    }
+
+    /// Bytes of a byte or text string (0 for anything else).
+    fn string_len(&self) -> usize {
+        match self {
+            Value::Bytes(b) => b.len(),
+            Value::Text(t) => t.len(),
+            _ => 0,
+        }
+    }
 }
 
 struct Unpickler<'a> {
@@ -53,6 +121,11 @@ struct Unpickler<'a> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
+    /// Values pushed, memoised or marked so far ([`MAX_VALUES`]).
+    made: usize,
+    /// Bytes of the strings made so far, references back included.
+    string_bytes: usize,
+    max_string_bytes: usize,
 }
 
 impl<'a> Unpickler<'a> {
@@ -89,6 +162,40 @@ impl<'a> Unpickler<'a> {
         std::str::from_utf8(&rest[..end]).map_err(|_| format!("offset {}: a line that is not text", self.at))
     }
 
+    /// Pushes `value`, counting it against [`MAX_VALUES`] and its bytes against the
+    /// string budget, and refusing a nesting deeper than [`MAX_DEPTH`].
+    fn push(&mut self, value: Value) -> Result<(), String> {
+        self.count()?;
+        self.string_bytes = self.string_bytes.saturating_add(value.string_len());
+        if self.string_bytes > self.max_string_bytes {
+            return Err(format!(
+                "offset {}: its strings add up to more than twice the file's size; a benchmark never \
+                 refers to one image twice (a pickle that multiplies its data through the memo)",
+                self.at
+            ));
+        }
+        if value.depth() > MAX_DEPTH {
+            return Err(format!(
+                "offset {}: containers nest deeper than {MAX_DEPTH} levels (a benchmark nests 2)",
+                self.at
+            ));
+        }
+        self.stack.push(value);
+        Ok(())
+    }
+
+    /// Counts one more value made against [`MAX_VALUES`].
+    fn count(&mut self) -> Result<(), String> {
+        self.made += 1;
+        if self.made > MAX_VALUES {
+            return Err(format!(
+                "offset {}: more than {MAX_VALUES} values (a benchmark of 6 000 pairs makes about 40 000)",
+                self.at
+            ));
+        }
+        Ok(())
+    }
+
     fn pop(&mut self) -> Result<Value, String> {
         if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
             return Err(format!("offset {}: the stack is empty above its mark", self.at));
@@ -114,6 +221,7 @@ impl<'a> Unpickler<'a> {
             Value::List(_) | Value::Tuple(_) => Value::Unshared,
             other => other.clone(),
         };
+        self.count()?;
         self.memo.insert(key, entry);
         Ok(())
     }
@@ -124,16 +232,24 @@ impl<'a> Unpickler<'a> {
                 Err(format!("offset {}: a reference to memo entry {key}, which these files never hold", self.at))
             }
             Some(v) => {
-                self.stack.push(v.clone());
-                Ok(())
+                let v = v.clone();
+                self.push(v)
             }
         }
     }
 
     fn append(&mut self, items: Vec<Value>) -> Result<(), String> {
+        let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "offset {}: containers nest deeper than {MAX_DEPTH} levels (a benchmark nests 2)",
+                self.at
+            ));
+        }
         match self.stack.last_mut() {
             Some(Value::List(list)) => {
-                list.extend(items);
+                list.values.extend(items);
+                list.depth = list.depth.max(depth);
                 Ok(())
             }
             other => {
@@ -144,8 +260,7 @@ impl<'a> Unpickler<'a> {
 
     fn global(&mut self, module: &str, name: &str) -> Result<(), String> {
         if module == "_codecs" && name == "encode" {
-            self.stack.push(Value::Encode);
-            Ok(())
+            self.push(Value::Encode)
         } else {
             Err(format!(
                 "offset {}: the pickle names `{module}.{name}`; a verification .bin may name only `_codecs.encode`, and nothing else is loaded",
@@ -158,12 +273,11 @@ impl<'a> Unpickler<'a> {
         let args = self.pop()?;
         let callable = self.pop()?;
         match (callable, args) {
-            (Value::Encode, Value::Tuple(args)) => match args.as_slice() {
+            (Value::Encode, Value::Tuple(args)) => match args.values.as_slice() {
                 [Value::Text(text), Value::Text(codec)] if matches!(&**codec, "latin1" | "latin-1") => {
                     let bytes = text.chars().map(|c| u8::try_from(c as u32)).collect::<Result<Vec<u8>, _>>();
                     let bytes = bytes.map_err(|_| format!("offset {}: a latin-1 text above U+00FF", self.at))?;
-                    self.stack.push(Value::Bytes(Rc::new(bytes)));
-                    Ok(())
+                    self.push(Value::Bytes(Rc::new(bytes)))
                 }
                 _ => Err(format!("offset {}: _codecs.encode is accepted on (text, 'latin1') only", self.at)),
             },
@@ -227,21 +341,24 @@ impl<'a> Unpickler<'a> {
     /// MARK, EMPTY_LIST, EMPTY_TUPLE, LIST, TUPLE, TUPLE1-3, APPEND, APPENDS.
     fn container(&mut self, op: u8) -> Result<(), String> {
         match op {
-            b'(' => self.marks.push(self.stack.len()),
-            b']' => self.stack.push(Value::List(Vec::new())),
-            b')' => self.stack.push(Value::Tuple(Vec::new())),
+            b'(' => {
+                self.count()?;
+                self.marks.push(self.stack.len());
+            }
+            b']' => self.push(Value::List(Items::default()))?,
+            b')' => self.push(Value::Tuple(Items::default()))?,
             b'l' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::List(items));
+                self.push(Value::List(Items::new(items)))?;
             }
             b't' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Tuple(items));
+                self.push(Value::Tuple(Items::new(items)))?;
             }
             0x85..=0x87 => {
                 let mut items = (0..op - 0x84).map(|_| self.pop()).collect::<Result<Vec<_>, _>>()?;
                 items.reverse();
-                self.stack.push(Value::Tuple(items));
+                self.push(Value::Tuple(Items::new(items)))?;
             }
             b'a' => {
                 let item = self.pop()?;
@@ -267,8 +384,7 @@ impl<'a> Unpickler<'a> {
         } else {
             Value::Bytes(Rc::new(self.take(n)?.to_vec()))
         };
-        self.stack.push(value);
-        Ok(())
+        self.push(value)
     }
 
     /// NEWTRUE, NEWFALSE, NONE, BININT1, BININT2, BININT, INT (Python 2's `I01` booleans).
@@ -286,8 +402,7 @@ impl<'a> Unpickler<'a> {
                 text => Value::Int(text.parse().map_err(|_| format!("offset {at}: INT `{text}`"))?),
             },
         };
-        self.stack.push(value);
-        Ok(())
+        self.push(value)
     }
 
     /// BINPUT, LONG_BINPUT, PUT, MEMOIZE; BINGET, LONG_BINGET, GET.

@@ -9,8 +9,16 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::{read_index, scan, write_index, Record, RecordFile, RecordHeader, RecordWriter};
+use super::{index_text, read_index, scan, Record, RecordFile, RecordHeader, RecordWriter};
+use crate::files::Staged;
 use crate::{Error, Result};
+
+/// Labels are identity numbers below 2^24: every one of them is an exact f32 (the
+/// record header's type), so two identities never read as one.
+pub const MAX_LABEL: f32 = 16_777_216.0;
+
+/// The largest `train.lst` read: 1 GiB.
+const MAX_LIST_BYTES: u64 = 1 << 30;
 
 /// A face pack: its `.rec`, and each image record's offset and label, in key order.
 pub struct RecordPack {
@@ -25,10 +33,17 @@ pub struct RecordPack {
     pub sources: std::collections::HashMap<u64, String>,
 }
 
-/// Reads im2rec's `.lst` (`key<TAB>label(s)<TAB>path`): each key's path. A line that does
-/// not parse is skipped (the list only names records; the `.rec` is the truth).
+/// Reads im2rec's `.lst` (`key<TAB>label(s)<TAB>path`), if there is one: each key's path.
+/// A line that does not parse is skipped, and a list that cannot be read is logged and
+/// left out (the list only names records; the `.rec` is the truth).
 fn read_list(path: &Path) -> std::collections::HashMap<u64, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if !path.exists() {
+        return Default::default();
+    }
+    let text = crate::files::read_text(path, MAX_LIST_BYTES, "RecordIO list").unwrap_or_else(|e| {
+        log::warn!("leaving out the pack's list of source files: {e}");
+        String::new()
+    });
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.trim_end().split('\t').collect();
@@ -90,10 +105,12 @@ impl RecordPack {
         let mut labels = Vec::with_capacity(images.len());
         for &(key, offset) in &images {
             let label = rec.label_at(offset)?;
-            if !(label.is_finite() && label.fract() == 0.0 && label >= 0.0) {
+            if !(label.is_finite() && label.fract() == 0.0 && (0.0..MAX_LABEL).contains(&label)) {
                 return Err(Error::Data(format!(
-                    "{}: record {key} at offset {offset} has label {label}, not an identity number",
-                    rec.path().display()
+                    "{}: record {key} at offset {offset} has label {label}, not an identity number \
+                     (a whole number from 0 to {})",
+                    rec.path().display(),
+                    MAX_LABEL - 1.0
                 )));
             }
             labels.push(label as i64);
@@ -138,24 +155,33 @@ impl RecordPack {
 /// `dir/train.rec` and `dir/train.idx`, images as keys 1..=n with their label in the
 /// header, then one record per identity with its key range as labels, and key 0 the header
 /// record (flag 2, labels [first identity record's key, one past the last]), written last
-/// and listed first.
+/// and listed first. Both files are written beside their places and renamed into them by
+/// [`PackWriter::finish`], so a pack already in `dir` reads as it was until then, and at
+/// every moment of the renames reads whole (the old `.idx` goes first: a `.rec` without
+/// its `.idx` is walked).
 pub struct PackWriter {
     dir: PathBuf,
     records: RecordWriter<std::io::BufWriter<File>>,
+    staged: Staged,
     index: Vec<(u64, u64)>,
     /// (label, first key, one past the last key) of each identity, in order.
     ranges: Vec<(u32, u64, u64)>,
 }
 
 impl PackWriter {
-    /// Creates `dir` (if needed) and its `train.rec`.
+    /// Creates `dir` (if needed) and a temporary `train.rec` in it (removing those a killed
+    /// writer left there).
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        crate::checkpoint::remove_stale_temporaries(dir)?;
+        let mut staged = Staged::new();
         let rec = dir.join("train.rec");
-        let file = File::create(&rec).map_err(|source| Error::Io { path: rec.display().to_string(), source })?;
+        let tmp = staged.path_for(&rec);
+        let file = File::create(&tmp).map_err(|source| Error::Io { path: rec.display().to_string(), source })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             records: RecordWriter::new(std::io::BufWriter::new(file)),
+            staged,
             index: Vec::new(),
             ranges: Vec::new(),
         })
@@ -167,6 +193,11 @@ impl PackWriter {
 
     /// Appends an encoded image of identity `label`; an identity's images come together.
     pub fn push(&mut self, label: u32, encoded: &[u8]) -> Result<()> {
+        if label as f32 >= MAX_LABEL {
+            return Err(Error::Data(format!(
+                "label {label} is not below {MAX_LABEL}, the labels a pack holds exactly"
+            )));
+        }
         let key = self.index.len() as u64 + 1;
         match self.ranges.last_mut() {
             Some((l, _, end)) if *l == label => *end = key + 1,
@@ -179,7 +210,8 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Writes the identity and header records and the index; returns the images written.
+    /// Writes the identity and header records and the index, then renames both files
+    /// into place; returns the images written.
     pub fn finish(mut self) -> Result<usize> {
         let images = self.index.len();
         let first_identity = images as u64 + 1;
@@ -192,10 +224,19 @@ impl PackWriter {
         let header = Record { labels: vec![first_identity as f32, end as f32], ..Default::default() };
         let offset = self.records.write(&header.pack()).map_err(self.io())?;
         self.index.insert(0, (0, offset));
-        let file = self.records.into_inner().into_inner().map_err(|e| e.into_error());
-        let rec = self.dir.join("train.rec");
+        let Self { dir, records, mut staged, index, .. } = self;
+        let rec = dir.join("train.rec");
+        let file = records.into_inner().into_inner().map_err(|e| e.into_error());
         file.and_then(|f| f.sync_all()).map_err(|source| Error::Io { path: rec.display().to_string(), source })?;
-        write_index(&self.dir.join("train.idx"), &self.index)?;
+        let idx = dir.join("train.idx");
+        staged.write(&idx, index_text(&index).as_bytes())?;
+        match std::fs::remove_file(&idx) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io { path: idx.display().to_string(), source: e })
+            }
+            _ => {}
+        }
+        staged.commit()?;
         Ok(images)
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn out_dir(tag: &str) -> PathBuf {
@@ -55,9 +55,11 @@ fn bad_input_is_one_sentence_and_a_failing_exit() {
     let last = stderr.lines().last().unwrap_or("");
     assert!(last.starts_with("error: ") && last.contains("no-such-folder"), "{stderr}");
     assert!(!stderr.contains("Data(") && !stderr.contains("Io {"), "debug form: {stderr}");
+    // An option out of its range is refused as clap refuses a value: exit 2, the option named.
     let run = centerloss(&["faces", "--steps", "0"]);
-    assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).lines().last().unwrap_or("").starts_with("error: "));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: invalid value '0' for '--steps <STEPS>'"), "{stderr}");
 }
 
 /// A tiny trained model and the built-in set it was trained on, written as a folder.
@@ -242,11 +244,9 @@ fn bad_model_input_is_one_sentence_and_writes_nothing() {
     std::fs::create_dir_all(one.join("x")).unwrap();
     std::fs::copy(&good, one.join("x/001.png")).unwrap();
     let hits = out.join("hits.csv");
-    for k in ["0", "2"] {
-        #[rustfmt::skip]
-        fails(&["search", "--model", model_arg, "--gallery", one.to_str().unwrap(), "--probe", good.to_str().unwrap(),
-            "--top-k", k, "--out", hits.to_str().unwrap()], "--top-k");
-    }
+    #[rustfmt::skip]
+    fails(&["search", "--model", model_arg, "--gallery", one.to_str().unwrap(), "--probe", good.to_str().unwrap(),
+        "--top-k", "2", "--out", hits.to_str().unwrap()], "--top-k 2 asks for more hits than the gallery");
     let other = out.join("other.npy");
     std::fs::write(&other, centerloss::data::npy::encode(&[0.5; 24], 3, 8).unwrap()).unwrap();
     #[rustfmt::skip]
@@ -255,6 +255,92 @@ fn bad_model_input_is_one_sentence_and_writes_nothing() {
     assert!(!hits.exists(), "nothing written");
     // Export into a folder that does not exist.
     fails(&["export", "--model", model_arg, "--onnx", "/no/such/dir/face.onnx"], "/no/such/dir/face.onnx");
+
+    // A benchmark whose pickle nests 200 000 levels: an error, not a stack overflow.
+    let deep = out.join("deep.bin");
+    std::fs::write(&deep, [&b"\x80\x02)"[..], &vec![0x85u8; 200_000], b"."].concat()).unwrap();
+    fails(&["verify", "--model", model_arg, "--bin", deep.to_str().unwrap()], "nest deeper than 32 levels");
+    // A model file whose network asks for a billion channels: refused by name before any allocation.
+    let hostile = out.join("hostile.safetensors");
+    let mut spec = centerloss::nn::NetworkSpec::face_resnet(1, 32, 16, 6);
+    spec.trunk[0] = centerloss::nn::LayerSpec::conv(1_000_000_000, 5, 2, 2);
+    let bytes = std::fs::read(&model).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert("network".into(), serde_json::to_string(&spec).unwrap());
+    let weights = [0u8; 4];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &weights).unwrap();
+    std::fs::write(&hostile, safetensors::serialize([("step", view)], Some(meta)).unwrap()).unwrap();
+    let onnx = out.join("hostile.onnx");
+    fails(&["export", "--model", hostile.to_str().unwrap(), "--onnx", onnx.to_str().unwrap()], "layer trunk.0");
+    // A JPEG cut in half gets no verdict; as a probe it gets no hits; in a folder it is skipped
+    // and counted, or with --strict stops embed.
+    let img = image::open(&good).unwrap();
+    let mut jpeg = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+    let half = out.join("one/x/half.jpg");
+    std::fs::write(&half, &jpeg[..jpeg.len() / 2]).unwrap();
+    fails(&["verify", "--model", model_arg, half.to_str().unwrap(), good.to_str().unwrap()], "a truncated JPEG");
+    #[rustfmt::skip]
+    fails(&["search", "--model", model_arg, "--gallery", folder_arg, "--probe", one.to_str().unwrap()], "a truncated JPEG");
+    let emb_one = out.join("one-emb");
+    let run = centerloss(&["embed", "--model", model_arg, one.to_str().unwrap(), "--out", emb_one.to_str().unwrap()]);
+    assert!(run.status.success() && text(&run.stderr).contains("skipped 1 of 2 images"), "{}", text(&run.stderr));
+    assert_eq!(centerloss::data::npy::read_matrix(&emb_one.with_extension("npy")).unwrap().1, 1);
+    let strict = out.join("strict-emb");
+    #[rustfmt::skip]
+    fails(&["embed", "--model", model_arg, one.to_str().unwrap(), "--out", strict.to_str().unwrap(), "--strict"],
+        "a truncated JPEG");
+    assert!(!strict.with_extension("npy").exists() && !strict.with_extension("csv").exists());
+    // A pairs list with no pair is an error, not a table of zeros.
+    let empty_pairs = out.join("pairs.txt");
+    std::fs::write(&empty_pairs, "0\n").unwrap();
+    #[rustfmt::skip]
+    fails(&["verify", "--model", model_arg, "--pairs", empty_pairs.to_str().unwrap(), "--data", folder_arg],
+        "verification needs both");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn file_names_with_line_breaks_survive_embed_and_search() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (model, folder, out) = tiny_model("names");
+    let odd = out.join("odd");
+    let id = odd.join("id, \"quoted\"");
+    std::fs::create_dir_all(&id).unwrap();
+    let names = ["two\nlines.png", "comma,name.png", "plain.png"];
+    for (k, name) in names.iter().enumerate() {
+        std::fs::copy(folder.join(format!("id00003/{:03}.png", k + 1)), id.join(name)).unwrap();
+    }
+    let emb = out.join("odd-emb");
+    let run = centerloss(&[
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        odd.to_str().unwrap(),
+        "--out",
+        emb.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    // The first image as the probe, the .npy as the gallery: it never finds itself, and
+    // the rows found are named as embed named them.
+    let probe = id.join(names[0]);
+    let hits = out.join("hits.csv");
+    #[rustfmt::skip]
+    let run = centerloss(&["search", "--model", model.to_str().unwrap(), "--gallery", emb.with_extension("npy").to_str().unwrap(),
+        "--probe", probe.to_str().unwrap(), "--top-k", "2", "--out", hits.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let found = std::fs::read(&hits).unwrap();
+    let mut reader = csv::Reader::from_reader(&found[..]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(&row[0], probe.to_str().unwrap());
+        assert!(&row[2] != probe.to_str().unwrap() && names[1..].iter().any(|n| row[2].ends_with(n)), "{row:?}");
+        assert_eq!(&row[3], "id, \"quoted\"");
+    }
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -329,5 +415,115 @@ fn a_pack_trains_as_its_folder_streamed_or_not_and_benchmarks_are_scored() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     let row = table.lines().find(|l| l.starts_with("| center | heldout |")).unwrap();
     assert!(text(&run.stdout).contains(row), "{}\nagainst the job's row\n{row}", text(&run.stdout));
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn out_of_range_options_are_refused_by_name_before_anything_runs() {
+    let model = out_dir("ranges").join("none.safetensors");
+    let m = model.to_str().unwrap();
+    #[rustfmt::skip]
+    let cases: &[(&[&str], &str)] = &[
+        (&["faces", "--resolution", "0"], "--resolution"),
+        (&["faces", "--resolution", "100000"], "--resolution"),
+        (&["faces", "--images-per-identity", "0"], "--images-per-identity"),
+        (&["faces", "--difficulty", "NaN"], "--difficulty"),
+        (&["faces", "--difficulty=-1"], "--difficulty"),
+        (&["faces", "--embed-dim", "1000000000"], "--embed-dim"),
+        (&["faces", "--prefetch-batches", "1000000000"], "--prefetch-batches"),
+        (&["faces", "--test-identities", "0"], "--test-identities"),
+        (&["faces", "--test-identities", "NaN"], "--test-identities"),
+        (&["faces", "--test-identities=-1"], "--test-identities"),
+        (&["faces", "--eval-identities", "0"], "--eval-identities"),
+        (&["faces", "--devices", "0"], "--devices"),
+        (&["faces", "--in-memory-max", "17592186044416"], "--in-memory-max"),
+        (&["faces", "--lr", "inf"], "--lr"),
+        (&["faces", "--lambda", "NaN"], "--lambda"),
+        (&["faces", "--alpha", "0"], "--alpha"),
+        (&["faces", "--validation", "1"], "--validation"),
+        (&["faces", "--batch", "0"], "--batch"),
+        (&["mnist", "--lambdas", "0,NaN"], "--lambdas"),
+        (&["verify", "--model", m, "--threshold", "NaN", "a.png", "b.png"], "--threshold"),
+        (&["verify", "--model", m, "--far", "0", "a.png", "b.png"], "--far"),
+        (&["search", "--model", m, "--gallery", "g", "--probe", "p", "--top-k", "0"], "--top-k"),
+        (&["search", "--model", m, "--gallery", "g", "--probe", "p", "--top-k", "65"], "--top-k"),
+    ];
+    for (args, flag) in cases {
+        let run = centerloss(args);
+        let stderr = text(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&format!("'{flag} <")) || stderr.contains(&format!("'{flag}")), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn outputs_never_replace_inputs_and_are_checked_before_any_work() {
+    let out = out_dir("outputs");
+    std::fs::create_dir_all(&out).unwrap();
+    let model = out.join("m.safetensors");
+    std::fs::write(&model, b"the user's model").unwrap();
+    let gallery = out.join("g.npy");
+    std::fs::write(&gallery, centerloss::data::npy::encode(&[0.5; 8], 2, 4).unwrap()).unwrap();
+    let afile = out.join("afile");
+    std::fs::write(&afile, b"a file").unwrap();
+    let (m, g) = (model.to_str().unwrap(), gallery.to_str().unwrap());
+    let same_model = out.join(".").join("m.safetensors");
+    let (inside_file, report_inside_file) = (out.join("afile/emb"), out.join("afile/r.json"));
+    #[rustfmt::skip]
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["export", "--model", m, "--onnx", m], "an input of this command"),
+        (vec!["export", "--model", m, "--onnx", same_model.to_str().unwrap()], "an input of this command"),
+        (vec!["embed", "--model", m, g, "--out", m], "an input of this command"),
+        (vec!["embed", "--model", m, g, "--out", g], "an input of this command"),
+        (vec!["search", "--model", m, "--gallery", g, "--probe", g, "--out", g], "an input of this command"),
+        (vec!["embed", "--model", m, g, "--out", inside_file.to_str().unwrap()], "which is a file, not a folder"),
+        (vec!["faces", "--report-json", report_inside_file.to_str().unwrap()], "which is a file, not a folder"),
+    ];
+    for (args, why) in &cases {
+        let run = centerloss(args);
+        let stderr = text(&run.stderr);
+        let last = stderr.lines().last().unwrap_or("");
+        assert!(
+            run.status.code() == Some(1) && last.starts_with("error: ") && last.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), b"the user's model");
+    assert_eq!(centerloss::data::npy::read_matrix(&gallery).unwrap().1, 2);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_killed_pack_write_leaves_the_old_pack_readable() {
+    let out = out_dir("killed-pack");
+    let pack = out.join("pack");
+    #[rustfmt::skip]
+    let small = ["faces", "--write-rec", pack.to_str().unwrap(), "--identities", "4", "--eval-identities", "2",
+        "--images-per-identity", "3", "--resolution", "16"];
+    let run = centerloss(&small);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let images = |pack: &Path| centerloss::data::recordio::RecordPack::open(pack).map(|p| p.len());
+    assert_eq!(images(&pack).unwrap(), 18);
+    // A large set written over it, killed part way.
+    #[rustfmt::skip]
+    let large = ["faces", "--write-rec", pack.to_str().unwrap(), "--identities", "4000", "--images-per-identity", "20"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_centerloss")).args(large).spawn().unwrap();
+    let temporary =
+        || std::fs::read_dir(&pack).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-"));
+    let start = std::time::Instant::now();
+    while !temporary() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(images(&pack).unwrap(), 18, "the old pack reads whole");
+    // The next write removes the killed one's temporaries and replaces the pack.
+    let mut fewer = small;
+    fewer[8] = "2";
+    let run = centerloss(&fewer);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(images(&pack).unwrap(), 12);
+    assert!(!temporary());
     std::fs::remove_dir_all(&out).ok();
 }

@@ -12,6 +12,7 @@ use clap::Args;
 
 use super::faces::{FaceNetwork, FaceOptions, FaceSource, Loss, DEFAULT_IN_MEMORY_MAX};
 use super::mnist::MnistOptions;
+use super::values::{self, MAX_SIDE};
 use crate::data::faces::FaceSetConfig;
 use crate::data::Prefetch;
 use crate::nn::CenterFeatures;
@@ -20,19 +21,19 @@ use crate::nn::CenterFeatures;
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct FaceSetArgs {
     /// Built-in set: training identities.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 150, value_parser = values::count(2..=10_000_000))]
     pub identities: usize,
-    /// Built-in set: held-out identities.
-    #[arg(long, default_value_t = 50)]
+    /// Built-in set: held-out identities (at least 2: impostor pairs need two).
+    #[arg(long, default_value_t = 50, value_parser = values::count(2..=10_000_000))]
     pub eval_identities: usize,
-    /// Built-in set: images per identity.
-    #[arg(long, default_value_t = 20)]
+    /// Built-in set: images per identity (at least 2: genuine pairs need two).
+    #[arg(long, default_value_t = 20, value_parser = values::count(2..=100_000))]
     pub images_per_identity: usize,
     /// Built-in set: scale of every nuisance (pose, light, expression, noise, occlusion).
-    #[arg(long, default_value_t = FaceSetConfig::default().difficulty)]
+    #[arg(long, default_value_t = FaceSetConfig::default().difficulty, value_parser = values::non_negative)]
     pub difficulty: f32,
     /// Input resolution (square).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = values::count(1..=MAX_SIDE))]
     pub resolution: usize,
 }
 
@@ -56,37 +57,37 @@ impl FaceSetArgs {
 pub struct FaceTrainingArgs {
     /// Passes over the training set (default: sized by the data, at least 600 steps and
     /// 10 epochs; the plan is printed before training).
-    #[arg(long)]
+    #[arg(long, value_parser = values::count(1..=1_000_000_000))]
     pub epochs: Option<usize>,
     /// Optimisation steps (overrides --epochs).
-    #[arg(long)]
+    #[arg(long, value_parser = values::count_u64(1..=u64::MAX))]
     pub steps: Option<u64>,
     /// Past the budget, train on at the last learning rate until validation accuracy has
     /// not improved over the last 3 validations (validating as often as before).
     #[arg(long)]
     pub until_converged: bool,
     /// With --until-converged: the most steps in all (default: twice the budget).
-    #[arg(long, requires = "until_converged")]
+    #[arg(long, requires = "until_converged", value_parser = values::count_u64(1..=u64::MAX))]
     pub max_steps: Option<u64>,
     /// Batch size.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = values::count(1..=65_535))]
     pub batch: usize,
     /// Learning rate (linear warm-up over the first 5% of the steps, divided by 10 at 60%
     /// and 85%).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = values::positive)]
     pub lr: f32,
     /// Fraction of each training identity's images held out for validation (which picks
     /// the checkpoint that is evaluated).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = values::fraction)]
     pub validation: f64,
     /// Center-loss weight.
-    #[arg(long, default_value_t = crate::DEFAULT_LAMBDA)]
+    #[arg(long, default_value_t = crate::DEFAULT_LAMBDA, value_parser = values::non_negative)]
     pub lambda: f32,
     /// Center learning rate.
-    #[arg(long, default_value_t = crate::DEFAULT_ALPHA)]
+    #[arg(long, default_value_t = crate::DEFAULT_ALPHA, value_parser = values::alpha)]
     pub alpha: f32,
     /// Embedding size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = values::count(1..=65_536))]
     pub embed_dim: usize,
     /// Seed of data, initialisation, shuffling, augmentation and evaluation pairs.
     #[arg(long, default_value_t = 1)]
@@ -103,13 +104,13 @@ pub struct FaceTrainingArgs {
     #[arg(long, conflicts_with = "loss")]
     pub all_losses: bool,
     /// s of the ArcFace and CosFace heads (logits s cos theta).
-    #[arg(long, default_value_t = FaceOptions::default().margin_scale)]
+    #[arg(long, default_value_t = FaceOptions::default().margin_scale, value_parser = values::positive)]
     pub margin_scale: f32,
     /// ArcFace's additive angular margin m (radians).
-    #[arg(long, default_value_t = FaceOptions::default().arcface_margin)]
+    #[arg(long, default_value_t = FaceOptions::default().arcface_margin, value_parser = values::non_negative)]
     pub arcface_margin: f32,
     /// CosFace's additive cosine margin m.
-    #[arg(long, default_value_t = FaceOptions::default().cosface_margin)]
+    #[arg(long, default_value_t = FaceOptions::default().cosface_margin, value_parser = values::non_negative)]
     pub cosface_margin: f32,
     /// Where center loss applies under an ArcFace or CosFace head: `raw`, the embedding (the
     /// paper's form), or `normalized`, the unit embedding the head's cosines use.
@@ -134,17 +135,17 @@ pub struct FaceArgs {
     #[arg(long)]
     pub pairs: Option<PathBuf>,
     /// Fraction of a real folder's identities held out for evaluation.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = values::open_fraction)]
     pub test_identities: f64,
     /// Decode a folder, list or pack up front when its decoded images take at most this
     /// many MiB; stream it from disk in bounded memory otherwise (0: always stream).
-    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_IN_MEMORY_MAX >> 20)]
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_IN_MEMORY_MAX >> 20, value_parser = values::mebibytes())]
     pub in_memory_max: u64,
     /// Threads reading and augmenting a streamed set's batches (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = values::count(0..=1024))]
     pub data_workers: usize,
     /// Batches of a streamed set prepared ahead of the GPU.
-    #[arg(long, default_value_t = Prefetch::default().batches)]
+    #[arg(long, default_value_t = Prefetch::default().batches, value_parser = values::count(1..=Prefetch::MAX_BATCHES as u64))]
     pub prefetch_batches: usize,
     /// The built-in set.
     #[command(flatten)]
@@ -154,7 +155,7 @@ pub struct FaceArgs {
     pub rgb: bool,
     /// Input width of a folder, list or pack when not --resolution (the paper's 112 x 96:
     /// --resolution 112 --width 96); images are centre-cropped to the input's aspect.
-    #[arg(long)]
+    #[arg(long, value_parser = values::count(1..=MAX_SIDE))]
     pub width: Option<usize>,
     /// The network: `small` (about 10 MFLOP per 64 x 64 image, for CPU drivers), `paper`
     /// (the paper's residual network, about 7 GFLOP per 112 x 112 image; use
@@ -166,11 +167,15 @@ pub struct FaceArgs {
     pub training: FaceTrainingArgs,
     /// Scale the gradients down to this L2 norm (all parameters together) when they exceed
     /// it (off by default).
-    #[arg(long)]
+    #[arg(long, value_parser = values::positive)]
     pub clip_grad_norm: Option<f32>,
     /// Train on the images as they are: no random flips and 2-pixel crops.
     #[arg(long)]
     pub no_augment: bool,
+    /// Stop with an error when an image of a folder, list or pack does not decode
+    /// (otherwise it is skipped, and the run says how many were).
+    #[arg(long)]
+    pub strict: bool,
     /// Continue a stopped or killed run with the same options from OUT/<variant>-last.safetensors.
     #[arg(long)]
     pub resume: bool,
@@ -180,7 +185,7 @@ pub struct FaceArgs {
     /// Train on this many devices in this process (data-parallel: each takes batch / N rows
     /// of every batch; the result equals a one-device run). Devices are opened over the
     /// adapters found, round-robin.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = values::count(1..=256))]
     pub devices: usize,
     /// Write the numbers as JSON here.
     #[arg(long)]
@@ -227,8 +232,8 @@ impl FaceArgs {
             network: self.network,
             pairs: self.pairs.clone(),
             eval_bins: self.eval_bin.clone(),
-            in_memory_max: self.in_memory_max << 20,
-            prefetch: Prefetch { workers: self.data_workers, batches: self.prefetch_batches.max(1) },
+            in_memory_max: self.in_memory_max.saturating_mul(1 << 20),
+            prefetch: Prefetch { workers: self.data_workers, batches: self.prefetch_batches },
             epochs: t.epochs,
             steps: t.steps,
             until_converged: t.until_converged,
@@ -252,8 +257,43 @@ impl FaceArgs {
             center_features: t.center_features,
             progress: true,
             devices: self.devices,
+            strict: self.strict,
             ..Default::default()
         }
+    }
+
+    /// The files this job reads: what it must never write over.
+    fn inputs(&self) -> Vec<&std::path::Path> {
+        let files = [&self.data, &self.list, &self.pairs].into_iter().flatten().chain(&self.eval_bin);
+        files.map(PathBuf::as_path).collect()
+    }
+
+    /// Checks, before anything is trained or generated, that every output can be written
+    /// and none of them is an input.
+    fn check_outputs(&self) -> crate::Result<()> {
+        use crate::files::{check_folder, check_output};
+        let inputs = self.inputs();
+        if let Some(path) = &self.report_json {
+            check_output(path, "--report-json", &inputs, false)?;
+        }
+        if let Some(path) = &self.write_bin {
+            check_output(path, "--write-bin", &inputs, false)?;
+        }
+        for (dir, option) in [(&self.write_folder, "--write-folder"), (&self.write_rec, "--write-rec")] {
+            if let Some(dir) = dir {
+                if inputs.iter().any(|input| input == dir) {
+                    return Err(crate::Error::Config(format!(
+                        "{option} {} is an input of this command",
+                        dir.display()
+                    )));
+                }
+                check_folder(dir, option)?;
+            }
+        }
+        if self.write_folder.is_none() && self.write_rec.is_none() && self.write_bin.is_none() {
+            check_folder(&self.out, "--out")?;
+        }
+        Ok(())
     }
 }
 
@@ -261,26 +301,26 @@ impl FaceArgs {
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct MnistArgs {
     /// Folder with the MNIST IDX files (gzipped or raw); t10k alone is enough.
-    #[arg(long, default_value = "../shared/data/mnist")]
+    #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
     /// Comma-separated center-loss weights; 0 is softmax alone.
-    #[arg(long, default_value = "0,0.01", value_delimiter = ',')]
+    #[arg(long, default_value = "0,0.01", value_delimiter = ',', value_parser = values::non_negative)]
     pub lambdas: Vec<f32>,
     /// Center learning rate.
-    #[arg(long, default_value_t = crate::DEFAULT_ALPHA)]
+    #[arg(long, default_value_t = crate::DEFAULT_ALPHA, value_parser = values::alpha)]
     pub alpha: f32,
     /// Passes over the training set.
-    #[arg(long, default_value_t = MnistOptions::default().epochs)]
+    #[arg(long, default_value_t = MnistOptions::default().epochs, value_parser = values::count(1..=1_000_000))]
     pub epochs: usize,
     /// Batch size.
-    #[arg(long, default_value_t = MnistOptions::default().batch)]
+    #[arg(long, default_value_t = MnistOptions::default().batch, value_parser = values::count(1..=65_535))]
     pub batch: usize,
     /// Learning rate (divided by 10 at 60% and 85% of training).
-    #[arg(long, default_value_t = MnistOptions::default().lr)]
+    #[arg(long, default_value_t = MnistOptions::default().lr, value_parser = values::positive)]
     pub lr: f32,
     /// Scale the gradients down to this L2 norm (all parameters together) when they exceed
     /// it; 0 turns clipping off.
-    #[arg(long, default_value_t = MnistOptions::default().clip_grad_norm.unwrap_or(0.0))]
+    #[arg(long, default_value_t = MnistOptions::default().clip_grad_norm.unwrap_or(0.0), value_parser = values::non_negative)]
     pub clip_grad_norm: f32,
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long, default_value_t = 1)]
@@ -296,7 +336,7 @@ pub struct MnistArgs {
     pub out: PathBuf,
     /// Train on this many devices in this process (data-parallel: each takes batch / N rows
     /// of every batch; the result equals a one-device run).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = values::count(1..=256))]
     pub devices: usize,
     /// Write the numbers as JSON here.
     #[arg(long)]
@@ -324,10 +364,10 @@ impl MnistArgs {
     }
 }
 
-/// Writes `json` to `path`, pretty-printed.
+/// Writes `json` to `path`, pretty-printed (whole or not at all).
 fn write_json(path: &std::path::Path, json: &serde_json::Value) -> crate::Result<()> {
     let text = serde_json::to_string_pretty(json).map_err(|e| crate::Error::Internal(format!("JSON: {e}")))?;
-    std::fs::write(path, text).map_err(|source| crate::Error::Io { path: path.display().to_string(), source })?;
+    crate::files::write_atomic(path, text.as_bytes())?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
@@ -348,6 +388,8 @@ fn launched<R>(
 /// reporting), prints the table and which checkpoints were evaluated, and writes the JSON
 /// report.
 pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
+    args.check_outputs()?;
+    args.options().validate()?;
     if write_built_in(args)? {
         return Ok(());
     }
@@ -432,6 +474,10 @@ fn write_built_in(args: &FaceArgs) -> crate::Result<bool> {
 /// alone reporting): prints its table and writes the JSON report.
 pub fn run_mnist(args: &MnistArgs) -> crate::Result<()> {
     let opts = args.options();
+    if let Some(path) = &args.report_json {
+        crate::files::check_output(path, "--report-json", &[&args.data], false)?;
+    }
+    crate::files::check_folder(&opts.out, "--out")?;
     let Some(report) = launched(|ctx, comm| match comm {
         Some(comm) => super::mnist::run_collective(ctx, &opts, comm),
         None => super::mnist::run(ctx, &opts).map(Some),

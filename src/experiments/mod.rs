@@ -5,8 +5,10 @@
 pub mod cli;
 pub mod faces;
 pub mod mnist;
+mod rows;
 pub mod training;
 pub mod use_model;
+pub mod values;
 
 /// The GPU and, under an MPI launcher (feature `mpi`;
 /// [`Mpi::launched`](crate::collective)), the job's communicator with this rank's device

@@ -1,20 +1,22 @@
 //! The commands that use a trained model: `embed` image files, `verify` two images or a
 //! list of pairs, `search` a gallery. Inputs are read with the preprocessing the model
-//! records; every output file is written whole or not at all (a temporary file renamed).
+//! records. Outputs are checked before any work (none may be an input), and every output
+//! file is written whole or not at all (a temporary file renamed; E.npy and E.csv together).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use safetensors::tensor::{Dtype, TensorView};
 
-use crate::checkpoint::write_atomic;
+use super::rows::{csv_bytes, output_files, Rows};
+use super::values;
 use crate::data::bin::VerificationSet;
 use crate::data::folder::{numbered_names, ImageFolder};
 use crate::data::recordio::RecordPack;
-use crate::data::{npy, parse_pairs, ImageSource};
+use crate::data::{npy, read_pairs, ImageSource};
 use crate::eval::benchmark::{evaluate_benchmark, BenchmarkReport};
 use crate::eval::{self, OperatingPoint};
+use crate::files::{check_output, path_bytes, write_atomic};
 use crate::model::{Embedded, Model};
 use crate::search::{GallerySearch, Hit};
 use crate::{Error, GpuContext, Result};
@@ -37,6 +39,10 @@ pub struct EmbedArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Stop with an error when an image does not decode (otherwise it is skipped, and the
+    /// command says how many were).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `centerloss verify`: two images, or a list of pairs.
@@ -50,10 +56,10 @@ pub struct VerifyArgs {
     pub images: Vec<PathBuf>,
     /// Decide at the threshold the model's evaluation found for this false-accept rate
     /// (1e-2 or 1e-3, where its pairs resolved it); default: the equal-error threshold.
-    #[arg(long, conflicts_with = "threshold")]
+    #[arg(long, conflicts_with = "threshold", value_parser = values::rate)]
     pub far: Option<f64>,
-    /// Decide at this cosine similarity instead.
-    #[arg(long)]
+    /// Decide at this cosine similarity instead (in [-1, 1]).
+    #[arg(long, value_parser = values::cosine)]
     pub threshold: Option<f64>,
     /// An LFW-style pairs.txt over the folder --data: prints the verification table.
     #[arg(long, requires = "data")]
@@ -80,7 +86,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub probe: PathBuf,
     /// Hits per probe (at most 64 and the gallery's size).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = values::count(1..=crate::nn::TOP_K_MAX as u64))]
     pub top_k: usize,
     /// Write the hits as CSV (probe, rank, gallery path, identity, score); default: stdout.
     #[arg(long)]
@@ -103,6 +109,7 @@ pub struct ExportArgs {
 
 /// Writes the model's embedding network as ONNX and prints what a user of it must know.
 pub fn run_export(args: &ExportArgs) -> Result<()> {
+    check_output(&args.onnx, "--onnx", &[&args.model], false)?;
     let ctx = GpuContext::new()?;
     let model = Model::open(&ctx, &args.model)?;
     write_atomic(&args.onnx, &crate::onnx::export(&model)?)?;
@@ -124,15 +131,18 @@ pub fn run_export(args: &ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Embedded rows with the file and identity of each.
-struct Rows {
-    embeddings: Vec<f32>,
-    paths: Vec<PathBuf>,
-    identities: Vec<String>,
+/// What to do with an image that does not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Undecodable {
+    /// Skip it (logged), and say how many were skipped.
+    Skip,
+    /// Fail: a verdict depends on it (a probe, a pair), or `--strict` asks so.
+    Fail,
 }
 
-/// Lists `input`'s images and embeds them (skipped files are logged); none readable is an error.
-fn embed_input(model: &Model, input: &Path, quiet: bool) -> Result<Rows> {
+/// Lists `input`'s images and embeds them; none readable is an error, and so is any that
+/// does not decode with [`Undecodable::Fail`].
+fn embed_input(model: &Model, input: &Path, quiet: bool, undecodable: Undecodable) -> Result<Rows> {
     let source = if RecordPack::is_pack(input) {
         ImageSource::open(input)?
     } else {
@@ -150,7 +160,16 @@ fn embed_input(model: &Model, input: &Path, quiet: bool) -> Result<Rows> {
             skipped[0].1
         )));
     }
-    if !skipped.is_empty() {
+    if let Some((path, why)) = skipped.first() {
+        if undecodable == Undecodable::Fail {
+            return Err(Error::Data(format!(
+                "{} of the {} images of {} do not decode, first {}: {why}",
+                skipped.len(),
+                source.len(),
+                input.display(),
+                path.display()
+            )));
+        }
         eprintln!("skipped {} of {} images that did not decode (listed above)", skipped.len(), source.len());
     }
     let (paths, identities) = kept.iter().map(|&i| (source.name(i), source.identity(i))).unzip();
@@ -160,6 +179,15 @@ fn embed_input(model: &Model, input: &Path, quiet: bool) -> Result<Rows> {
 /// Embeds an .npy of preprocessed inputs, one per row; the rows are named `FILE#row`.
 fn embed_pixel_rows(model: &Model, input: &Path) -> Result<Rows> {
     let (pixels, n, len) = npy::read_matrix(input)?;
+    if let Some(at) = pixels.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Data(format!(
+            "{}: row {} holds {} at column {}; inputs are finite",
+            input.display(),
+            at / len.max(1),
+            pixels[at],
+            at % len.max(1)
+        )));
+    }
     if len != model.preprocessing().input_len() {
         return Err(Error::Data(format!(
             "{} holds rows of {len} values but {} takes {:?} = {} values per image",
@@ -184,65 +212,23 @@ fn progress_bar(len: usize, quiet: bool, label: &str) -> indicatif::ProgressBar 
     bar
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
-/// The files `--out E` names: (E.npy, E.csv), or None for a .safetensors output.
-fn npy_outputs(out: &Path) -> Option<(PathBuf, PathBuf)> {
-    match out.extension().and_then(|e| e.to_str()) {
-        Some("safetensors") => None,
-        Some("npy") | Some("csv") => Some((out.with_extension("npy"), out.with_extension("csv"))),
-        _ => {
-            let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            Some((out.with_file_name(format!("{name}.npy")), out.with_file_name(format!("{name}.csv"))))
-        }
-    }
-}
-
 /// Writes `centerloss embed`'s outputs.
 pub fn run_embed(args: &EmbedArgs) -> Result<()> {
+    for out in output_files(&args.out) {
+        check_output(&out, "--out", &[&args.model, &args.input], true)?;
+    }
     let ctx = GpuContext::new()?;
     let model = Model::open(&ctx, &args.model)?;
     let rows = if args.input.extension().is_some_and(|e| e == "npy") {
         embed_pixel_rows(&model, &args.input)?
     } else {
-        embed_input(&model, &args.input, args.quiet)?
+        let undecodable = if args.strict { Undecodable::Fail } else { Undecodable::Skip };
+        embed_input(&model, &args.input, args.quiet, undecodable)?
     };
     let (n, dim) = (rows.paths.len(), model.dim());
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.display().to_string(), source })?;
-    }
-    match npy_outputs(&args.out) {
-        Some((npy_path, csv_path)) => {
-            write_atomic(&npy_path, &npy::encode(&rows.embeddings, n, dim)?)?;
-            let mut csv = String::from("index,path,identity\n");
-            for (i, (path, identity)) in rows.paths.iter().zip(&rows.identities).enumerate() {
-                csv.push_str(&format!("{i},{},{}\n", csv_field(&path.to_string_lossy()), csv_field(identity)));
-            }
-            write_atomic(&csv_path, csv.as_bytes())?;
-            eprintln!("wrote {n} embeddings of {dim} values: {} and {}", npy_path.display(), csv_path.display());
-        }
-        None => {
-            let bytes: Vec<u8> = bytemuck::cast_slice(&rows.embeddings).to_vec();
-            let view = TensorView::new(Dtype::F32, vec![n, dim], &bytes).map_err(|e| Error::Internal(e.to_string()))?;
-            let paths: Vec<String> = rows.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-            let metadata = HashMap::from([
-                ("paths".to_string(), serde_json::to_string(&paths).expect("strings serialise")),
-                ("identities".to_string(), serde_json::to_string(&rows.identities).expect("strings serialise")),
-                ("model".to_string(), args.model.display().to_string()),
-            ]);
-            let bytes = safetensors::serialize([("embeddings", view)], Some(metadata))
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            write_atomic(&args.out, &bytes)?;
-            eprintln!("wrote {n} embeddings of {dim} values to {}", args.out.display());
-        }
-    }
+    let written = rows.write(&args.out, dim, &args.model)?;
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    eprintln!("wrote {n} embeddings of {dim} values: {}", names.join(" and "));
     Ok(())
 }
 
@@ -277,12 +263,20 @@ pub fn run_verify(args: &VerifyArgs) -> Result<()> {
     };
     let embedded = model.embed_files(&[a.clone(), b.clone()], &mut |_| {})?;
     if let Some((path, why)) = embedded.skipped.first() {
-        return Err(Error::Data(format!("{} does not decode as an image: {why}", path.display())));
+        return Err(Error::Data(format!("{}: {why}", path.display())));
     }
     let dim = model.dim();
     let e = &embedded.embeddings;
     let score: f64 = e[..dim].iter().zip(&e[dim..]).map(|(&x, &y)| x as f64 * y as f64).sum();
     let (threshold, source) = decision_threshold(&model, args.threshold, args.far)?;
+    if !score.is_finite() {
+        return Err(Error::Data(format!(
+            "{} gives no finite embedding of {} and {} (similarity {score})",
+            args.model.display(),
+            a.display(),
+            b.display()
+        )));
+    }
     println!("cosine similarity {score:.4}");
     println!("threshold {threshold:.4} ({source})");
     println!("{}", if score >= threshold { "same person" } else { "different people" });
@@ -305,11 +299,10 @@ fn verify_benchmarks(model: &Model, bins: &[PathBuf]) -> Result<()> {
 /// Verifies an LFW-style pairs list over a folder and prints the table, with the decisions
 /// at the model's threshold.
 fn verify_pairs(model: &Model, pairs_file: &Path, data: &Path, args: &VerifyArgs) -> Result<()> {
-    let text = std::fs::read_to_string(pairs_file)
-        .map_err(|source| Error::Io { path: pairs_file.display().to_string(), source })?;
-    let rows = embed_input(model, data, true)?;
+    // An image left out would renumber its identity's images: every one must decode.
+    let rows = embed_input(model, data, true, Undecodable::Fail)?;
     let numbered = numbered_names(rows.identities.iter().map(String::as_str));
-    let pairs = parse_pairs(&text, &numbered).map_err(|e| Error::Data(format!("{}: {e}", pairs_file.display())))?;
+    let pairs = read_pairs(pairs_file, &numbered)?;
     let mut label_of: HashMap<&str, u32> = HashMap::new();
     let labels: Vec<u32> = rows
         .identities
@@ -347,74 +340,44 @@ fn verify_pairs(model: &Model, pairs_file: &Path, data: &Path, args: &VerifyArgs
 }
 
 /// Gallery or probe rows from images, or from an E.npy (E.csv beside it names the rows).
-fn rows_of(model: &Model, input: &Path, what: &str, quiet: bool) -> Result<Rows> {
-    if input.extension().is_none_or(|e| e != "npy") {
-        return embed_input(model, input, quiet);
+fn rows_of(model: &Model, input: &Path, what: &str, quiet: bool, undecodable: Undecodable) -> Result<Rows> {
+    if input.extension().is_some_and(|e| e == "npy") {
+        let mut rows = Rows::read_npy(input, what, model.dim())?;
+        crate::model::normalize_rows(&mut rows.embeddings, model.dim());
+        Ok(rows)
+    } else {
+        embed_input(model, input, quiet, undecodable)
     }
-    let (mut embeddings, n, dim) = npy::read_matrix(input)?;
-    if dim != model.dim() {
-        return Err(Error::Data(format!(
-            "{what} {} holds {dim}-value rows but {} embeds {} values: embed the {what} with this model (centerloss embed)",
-            input.display(),
-            model.path().display(),
-            model.dim()
-        )));
-    }
-    crate::model::normalize_rows(&mut embeddings, dim);
-    let csv = input.with_extension("csv");
-    let (mut paths, mut identities): (Vec<PathBuf>, Vec<String>) =
-        (0..n).map(|i| (PathBuf::from(format!("{}#{i}", input.display())), String::new())).unzip();
-    if let Ok(text) = std::fs::read_to_string(&csv) {
-        for (i, line) in text.lines().skip(1).enumerate().take(n) {
-            let fields = split_csv(line);
-            if let [_, path, identity] = &fields[..] {
-                paths[i] = PathBuf::from(path);
-                identities[i] = identity.clone();
-            }
-        }
-    }
-    Ok(Rows { embeddings, paths, identities })
-}
-
-/// The fields of one CSV line as [`csv_field`] writes them.
-fn split_csv(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let (mut quoted, mut chars) = (false, line.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                fields.last_mut().expect("one field").push('"');
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(String::new()),
-            (c, _) => fields.last_mut().expect("one field").push(c),
-        }
-    }
-    fields
 }
 
 /// `centerloss search`: the best gallery rows of every probe, as CSV, and the rank-1 rate
 /// where probes and gallery name identities. A probe never matches its own file.
 pub fn run_search(args: &SearchArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        let (gallery_csv, probe_csv) = (args.gallery.with_extension("csv"), args.probe.with_extension("csv"));
+        check_output(out, "--out", &[&args.model, &args.gallery, &args.probe, &gallery_csv, &probe_csv], false)?;
+    }
     let ctx = GpuContext::new()?;
     let model = Model::open(&ctx, &args.model)?;
-    let gallery = rows_of(&model, &args.gallery, "gallery", args.quiet)?;
-    let probes = rows_of(&model, &args.probe, "probe", args.quiet)?;
+    let gallery = rows_of(&model, &args.gallery, "gallery", args.quiet, Undecodable::Skip)?;
+    // Every probe's hits are a verdict: a probe that does not decode is an error.
+    let probes = rows_of(&model, &args.probe, "probe", args.quiet, Undecodable::Fail)?;
     let rows = gallery.paths.len();
-    if args.top_k == 0 || args.top_k > rows.min(64) {
+    if rows == 0 {
+        return Err(Error::Data(format!("the gallery {} holds no rows", args.gallery.display())));
+    }
+    if args.top_k > rows {
         return Err(Error::Config(format!(
-            "--top-k must be in 1..={} ({} holds {rows} images; at most 64 hits per probe), got {}",
-            rows.min(64),
-            args.gallery.display(),
-            args.top_k
+            "--top-k {} asks for more hits than the gallery {} holds ({rows})",
+            args.top_k,
+            args.gallery.display()
         )));
     }
     let overlap = gallery.paths.iter().any(|p| probes.paths.contains(p));
     let k = if overlap { (args.top_k + 1).min(rows).min(64) } else { args.top_k };
     let mut search = GallerySearch::new(&ctx, &gallery.embeddings, model.dim(), k)?;
     let hits = search.search(&probes.embeddings)?;
-    let mut csv = String::from("probe,rank,gallery_path,identity,score\n");
+    let mut records = Vec::new();
     let (mut asked, mut first_right) = (0usize, 0usize);
     let known: std::collections::HashSet<&str> =
         gallery.identities.iter().map(String::as_str).filter(|id| !id.is_empty()).collect();
@@ -425,22 +388,25 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             first_right += found.first().is_some_and(|h| &gallery.identities[h.index] == identity) as usize;
         }
         for (rank, hit) in found.iter().enumerate() {
-            csv.push_str(&format!(
-                "{},{},{},{},{:.6}\n",
-                csv_field(&probe.to_string_lossy()),
-                rank + 1,
-                csv_field(&gallery.paths[hit.index].to_string_lossy()),
-                csv_field(&gallery.identities[hit.index]),
-                hit.score
-            ));
+            records.push([
+                path_bytes(probe),
+                (rank + 1).to_string().into_bytes().into(),
+                path_bytes(&gallery.paths[hit.index]),
+                gallery.identities[hit.index].as_bytes().into(),
+                format!("{:.6}", hit.score).into_bytes().into(),
+            ]);
         }
     }
+    let csv = csv_bytes(&["probe", "rank", "gallery_path", "identity", "score"], records)?;
     match &args.out {
         Some(out) => {
-            write_atomic(out, csv.as_bytes())?;
+            write_atomic(out, &csv)?;
             eprintln!("wrote the top {} of {} probes to {}", args.top_k, probes.paths.len(), out.display());
         }
-        None => print!("{csv}"),
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&csv).map_err(|source| Error::Io { path: "standard output".into(), source })?
+        }
     }
     if asked > 0 {
         eprintln!(
@@ -449,24 +415,4 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_round_trip() {
-        let fields = ["plain", "a,b", "say \"hi\"", ""];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        assert_eq!(split_csv(&line.join(",")), fields);
-    }
-
-    #[test]
-    fn out_names_the_npy_and_csv_or_one_safetensors() {
-        let (npy, csv) = npy_outputs(Path::new("out/emb")).unwrap();
-        assert_eq!((npy, csv), (PathBuf::from("out/emb.npy"), PathBuf::from("out/emb.csv")));
-        assert_eq!(npy_outputs(Path::new("e.npy")).unwrap().1, PathBuf::from("e.csv"));
-        assert!(npy_outputs(Path::new("e.safetensors")).is_none());
-    }
 }

@@ -12,9 +12,7 @@ use crate::collective::Collective;
 use crate::data::bin::VerificationSet;
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
-use crate::data::{
-    parse_pairs, Dataset, ImageSource, ImageStore, Pair, Preprocessing, Shard, StreamedSet, TrainingSet,
-};
+use crate::data::{read_pairs, Dataset, ImageSource, ImageStore, Pair, Preprocessing, Shard, StreamedSet, TrainingSet};
 use crate::experiments::training::{rank_images, rank_shard, validation_split};
 use crate::{Error, Result};
 
@@ -69,14 +67,14 @@ fn single_image_identities(labels: &[u32]) -> usize {
 /// and a description.
 fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Result<FolderSplit> {
     if let Some((path, why)) = folder.skipped.first() {
-        log::warn!("skipped {} unreadable images, first {}: {why}", folder.skipped.len(), path.display());
+        let (n, first) = (folder.skipped.len(), path.display());
+        if opts.strict {
+            return Err(Error::Data(format!("{n} images do not decode, first {first}: {why} (--strict)")));
+        }
+        log::warn!("skipped {n} unreadable images, first {first}: {why} (--strict makes this an error)");
     }
     let all = match &opts.pairs {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
-            Some((folder.data.clone(), parse_pairs(&text, &numbered(&folder))?))
-        }
+        Some(p) => Some((folder.data.clone(), read_pairs(p, &numbered(&folder))?)),
         None => None,
     };
     let description = format!(
@@ -87,11 +85,32 @@ fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Resul
         folder.skipped.len(),
     );
     let (train, test, held_out) = folder.into_split_identities(fraction, opts.seed)?;
+    check_held_out(&test.labels)?;
     let mut names = held_out.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
     if held_out.len() > 6 {
         names.push_str(", ...");
     }
     Ok((train, test, all, format!("{description}; {} identities held out ({names})", held_out.len())))
+}
+
+/// [`Error::Data`] unless the held-out images give both kinds of verification pair: two
+/// identities or more, and one with two images or more.
+fn check_held_out(labels: &[u32]) -> Result<()> {
+    let mut counts = std::collections::BTreeMap::new();
+    for &l in labels {
+        *counts.entry(l).or_insert(0usize) += 1;
+    }
+    let identities = counts.len();
+    let genuine = counts.values().any(|&c| c >= 2);
+    if identities < 2 || !genuine {
+        return Err(Error::Data(format!(
+            "the {identities} held-out identities ({} images) give no {} pair to evaluate on: hold out more \
+             identities (--test-identities) or give more images per identity",
+            labels.len(),
+            if identities < 2 { "impostor" } else { "genuine" }
+        )));
+    }
+    Ok(())
 }
 
 /// Training set, held-out set, `--pairs` over all images, description.

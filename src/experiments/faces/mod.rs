@@ -359,8 +359,22 @@ pub fn run_collective(ctx: &GpuContext, opts: &FaceOptions, comm: &dyn Collectiv
     run_on(ctx, opts, Some(comm))
 }
 
+/// Checks the options and the network they ask for (its sizes against the adapter, with
+/// the built-in set's classes or, before a folder is read, one) before anything is read,
+/// generated or written.
+fn check(ctx: &GpuContext, opts: &FaceOptions, devices: usize) -> Result<()> {
+    opts.validate()?;
+    let classes = match &opts.source {
+        FaceSource::BuiltIn(cfg) => cfg.train_identities,
+        _ => 1,
+    };
+    opts.spec(classes).footprint(shard_batch(opts.batch, devices)?, &ctx.limits(), ctx.kernels())?;
+    Ok(())
+}
+
 fn run_on(ctx: &GpuContext, opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Option<FaceReport>> {
     let lead = comm.is_none_or(|c| c.rank() == 0);
+    check(ctx, opts, comm.map_or(opts.devices.max(1), |c| c.size()))?;
     std::fs::create_dir_all(&opts.out).map_err(|source| Error::Io { path: opts.out.display().to_string(), source })?;
     if lead {
         let stale = checkpoint::remove_stale_temporaries(&opts.out)?;

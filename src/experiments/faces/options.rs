@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::data::faces::FaceSetConfig;
 use crate::data::Prefetch;
 use crate::nn::{CenterFeatures, Head, NetworkSpec, ARCFACE_MARGIN, COSFACE_MARGIN};
-use crate::{UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA};
+use crate::{Error, Result, UpdateMode, DEFAULT_ALPHA, DEFAULT_LAMBDA};
 
 /// Where the faces come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -130,6 +130,50 @@ pub fn variants(opts: &FaceOptions) -> Vec<Loss> {
 }
 
 impl FaceOptions {
+    /// [`Error::Config`] for options no run can use, checked before any data is read or
+    /// generated: the input's channels and size, the built-in set
+    /// ([`FaceSetConfig::validate`]), a held-out fraction strictly between 0 and 1, at
+    /// least one device and embedding value, a prefetch queue of 1 to
+    /// [`Prefetch::MAX_BATCHES`] batches. (The network's own sizes are checked against the
+    /// adapter before it is built, [`NetworkSpec::footprint`]; the optimiser's and center
+    /// loss's settings by their own configurations.)
+    pub fn validate(&self) -> Result<()> {
+        let fail = |why: String| Err(Error::Config(why));
+        if !matches!(self.channels, 1 | 3) {
+            return fail(format!("an input has 1 (grey) or 3 (RGB) channels, not {}", self.channels));
+        }
+        if self.resolution == 0 || self.width == Some(0) {
+            return fail("the input's side must be at least 1 pixel (--resolution, --width)".into());
+        }
+        match &self.source {
+            FaceSource::BuiltIn(cfg) => {
+                let cfg = FaceSetConfig { resolution: self.resolution, rgb: self.channels == 3, ..cfg.clone() };
+                cfg.validate(cfg.train_identities.saturating_add(cfg.test_identities))?;
+            }
+            FaceSource::Folder { test_identities: t, .. } | FaceSource::List { test_identities: t, .. } => {
+                if !(*t > 0.0 && *t < 1.0) {
+                    return fail(format!(
+                        "the fraction of identities held out (--test-identities) must be strictly between 0 and 1, got {t}"
+                    ));
+                }
+            }
+        }
+        if self.devices == 0 {
+            return fail("train on at least 1 device (--devices)".into());
+        }
+        if self.embed_dim == 0 {
+            return fail("the embedding needs at least 1 value (--embed-dim)".into());
+        }
+        if !(1..=Prefetch::MAX_BATCHES).contains(&self.prefetch.batches) {
+            return fail(format!(
+                "hold 1 to {} batches ready (--prefetch-batches), not {}",
+                Prefetch::MAX_BATCHES,
+                self.prefetch.batches
+            ));
+        }
+        Ok(())
+    }
+
     /// The network input: channels, height, width.
     pub fn input(&self) -> [usize; 3] {
         [self.channels, self.resolution, self.width.unwrap_or(self.resolution)]
@@ -230,6 +274,9 @@ pub struct FaceOptions {
     /// each takes `batch / devices` rows of every batch; the run equals a one-device run
     /// with the same options, and checkpoints resume on any device count.
     pub devices: usize,
+    /// Stop with an error when an image of a folder, list or pack does not decode (by
+    /// default it is skipped, and the data's description says how many were).
+    pub strict: bool,
 }
 
 impl Default for FaceOptions {
@@ -268,6 +315,7 @@ impl Default for FaceOptions {
             center_update: UpdateMode::Deterministic,
             progress: true,
             devices: 1,
+            strict: false,
         }
     }
 }

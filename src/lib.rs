@@ -37,6 +37,8 @@ pub mod eval;
 #[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gpu;
 pub mod model;
 pub mod nn;

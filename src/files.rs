@@ -222,11 +222,7 @@ pub fn check_output(output: &Path, option: &str, inputs: &[&Path], make_folder: 
 /// `option` names it in messages.
 pub fn check_folder(folder: &Path, option: &str) -> Result<()> {
     if let Some(file) = folder.ancestors().find(|a| a.is_file()) {
-        return Err(Error::Config(format!(
-            "{option} {} lies inside {}, which is a file, not a folder",
-            folder.display(),
-            file.display()
-        )));
+        return Err(Error::Config(format!("{option}: {} is a file, not a folder", file.display())));
     }
     std::fs::create_dir_all(folder).map_err(io_error(folder))?;
     let probe = folder.join(format!(".centerloss-write-check{TMP_MARK}{}", std::process::id()));
@@ -367,7 +363,7 @@ mod tests {
             assert!(check_output(&link, "--out", &[&model], false).is_err(), "a hard link");
         }
         let err = check_output(&model.join("emb"), "--out", &[], true).unwrap_err().to_string();
-        assert!(err.contains("which is a file, not a folder"), "{err}");
+        assert!(err.contains("m.safetensors is a file, not a folder"), "{err}");
         let err = check_output(&d.join("new/dir/e.npy"), "--out", &[&model], false).unwrap_err().to_string();
         assert!(err.contains("does not exist") && !d.join("new").exists(), "{err}");
         check_output(&d.join("new/dir/e.npy"), "--out", &[&model], true).unwrap();

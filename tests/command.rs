@@ -476,8 +476,8 @@ fn outputs_never_replace_inputs_and_are_checked_before_any_work() {
         (vec!["embed", "--model", m, g, "--out", m], "an input of this command"),
         (vec!["embed", "--model", m, g, "--out", g], "an input of this command"),
         (vec!["search", "--model", m, "--gallery", g, "--probe", g, "--out", g], "an input of this command"),
-        (vec!["embed", "--model", m, g, "--out", inside_file.to_str().unwrap()], "which is a file, not a folder"),
-        (vec!["faces", "--report-json", report_inside_file.to_str().unwrap()], "which is a file, not a folder"),
+        (vec!["embed", "--model", m, g, "--out", inside_file.to_str().unwrap()], "afile is a file, not a folder"),
+        (vec!["faces", "--report-json", report_inside_file.to_str().unwrap()], "afile is a file, not a folder"),
     ];
     for (args, why) in &cases {
         let run = centerloss(args);

@@ -66,97 +66,87 @@ pub fn scatter_2d(
     labels: &[u32],
     centers: Option<&[[f32; 2]]>,
 ) -> Result<()> {
-    write_png(path, |tmp| draw_scatter(tmp, title, points, labels, centers))
-}
-
-fn draw_scatter(
-    path: &Path,
-    title: &str,
-    points: &[[f32; 2]],
-    labels: &[u32],
-    centers: Option<&[[f32; 2]]>,
-) -> Result<()> {
-    let err = plot_err(path);
-    let root = BitMapBackend::new(path, (800, 800)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let all = points.iter().chain(centers.unwrap_or(&[]));
-    let (x0, x1) = bounds(all.clone().map(|p| p[0]));
-    let (y0, y1) = bounds(all.map(|p| p[1]));
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(35)
-        .y_label_area_size(45)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| err(e.to_string()))?;
-    chart.configure_mesh().light_line_style(WHITE.mix(0.0)).draw().map_err(|e| err(e.to_string()))?;
-    chart
-        .draw_series(
-            points.iter().zip(labels).map(|(p, &l)| Circle::new((p[0], p[1]), 2, class_color(l).mix(0.6).filled())),
-        )
-        .map_err(|e| err(e.to_string()))?;
-    if let Some(centers) = centers {
-        chart
-            .draw_series(centers.iter().map(|p| Cross::new((p[0], p[1]), 8, BLACK.stroke_width(3))))
+    write_png(path, |path| {
+        let err = plot_err(path);
+        let root = BitMapBackend::new(path, (800, 800)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let all = points.iter().chain(centers.unwrap_or(&[]));
+        let (x0, x1) = bounds(all.clone().map(|p| p[0]));
+        let (y0, y1) = bounds(all.map(|p| p[1]));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| err(e.to_string()))?;
+        chart.configure_mesh().light_line_style(WHITE.mix(0.0)).draw().map_err(|e| err(e.to_string()))?;
         chart
             .draw_series(
-                centers
-                    .iter()
-                    .enumerate()
-                    .map(|(c, p)| Cross::new((p[0], p[1]), 6, class_color(c as u32).stroke_width(2))),
+                points.iter().zip(labels).map(|(p, &l)| Circle::new((p[0], p[1]), 2, class_color(l).mix(0.6).filled())),
             )
             .map_err(|e| err(e.to_string()))?;
-    }
-    root.present().map_err(|e| err(e.to_string()))
+        if let Some(centers) = centers {
+            chart
+                .draw_series(centers.iter().map(|p| Cross::new((p[0], p[1]), 8, BLACK.stroke_width(3))))
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .draw_series(
+                    centers
+                        .iter()
+                        .enumerate()
+                        .map(|(c, p)| Cross::new((p[0], p[1]), 6, class_color(c as u32).stroke_width(2))),
+                )
+                .map_err(|e| err(e.to_string()))?;
+        }
+        root.present().map_err(|e| err(e.to_string()))
+    })
 }
 
 /// Writes ROC curves (false-accept rate on a log axis against true-accept rate), one per
 /// `(name, points)` with points sorted by FAR. With `lowest_far`, the rates below it (which
 /// the impostor pairs do not resolve: fewer than 10 expected false accepts) are greyed out.
 pub fn roc_curves(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)], lowest_far: Option<f64>) -> Result<()> {
-    write_png(path, |tmp| draw_roc(tmp, title, curves, lowest_far))
-}
-
-fn draw_roc(path: &Path, title: &str, curves: &[(&str, Vec<(f64, f64)>)], lowest_far: Option<f64>) -> Result<()> {
-    let err = plot_err(path);
-    let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d((1e-4f64..1.0f64).log_scale(), 0.0f64..1.0f64)
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("false accept rate")
-        .y_desc("true accept rate")
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    if let Some(far) = lowest_far.filter(|&f| f > 1e-4) {
-        let grey = RGBColor(200, 200, 200).mix(0.5);
+    write_png(path, |path| {
+        let err = plot_err(path);
+        let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d((1e-4f64..1.0f64).log_scale(), 0.0f64..1.0f64)
+            .map_err(|e| err(e.to_string()))?;
         chart
-            .draw_series([Rectangle::new([(1e-4, 0.0), (far.min(1.0), 1.0)], grey.filled())])
-            .map_err(|e| err(e.to_string()))?
-            .label("FAR not resolved (< 10 false accepts expected)")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], grey.filled()));
-    }
-    for (i, (name, points)) in curves.iter().enumerate() {
-        let color = class_color(i as u32);
+            .configure_mesh()
+            .x_desc("false accept rate")
+            .y_desc("true accept rate")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        if let Some(far) = lowest_far.filter(|&f| f > 1e-4) {
+            let grey = RGBColor(200, 200, 200).mix(0.5);
+            chart
+                .draw_series([Rectangle::new([(1e-4, 0.0), (far.min(1.0), 1.0)], grey.filled())])
+                .map_err(|e| err(e.to_string()))?
+                .label("FAR not resolved (< 10 false accepts expected)")
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], grey.filled()));
+        }
+        for (i, (name, points)) in curves.iter().enumerate() {
+            let color = class_color(i as u32);
+            chart
+                .draw_series(LineSeries::new(points.iter().map(|&(f, t)| (f.max(1e-4), t)), color.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
         chart
-            .draw_series(LineSeries::new(points.iter().map(|&(f, t)| (f.max(1e-4), t)), color.stroke_width(2)))
-            .map_err(|e| err(e.to_string()))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))
+    })
 }

@@ -274,10 +274,10 @@ impl FaceArgs {
         use crate::files::{check_folder, check_output};
         let inputs = self.inputs();
         if let Some(path) = &self.report_json {
-            check_output(path, "--report-json", &inputs, false)?;
+            check_output(path, "--report-json", &inputs, true)?;
         }
         if let Some(path) = &self.write_bin {
-            check_output(path, "--write-bin", &inputs, false)?;
+            check_output(path, "--write-bin", &inputs, true)?;
         }
         for (dir, option) in [(&self.write_folder, "--write-folder"), (&self.write_rec, "--write-rec")] {
             if let Some(dir) = dir {
@@ -475,7 +475,7 @@ fn write_built_in(args: &FaceArgs) -> crate::Result<bool> {
 pub fn run_mnist(args: &MnistArgs) -> crate::Result<()> {
     let opts = args.options();
     if let Some(path) = &args.report_json {
-        crate::files::check_output(path, "--report-json", &[&args.data], false)?;
+        crate::files::check_output(path, "--report-json", &[&args.data], true)?;
     }
     crate::files::check_folder(&opts.out, "--out")?;
     let Some(report) = launched(|ctx, comm| match comm {

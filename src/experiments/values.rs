@@ -6,65 +6,60 @@ use std::ops::RangeInclusive;
 
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
 
-/// A finite number in `range` (`what` says which in the message).
-fn float_in(text: &str, range: RangeInclusive<f64>, open_low: bool, what: &str) -> Result<f64, String> {
+/// A finite number between `low` and `high`, each end included when its flag says so
+/// (`what` says which numbers in the message).
+fn float_in(
+    text: &str,
+    (low, with_low): (f64, bool),
+    (high, with_high): (f64, bool),
+    what: &str,
+) -> Result<f64, String> {
     let value: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number"))?;
-    let inside = value.is_finite()
-        && range.contains(&value)
-        && !(open_low && value == *range.start())
-        && !(*range.end() == f64::MAX && value > f32::MAX as f64);
-    if inside {
+    let above = value > low || (with_low && value == low);
+    let below = value < high || (with_high && value == high);
+    if value.is_finite() && above && below {
         Ok(value)
     } else {
         Err(format!("must be {what}, got {text}"))
     }
 }
 
+/// The largest f32, the top of the ranges that have none of their own.
+const MAX: (f64, bool) = (f32::MAX as f64, true);
+
 /// A finite number >= 0.
 pub fn non_negative(text: &str) -> Result<f32, String> {
-    float_in(text, 0.0..=f64::MAX, false, "a finite number >= 0").map(|v| v as f32)
+    float_in(text, (0.0, true), MAX, "a finite number >= 0").map(|v| v as f32)
 }
 
 /// A finite number > 0.
 pub fn positive(text: &str) -> Result<f32, String> {
-    float_in(text, 0.0..=f64::MAX, true, "a finite number > 0").map(|v| v as f32)
+    float_in(text, (0.0, false), MAX, "a finite number > 0").map(|v| v as f32)
 }
 
 /// A center learning rate: in (0, 1].
 pub fn alpha(text: &str) -> Result<f32, String> {
-    float_in(text, 0.0..=1.0, true, "in (0, 1]").map(|v| v as f32)
+    float_in(text, (0.0, false), (1.0, true), "in (0, 1]").map(|v| v as f32)
 }
 
 /// A fraction strictly between 0 and 1 (identities held out).
 pub fn open_fraction(text: &str) -> Result<f64, String> {
-    float_in(text, 0.0..=1.0, true, "a fraction strictly between 0 and 1").and_then(|v| {
-        if v < 1.0 {
-            Ok(v)
-        } else {
-            Err(format!("must be a fraction strictly between 0 and 1, got {text}"))
-        }
-    })
+    float_in(text, (0.0, false), (1.0, false), "a fraction strictly between 0 and 1")
 }
 
 /// A fraction in [0, 1) (images held out for validation; 0: none).
 pub fn fraction(text: &str) -> Result<f64, String> {
-    float_in(text, 0.0..=1.0, false, "a fraction in [0, 1)").and_then(|v| {
-        if v < 1.0 {
-            Ok(v)
-        } else {
-            Err(format!("must be a fraction in [0, 1), got {text}"))
-        }
-    })
+    float_in(text, (0.0, true), (1.0, false), "a fraction in [0, 1)")
 }
 
 /// A false-accept rate: in (0, 1).
 pub fn rate(text: &str) -> Result<f64, String> {
-    open_fraction(text).map_err(|_| format!("must be a false-accept rate in (0, 1) such as 1e-3, got {text}"))
+    float_in(text, (0.0, false), (1.0, false), "a false-accept rate in (0, 1) such as 1e-3")
 }
 
 /// A cosine similarity: in [-1, 1].
 pub fn cosine(text: &str) -> Result<f64, String> {
-    float_in(text, -1.0..=1.0, false, "a cosine similarity in [-1, 1]")
+    float_in(text, (-1.0, true), (1.0, true), "a cosine similarity in [-1, 1]")
 }
 
 /// A whole number in `range`, as `usize`.

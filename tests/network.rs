@@ -284,7 +284,14 @@ fn a_parameter_over_the_binding_limit_is_a_config_error() {
     };
     let cfg = TrainConfig { batch: 1, center: deterministic(0.0), ..Default::default() };
     let err = Network::new(&ctx, spec, cfg).err().expect("a parameter over the binding limit");
-    assert!(matches!(err, Error::Config(_)) && err.to_string().contains("trunk.0.weight"), "{err}");
+    // Refused before anything is allocated (NetworkSpec::footprint), naming the layer and its weights.
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::Config(_))
+            && text.contains("layer trunk.0 (linear -> ")
+            && text.contains("its weights take"),
+        "{text}"
+    );
 }
 
 /// Four classes of 8x8 images, each a bright square in its own quadrant plus noise.

@@ -504,9 +504,10 @@ fn a_killed_pack_write_leaves_the_old_pack_readable() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     let images = |pack: &Path| centerloss::data::recordio::RecordPack::open(pack).map(|p| p.len());
     assert_eq!(images(&pack).unwrap(), 18);
-    // A large set written over it, killed part way.
+    // A large set written over it (98 GiB of images, written 64 identities at a time, so
+    // not refused for its size), killed part way.
     #[rustfmt::skip]
-    let large = ["faces", "--write-rec", pack.to_str().unwrap(), "--identities", "4000", "--images-per-identity", "20"];
+    let large = ["faces", "--write-rec", pack.to_str().unwrap(), "--identities", "300000", "--images-per-identity", "20"];
     let mut child = Command::new(env!("CARGO_BIN_EXE_centerloss")).args(large).spawn().unwrap();
     let temporary =
         || std::fs::read_dir(&pack).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-"));

@@ -389,10 +389,10 @@ fn launched<R>(
 /// report.
 pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
     args.check_outputs()?;
-    args.options().validate()?;
     if write_built_in(args)? {
         return Ok(());
     }
+    args.options().validate()?;
     let opts = args.options();
     let Some(report) = launched(|ctx, comm| match comm {
         Some(comm) => super::faces::run_collective(ctx, &opts, comm),
@@ -427,8 +427,13 @@ pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
 /// (generated a few identities at a time, so that any size fits in memory); whether it did.
 fn write_built_in(args: &FaceArgs) -> crate::Result<bool> {
     use crate::data::folder::{encode_png, write_folder};
+    if args.write_folder.is_none() && args.write_rec.is_none() && args.write_bin.is_none() {
+        return Ok(false);
+    }
     let cfg = args.set.config(args.training.seed, args.rgb);
     let identities = args.set.identities + args.set.eval_identities;
+    // Written 64 identities at a time: any number of them fits in memory.
+    cfg.validate(identities.min(64))?;
     let chunks = (0..identities).step_by(64).map(|first| (first, 64.min(identities - first)));
     if let Some(dir) = &args.write_folder {
         for (first, count) in chunks.clone() {
@@ -452,7 +457,9 @@ fn write_built_in(args: &FaceArgs) -> crate::Result<bool> {
         eprintln!("wrote {n} images of {identities} identities to {}", dir.join("train.rec").display());
     }
     if let Some(file) = &args.write_bin {
-        let (_, test) = cfg.split();
+        // The held-out identities alone, in memory at once.
+        cfg.validate(cfg.test_identities)?;
+        let test = cfg.generate(cfg.train_identities, cfg.test_identities);
         let pairs = crate::eval::verification_pairs(&test.labels, args.training.seed);
         let mut set = crate::data::bin::VerificationSet::default();
         for p in &pairs {

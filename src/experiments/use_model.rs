@@ -183,9 +183,9 @@ fn embed_pixel_rows(model: &Model, input: &Path) -> Result<Rows> {
         return Err(Error::Data(format!(
             "{}: row {} holds {} at column {}; inputs are finite",
             input.display(),
-            at / len.max(1),
+            at / len,
             pixels[at],
-            at % len.max(1)
+            at % len
         )));
     }
     if len != model.preprocessing().input_len() {
@@ -299,7 +299,8 @@ fn verify_benchmarks(model: &Model, bins: &[PathBuf]) -> Result<()> {
 /// Verifies an LFW-style pairs list over a folder and prints the table, with the decisions
 /// at the model's threshold.
 fn verify_pairs(model: &Model, pairs_file: &Path, data: &Path, args: &VerifyArgs) -> Result<()> {
-    // An image left out would renumber its identity's images: every one must decode.
+    crate::files::open(pairs_file)?; // before the folder is embedded, not after
+                                     // An image left out would renumber its identity's images: every one must decode.
     let rows = embed_input(model, data, true, Undecodable::Fail)?;
     let numbered = numbered_names(rows.identities.iter().map(String::as_str));
     let pairs = read_pairs(pairs_file, &numbered)?;

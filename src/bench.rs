@@ -8,7 +8,8 @@ use bytemuck::{Pod, Zeroable};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::cpu::CenterLossCpu;
-use crate::gpu::{self, median, Access, GpuContext, GpuTimer, KernelSet, KernelSpec, KernelTime};
+use crate::gpu::shaders::{kernel, Kernel};
+use crate::gpu::{self, median, GpuContext, GpuTimer, KernelSet, KernelTime};
 use crate::nn::{Graph, LayerSpec, Network, NetworkSpec, TrainConfig};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, GpuCenterLoss, Result, UpdateMode};
 
@@ -23,12 +24,7 @@ struct CopyParams {
 }
 
 /// The benchmarks' own kernel (`shaders/bench/`): a copy that moves 16 bytes per invocation.
-pub const KERNELS: &[KernelSpec] = &[KernelSpec {
-    name: "bandwidth_copy",
-    uniform_bytes: Some(std::mem::size_of::<CopyParams>() as u64),
-    storage: &[Access::Read, Access::Write],
-    element_bytes: 16,
-}];
+pub const KERNELS: &[&Kernel] = &[&kernel::BANDWIDTH_COPY];
 
 /// How a time was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,13 +207,13 @@ fn median_wall_seconds(samples: usize, mut run: impl FnMut() -> Result<()>) -> R
 pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, samples: usize) -> Result<(f64, Timing)> {
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let bytes = bytes.min(limit) / 16 * 16;
-    let kernels = KernelSet::for_context(ctx, "bench kernels", KERNELS, &[])?;
+    let kernels = KernelSet::for_context(ctx, KERNELS, &[])?;
     let src = gpu::buffer(ctx.device(), "copy src", bytes, gpu::STORAGE_RW);
     let dst = gpu::buffer(ctx.device(), "copy dst", bytes, gpu::STORAGE_RW);
     let len = (bytes / 16) as u32;
     let u = gpu::uniform(ctx.device(), "copy params", &CopyParams { len, _pad0: 0, _pad1: 0, _pad2: 0 });
     let (x, y) = gpu::grid(len as u64, ctx.limits().max_compute_workgroups_per_dimension);
-    let op = ctx.capture(|| kernels.op("bandwidth_copy", &[], Some(&u), &[&src, &dst], (x, y, 1)))??;
+    let op = ctx.try_capture(|| kernels.op(&kernel::BANDWIDTH_COPY, &[], Some(&u), &[&src, &dst], (x, y, 1)))?;
     let iters = 4;
     let timing = time_recorded(ctx, iters, samples, &|enc| {
         let mut pass = enc.begin_compute_pass(&Default::default());
@@ -310,11 +306,11 @@ pub fn duration(seconds: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::shaders::{layout, mirror};
+    use crate::gpu::shaders::{kernel, layout, mirror};
 
     #[test]
     fn copy_params_mirror_the_wgsl() {
-        let module = mirror::module("bandwidth_copy", &[]);
+        let module = mirror::module(&kernel::BANDWIDTH_COPY, &[]);
         mirror::assert_struct(&module, "CopyParams", layout!(CopyParams { len, _pad0, _pad1, _pad2 }));
     }
 }

@@ -218,7 +218,7 @@ impl GradScale {
         let device = ctx.device();
         Ok(Self {
             ctx: ctx.clone(),
-            kernels: KernelSet::for_context(ctx, "burn gradient scale", GRAD_SCALE_KERNELS, &[])?,
+            kernels: KernelSet::for_context(ctx, GRAD_SCALE_KERNELS, &[])?,
             params: gpu::buffer(
                 device,
                 "burn gradient scale params",
@@ -238,7 +238,7 @@ impl GradScale {
         incoming.client.flush().map_err(|e| Error::Gpu(format!("burn could not flush its work: {e:?}")))?;
         let grid = gpu::grid(len as u64, self.ctx.limits().max_compute_workgroups_per_dimension);
         let op = self.kernels.op_ranges(
-            "center_grad_scale",
+            &crate::gpu::shaders::kernel::CENTER_GRAD_SCALE,
             &[],
             Some(&self.params),
             &[

@@ -1,11 +1,32 @@
 //! Exhaustive 1:N search on the GPU: the cosine scores of a chunk of probes against the
 //! whole gallery with the trainer's GEMM, then the best k of each probe selected on the
-//! GPU (`shaders/nn/top_k.wgsl`); only the k results per probe are read back.
+//! GPU (`shaders/search/top_k.wgsl`); only the k results per probe are read back.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
 
 use crate::error::{check_finite, check_len};
-use crate::gpu::{self, GpuContext, Op, Staging, Storage};
-use crate::nn::{Graph, TopKParams, TOP_K_MAX};
+use crate::gpu::shaders::{kernel, Kernel};
+use crate::gpu::{self, GpuContext, KernelSet, Op, Staging, Storage};
+use crate::nn::Graph;
 use crate::{Error, Result};
+
+/// Mirrors `TopKParams` in `shaders/search/top_k.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct TopKParams {
+    rows: u32,
+    cols: u32,
+    k: u32,
+    _pad: u32,
+}
+
+/// The kernel search adds to the trainer's GEMM (`shaders/search/`).
+pub const KERNELS: &[&Kernel] = &[&kernel::TOP_K];
+
+/// The largest k `top_k.wgsl` selects: `MAX_K`.
+pub(crate) const TOP_K_MAX: usize = 64;
 
 /// Bytes of probe scores one chunk may hold (the adapter's binding limit may cut it further).
 const SCORE_BYTES_PER_CHUNK: u64 = 64 << 20;
@@ -22,6 +43,7 @@ pub struct Hit {
 /// A gallery of unit-length rows on the GPU, searched for the `k` best rows per probe.
 pub struct GallerySearch {
     graph: Graph,
+    kernels: Arc<KernelSet>,
     gallery: wgpu::Buffer,
     probes: wgpu::Buffer,
     scores: wgpu::Buffer,
@@ -78,6 +100,7 @@ impl GallerySearch {
         let staging = Staging::new(device, "top-k read-back", 2 * top_bytes);
         let mut search = Self {
             graph,
+            kernels: KernelSet::for_context(ctx, KERNELS, &[])?,
             gallery: gallery_buffer,
             probes,
             scores,
@@ -100,11 +123,11 @@ impl GallerySearch {
     fn pass(&mut self, probes: usize) -> Result<Vec<Op>> {
         let ctx = self.graph.context().clone();
         let (a, b, out) = (&self.probes, &self.gallery, &self.scores);
-        let mut ops = ctx.capture(|| self.graph.gemm_abt((probes, self.rows, self.dim), a, b, out))??;
+        let mut ops = ctx.try_capture(|| self.graph.gemm_abt((probes, self.rows, self.dim), a, b, out))?;
         let params = TopKParams { rows: probes as u32, cols: self.rows as u32, k: self.k as u32, _pad: 0 };
         let uniform = self.graph.uniform(&params);
         let storage: [&dyn Storage; 3] = [&self.scores, &self.top_values, &self.top_columns];
-        ops.push(self.graph.op("top_k", &uniform, &storage, (probes as u32, 1, 1))?);
+        ops.push(self.kernels.op(&kernel::TOP_K, &[], Some(&uniform), &storage, (probes as u32, 1, 1))?);
         Ok(ops)
     }
 
@@ -175,4 +198,17 @@ pub fn search_reference(gallery: &[f32], probes: &[f32], dim: usize, k: usize) -
             scored.into_iter().take(k).map(|(s, index)| Hit { index, score: s as f32 }).collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::shaders::{layout, mirror};
+
+    #[test]
+    fn the_top_k_mirror_matches_the_wgsl() {
+        let top_k = mirror::module(&kernel::TOP_K, &[]);
+        mirror::assert_struct(&top_k, "TopKParams", layout!(TopKParams { rows, cols, k, _pad }));
+        assert_eq!(mirror::constant(&top_k, "MAX_K"), TOP_K_MAX as u64);
+    }
 }

@@ -502,7 +502,7 @@ fn margin_kernel(ctx: &GpuContext, head: &Head, cosines: &[f32], labels: &[u32],
         KernelFamily::Gpu => &[][..],
         KernelFamily::Cpu => centerloss::nn::CPU_KERNEL_ALIASES,
     };
-    let kernels = KernelSet::for_context(ctx, "margin test kernels", centerloss::nn::KERNELS, aliases).unwrap();
+    let kernels = KernelSet::for_context(ctx, centerloss::nn::KERNELS, aliases).unwrap();
     let device = ctx.device();
     let storage = |label, values: &[u8]| {
         let buf = buffer(device, label, values.len().max(16) as u64, STORAGE_RW);
@@ -519,7 +519,7 @@ fn margin_kernel(ctx: &GpuContext, head: &Head, cosines: &[f32], labels: &[u32],
     let stats = storage("stats", &vec![0u8; 8 * b]);
     let op = kernels
         .op(
-            "margin_cross_entropy",
+            &centerloss::gpu::kernel::MARGIN_CROSS_ENTROPY,
             &head.kernel_constants(),
             Some(&uniform),
             &[&cos, &lab, &grad, &stats],

@@ -29,10 +29,16 @@ fn burn_extra_work(ctx: &GpuContext, b: usize, d: usize) -> BenchResult<impl Fn(
         ["burn x", "own x", "own g", "burn g"].map(|l| gpu::buffer(dev, l, bytes, gpu::STORAGE_RW));
     let small = ["burn y", "own y", "own loss", "burn loss", "params"]
         .map(|l| gpu::buffer(dev, l, 4 * b as u64, gpu::STORAGE_RW | wgpu::BufferUsages::UNIFORM));
-    let kernels = KernelSet::for_context(ctx, "burn gradient scale", GRAD_SCALE_KERNELS, &[])?;
+    let kernels = KernelSet::for_context(ctx, GRAD_SCALE_KERNELS, &[])?;
     ctx.queue().write_buffer(&small[4], 0, bytemuck::cast_slice(&[(b * d) as u32, 0, 0, 0]));
     let grid = gpu::grid((b * d) as u64, ctx.limits().max_compute_workgroups_per_dimension);
-    let scale = kernels.op("center_grad_scale", &[], Some(&small[4]), &[&small[2], &burn_g], (grid.0, grid.1, 1))?;
+    let scale = kernels.op(
+        &centerloss::gpu::shaders::kernel::CENTER_GRAD_SCALE,
+        &[],
+        Some(&small[4]),
+        &[&small[2], &burn_g],
+        (grid.0, grid.1, 1),
+    )?;
     Ok(move |enc: &mut wgpu::CommandEncoder| {
         enc.copy_buffer_to_buffer(&burn_x, 0, &own_x, 0, bytes);
         enc.copy_buffer_to_buffer(&small[0], 0, &small[1], 0, 4 * b as u64);

@@ -7,6 +7,7 @@
 
 #import common
 #import batch_bindings
+#import batch_data_vec4
 #import window
 #import accumulate
 #import forward_report

@@ -7,6 +7,7 @@
 
 #import common
 #import batch_bindings
+#import batch_data_vec4
 #import health_report
 #import run_lanes
 #import runs

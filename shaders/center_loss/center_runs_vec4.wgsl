@@ -9,6 +9,7 @@
 
 #import common
 #import batch_bindings
+#import batch_data_vec4
 #import window
 #import run_lanes
 #import runs

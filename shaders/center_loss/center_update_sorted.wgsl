@@ -6,6 +6,7 @@
 
 #import common
 #import batch_bindings
+#import batch_data
 #import window
 #import scratch_sorted
 

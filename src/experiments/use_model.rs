@@ -86,7 +86,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub probe: PathBuf,
     /// Hits per probe (at most 64 and the gallery's size).
-    #[arg(long, default_value_t = 5, value_parser = values::count(1..=crate::nn::TOP_K_MAX as u64))]
+    #[arg(long, default_value_t = 5, value_parser = values::count(1..=crate::search::TOP_K_MAX as u64))]
     pub top_k: usize,
     /// Write the hits as CSV (probe, rank, gallery path, identity, score); default: stdout.
     #[arg(long)]

@@ -385,6 +385,12 @@ impl GpuContext {
         Ok(value)
     }
 
+    /// [`GpuContext::capture`] of a fallible `f`: its error, or the first wgpu error
+    /// raised meanwhile, as one result.
+    pub fn try_capture<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.capture(f)?
+    }
+
     /// A per-device object built once by `make` and shared by later callers (pipelines),
     /// under `key` (which names everything the object depends on, the kernel family too).
     pub(crate) fn cached<T: Send + Sync + 'static>(

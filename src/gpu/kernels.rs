@@ -1,7 +1,7 @@
-//! The kernel registry and the one dispatch type. A subsystem describes its kernels either
-//! as a table of single-group [`KernelSpec`]s (an optional uniform at binding 0, then
-//! storage buffers) or, for kernels that bind several groups, as [`GroupedKernel`]s over
-//! layouts it made with the [`PipelineFactory`]. [`KernelSet`] builds their shader modules
+//! The pipeline cache and the one dispatch type. A subsystem names its kernels by typed
+//! handle ([`super::shaders::kernel`]) either as single-group kernels (an optional uniform at
+//! binding 0, then storage buffers, the layout read from the WGSL) or, for kernels that
+//! bind several groups, as [`GroupedKernel`]s over layouts made with [`layout_entries`]. [`KernelSet`] builds their shader modules
 //! and layouts once per device, makes pipelines per set of pipeline constants and shares
 //! them, and turns bind groups into recorded dispatches ([`Op`]).
 
@@ -9,46 +9,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{profile_dispatches, shaders, GpuContext, KernelTime, Storage};
+use super::shaders::{Access, Alias, Binding, BindingKind, Kernel, KernelVariant};
+use super::{profile_dispatches, GpuContext, KernelTime, Storage};
 use crate::{Error, Result};
 
-/// How a kernel uses one storage binding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// `var<storage, read>`
-    Read,
-    /// `var<storage, read_write>`
-    Write,
-}
-
-/// A kernel's interface: its WGSL file, its uniform's size and its storage bindings 1..
-#[derive(Clone, Copy, Debug)]
-pub struct KernelSpec {
-    /// The kernel's WGSL file stem.
-    pub name: &'static str,
-    /// Bytes of the uniform at binding 0; `None` for a kernel whose shapes are all
-    /// pipeline constants (binding 0 is then empty).
-    pub uniform_bytes: Option<u64>,
-    /// The storage bindings 1, 2, ... in order.
-    pub storage: &'static [Access],
-    /// Size of one element of the storage arrays (their minimum binding size).
-    pub element_bytes: u64,
-}
-
-impl KernelSpec {
-    /// A kernel over f32/u32 arrays.
-    pub const fn new(name: &'static str, uniform_bytes: u64, storage: &'static [Access]) -> Self {
-        Self { name, uniform_bytes: Some(uniform_bytes), storage, element_bytes: 4 }
-    }
-
-    /// A kernel over f32/u32 arrays with no uniform: its shapes are pipeline constants.
-    pub const fn without_uniform(name: &'static str, storage: &'static [Access]) -> Self {
-        Self { name, uniform_bytes: None, storage, element_bytes: 4 }
-    }
-}
-
-/// A kernel that binds several groups: its key in the set, its name in profiles, its WGSL
-/// file composed with import aliases, the pipeline layout its groups follow and the
+/// A kernel that binds several groups: its key in the set, its name in profiles, its
+/// kernel composed with import aliases, the pipeline layout its groups follow and the
 /// pipeline constants its one pipeline is specialised with.
 #[derive(Clone, Debug)]
 pub struct GroupedKernel<'a> {
@@ -56,10 +22,10 @@ pub struct GroupedKernel<'a> {
     pub key: &'static str,
     /// The name its dispatches carry in profiles.
     pub name: &'static str,
-    /// The WGSL file stem.
-    pub file: &'static str,
-    /// Import aliases ([`shaders::compose`]).
-    pub aliases: Vec<(&'static str, &'static str)>,
+    /// The kernel.
+    pub kernel: &'static Kernel,
+    /// The helper each import slot takes ([`super::shaders::compose`]).
+    pub aliases: Vec<Alias>,
     /// The layout of its bind groups.
     pub layout: &'a wgpu::PipelineLayout,
     /// Pipeline-overridable constants.
@@ -149,9 +115,9 @@ impl PipelineFactory {
         })
     }
 
-    /// The shader module of `kernel` composed with `aliases` ([`shaders::compose`]).
-    pub fn shader_module(&self, label: &str, kernel: &str, aliases: &[(&str, &str)]) -> Result<wgpu::ShaderModule> {
-        let source = shaders::compose(kernel, aliases)?;
+    /// The shader module of `kernel` composed with `aliases` ([`super::shaders::compose`]).
+    pub fn shader_module(&self, label: &str, kernel: &Kernel, aliases: &[Alias]) -> Result<wgpu::ShaderModule> {
+        let source = kernel.compose(aliases)?;
         Ok(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(label),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -184,6 +150,7 @@ impl PipelineFactory {
 
 /// A single-group kernel: specialised per set of pipeline constants on first use.
 struct Compiled {
+    variant: &'static KernelVariant,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
@@ -195,61 +162,121 @@ struct Grouped {
     pipeline: wgpu::ComputePipeline,
 }
 
-/// The shader modules and layouts of a table of kernels on one device, and their pipelines
+/// What a specialised pipeline is cached by: the kernel and its constants (values as bits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    kernel: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+impl PipelineKey {
+    fn new(kernel: &'static str, constants: &[(&'static str, f64)]) -> Self {
+        Self { kernel, constants: constants.iter().map(|(name, value)| (*name, value.to_bits())).collect() }
+    }
+}
+
+/// The bind-group layout entries of `group` that every one of `variants` accepts: each
+/// binding any of them declares, with the largest minimum size; a uniform binding gets a
+/// dynamic offset when `dynamic`. An error when two variants declare one binding
+/// differently (a uniform and a storage buffer, or read-only and read-write).
+pub fn layout_entries(
+    variants: &[&KernelVariant],
+    group: u32,
+    dynamic: bool,
+) -> Result<Vec<wgpu::BindGroupLayoutEntry>> {
+    let mut union: Vec<Binding> = Vec::new();
+    for binding in variants.iter().flat_map(|v| v.bindings).filter(|b| b.group == group) {
+        match union.iter_mut().find(|u| u.binding == binding.binding) {
+            None => union.push(*binding),
+            Some(seen) => {
+                seen.kind = match (seen.kind, binding.kind) {
+                    (BindingKind::Uniform { bytes: a }, BindingKind::Uniform { bytes: b }) => {
+                        BindingKind::Uniform { bytes: a.max(b) }
+                    }
+                    (
+                        BindingKind::Storage { access: a, min_bytes: x },
+                        BindingKind::Storage { access: b, min_bytes: y },
+                    ) if a == b => BindingKind::Storage { access: a, min_bytes: x.max(y) },
+                    (a, b) => {
+                        return Err(Error::Internal(format!(
+                            "group {group} binding {} is {a:?} in one kernel and {b:?} in another",
+                            binding.binding
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    union.sort_by_key(|b| b.binding);
+    Ok(union
+        .iter()
+        .map(|b| match b.kind {
+            BindingKind::Uniform { bytes } => super::uniform_entry(b.binding, bytes, dynamic),
+            BindingKind::Storage { access, min_bytes } => {
+                super::storage_entry(b.binding, access == Access::Read, min_bytes)
+            }
+        })
+        .collect())
+}
+
+/// The shader modules and layouts of a list of kernels on one device, and their pipelines
 /// (single-group kernels: one per set of pipeline constants, made on first use and then
 /// shared; grouped kernels: one each, made with the set).
 pub struct KernelSet {
     factory: PipelineFactory,
     compiled: HashMap<&'static str, Compiled>,
-    pipelines: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     grouped: HashMap<&'static str, Grouped>,
 }
 
 impl KernelSet {
-    /// The kernels of `table` on `ctx`, each composed with the import `aliases` (e.g. the
-    /// CPU-driver variant of a helper), built on first use under `key` and shared by every
-    /// later caller on the same device.
+    /// The single-group `kernels` on `ctx`, each composed with the import `aliases` (e.g.
+    /// the CPU family's helpers), their layouts read from the WGSL; built on first use and
+    /// shared by every later caller with the same kernels and aliases on the same device.
     pub fn for_context(
         ctx: &GpuContext,
-        key: &'static str,
-        table: &'static [KernelSpec],
-        aliases: &'static [(&'static str, &'static str)],
+        kernels: &'static [&'static Kernel],
+        aliases: &'static [Alias],
     ) -> Result<Arc<KernelSet>> {
-        ctx.cached(key, || KernelSet::new(ctx, table, aliases))
+        let names: Vec<&str> = kernels.iter().map(|k| k.name).collect();
+        ctx.cached(&format!("kernels {names:?} with {aliases:?}"), || KernelSet::new(ctx, kernels, aliases))
     }
 
-    fn new(ctx: &GpuContext, table: &[KernelSpec], aliases: &[(&str, &str)]) -> Result<Self> {
+    fn new(ctx: &GpuContext, kernels: &[&'static Kernel], aliases: &[Alias]) -> Result<Self> {
         let factory = ctx.pipeline_factory();
-        ctx.capture(|| {
+        ctx.try_capture(|| {
             let mut compiled = HashMap::new();
-            for spec in table {
-                let mut entries: Vec<_> =
-                    spec.uniform_bytes.map(|bytes| super::uniform_entry(0, bytes, false)).into_iter().collect();
-                for (i, access) in spec.storage.iter().enumerate() {
-                    entries.push(super::storage_entry(i as u32 + 1, *access == Access::Read, spec.element_bytes));
+            for kernel in kernels {
+                let variant = kernel.variant(aliases)?;
+                if let Some(other) = variant.bindings.iter().find(|b| b.group != 0) {
+                    let group = other.group;
+                    return Err(Error::Internal(format!(
+                        "{} binds group {group}: not a single-group kernel",
+                        kernel.name
+                    )));
                 }
-                let layout = factory.bind_group_layout(spec.name, &entries);
-                let pipeline_layout = factory.pipeline_layout(spec.name, &[&layout]);
-                let module = factory.shader_module(spec.name, spec.name, aliases)?;
-                compiled.insert(spec.name, Compiled { layout, pipeline_layout, module });
+                let layout = factory.bind_group_layout(kernel.name, &layout_entries(&[variant], 0, false)?);
+                let pipeline_layout = factory.pipeline_layout(kernel.name, &[&layout]);
+                let module = factory.shader_module(kernel.name, kernel, aliases)?;
+                compiled.insert(kernel.name, Compiled { variant, layout, pipeline_layout, module });
             }
             Ok(Self { factory, compiled, pipelines: Mutex::new(HashMap::new()), grouped: HashMap::new() })
-        })?
+        })
     }
 
-    /// The kernels of `kernels` on `ctx` (each module composed once per file and aliases),
-    /// their pipelines made now, within one validation scope.
+    /// The kernels of `kernels` on `ctx` (each module composed once per kernel and
+    /// aliases), their pipelines made now, within one validation scope.
     pub fn grouped(ctx: &GpuContext, kernels: &[GroupedKernel<'_>]) -> Result<Self> {
         let factory = ctx.pipeline_factory();
-        ctx.capture(|| {
-            let mut modules: HashMap<(&str, String), wgpu::ShaderModule> = HashMap::new();
+        ctx.try_capture(|| {
+            let mut modules: HashMap<(&str, Vec<Alias>), wgpu::ShaderModule> = HashMap::new();
             let mut grouped = HashMap::new();
             for kernel in kernels {
-                let module_key = (kernel.file, format!("{:?}", kernel.aliases));
+                let module_key = (kernel.kernel.name, kernel.aliases.clone());
                 let module = match modules.get(&module_key) {
                     Some(module) => module.clone(),
                     None => {
-                        let module = factory.shader_module(kernel.key, kernel.file, &kernel.aliases)?;
+                        let module = factory.shader_module(kernel.key, kernel.kernel, &kernel.aliases)?;
                         modules.insert(module_key, module.clone());
                         module
                     }
@@ -258,22 +285,24 @@ impl KernelSet {
                 grouped.insert(kernel.key, Grouped { name: kernel.name, pipeline });
             }
             Ok(Self { factory, compiled: HashMap::new(), pipelines: Mutex::new(HashMap::new()), grouped })
-        })?
+        })
     }
 
-    fn compiled(&self, kernel: &str) -> Result<&Compiled> {
-        self.compiled.get(kernel).ok_or_else(|| Error::Internal(format!("no kernel named {kernel} in this kernel set")))
+    fn compiled(&self, kernel: &Kernel) -> Result<&Compiled> {
+        self.compiled
+            .get(kernel.name)
+            .ok_or_else(|| Error::Internal(format!("kernel {} is not in this kernel set", kernel.name)))
     }
 
     /// The pipeline of the single-group `kernel` specialised with `constants`.
-    fn pipeline(&self, kernel: &'static str, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, format!("{constants:?}"));
+    fn pipeline(&self, kernel: &'static Kernel, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey::new(kernel.name, constants);
         let mut cache = self.pipelines.lock().map_err(|_| Error::Internal("pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
         let c = self.compiled(kernel)?;
-        let p = self.factory.compute_pipeline(kernel, &c.pipeline_layout, &c.module, constants);
+        let p = self.factory.compute_pipeline(kernel.name, &c.pipeline_layout, &c.module, constants);
         cache.insert(key, p.clone());
         Ok(p)
     }
@@ -288,10 +317,11 @@ impl KernelSet {
     }
 
     /// A dispatch of `kernel` (specialised with `constants`): `uniform` at binding 0 (for
-    /// a kernel that has one), `storage` (whole buffers or ranges) at 1, 2, ...
+    /// a kernel that has one), `storage` (whole buffers or ranges) at the storage bindings
+    /// in order.
     pub fn op(
         &self,
-        kernel: &'static str,
+        kernel: &'static Kernel,
         constants: &[(&'static str, f64)],
         uniform: Option<&wgpu::Buffer>,
         storage: &[&dyn Storage],
@@ -306,25 +336,51 @@ impl KernelSet {
     /// `min_storage_buffer_offset_alignment`).
     pub fn op_ranges(
         &self,
-        kernel: &'static str,
+        kernel: &'static Kernel,
         constants: &[(&'static str, f64)],
         uniform: Option<&wgpu::Buffer>,
         storage: &[wgpu::BufferBinding<'_>],
         grid: (u32, u32, u32),
     ) -> Result<Op> {
-        let layout = &self.compiled(kernel)?.layout;
-        let mut entries: Vec<_> = uniform.map(|u| super::bind(0, u)).into_iter().collect();
-        entries.extend(storage.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32 + 1,
-            resource: wgpu::BindingResource::Buffer(b.clone()),
-        }));
+        let compiled = self.compiled(kernel)?;
+        let uniforms: Vec<u32> = compiled
+            .variant
+            .bindings
+            .iter()
+            .filter(|b| matches!(b.kind, BindingKind::Uniform { .. }))
+            .map(|b| b.binding)
+            .collect();
+        let storage_bindings: Vec<u32> = compiled
+            .variant
+            .bindings
+            .iter()
+            .filter(|b| matches!(b.kind, BindingKind::Storage { .. }))
+            .map(|b| b.binding)
+            .collect();
+        if uniforms.len() != usize::from(uniform.is_some()) || storage_bindings.len() != storage.len() {
+            return Err(Error::Internal(format!(
+                "{} binds {} uniform(s) and {} storage buffer(s); given {} and {}",
+                kernel.name,
+                uniforms.len(),
+                storage_bindings.len(),
+                usize::from(uniform.is_some()),
+                storage.len()
+            )));
+        }
+        let mut entries: Vec<_> = uniform.iter().zip(&uniforms).map(|(u, &b)| super::bind(b, u)).collect();
+        entries.extend(
+            storage.iter().zip(&storage_bindings).map(|(b, &binding)| wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(b.clone()),
+            }),
+        );
         let group = self.factory.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel),
-            layout,
+            label: Some(kernel.name),
+            layout: &compiled.layout,
             entries: &entries,
         });
         let groups = vec![BoundGroup { index: 0, group, offset: None }];
-        Ok(Op { kernel, pipeline: self.pipeline(kernel, constants)?, groups, grid })
+        Ok(Op { kernel: kernel.name, pipeline: self.pipeline(kernel, constants)?, groups, grid })
     }
 }
 

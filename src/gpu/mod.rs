@@ -2,6 +2,7 @@
 //! and pipeline cache, bind-group layout entries, uniform and storage buffers, read-back,
 //! dispatch grids and GPU timestamps. It knows nothing of center loss or the trainer.
 
+mod compose;
 mod context;
 mod kernels;
 mod readback;
@@ -11,9 +12,10 @@ mod tune;
 
 pub use context::{required_limits, GpuContext, KernelChoice, KernelFamily, WgpuHandles};
 pub use kernels::{
-    profile_ops, record_ops, Access, BoundGroup, Constants, GroupedKernel, KernelSet, KernelSpec, Op, PipelineFactory,
+    layout_entries, profile_ops, record_ops, BoundGroup, Constants, GroupedKernel, KernelSet, Op, PipelineFactory,
 };
 pub use readback::{read_buffer, read_buffers, Staging};
+pub use shaders::{kernel, Access, Alias, Kernel};
 pub use timing::{median, profile_dispatches, GpuTimer, KernelTime};
 pub use tune::{Tiling, TunedChoice, Tuner, FAILED_MICROS};
 

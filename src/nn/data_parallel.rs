@@ -71,7 +71,7 @@ impl Network {
             .collective_readback
             .take()
             .unwrap_or_else(|| Staging::new(ctx.device(), "data-parallel readback", 4 * (total + 4 + b * dim) as u64));
-        ctx.capture(|| {
+        ctx.try_capture(|| {
             let queue = ctx.queue();
             queue.write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
             queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
@@ -93,7 +93,7 @@ impl Network {
             staging.copy_from(&mut encoder, &self.embedding.buffer, 0, offset + 16, 4 * (b * dim) as u64);
             queue.submit([encoder.finish()]);
             Ok::<_, Error>(())
-        })??;
+        })?;
         let mut values: Vec<f32> = staging.read_values(&ctx, total + 4 + b * dim)?;
         self.collective_readback = Some(staging);
         let embeddings = values.split_off(total + 4);

@@ -16,6 +16,7 @@ use super::arena::{ParamArena, ParamPage};
 use super::kernels::{values_per_invocation, CPU_KERNEL_ALIASES, KERNELS};
 use super::spec::{LayerSpec, Shape, WeightInit};
 use super::tiles::GemmTiles;
+use crate::gpu::shaders::Kernel;
 use crate::gpu::{self, BufferRange, Constants, GpuContext, KernelFamily, KernelSet, Op, Storage};
 use crate::{Error, Result};
 
@@ -127,13 +128,13 @@ pub(super) const GEMM_TILE_OUTPUTS: usize = 4096;
 /// Outputs of one workgroup of the wide core (128 x 128 or 64 x 256): `TILE_OUTPUTS` in
 /// gemm_core_wide.wgsl.
 pub(super) const GEMM_WIDE_TILE_OUTPUTS: usize = 16384;
-/// Rows of C one invocation of the register core holds: `BLOCK_M` in gemm_core_cpu.wgsl.
-pub(super) const GEMM_CPU_BLOCK_M: usize = 16;
+/// Rows of C one invocation of the register core holds: `BLOCK_M` in gemm_core_registers.wgsl.
+pub(super) const GEMM_REGISTER_BLOCK_M: usize = 16;
 /// Columns of C one invocation of the register core holds: `BLOCK_N`.
-pub(super) const GEMM_CPU_BLOCK_N: usize = 8;
+pub(super) const GEMM_REGISTER_BLOCK_N: usize = 8;
 /// Invocations of a workgroup of the register core in the CPU-driver family: the default
 /// of `INVOCATIONS`.
-pub(super) const GEMM_CPU_INVOCATIONS: usize = 8;
+pub(super) const GEMM_REGISTER_INVOCATIONS: usize = 8;
 /// The longest k-step of the GEMM core: `MAX_TILE_K` in gemm_core.wgsl (split-K slices
 /// are multiples of it).
 pub(super) const GEMM_TILE_K: usize = 16;
@@ -148,8 +149,8 @@ impl Graph {
             return Err(Error::Config(format!("batch size must be in 1..=65535, got {batch}")));
         }
         let kernels = match ctx.kernels() {
-            KernelFamily::Gpu => KernelSet::for_context(ctx, "nn kernels", KERNELS, &[])?,
-            KernelFamily::Cpu => KernelSet::for_context(ctx, "nn kernels (cpu)", KERNELS, CPU_KERNEL_ALIASES)?,
+            KernelFamily::Gpu => KernelSet::for_context(ctx, KERNELS, &[])?,
+            KernelFamily::Cpu => KernelSet::for_context(ctx, KERNELS, CPU_KERNEL_ALIASES)?,
         };
         let dummy = gpu::buffer(ctx.device(), "unused binding", 16, wgpu::BufferUsages::STORAGE);
         let dummy_out = gpu::buffer(ctx.device(), "unused output binding", 16, wgpu::BufferUsages::STORAGE);
@@ -218,7 +219,7 @@ impl Graph {
     /// A dispatch of a trainer kernel on this graph's device.
     pub(crate) fn op(
         &self,
-        kernel: &'static str,
+        kernel: &'static Kernel,
         uniform: &wgpu::Buffer,
         storage: &[&dyn Storage],
         grid: (u32, u32, u32),

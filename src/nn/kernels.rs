@@ -1,13 +1,12 @@
-//! The trainer kernels' interfaces: the table the GPU toolkit builds them from, and the
-//! `#[repr(C)]` mirrors of their WGSL uniforms (a unit test compares each mirror with the
+//! The trainer's kernels by typed name (their bindings are read from the WGSL by
+//! `build.rs`), the helpers each family imports, and the `#[repr(C)]` mirrors of their WGSL
+//! uniforms (a unit test compares each mirror with the
 //! WGSL struct's field names and offsets, read by naga).
-
-use std::mem::size_of;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Access, KernelFamily, KernelSpec};
-use Access::{Read as R, Write as W};
+use crate::gpu::shaders::{helper, kernel, Alias, Kernel};
+use crate::gpu::KernelFamily;
 
 /// Mirrors `GemmParams` in `shaders/nn/gemm.wgsl`.
 #[repr(C)]
@@ -73,19 +72,6 @@ pub(crate) struct RowParams {
     pub _pad: u32,
 }
 
-/// Mirrors `TopKParams` in `shaders/nn/top_k.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub(crate) struct TopKParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub k: u32,
-    pub _pad: u32,
-}
-
-/// The largest k `top_k.wgsl` selects: `MAX_K`.
-pub(crate) const TOP_K_MAX: usize = 64;
-
 /// Mirrors `SgdParams` in `shaders/nn/sgd_momentum.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -139,77 +125,60 @@ pub(crate) struct ReduceParams {
     pub scale: f32,
 }
 
-/// The helpers the CPU-driver variants of the trainer kernels import instead of the GPU
-/// ones (`#import` aliases), chosen by [`crate::gpu::KernelFamily`].
-pub const CPU_KERNEL_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu"), ("walk_width", "walk_width_cpu")];
+/// The helpers the CPU family's trainer kernels import instead of the GPU ones, chosen by
+/// [`crate::gpu::KernelFamily`]: the register GEMM core and eight values per invocation.
+pub const CPU_KERNEL_ALIASES: &[Alias] = &[helper::GEMM_CORE_REGISTERS, helper::WALK_WIDTH_CPU];
 
 /// The helper the GPU family's GEMM and convolution kernels import to run on the wide GEMM
 /// core (`nn::GemmCore::Wide`).
-pub(crate) const WIDE_GEMM_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_wide")];
+pub(crate) const WIDE_GEMM_ALIASES: &[Alias] = &[helper::GEMM_CORE_WIDE];
 
 /// The helper the GPU family's GEMM and convolution kernels import to run on the register
 /// GEMM core (`nn::GemmCore::Registers`).
-pub(crate) const REGISTER_GEMM_ALIASES: &[(&str, &str)] = &[("gemm_core", "gemm_core_cpu")];
+pub(crate) const REGISTER_GEMM_ALIASES: &[Alias] = &[helper::GEMM_CORE_REGISTERS];
 
-const fn uniform<T>() -> u64 {
-    size_of::<T>() as u64
-}
+/// The kernels built on a GEMM core (`#import gemm_core`).
+pub(crate) const GEMM_KERNELS: &[&Kernel] =
+    &[&kernel::GEMM, &kernel::CONV2D_FORWARD, &kernel::CONV2D_BACKWARD_INPUT, &kernel::CONV2D_BACKWARD_WEIGHT];
 
-/// The kernels built on a GEMM core (`#import gemm_core`): the first entries of
-/// [`KERNELS`].
-pub(crate) const GEMM_KERNELS: &[KernelSpec] = KERNELS.split_at(4).0;
-
-/// Every trainer kernel in `shaders/nn/`: its uniform and its storage bindings (the GEMM
-/// kernels first).
-pub const KERNELS: &[KernelSpec] = &[
-    KernelSpec::new("gemm", uniform::<GemmParams>(), &[R, R, R, W]),
-    KernelSpec::without_uniform("conv2d_forward", &[R, R, R, W, R, W]),
-    KernelSpec::without_uniform("conv2d_backward_input", &[R, R, W]),
-    KernelSpec::without_uniform("conv2d_backward_weight", &[R, R, W]),
-    KernelSpec::new("sum_slices", uniform::<ElementParams>(), &[R, W]),
-    KernelSpec::new("channel_sum", uniform::<ChannelParams>(), &[R, W]),
-    KernelSpec::new("prelu_forward", uniform::<ElementParams>(), &[R, R, W]),
-    KernelSpec::new("prelu_backward", uniform::<ElementParams>(), &[R, R, R, W]),
-    KernelSpec::new("prelu_slope_grad", uniform::<ChannelParams>(), &[R, R, W]),
-    KernelSpec::new("prelu_backward_channel", uniform::<ChannelParams>(), &[R, R, R, W, W, W]),
-    KernelSpec::new("add", uniform::<ElementParams>(), &[R, R, W]),
-    KernelSpec::without_uniform("maxpool_forward", &[R, W, W]),
-    KernelSpec::without_uniform("maxpool_backward", &[R, R, W]),
-    KernelSpec::new("softmax_cross_entropy", uniform::<SoftmaxParams>(), &[R, R, W, W]),
-    KernelSpec::new("margin_cross_entropy", uniform::<SoftmaxParams>(), &[R, R, W, W]),
-    KernelSpec::new("reduce_rows", uniform::<ReduceParams>(), &[R, W]),
-    KernelSpec::new("l2norm_forward", uniform::<RowParams>(), &[R, W, W]),
-    KernelSpec::new("l2norm_backward", uniform::<RowParams>(), &[R, R, R, W]),
-    KernelSpec::new("grad_sum_squares", uniform::<SumSquaresParams>(), &[R, W]),
-    KernelSpec::new("clip_scale", uniform::<ClipParams>(), &[R, W]),
-    KernelSpec::new("sgd_momentum", uniform::<SgdParams>(), &[R, W, W, R, R]),
-    KernelSpec::new("top_k", uniform::<TopKParams>(), &[R, W, W]),
+/// Every trainer kernel in `shaders/nn/`.
+pub const KERNELS: &[&Kernel] = &[
+    &kernel::GEMM,
+    &kernel::CONV2D_FORWARD,
+    &kernel::CONV2D_BACKWARD_INPUT,
+    &kernel::CONV2D_BACKWARD_WEIGHT,
+    &kernel::SUM_SLICES,
+    &kernel::CHANNEL_SUM,
+    &kernel::PRELU_FORWARD,
+    &kernel::PRELU_BACKWARD,
+    &kernel::PRELU_SLOPE_GRAD,
+    &kernel::PRELU_BACKWARD_CHANNEL,
+    &kernel::ADD,
+    &kernel::MAXPOOL_FORWARD,
+    &kernel::MAXPOOL_BACKWARD,
+    &kernel::SOFTMAX_CROSS_ENTROPY,
+    &kernel::MARGIN_CROSS_ENTROPY,
+    &kernel::REDUCE_ROWS,
+    &kernel::L2NORM_FORWARD,
+    &kernel::L2NORM_BACKWARD,
+    &kernel::GRAD_SUM_SQUARES,
+    &kernel::CLIP_SCALE,
+    &kernel::SGD_MOMENTUM,
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::shaders::{layout, mirror};
+    use crate::gpu::shaders::{kernel, layout, mirror};
     use crate::nn::graph::{
-        GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_INVOCATIONS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
+        GEMM_REGISTER_BLOCK_M, GEMM_REGISTER_BLOCK_N, GEMM_REGISTER_INVOCATIONS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
         GEMM_WIDE_TILE_OUTPUTS,
     };
-
-    /// Every kernel's WGSL bindings are those its table entry gives the layout.
-    #[test]
-    fn kernel_table_matches_the_wgsl_bindings() {
-        for spec in KERNELS {
-            mirror::assert_bindings(spec, &[]);
-            mirror::assert_bindings(spec, CPU_KERNEL_ALIASES);
-            mirror::assert_bindings(spec, WIDE_GEMM_ALIASES);
-            mirror::assert_bindings(spec, REGISTER_GEMM_ALIASES);
-        }
-    }
 
     /// Every uniform mirror and GEMM tile constant equals its WGSL twin.
     #[test]
     fn rust_mirrors_match_the_wgsl() {
-        let gemm = mirror::module("gemm", &[]);
+        let gemm = mirror::module(&kernel::GEMM, &[]);
         mirror::assert_struct(
             &gemm,
             "GemmParams",
@@ -230,37 +199,37 @@ mod tests {
         );
         assert_eq!(mirror::constant(&gemm, "TILE_OUTPUTS"), GEMM_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm, "MAX_TILE_K"), GEMM_TILE_K as u64);
-        let gemm_wide = mirror::module("gemm", WIDE_GEMM_ALIASES);
+        let gemm_wide = mirror::module(&kernel::GEMM, WIDE_GEMM_ALIASES);
         assert_eq!(mirror::constant(&gemm_wide, "TILE_OUTPUTS"), GEMM_WIDE_TILE_OUTPUTS as u64);
         assert_eq!(mirror::constant(&gemm_wide, "MAX_TILE_K"), GEMM_TILE_K as u64);
-        let gemm_cpu = mirror::module("gemm", REGISTER_GEMM_ALIASES);
-        assert_eq!(mirror::constant(&gemm_cpu, "INVOCATIONS"), GEMM_CPU_INVOCATIONS as u64);
-        assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_M"), GEMM_CPU_BLOCK_M as u64);
-        assert_eq!(mirror::constant(&gemm_cpu, "BLOCK_N"), GEMM_CPU_BLOCK_N as u64);
+        let gemm_registers = mirror::module(&kernel::GEMM, REGISTER_GEMM_ALIASES);
+        assert_eq!(mirror::constant(&gemm_registers, "INVOCATIONS"), GEMM_REGISTER_INVOCATIONS as u64);
+        assert_eq!(mirror::constant(&gemm_registers, "BLOCK_M"), GEMM_REGISTER_BLOCK_M as u64);
+        assert_eq!(mirror::constant(&gemm_registers, "BLOCK_N"), GEMM_REGISTER_BLOCK_N as u64);
         let element = layout!(ElementParams { len, channels, pixels, _pad });
-        for kernel in ["add", "prelu_forward", "prelu_backward", "sum_slices"] {
+        for kernel in [&kernel::ADD, &kernel::PRELU_FORWARD, &kernel::PRELU_BACKWARD, &kernel::SUM_SLICES] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ElementParams", element);
         }
         for (family, aliases) in [(KernelFamily::Gpu, &[][..]), (KernelFamily::Cpu, CPU_KERNEL_ALIASES)] {
             let per = values_per_invocation(family) as u64;
-            assert_eq!(mirror::constant(&mirror::module("add", aliases), "VALUES_PER_INVOCATION"), per);
+            assert_eq!(mirror::constant(&mirror::module(&kernel::ADD, aliases), "VALUES_PER_INVOCATION"), per);
         }
         let channel = layout!(ChannelParams { batch, channels, pixels, _pad });
-        for kernel in ["channel_sum", "prelu_slope_grad", "prelu_backward_channel"] {
+        for kernel in [&kernel::CHANNEL_SUM, &kernel::PRELU_SLOPE_GRAD, &kernel::PRELU_BACKWARD_CHANNEL] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "ChannelParams", channel);
         }
         let rows = layout!(RowParams { rows, dim, eps, _pad });
-        for kernel in ["l2norm_forward", "l2norm_backward"] {
+        for kernel in [&kernel::L2NORM_FORWARD, &kernel::L2NORM_BACKWARD] {
             mirror::assert_struct(&mirror::module(kernel, &[]), "RowParams", rows);
         }
-        let sgd = mirror::module("sgd_momentum", &[]);
+        let sgd = mirror::module(&kernel::SGD_MOMENTUM, &[]);
         mirror::assert_struct(&sgd, "SgdParams", layout!(SgdParams { len, lr, momentum, _pad, decay }));
         assert_eq!(mirror::constant(&sgd, "CHUNK_VALUES"), crate::nn::arena::CHUNK_VALUES as u64);
-        let sum_squares = mirror::module("grad_sum_squares", &[]);
+        let sum_squares = mirror::module(&kernel::GRAD_SUM_SQUARES, &[]);
         mirror::assert_struct(&sum_squares, "SumSquaresParams", layout!(SumSquaresParams { len, slot, _pad0, _pad1 }));
-        let clip = mirror::module("clip_scale", &[]);
+        let clip = mirror::module(&kernel::CLIP_SCALE, &[]);
         mirror::assert_struct(&clip, "ClipParams", layout!(ClipParams { count, max_norm, _pad0, _pad1 }));
-        for kernel in ["softmax_cross_entropy", "margin_cross_entropy"] {
+        for kernel in [&kernel::SOFTMAX_CROSS_ENTROPY, &kernel::MARGIN_CROSS_ENTROPY] {
             let softmax = mirror::module(kernel, &[]);
             mirror::assert_struct(
                 &softmax,
@@ -268,10 +237,7 @@ mod tests {
                 layout!(SoftmaxParams { batch, classes, grad_scale, _pad }),
             );
         }
-        let top_k = mirror::module("top_k", &[]);
-        mirror::assert_struct(&top_k, "TopKParams", layout!(TopKParams { rows, cols, k, _pad }));
-        assert_eq!(mirror::constant(&top_k, "MAX_K"), TOP_K_MAX as u64);
-        let reduce = mirror::module("reduce_rows", &[]);
+        let reduce = mirror::module(&kernel::REDUCE_ROWS, &[]);
         mirror::assert_struct(&reduce, "ReduceParams", layout!(ReduceParams { rows, cols, out_offset, scale }));
     }
 
@@ -289,14 +255,13 @@ mod tests {
         assert_eq!(gemm, expected);
     }
 
-    /// Every kernel of `shaders/nn/` is in the table, and only those.
+    /// Every kernel of `shaders/nn/` is in the list, and only those.
     #[test]
-    fn the_table_lists_every_nn_kernel() {
-        let mut files: Vec<&str> =
-            crate::gpu::shaders::kernels().filter(|s| s.family == "nn").map(|s| s.name).collect();
-        let mut table: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+    fn the_list_holds_every_nn_kernel() {
+        let mut files: Vec<&str> = kernel::ALL.iter().filter(|k| k.family == "nn").map(|k| k.name).collect();
+        let mut listed: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
         files.sort_unstable();
-        table.sort_unstable();
-        assert_eq!(files, table);
+        listed.sort_unstable();
+        assert_eq!(files, listed);
     }
 }

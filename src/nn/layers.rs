@@ -6,6 +6,7 @@ use super::graph::{Graph, ParamKind, PendingBias, PendingConv, Tensor, MAX_K_PER
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
 use super::tiles::{split_k, GemmDispatch};
+use crate::gpu::shaders::{kernel, Kernel};
 use crate::gpu::{self, BufferRange, Constants, Op, Storage};
 use crate::{Error, Result};
 
@@ -17,7 +18,7 @@ impl Graph {
         let fail = |why: String| Error::Config(format!("layer {name} ({}): {why}", spec.describe()));
         let [c, h, w] = x.shape;
         let ctx = self.ctx.clone();
-        ctx.capture(|| match spec {
+        ctx.try_capture(|| match spec {
             LayerSpec::Conv2d { out_channels, kernel, stride, pad, bias } => {
                 if *out_channels == 0 || *kernel == 0 || *stride == 0 {
                     return Err(fail("channels, kernel and stride must be at least 1".into()));
@@ -61,7 +62,6 @@ impl Graph {
             }
             LayerSpec::Residual { body, shortcut } => self.residual(x, body, shortcut, name),
         })
-        .and_then(|r| r)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -94,7 +94,7 @@ impl Graph {
             ("K_PER_SLICE", k_per_slice as f64),
         ]);
         let conv_op =
-            |g: &Self, kernel: &'static str, storage: &[&dyn Storage], (m, n, slices): (usize, usize, usize)| {
+            |g: &Self, kernel: &'static Kernel, storage: &[&dyn Storage], (m, n, slices): (usize, usize, usize)| {
                 let detail = "";
                 g.gemm_op_tiles(&GemmDispatch {
                     kernel,
@@ -112,7 +112,7 @@ impl Graph {
         let bias_value = bias_index.map_or(BufferRange::from(&self.dummy), |i| self.params[i].value.clone());
         let n = self.batch * out_h * out_w;
         let storage: [&dyn Storage; 6] = [&weights, &x.buffer, &bias_value, &y.buffer, &self.dummy, &self.dummy_out];
-        let (fwd, tiles) = conv_op(self, "conv2d_forward", &storage, (out_c, n, 1))?;
+        let (fwd, tiles) = conv_op(self, &kernel::CONV2D_FORWARD, &storage, (out_c, n, 1))?;
         self.pending_conv = Some(PendingConv {
             index: self.forward.len(),
             constants: constants.clone(),
@@ -128,14 +128,29 @@ impl Graph {
         let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
         let mut group = Vec::new();
         if slices == 1 {
-            group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &weight_grad], (out_c, taps, 1))?);
+            group.push(conv_op(
+                self,
+                &kernel::CONV2D_BACKWARD_WEIGHT,
+                &[&dy, &x.buffer, &weight_grad],
+                (out_c, taps, 1),
+            )?);
         } else {
             let bytes = 4 * (slices * out_c * taps) as u64;
             let partial = gpu::buffer(self.ctx.device(), "split-k partials", bytes, gpu::STORAGE_RW);
-            group.push(conv_op(self, "conv2d_backward_weight", &[&dy, &x.buffer, &partial], (out_c, taps, slices))?);
+            group.push(conv_op(
+                self,
+                &kernel::CONV2D_BACKWARD_WEIGHT,
+                &[&dy, &x.buffer, &partial],
+                (out_c, taps, slices),
+            )?);
             let len = (out_c * taps) as u32;
             let slices_uniform = self.uniform(&ElementParams { len, channels: slices as u32, pixels: 1, _pad: 0 });
-            group.push(self.op("sum_slices", &slices_uniform, &[&partial, &weight_grad], self.grid1(out_c * taps))?);
+            group.push(self.op(
+                &kernel::SUM_SLICES,
+                &slices_uniform,
+                &[&partial, &weight_grad],
+                self.grid1(out_c * taps),
+            )?);
         }
         if let Some(bias_index) = bias_index {
             let bias_grad = self.params[bias_index].grad.clone();
@@ -143,7 +158,7 @@ impl Graph {
         }
         if let Some(dx) = &x.grad {
             let grid = (in_c, self.batch * in_h * in_w, 1);
-            group.push(conv_op(self, "conv2d_backward_input", &[&weights, &dy, dx], grid)?);
+            group.push(conv_op(self, &kernel::CONV2D_BACKWARD_INPUT, &[&weights, &dy, dx], grid)?);
         }
         self.backward.push(group);
         Ok(())
@@ -174,7 +189,7 @@ impl Graph {
             group: self.backward.len(),
             op,
         });
-        self.op("channel_sum", &channel_uniform, &[dy, bias_grad], (channels as u32, 1, 1))
+        self.op(&kernel::CHANNEL_SUM, &channel_uniform, &[dy, bias_grad], (channels as u32, 1, 1))
     }
 
     fn linear(&mut self, x: &Tensor, y: &Tensor, bias: bool, name: &str) -> Result<()> {
@@ -196,7 +211,7 @@ impl Graph {
             bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes])).transpose()?;
         let weights = [self.params[weight_index].value.clone(), self.params[weight_index].grad.clone()];
         let ctx = self.ctx.clone();
-        ctx.capture(|| self.linear_ops(x, &y, &weights, bias_index, self.batch, i, classes))??;
+        ctx.try_capture(|| self.linear_ops(x, &y, &weights, bias_index, self.batch, i, classes))?;
         Ok(y)
     }
 
@@ -214,14 +229,14 @@ impl Graph {
         let unit = gpu::buffer(&device, "unit class weights", 4 * (classes * i) as u64, gpu::STORAGE_RW);
         let unit_grad = gpu::buffer(&device, "unit class weights' gradient", 4 * (classes * i) as u64, gpu::STORAGE_RW);
         let ctx = self.ctx.clone();
-        ctx.capture(|| -> Result<()> {
+        ctx.try_capture(|| -> Result<()> {
             let (normalize, back) = self.l2norm_ops(classes, i, [&raw, &unit], Some((&raw_grad, &unit_grad)))?;
             self.forward.push(normalize);
             self.linear_ops(x, &y, &[(&unit).into(), (&unit_grad).into()], None, self.batch, i, classes)?;
             let group = self.backward.last_mut().ok_or_else(|| Error::Internal("no backward group".into()))?;
             group.extend(back);
             Ok(())
-        })??;
+        })?;
         Ok(y)
     }
 
@@ -260,7 +275,7 @@ impl Graph {
             let channel_uniform =
                 self.uniform(&ChannelParams { batch: b as u32, channels: o as u32, pixels: 1, _pad: 0 });
             let bias_grad = self.params[bias_index].grad.clone();
-            group.push(self.op("channel_sum", &channel_uniform, &[&dy, &bias_grad], (o as u32, 1, 1))?);
+            group.push(self.op(&kernel::CHANNEL_SUM, &channel_uniform, &[&dy, &bias_grad], (o as u32, 1, 1))?);
         }
         if let Some(dx) = &x.grad {
             // dX[b, i] = dY[b, o] W[o, i]
@@ -314,7 +329,7 @@ impl Graph {
         let gemm = |storage: &[&dyn Storage]| {
             let uniform = Some(&u);
             self.gemm_op(&GemmDispatch {
-                kernel: "gemm",
+                kernel: &kernel::GEMM,
                 constants: &[],
                 uniform,
                 storage,
@@ -332,7 +347,7 @@ impl Graph {
             self.uniform(&ElementParams { len: (m * n) as u32, channels: slices as u32, pixels: 1, _pad: 0 });
         Ok(vec![
             gemm(&[a, b, bias, &partial])?,
-            self.op("sum_slices", &slices_uniform, &[&partial, out], self.grid1(m * n))?,
+            self.op(&kernel::SUM_SLICES, &slices_uniform, &[&partial, out], self.grid1(m * n))?,
         ])
     }
 
@@ -342,12 +357,13 @@ impl Graph {
         let argmax =
             gpu::buffer(self.ctx.device(), "argmax", 4 * (self.batch * y.per_sample()) as u64, gpu::STORAGE_RW);
         let grid = self.grid_walk(self.batch * y.per_sample());
-        let fwd = self.kernels.op("maxpool_forward", &constants, None, &[&x.buffer, &y.buffer, &argmax], grid)?;
+        let fwd =
+            self.kernels.op(&kernel::MAXPOOL_FORWARD, &constants, None, &[&x.buffer, &y.buffer, &argmax], grid)?;
         self.forward.push(fwd);
         let mut group = Vec::new();
         if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
             let grid = self.grid_walk(self.batch * x.per_sample());
-            group.push(self.kernels.op("maxpool_backward", &constants, None, &[dy, &argmax, dx], grid)?);
+            group.push(self.kernels.op(&kernel::MAXPOOL_BACKWARD, &constants, None, &[dy, &argmax, dx], grid)?);
         }
         self.backward.push(group);
         Ok(())
@@ -372,9 +388,10 @@ impl Graph {
     ) -> Result<(Op, Option<Op>)> {
         let u = self.uniform(&RowParams { rows: rows as u32, dim: dim as u32, eps: 1e-10, _pad: 0 });
         let norms = gpu::buffer(self.ctx.device(), "l2 norms", 4 * rows as u64, gpu::STORAGE_RW);
-        let fwd = self.op("l2norm_forward", &u, &[x, y, &norms], self.grid1(rows))?;
-        let back =
-            grads.map(|(dx, dy)| self.op("l2norm_backward", &u, &[y, &norms, dy, dx], self.grid1(rows))).transpose()?;
+        let fwd = self.op(&kernel::L2NORM_FORWARD, &u, &[x, y, &norms], self.grid1(rows))?;
+        let back = grads
+            .map(|(dx, dy)| self.op(&kernel::L2NORM_BACKWARD, &u, &[y, &norms, dy, dx], self.grid1(rows)))
+            .transpose()?;
         Ok((fwd, back))
     }
 
@@ -416,12 +433,12 @@ impl Graph {
         let y = Tensor { shape: u.shape, buffer: self.tensor(u.shape, false).buffer, grad: Some(dy.clone()) };
         let len = self.batch * y.per_sample();
         let element_uniform = self.uniform(&ElementParams { len: len as u32, channels: 1, pixels: 1, _pad: 0 });
-        let fwd = self.op("add", &element_uniform, &[&u.buffer, &s.buffer, &y.buffer], self.grid_walk(len))?;
+        let fwd = self.op(&kernel::ADD, &element_uniform, &[&u.buffer, &s.buffer, &y.buffer], self.grid_walk(len))?;
         self.forward.push(fwd);
         let mut copy_in = Vec::new();
         if let Some(shortcut_grad) = &s.grad {
             let zero = gpu::buffer(self.ctx.device(), "zeros", 4 * len as u64, gpu::STORAGE_RW);
-            copy_in.push(self.op("add", &element_uniform, &[&dy, &zero, shortcut_grad], self.grid_walk(len))?);
+            copy_in.push(self.op(&kernel::ADD, &element_uniform, &[&dy, &zero, shortcut_grad], self.grid_walk(len))?);
         }
         // Groups run in reverse: this copy runs before both branches' backward groups.
         self.backward.push(copy_in);
@@ -429,7 +446,7 @@ impl Graph {
             let xlen = self.batch * x.per_sample();
             let input_uniform = self.uniform(&ElementParams { len: xlen as u32, channels: 1, pixels: 1, _pad: 0 });
             let other = xs_grad.as_ref().unwrap_or(&dy);
-            let sum = self.op("add", &input_uniform, &[db, other, dx], self.grid_walk(xlen))?;
+            let sum = self.op(&kernel::ADD, &input_uniform, &[db, other, dx], self.grid_walk(xlen))?;
             self.backward[sum_slot].push(sum);
         }
         Ok(y)

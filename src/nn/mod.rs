@@ -27,7 +27,6 @@ pub use footprint::{Footprint, MAX_FLOPS_PER_IMAGE, MAX_NETWORK_BYTES};
 pub use graph::{Graph, Param, ParamKind, Tensor};
 pub use head::{CenterFeatures, Head, ARCFACE_MARGIN, COSFACE_MARGIN, MARGIN_SCALE, MIN_SIN_THETA};
 pub use inference::Inference;
-pub(crate) use kernels::{TopKParams, TOP_K_MAX};
 pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};

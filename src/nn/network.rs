@@ -8,6 +8,7 @@ use super::kernels::{ReduceParams, SoftmaxParams};
 use super::optimizer::{Sgd, SgdConfig};
 use super::spec::{LayerSpec, NetworkSpec};
 use crate::error::{check_finite, check_len};
+use crate::gpu::shaders::kernel;
 use crate::gpu::{self, GpuContext, Op, Staging, Storage};
 use crate::{BatchBuffers, CenterLossBinding, CenterLossConfig, Error, GpuCenterLoss, Reduction, Result};
 
@@ -159,14 +160,14 @@ fn loss_ops(
     });
     let ru = graph.uniform(&ReduceParams { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
     let (kernel, constants) = if head.normalized {
-        ("margin_cross_entropy", head.kernel_constants())
+        (&kernel::MARGIN_CROSS_ENTROPY, head.kernel_constants())
     } else {
-        ("softmax_cross_entropy", Vec::new())
+        (&kernel::SOFTMAX_CROSS_ENTROPY, Vec::new())
     };
     let storage: [&dyn Storage; 4] = [&logits.buffer, labels, &dlogits, &row_stats];
     let ops = vec![
         graph.kernels.op(kernel, &constants, Some(&su), &storage, (b as u32, 1, 1))?,
-        graph.op("reduce_rows", &ru, &[&row_stats, metrics], (2, 1, 1))?,
+        graph.op(&kernel::REDUCE_ROWS, &ru, &[&row_stats, metrics], (2, 1, 1))?,
     ];
     Ok((ops, su))
 }

@@ -2,6 +2,7 @@
 
 use super::graph::{Graph, ParamKind};
 use super::kernels::{ClipParams, SgdParams, SumSquaresParams};
+use crate::gpu::shaders::kernel;
 use crate::gpu::{self, Op, Storage};
 use crate::{Error, Result};
 
@@ -94,10 +95,10 @@ impl Sgd {
                 let u =
                     graph.uniform(&SumSquaresParams { len: page.used as u32, slot: slot as u32, _pad0: 0, _pad1: 0 });
                 let [_, grad, _] = page.in_use();
-                ops.push(graph.op("grad_sum_squares", &u, &[&grad, &sums], (1, 1, 1))?);
+                ops.push(graph.op(&kernel::GRAD_SUM_SQUARES, &u, &[&grad, &sums], (1, 1, 1))?);
             }
             let u = graph.uniform(&ClipParams { count: pages.len() as u32, max_norm, _pad0: 0, _pad1: 0 });
-            ops.push(graph.op("clip_scale", &u, &[&sums, &clip], (1, 1, 1))?);
+            ops.push(graph.op(&kernel::CLIP_SCALE, &u, &[&sums, &clip], (1, 1, 1))?);
         }
         let mut uniforms = Vec::new();
         for page in pages {
@@ -106,7 +107,7 @@ impl Sgd {
             let kinds = gpu::storage_init(device, "parameter kinds", &kinds);
             let [value, grad, velocity] = page.in_use();
             let storage: [&dyn Storage; 5] = [&grad, &value, &velocity, &clip, &kinds];
-            ops.push(graph.op("sgd_momentum", &u, &storage, graph.grid1(page.used))?);
+            ops.push(graph.op(&kernel::SGD_MOMENTUM, &u, &storage, graph.grid1(page.used))?);
             uniforms.push(u);
         }
         Ok(Self { ops, uniforms })

@@ -5,6 +5,7 @@
 use super::graph::{Graph, ParamKind, Tensor};
 use super::kernels::{ChannelParams, ElementParams};
 use super::tiles::GemmDispatch;
+use crate::gpu::shaders::kernel;
 use crate::gpu::{BufferRange, KernelFamily, Storage};
 use crate::{Error, Result};
 
@@ -32,14 +33,14 @@ impl Graph {
         // element-parallel dx pass (the fused one is untimed on a GPU).
         if shared || self.ctx.kernels() == KernelFamily::Gpu {
             let mut group = vec![self.op(
-                "prelu_slope_grad",
+                &kernel::PRELU_SLOPE_GRAD,
                 &channel_uniform,
                 &[&x.buffer, &dy, &slope_grad],
                 (channels as u32, 1, 1),
             )?];
             if let Some(dx) = &x.grad {
                 group.push(self.op(
-                    "prelu_backward",
+                    &kernel::PRELU_BACKWARD,
                     &element_uniform,
                     &[&x.buffer, &slopes, &dy, dx],
                     self.grid_walk(len),
@@ -61,7 +62,7 @@ impl Graph {
         let dx = x.grad.as_ref().unwrap_or(&self.dummy);
         let bias_grad: &dyn Storage = bias.as_ref().map_or(&self.dummy, |p| &p.grad);
         let fused = self.kernels.op(
-            "prelu_backward_channel",
+            &kernel::PRELU_BACKWARD_CHANNEL,
             &constants,
             Some(&channel_uniform),
             &[&x.buffer, &slopes, &dy, dx, &slope_grad, bias_grad],
@@ -92,7 +93,7 @@ impl Graph {
         let Some(p) = conv else {
             let len = self.batch * x.per_sample();
             let fwd =
-                self.op("prelu_forward", element_uniform, &[&x.buffer, slopes, &y.buffer], self.grid_walk(len))?;
+                self.op(&kernel::PRELU_FORWARD, element_uniform, &[&x.buffer, slopes, &y.buffer], self.grid_walk(len))?;
             self.forward.push(fwd);
             return Ok(());
         };
@@ -101,7 +102,7 @@ impl Graph {
         let [weights, input, bias, output] = &p.storage;
         let storage: [&dyn Storage; 6] = [weights, input, bias, output, slopes, &y.buffer];
         let d = GemmDispatch {
-            kernel: "conv2d_forward",
+            kernel: &kernel::CONV2D_FORWARD,
             constants: &constants,
             uniform: None,
             storage: &storage,

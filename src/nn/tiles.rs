@@ -5,10 +5,11 @@
 //! the same bits; they differ in how work is spread over workgroups.
 
 use super::graph::{
-    Graph, GEMM_CPU_BLOCK_M, GEMM_CPU_BLOCK_N, GEMM_CPU_INVOCATIONS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
+    Graph, GEMM_REGISTER_BLOCK_M, GEMM_REGISTER_BLOCK_N, GEMM_REGISTER_INVOCATIONS, GEMM_TILE_K, GEMM_TILE_OUTPUTS,
     GEMM_WIDE_TILE_OUTPUTS, MAX_K_PER_SLICE,
 };
 use super::kernels::{GEMM_KERNELS, REGISTER_GEMM_ALIASES, WIDE_GEMM_ALIASES};
+use crate::gpu::shaders::Kernel;
 use crate::gpu::{self, Constants, KernelFamily, KernelSet, Op, Storage, Tiling};
 use crate::{Error, Result};
 
@@ -23,7 +24,7 @@ pub enum GemmCore {
     /// `gemm_core_wide.wgsl`: 256 invocations, 16 384 outputs per workgroup, each
     /// operand loaded along the tile or along k.
     Wide,
-    /// `gemm_core_cpu.wgsl`: no workgroup memory, a 16 x 8 block of C per invocation in
+    /// `gemm_core_registers.wgsl`: no workgroup memory, a 16 x 8 block of C per invocation in
     /// registers; the CPU-driver family's core (workgroups of 8), and a GPU candidate
     /// (32 to 128 invocations, columns interleaved).
     Registers,
@@ -38,7 +39,7 @@ pub struct GemmTiles {
     pub core: GemmCore,
     /// `TILE_M`: rows of C one workgroup computes.
     pub tile_m: usize,
-    /// `TILE_K` of the tiled cores (the CPU-driver core has none).
+    /// `TILE_K` of the tiled cores (the register core has none).
     pub tile_k: Option<usize>,
     /// Wide core: load A along k (`A_ALONG_K`) rather than along its rows.
     pub a_along_k: bool,
@@ -90,7 +91,7 @@ const fn registers(tile_m: usize, invocations: usize, interleaved: bool) -> Gemm
 
 /// The CPU-driver family's configuration of the register core with `tile_m` rows.
 const fn cpu(tile_m: usize) -> GemmTiles {
-    registers(tile_m, GEMM_CPU_INVOCATIONS, false)
+    registers(tile_m, GEMM_REGISTER_INVOCATIONS, false)
 }
 
 /// The GPU family's candidates: the tiled core's 64 x 64 or 32 x 128 tiles with k-steps of
@@ -120,9 +121,13 @@ const GPU_CANDIDATES: [GemmTiles; 20] = [
     registers(32, 128, true),
 ];
 
-/// The CPU-driver core's candidates: 1 024 outputs per workgroup as 16 x 64 ... 128 x 8.
-const CPU_CANDIDATES: [GemmTiles; 4] =
-    [cpu(GEMM_CPU_BLOCK_M), cpu(2 * GEMM_CPU_BLOCK_M), cpu(4 * GEMM_CPU_BLOCK_M), cpu(8 * GEMM_CPU_BLOCK_M)];
+/// The register core's candidates in the CPU family: 1 024 outputs per workgroup as 16 x 64 ... 128 x 8.
+const CPU_CANDIDATES: [GemmTiles; 4] = [
+    cpu(GEMM_REGISTER_BLOCK_M),
+    cpu(2 * GEMM_REGISTER_BLOCK_M),
+    cpu(4 * GEMM_REGISTER_BLOCK_M),
+    cpu(8 * GEMM_REGISTER_BLOCK_M),
+];
 
 impl GemmTiles {
     /// The candidates of `family`'s cores, in the order [`GemmTiles::fixed`] and
@@ -135,7 +140,7 @@ impl GemmTiles {
     }
 
     /// The fixed rule: the tiled core takes 32 x 128 tiles when M is at most 32 (so few
-    /// output channels do not waste half a tile), 64 x 64 otherwise; the CPU-driver core
+    /// output channels do not waste half a tile), 64 x 64 otherwise; the register core
     /// one block of 16 rows per workgroup, its invocations side by side along N (the loads
     /// of A are then the same for every lane; docs/cpu-experiments.md).
     pub fn fixed(family: KernelFamily, m: usize) -> usize {
@@ -150,7 +155,7 @@ impl GemmTiles {
         let outputs = match self.core {
             GemmCore::Tiled => GEMM_TILE_OUTPUTS,
             GemmCore::Wide => GEMM_WIDE_TILE_OUTPUTS,
-            GemmCore::Registers => self.invocations * GEMM_CPU_BLOCK_M * GEMM_CPU_BLOCK_N,
+            GemmCore::Registers => self.invocations * GEMM_REGISTER_BLOCK_M * GEMM_REGISTER_BLOCK_N,
         };
         outputs / self.tile_m
     }
@@ -186,7 +191,7 @@ impl GemmTiles {
                 along(self.a_along_k, "m"),
                 along(self.b_along_k, "n")
             ),
-            (GemmCore::Registers, _) if self.invocations == GEMM_CPU_INVOCATIONS && !self.interleaved => {
+            (GemmCore::Registers, _) if self.invocations == GEMM_REGISTER_INVOCATIONS && !self.interleaved => {
                 format!("TILE_M {}", self.tile_m)
             }
             (GemmCore::Registers, _) => format!(
@@ -204,7 +209,7 @@ impl GemmTiles {
 /// A GEMM dispatch's kernel and operands, before a tile configuration is chosen.
 pub(super) struct GemmDispatch<'a> {
     /// The kernel (`gemm`, `conv2d_forward`, ...).
-    pub kernel: &'static str,
+    pub kernel: &'static Kernel,
     /// Its pipeline constants other than the tiles' (a convolution's shapes).
     pub constants: &'a [(&'static str, f64)],
     /// Its uniform, if any.
@@ -236,7 +241,7 @@ impl Graph {
             _ => GemmTiles::fixed(family, d.m),
         };
         let tiles = candidates[index];
-        let chosen = format!("{} {}x{}x{}: {}", d.kernel, d.m, d.n, d.slices, tiles.label());
+        let chosen = format!("{} {}x{}x{}: {}", d.kernel.name, d.m, d.n, d.slices, tiles.label());
         self.gemm_tiles.lock().map_err(|_| Error::Internal("the GEMM tile record is poisoned".into()))?.push(chosen);
         Ok((self.gemm_op_with(d, tiles, d.storage)?, tiles))
     }
@@ -279,11 +284,9 @@ impl Graph {
     /// first use, shared on the device).
     fn gemm_kernels(&self, core: GemmCore) -> Result<std::sync::Arc<KernelSet>> {
         match (core, self.ctx.kernels()) {
-            (GemmCore::Wide, _) => {
-                KernelSet::for_context(&self.ctx, "nn gemm kernels (wide)", GEMM_KERNELS, WIDE_GEMM_ALIASES)
-            }
+            (GemmCore::Wide, _) => KernelSet::for_context(&self.ctx, GEMM_KERNELS, WIDE_GEMM_ALIASES),
             (GemmCore::Registers, KernelFamily::Gpu) => {
-                KernelSet::for_context(&self.ctx, "nn gemm kernels (registers)", GEMM_KERNELS, REGISTER_GEMM_ALIASES)
+                KernelSet::for_context(&self.ctx, GEMM_KERNELS, REGISTER_GEMM_ALIASES)
             }
             _ => Ok(self.kernels.clone()),
         }
@@ -296,7 +299,7 @@ impl Graph {
         let key = format!(
             "{:?} {} {:?} m {} n {} slices {} {}",
             self.ctx.kernels(),
-            d.kernel,
+            d.kernel.name,
             d.constants,
             d.m,
             d.n,
@@ -313,7 +316,7 @@ impl Graph {
             });
             let storage: Vec<&dyn Storage> = buffers.iter().map(|b| b as &dyn Storage).collect();
             // In a scope of its own: a candidate this driver cannot build fails its measuring only.
-            let op = self.ctx.capture(|| self.gemm_op_with(d, candidates[i], &storage))??;
+            let op = self.ctx.try_capture(|| self.gemm_op_with(d, candidates[i], &storage))?;
             let times = gpu::profile_ops(&self.ctx, &[&op], TUNING_RUNS)?;
             Ok(times.and_then(|t| t.first().map(|k| k.seconds)).unwrap_or(f64::INFINITY))
         };

@@ -1,3 +1,4 @@
+#serves accum
 // Accumulator words as u32 holding f32 bits, added with a compare-exchange loop:
 // for adapters without float atomics (DX12, the web).
 

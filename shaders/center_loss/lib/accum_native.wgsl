@@ -1,3 +1,4 @@
+#serves accum
 // Accumulator words as native float atomics (Features::SHADER_FLOAT32_ATOMIC).
 
 alias AccumWord = atomic<f32>;

@@ -1,3 +1,4 @@
+#serves accumulate
 // Atomic mode: add (c_j - x_i) into the slot that center_claim gave class j,
 // and count the row once (from its d = 0 invocation).
 

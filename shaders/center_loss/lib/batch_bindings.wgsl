@@ -29,8 +29,8 @@ struct LossScratch {
 @group(0) @binding(0) var<uniform> params: StepParams;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(4) var<storage, read_write> loss_scratch: LossScratch;
-// features (binding 1) and grad (binding 3): batch_data or batch_data_vec4.
-#import batch_data
+// features (binding 1) and grad (binding 3): a kernel that reads them imports batch_data
+// or batch_data_vec4.
 // [0] poison flags of the step in flight, [1] skipped center updates,
 // [2] rows with a label >= K, [3] non-finite feature values (all cumulative).
 @group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>, 4>;

@@ -1,3 +1,4 @@
+#serves runs
 // Atomic mode, CPU family: the rows of each class in the batch as a list threaded through
 // the class -> slot table. center_inspect_vec4 swaps each row into its class's slot
 // (atomicExchange) and links it to the row it displaced, so after that pass slots[j] holds

@@ -1,3 +1,4 @@
+#serves runs
 // Deterministic mode, CPU family: the rows of each class as a run of the (label, row) keys
 // that the bitonic kernels sort, so every class sums its rows in ascending row order
 // (the same sums as center_update_sorted, bit for bit).

@@ -1,3 +1,4 @@
+#serves window
 // Group 1: two buffers of the center table bound together (window_4 for three or
 // four), so that a kernel walks the batch once per step over a split table.
 

@@ -1,3 +1,4 @@
+#serves window
 // Group 1: up to four buffers of the center table bound together, so that a kernel walks
 // the batch once per step over a split table. Unused bindings hold a placeholder that no label reaches.
 // Branches, not a switch: a CPU driver then skips the buffers no lane touches.

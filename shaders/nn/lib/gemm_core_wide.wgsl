@@ -1,3 +1,4 @@
+#serves gemm_core
 // Wide tiled GEMM core: C[M, N] = sum_k A(m, k) * B(k, n), the operand interface of
 // gemm_core (the including kernel defines gemm_dims, RowA/a_row, ColB/b_col, StepA/a_step,
 // StepB/b_step, load_a, load_b, store_c). A workgroup of 256 invocations computes a

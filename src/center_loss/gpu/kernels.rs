@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use super::interface::{StepParams, WindowParams, RUN_WORDS_PER_INVOCATION, SORT_STAGE_BYTES};
+use super::interface::RUN_WORDS_PER_INVOCATION;
 use crate::center_loss::config::UpdateMode;
+use crate::gpu::shaders::{helper, kernel, Alias, Kernel, KernelVariant};
 use crate::gpu::{self, KernelFamily};
 use crate::Result;
 
@@ -35,11 +36,9 @@ pub(super) fn run_lanes(dim: usize) -> usize {
 #[derive(Clone, Copy, Debug)]
 enum Import {
     /// `accumulate`: the given helper (what the forward kernel does with c - x).
-    Accumulate(&'static str),
+    Accumulate(Alias),
     /// `accum`: native float atomics or the compare-exchange loop.
     Accum,
-    /// `batch_data`: scalar or vec4 features and gradient.
-    Data,
     /// `runs`: each class's rows as a linked list (atomic mode) or a sorted run.
     Runs,
 }
@@ -78,17 +77,17 @@ pub(super) struct Stage {
     pub key: &'static str,
     /// Its name in profiles.
     pub name: &'static str,
-    file: &'static str,
-    /// The file it is built from when D is divisible by 4, if another.
-    vec4_file: Option<&'static str>,
+    kernel: &'static Kernel,
+    /// The kernel built instead when D is divisible by 4, if another.
+    vec4_kernel: Option<&'static Kernel>,
     imports: &'static [Import],
     constants: &'static [(&'static str, f64)],
     pub grid: Grid,
 }
 
 impl Stage {
-    const fn new(name: &'static str, imports: &'static [Import], grid: Grid) -> Self {
-        Self { key: name, name, file: name, vec4_file: None, imports, constants: &[], grid }
+    const fn new(kernel: &'static Kernel, imports: &'static [Import], grid: Grid) -> Self {
+        Self { key: kernel.name, name: kernel.name, kernel, vec4_kernel: None, imports, constants: &[], grid }
     }
 }
 
@@ -100,30 +99,30 @@ pub(super) enum Row {
     Sort,
 }
 
-use Import::{Accum, Accumulate, Data, Runs};
+use Import::{Accum, Accumulate, Runs};
 
 const FORWARD: Stage = Stage {
-    vec4_file: Some("center_forward_vec4"),
-    ..Stage::new("center_forward", &[Accumulate("accumulate_none"), Data], Grid::Forward)
+    vec4_kernel: Some(&kernel::CENTER_FORWARD_VEC4),
+    ..Stage::new(&kernel::CENTER_FORWARD, &[Accumulate(helper::ACCUMULATE_NONE)], Grid::Forward)
 };
 const FORWARD_LOSS: Stage = Stage { key: "center_forward (loss only)", constants: &[("WRITE_GRAD", 0.0)], ..FORWARD };
 const FORWARD_ACCUMULATE: Stage =
-    Stage { key: "center_forward (accumulate)", imports: &[Accumulate("accumulate_atomic"), Accum, Data], ..FORWARD };
-const REDUCE: Stage = Stage::new("loss_reduce", &[], Grid::Single);
-const FINALIZE_STEP: Stage = Stage::new("status_finalize", &[], Grid::Single);
+    Stage { key: "center_forward (accumulate)", imports: &[Accumulate(helper::ACCUMULATE_ATOMIC), Accum], ..FORWARD };
+const REDUCE: Stage = Stage::new(&kernel::LOSS_REDUCE, &[], Grid::Single);
+const FINALIZE_STEP: Stage = Stage::new(&kernel::STATUS_FINALIZE, &[], Grid::Single);
 const FINALIZE_FORWARD: Stage =
     Stage { key: "status_finalize (forward)", constants: &[("COUNT_SKIPPED", 0.0)], ..FINALIZE_STEP };
-const CLAIM: Stage = Stage::new("center_claim", &[Accum], Grid::Rows);
-const APPLY: Stage = Stage::new("center_apply", &[Accum], Grid::Values);
-const RELEASE: Stage = Stage::new("center_release", &[Accum], Grid::Rows);
-const SORT_INIT: Stage = Stage::new("sort_keys_init", &[], Grid::SortKeys);
-const UPDATE_SORTED: Stage = Stage::new("center_update_sorted", &[], Grid::Values);
-const INSPECT: Stage = Stage::new("center_inspect_vec4", &[Runs, Data], Grid::Inspect);
-const RUNS: Stage = Stage::new("center_runs_vec4", &[Runs, Data], Grid::RunLanes);
-const CLOSE: Stage = Stage::new("center_close", &[Runs], Grid::Single);
+const CLAIM: Stage = Stage::new(&kernel::CENTER_CLAIM, &[Accum], Grid::Rows);
+const APPLY: Stage = Stage::new(&kernel::CENTER_APPLY, &[Accum], Grid::Values);
+const RELEASE: Stage = Stage::new(&kernel::CENTER_RELEASE, &[Accum], Grid::Rows);
+const SORT_INIT: Stage = Stage::new(&kernel::SORT_KEYS_INIT, &[], Grid::SortKeys);
+const UPDATE_SORTED: Stage = Stage::new(&kernel::CENTER_UPDATE_SORTED, &[], Grid::Values);
+const INSPECT: Stage = Stage::new(&kernel::CENTER_INSPECT_VEC4, &[Runs], Grid::Inspect);
+const RUNS: Stage = Stage::new(&kernel::CENTER_RUNS_VEC4, &[Runs], Grid::RunLanes);
+const CLOSE: Stage = Stage::new(&kernel::CENTER_CLOSE, &[Runs], Grid::Single);
 /// The two kernels of [`Row::Sort`] (their grids are the sort's own).
-pub(super) const BITONIC_STEP: Stage = Stage::new("bitonic_step", &[], Grid::SortKeys);
-pub(super) const BITONIC_LOCAL: Stage = Stage::new("bitonic_local", &[], Grid::SortKeys);
+pub(super) const BITONIC_STEP: Stage = Stage::new(&kernel::BITONIC_STEP, &[], Grid::SortKeys);
+pub(super) const BITONIC_LOCAL: Stage = Stage::new(&kernel::BITONIC_LOCAL, &[], Grid::SortKeys);
 
 /// Loss and gradient, every mode.
 pub(super) const FORWARD_PASS: &[Row] = &[Row::Kernel(FORWARD), Row::Kernel(REDUCE), Row::Kernel(FINALIZE_FORWARD)];
@@ -193,31 +192,31 @@ impl Variant {
         stages
     }
 
-    /// The file and import aliases `stage` is built from.
-    fn source(&self, stage: &Stage) -> (&'static str, Vec<(&'static str, &'static str)>) {
-        let file = if self.vec4 { stage.vec4_file.unwrap_or(stage.file) } else { stage.file };
-        let mut aliases: Vec<(&'static str, &'static str)> = stage
+    /// The kernel and import aliases `stage` is built from.
+    fn source(&self, stage: &Stage) -> (&'static Kernel, Vec<Alias>) {
+        let kernel = if self.vec4 { stage.vec4_kernel.unwrap_or(stage.kernel) } else { stage.kernel };
+        let mut aliases: Vec<Alias> = stage
             .imports
             .iter()
             .map(|import| match import {
-                Accumulate(helper) => ("accumulate", *helper),
-                Accum => ("accum", if self.native_atomics { "accum_native" } else { "accum_cas" }),
-                Data => ("batch_data", if self.vec4 { "batch_data_vec4" } else { "batch_data" }),
-                Runs => ("runs", if self.update == UpdateMode::Atomic { "runs_links" } else { "runs_sorted" }),
+                Accumulate(helper) => *helper,
+                Accum if self.native_atomics => helper::ACCUM_NATIVE,
+                Accum => helper::ACCUM_CAS,
+                Runs if self.update == UpdateMode::Atomic => helper::RUNS_LINKS,
+                Runs => helper::RUNS_SORTED,
             })
             .collect();
-        let window = match self.center_bindings {
-            1 => "window",
-            2 => "window_2",
-            _ => "window_4",
-        };
-        aliases.push(("window", window));
-        (file, aliases)
+        aliases.push(match self.center_bindings {
+            1 => helper::WINDOW,
+            2 => helper::WINDOW_2,
+            _ => helper::WINDOW_4,
+        });
+        (kernel, aliases)
     }
 }
 
-/// One shader module to build: (label, kernel file, import aliases).
-pub type ShaderSpec = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
+/// One shader module to build: (label, kernel, import aliases).
+pub type ShaderSpec = (&'static str, &'static Kernel, Vec<Alias>);
 
 /// Every shader module a configuration builds (for tools that validate them offline):
 /// `center_bindings` > 1 selects the kernels that bind several center buffers at once,
@@ -235,10 +234,29 @@ pub fn shader_plan(
         .stages()
         .iter()
         .map(|(stage, _)| {
-            let (file, aliases) = variant.source(stage);
-            (stage.key, file, aliases)
+            let (kernel, aliases) = variant.source(stage);
+            (stage.key, kernel, aliases)
         })
         .collect()
+}
+
+/// Storage buffers per shader stage that the kernels of `update` bind besides the centers
+/// (group 0, the batch, and group 2, the mode's scratch), read from their WGSL: every one
+/// the shared layouts hold, in either family.
+pub(super) fn storage_bindings_besides_centers(update: UpdateMode) -> Result<u32> {
+    let mut bindings = std::collections::BTreeSet::new();
+    for (native_atomics, vec4, family) in [(false, false, KernelFamily::Gpu), (false, true, KernelFamily::Cpu)] {
+        let variant = Variant { update, native_atomics, center_bindings: 1, vec4, family };
+        for (stage, _) in variant.stages() {
+            let (kernel, aliases) = variant.source(&stage);
+            for b in kernel.variant(&aliases)?.bindings {
+                if b.group != 1 && matches!(b.kind, gpu::shaders::BindingKind::Storage { .. }) {
+                    bindings.insert((b.group, b.binding));
+                }
+            }
+        }
+    }
+    Ok(bindings.len() as u32)
 }
 
 /// The bind-group layouts of a configuration.
@@ -271,27 +289,27 @@ impl CenterKernels {
         let variant = Variant { update, native_atomics, center_bindings, vec4, family };
         ctx.cached(&format!("center loss {variant:?}"), || {
             let factory = ctx.pipeline_factory();
-            let (layouts, main, sort) = ctx.capture(|| {
-                let layouts = create_layouts(&factory, update, center_bindings, vec4);
+            let stages = variant.stages();
+            let sources: Vec<(&'static Kernel, Vec<Alias>)> = stages.iter().map(|(s, _)| variant.source(s)).collect();
+            let variants =
+                sources.iter().map(|(kernel, aliases)| kernel.variant(aliases)).collect::<Result<Vec<_>>>()?;
+            let (layouts, main, sort) = ctx.try_capture(|| {
+                let layouts = create_layouts(&factory, &variants)?;
                 let groups = [&layouts.batch, &layouts.window, &layouts.scratch, &layouts.stage];
                 let main = factory.pipeline_layout("center loss", &groups[..3]);
                 let sort = factory.pipeline_layout("center loss sort", &groups);
-                (layouts, main, sort)
+                Ok((layouts, main, sort))
             })?;
-            let kernels: Vec<gpu::GroupedKernel<'_>> = variant
-                .stages()
+            let kernels: Vec<gpu::GroupedKernel<'_>> = stages
                 .iter()
-                .map(|(stage, sorts)| {
-                    let (file, aliases) = variant.source(stage);
-                    let layout = if *sorts { &sort } else { &main };
-                    gpu::GroupedKernel {
-                        key: stage.key,
-                        name: stage.name,
-                        file,
-                        aliases,
-                        layout,
-                        constants: stage.constants.to_vec(),
-                    }
+                .zip(sources)
+                .map(|((stage, sorts), (kernel, aliases))| gpu::GroupedKernel {
+                    key: stage.key,
+                    name: stage.name,
+                    kernel,
+                    aliases,
+                    layout: if *sorts { &sort } else { &main },
+                    constants: stage.constants.to_vec(),
                 })
                 .collect();
             let set = gpu::KernelSet::grouped(ctx, &kernels)?;
@@ -300,28 +318,29 @@ impl CenterKernels {
     }
 }
 
-fn create_layouts(factory: &gpu::PipelineFactory, update: UpdateMode, center_bindings: usize, vec4: bool) -> Layouts {
-    let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| factory.bind_group_layout(label, entries);
-    let batch = layout(
-        "center loss batch",
-        &[
-            gpu::uniform_entry(0, std::mem::size_of::<StepParams>() as u64, false),
-            gpu::storage_entry(1, true, if vec4 { 16 } else { 4 }),
-            gpu::storage_entry(2, true, 4),
-            gpu::storage_entry(3, false, if vec4 { 16 } else { 4 }),
-            gpu::storage_entry(4, false, 8),
-            gpu::storage_entry(5, false, 16),
-        ],
-    );
-    let mut window_entries = vec![gpu::uniform_entry(0, std::mem::size_of::<WindowParams>() as u64, false)];
-    window_entries.extend((1..=center_bindings as u32).map(|b| gpu::storage_entry(b, false, 16)));
-    let window = layout("center window", &window_entries);
-    let scratch = match update {
-        UpdateMode::Atomic => {
-            layout("atomic scratch", &[gpu::storage_entry(0, false, 4), gpu::storage_entry(1, false, 4)])
-        }
-        UpdateMode::Deterministic => layout("sort scratch", &[gpu::storage_entry(0, false, 8)]),
+/// The layouts of groups 0 to 3, each the union of what `variants` declare there (group 3,
+/// the sort stage, read at a dynamic offset).
+fn create_layouts(factory: &gpu::PipelineFactory, variants: &[&KernelVariant]) -> Result<Layouts> {
+    let layout = |label, group| -> Result<wgpu::BindGroupLayout> {
+        Ok(factory.bind_group_layout(label, &gpu::layout_entries(variants, group, group == 3)?))
     };
-    let stage = layout("sort stage", &[gpu::uniform_entry(0, SORT_STAGE_BYTES, true)]);
-    Layouts { batch, window, scratch, stage }
+    Ok(Layouts {
+        batch: layout("center loss batch", 0)?,
+        window: layout("center window", 1)?,
+        scratch: layout("center loss scratch", 2)?,
+        stage: layout("sort stage", 3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Besides the centers: features, labels, grad, loss scratch and health, then slots and
+    /// accumulators (atomic mode) or sort keys (deterministic).
+    #[test]
+    fn storage_bindings_besides_the_centers_are_read_from_the_wgsl() {
+        assert_eq!(storage_bindings_besides_centers(UpdateMode::Atomic).unwrap(), 7);
+        assert_eq!(storage_bindings_besides_centers(UpdateMode::Deterministic).unwrap(), 6);
+    }
 }

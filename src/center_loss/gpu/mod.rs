@@ -22,9 +22,9 @@
 
 mod binding;
 mod collective;
-mod host;
 mod interface;
 mod kernels;
+mod own_batch;
 mod plan;
 mod profile;
 mod table;
@@ -32,9 +32,9 @@ mod table;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use binding::{BatchBuffers, BatchOffsets, CenterLossBinding};
-pub use host::PendingStep;
 pub use interface::GRAD_SCALE_KERNELS;
 pub use kernels::{shader_plan, ShaderSpec};
+pub use own_batch::PendingStep;
 
 use super::config::{CenterLossConfig, UpdateMode};
 use crate::error::{check_finite, check_len};
@@ -88,7 +88,7 @@ pub struct GpuCenterLoss {
     slots: Option<wgpu::Buffer>,
     /// Layouts and kernels, shared with every module of the same shader variant on the device.
     kernels: std::sync::Arc<CenterKernels>,
-    host: Option<host::HostBatch>,
+    host: Option<own_batch::OwnBatch>,
 }
 
 impl std::fmt::Debug for GpuCenterLoss {

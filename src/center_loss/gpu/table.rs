@@ -6,7 +6,8 @@
 use std::ops::Range;
 
 use super::interface::WindowParams;
-use crate::center_loss::config::{center_stride, CenterLossConfig, UpdateMode, MAX_CENTER_BINDINGS};
+use super::kernels::storage_bindings_besides_centers;
+use crate::center_loss::config::{center_stride, CenterLossConfig, MAX_CENTER_BINDINGS};
 use crate::gpu::{self, GpuContext, Staging};
 use crate::{Error, Result};
 
@@ -26,13 +27,6 @@ pub(super) struct TableShape {
     pub layout_bindings: usize,
     /// The largest buffer allowed.
     pub buffer_limit: u64,
-}
-
-/// Storage buffers per shader stage that the center kernels bind besides the centers:
-/// features, labels, grad, loss scratch, health; then slots and accumulators (atomic mode)
-/// or sort keys (deterministic).
-fn storage_bindings_besides_centers(update: UpdateMode) -> u32 {
-    5 + if update == UpdateMode::Atomic { 2 } else { 1 }
 }
 
 impl TableShape {
@@ -61,7 +55,7 @@ impl TableShape {
         let rows_per_buffer = ((buffer_limit / row_bytes) as usize).min(k);
         let num_buffers = k.div_ceil(rows_per_buffer);
         let bindings_allowed =
-            limits.max_storage_buffers_per_shader_stage.saturating_sub(storage_bindings_besides_centers(cfg.update));
+            limits.max_storage_buffers_per_shader_stage.saturating_sub(storage_bindings_besides_centers(cfg.update)?);
         // More than one buffer per window needs `window_2` or every binding of `window_4`
         // (the storage-buffer limit is checked for four).
         let window_buffers = match cfg.center_bindings.unwrap_or(MAX_CENTER_BINDINGS).min(num_buffers) {

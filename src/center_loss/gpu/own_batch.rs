@@ -1,5 +1,6 @@
-//! The host path: `step`, `forward` and `loss` on host slices, checked before the GPU is
-//! touched, through the module's own buffers (grown to the largest batch seen).
+//! The module's own batch buffers (grown to the largest batch seen) and the two paths that
+//! go through them: `step`, `forward` and `loss` on host slices, checked before the GPU is
+//! touched, and `run_on_device`, a batch copied in from another program's buffers.
 
 use std::sync::Mutex;
 
@@ -9,8 +10,8 @@ use super::{GpuCenterLoss, StepOutput};
 use crate::gpu::{self, Staging};
 use crate::{Error, Result};
 
-/// Host-path buffers, grown to the largest batch seen.
-pub(super) struct HostBatch {
+/// The module's own batch buffers, grown to the largest batch seen.
+pub(super) struct OwnBatch {
     capacity: usize,
     features: wgpu::Buffer,
     labels: wgpu::Buffer,
@@ -83,7 +84,7 @@ impl GpuCenterLoss {
         self.check_batch_fits(capacity)?;
         let device = self.ctx.device();
         let values = (capacity * self.cfg.feat_dim) as u64 * 4;
-        let host = self.ctx.capture(|| {
+        let host = self.ctx.try_capture(|| {
             let features = gpu::buffer(device, "host features", values, gpu::STORAGE_RW);
             let labels = gpu::buffer(device, "host labels", 4 * capacity as u64, gpu::STORAGE_RW);
             let grad = gpu::buffer(device, "host grad", values, gpu::STORAGE_RW);
@@ -91,8 +92,8 @@ impl GpuCenterLoss {
             let belt_chunk = (values + 4 * capacity as u64 + 256).next_multiple_of(256);
             let belt = Mutex::new(wgpu::util::StagingBelt::new(device.clone(), belt_chunk));
             let binding = self.make_binding((&features, 0), (&labels, 0), (&grad, 0), capacity, false, None)?;
-            Ok::<_, Error>(HostBatch { capacity, features, labels, grad, staging, belt, binding })
-        })??;
+            Ok::<_, Error>(OwnBatch { capacity, features, labels, grad, staging, belt, binding })
+        })?;
         self.host = Some(host);
         Ok(())
     }
@@ -148,7 +149,7 @@ impl GpuCenterLoss {
         let rows = rows.start.min(batch)..rows.end.min(batch);
         let grad_bytes = if pass == CenterPass::LossOnly { 0 } else { rows.len() as u64 * row_bytes };
         let mut belt = host.belt.lock().map_err(|_| Error::Internal("staging belt poisoned".into()))?;
-        let submission = self.ctx.capture(|| {
+        let submission = self.ctx.try_capture(|| {
             let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
             let uploads: [(&wgpu::Buffer, &[u8]); 3] = [
                 (&host.binding.params, bytemuck::bytes_of(&params)),
@@ -169,7 +170,7 @@ impl GpuCenterLoss {
             let submission = self.ctx.queue().submit([encoder.finish()]);
             belt.recall();
             Ok(submission)
-        })??;
+        })?;
         drop(belt);
         Ok(PendingStep { module: self, submission: Some(submission), grad_len: grad_bytes as usize / 4 })
     }
@@ -200,7 +201,7 @@ impl GpuCenterLoss {
         let params = self.step_params(batch, false);
         let values = (batch * self.cfg.feat_dim) as u64 * 4;
         let queue = self.ctx.queue();
-        self.ctx.capture(|| {
+        self.ctx.try_capture(|| {
             queue.write_buffer(&host.binding.params, 0, bytemuck::bytes_of(&params));
             let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(features.0, features.1, &host.features, 0, values);
@@ -211,6 +212,6 @@ impl GpuCenterLoss {
             encoder.copy_buffer_to_buffer(&host.binding.loss_scratch, 0, loss_out.0, loss_out.1, 4);
             queue.submit([encoder.finish()]);
             Ok(())
-        })?
+        })
     }
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes shaders/nn/lib/gemm_core_cpu.wgsl: the register GEMM core, one statement per
+"""Writes shaders/nn/lib/gemm_core_registers.wgsl: the register GEMM core, one statement per
 multiply-add of the register block (a CPU driver's compiler neither unrolls loops nor keeps
 a dynamically indexed array in registers). Run from the repository root after changing
-the block shape: python3 scripts/gemm_core_cpu.py [BLOCK_M BLOCK_N]"""
+the block shape: python3 scripts/gemm_core_registers.py [BLOCK_M BLOCK_N]"""
 
 import sys
 
@@ -12,7 +12,8 @@ BLOCK_M, BLOCK_N = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) >= 3 el
 WORKGROUP = int(sys.argv[3]) if len(sys.argv) == 4 else 8
 Q = BLOCK_N // 4
 
-head = f"""// Written by scripts/gemm_core_cpu.py ({BLOCK_M} x {BLOCK_N} block); edit the script, not this file.
+head = f"""#serves gemm_core
+// Written by scripts/gemm_core_registers.py ({BLOCK_M} x {BLOCK_N} block); edit the script, not this file.
 //
 // Register GEMM core: C[M, N] = sum_k A(m, k) * B(k, n), the same interface as gemm_core
 // (gemm_dims, a_row, b_col, a_step, b_step, load_a, load_b, store_c), but no workgroup
@@ -106,4 +107,4 @@ a("            store_c(m, n, slice, row[j / 4u][j % 4u]);")
 a("        }")
 a("    }")
 a("}")
-open("shaders/nn/lib/gemm_core_cpu.wgsl", "w").write(head + "\n".join(L) + "\n")
+open("shaders/nn/lib/gemm_core_registers.wgsl", "w").write(head + "\n".join(L) + "\n")

@@ -1,4 +1,5 @@
-// Written by scripts/gemm_core_cpu.py (16 x 8 block); edit the script, not this file.
+#serves gemm_core
+// Written by scripts/gemm_core_registers.py (16 x 8 block); edit the script, not this file.
 //
 // Register GEMM core: C[M, N] = sum_k A(m, k) * B(k, n), the same interface as gemm_core
 // (gemm_dims, a_row, b_col, a_step, b_step, load_a, load_b, store_c), but no workgroup

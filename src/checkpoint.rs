@@ -21,7 +21,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use crate::error::check_finite;
 use crate::files::TMP_MARK;
 use crate::gpu::{read_buffers, Storage};
-use crate::nn::{Network, NetworkSpec};
+use crate::nn::{InferenceNetwork, Network, NetworkSpec};
 use crate::{Error, Result};
 
 const FORMAT: &str = "centerloss-checkpoint-v1";
@@ -69,8 +69,9 @@ pub fn save_with(net: &Network, path: &Path, extra: &[(&str, String)]) -> Result
         .graph()
         .params()
         .iter()
-        .flat_map(|p| [(&p.value as &dyn Storage, p.len), (&p.velocity as &dyn Storage, p.len)])
-        .collect();
+        .map(|p| Ok([(&p.value as &dyn Storage, p.len), (p.velocity()? as &dyn Storage, p.len)]))
+        .collect::<Result<Vec<_>>>()?
+        .concat();
     let mut values = read_buffers(ctx, &sources)?.into_iter();
     for p in net.graph().params() {
         let (value, velocity) = (values.next().expect("one per source"), values.next().expect("one per source"));
@@ -167,6 +168,41 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
+/// The `len` finite f32 values of tensor `name` of `st` (read from `path`).
+fn tensor_values(st: &safetensors::SafeTensors<'_>, path: &Path, name: &str, len: usize) -> Result<Vec<f32>> {
+    let t = st.tensor(name).map_err(|_| ck_err(path, format!("missing tensor {name}")))?;
+    if t.dtype() != Dtype::F32 || t.data().len() != 4 * len {
+        return Err(ck_err(
+            path,
+            format!("tensor {name} is {:?} {:?}, expected F32 with {len} values", t.dtype(), t.shape()),
+        ));
+    }
+    let values: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    check_finite("checkpoint tensor", &values).map_err(|_| ck_err(path, format!("tensor {name} holds NaN or inf")))?;
+    Ok(values)
+}
+
+/// Writes the parameter values of the checkpoint `bytes` (read from `path`) into `net`,
+/// which must be built from the description the checkpoint records: what using a trained
+/// model needs (no momentum, center or step is read). Every tensor is checked before
+/// anything is written.
+pub fn load_values(net: &InferenceNetwork, bytes: &[u8], path: &Path) -> Result<()> {
+    let meta = metadata_of(bytes, path)?;
+    if meta.get("spec") != Some(&format!("{:?}", net.spec())) {
+        return Err(ck_err(path, "it was written for a different network description"));
+    }
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| ck_err(path, format!("corrupt: {e}")))?;
+    let params = net.graph().params();
+    let values = params
+        .iter()
+        .map(|p| tensor_values(&st, path, &format!("param/{}", p.name), p.len))
+        .collect::<Result<Vec<_>>>()?;
+    for (p, v) in params.iter().zip(&values) {
+        net.graph().write(&p.value, v)?;
+    }
+    Ok(())
+}
+
 /// Restores `net`'s training state from `path`. Everything is checked (format, network
 /// description, every tensor's name, type and size) before anything is written, so a
 /// corrupt or mismatched file leaves the network as it was.
@@ -177,19 +213,7 @@ pub fn load(net: &mut Network, path: &Path) -> Result<()> {
         return Err(ck_err(path, "it was written for a different network description"));
     }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, format!("corrupt: {e}")))?;
-    let f32s = |name: &str, len: usize| -> Result<Vec<f32>> {
-        let t = st.tensor(name).map_err(|_| ck_err(path, format!("missing tensor {name}")))?;
-        if t.dtype() != Dtype::F32 || t.data().len() != 4 * len {
-            return Err(ck_err(
-                path,
-                format!("tensor {name} is {:?} {:?}, expected F32 with {len} values", t.dtype(), t.shape()),
-            ));
-        }
-        let values: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        check_finite("checkpoint tensor", &values)
-            .map_err(|_| ck_err(path, format!("tensor {name} holds NaN or inf")))?;
-        Ok(values)
-    };
+    let f32s = |name: &str, len: usize| tensor_values(&st, path, name, len);
     let mut restored = Vec::new();
     for p in net.graph().params() {
         restored.push((f32s(&format!("param/{}", p.name), p.len)?, f32s(&format!("velocity/{}", p.name), p.len)?));
@@ -207,7 +231,7 @@ pub fn load(net: &mut Network, path: &Path) -> Result<()> {
     // All checked: write.
     for (p, (value, velocity)) in net.graph().params().iter().zip(&restored) {
         net.graph().write(&p.value, value)?;
-        net.graph().write(&p.velocity, velocity)?;
+        net.graph().write(p.velocity()?, velocity)?;
     }
     if let (Some(c), Some(cl)) = (centers, net.center_loss_mut()) {
         cl.set_centers(&c)?;

@@ -9,15 +9,16 @@ use crate::checkpoint;
 use crate::data::ImageSource;
 use crate::data::Preprocessing;
 use crate::eval::OperatingPoint;
-use crate::nn::{Network, TrainConfig};
-use crate::{CenterLossConfig, Error, GpuContext, Result};
+use crate::nn::InferenceNetwork;
+use crate::{Error, GpuContext, Result};
 
 /// Images per GPU pass when embedding.
 pub const EMBED_BATCH: usize = 64;
 
-/// A network restored from a checkpoint for inference.
+/// A network restored from a checkpoint for inference: its forward kernels and weights
+/// alone ([`InferenceNetwork`]: no gradient, momentum, optimizer, classifier or centers).
 pub struct Model {
-    net: Network,
+    net: InferenceNetwork,
     preprocessing: Preprocessing,
     operating_points: Vec<OperatingPoint>,
     path: PathBuf,
@@ -93,18 +94,13 @@ impl Model {
         }
         let bytes = crate::files::read(path, checkpoint::MAX_CHECKPOINT_BYTES, "checkpoint")?;
         let ModelDescription { spec, preprocessing, operating_points } = ModelDescription::parse(&bytes, path)?;
-        let cfg = TrainConfig {
-            batch: EMBED_BATCH,
-            center: CenterLossConfig { lambda: 0.0, ..Default::default() },
-            ..Default::default()
-        };
-        let mut net = Network::new(ctx, spec, cfg)?;
-        checkpoint::load(&mut net, path)?;
+        let net = InferenceNetwork::new(ctx, spec, EMBED_BATCH, false)?;
+        checkpoint::load_values(&net, &bytes, path)?;
         Ok(Self { net, preprocessing, operating_points, path: path.to_path_buf() })
     }
 
-    /// The network (for [`Network::infer`], its spec, its embedding size).
-    pub fn network(&self) -> &Network {
+    /// The network (its spec, its parameters, [`InferenceNetwork::embed`]).
+    pub fn network(&self) -> &InferenceNetwork {
         &self.net
     }
 
@@ -163,7 +159,7 @@ impl Model {
     /// L2-normalised embeddings of `images` (`n * input_len` values, NCHW, already
     /// preprocessed).
     pub fn embed_pixels(&self, images: &[f32]) -> Result<Vec<f32>> {
-        let mut rows = self.net.infer(images)?.embeddings;
+        let mut rows = self.net.embed(images)?;
         normalize_rows(&mut rows, self.dim());
         Ok(rows)
     }

@@ -89,7 +89,7 @@ impl GallerySearch {
             });
         }
         let chunk = ((SCORE_BYTES_PER_CHUNK.min(binding) / (4 * rows as u64)) as usize).clamp(1, 65_535);
-        let graph = Graph::new(ctx, chunk, 0)?;
+        let graph = Graph::for_inference(ctx, chunk)?;
         let device = ctx.device();
         let gallery_buffer = gpu::storage_init(device, "gallery", gallery);
         let probes = gpu::buffer(device, "probes", 4 * (chunk * dim) as u64, gpu::STORAGE_RW);

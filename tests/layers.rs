@@ -48,7 +48,7 @@ fn run_layer(ctx: &GpuContext, batch: usize, shape: [usize; 3], spec: LayerSpec,
     g.run(true).unwrap();
     let yv = g.read(&y.buffer, batch * y.per_sample()).unwrap();
     let dx = g.read(x.grad.as_ref().unwrap(), xv.len()).unwrap();
-    let grads = g.params().iter().map(|p| read_buffer(ctx, &p.grad, p.len).unwrap()).collect();
+    let grads = g.params().iter().map(|p| read_buffer(ctx, p.grad().unwrap(), p.len).unwrap()).collect();
     (Run { x: xv, params, y: yv, dy, dx, grads }, y)
 }
 
@@ -313,7 +313,7 @@ fn prelu_takes_over_the_convolution_bias_gradient() {
         for (i, v) in dconv.iter().enumerate() {
             dbias[(i / pixels) % 5] += v;
         }
-        let grads: Vec<Vec<f32>> = g.params().iter().map(|p| read_buffer(&ctx, &p.grad, p.len).unwrap()).collect();
+        let grads: Vec<Vec<f32>> = g.params().iter().map(|p| read_buffer(&ctx, p.grad().unwrap(), p.len).unwrap()).collect();
         assert!(rel(&grads[1], &dbias) < TOL, "conv bias gradient {:?} vs {dbias:?}", grads[1]);
         assert!(rel(&grads[2], &dslope) < TOL, "slope gradient");
         assert!(rel(&g.read(conv.grad.as_ref().unwrap(), dconv.len()).unwrap(), &dconv) < TOL, "PReLU dx");
@@ -329,7 +329,7 @@ fn prelu_takes_over_the_convolution_bias_gradient() {
         g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
         g.run(true).unwrap();
         let (_, dslope) = cpu::prelu_backward(&f64s(&xv), &f64s(&slopes), &f64s(&dy), pixels);
-        assert!(rel(&read_buffer(&ctx, &g.params()[0].grad, 2).unwrap(), &dslope) < TOL, "slope gradient, no dx");
+        assert!(rel(&read_buffer(&ctx, g.params()[0].grad().unwrap(), 2).unwrap(), &dslope) < TOL, "slope gradient, no dx");
     }
 }
 
@@ -425,7 +425,7 @@ fn a_residual_branch_does_not_take_the_convolution_bias_gradient() {
         }
         g.write(y.grad.as_ref().unwrap(), &uniform(&mut r, b * y.per_sample(), 1.0)).unwrap();
         g.run(true).unwrap();
-        g.params().iter().map(|p| read_buffer(ctx, &p.grad, p.len).unwrap()).collect::<Vec<_>>()
+        g.params().iter().map(|p| read_buffer(ctx, p.grad().unwrap(), p.len).unwrap()).collect::<Vec<_>>()
     };
     let [gpu_family, cpu_family] = kernel_variants(&gpu_ctx).map(|ctx| run(&ctx));
     for (i, (c, g)) in cpu_family.iter().zip(&gpu_family).enumerate() {

@@ -1,7 +1,8 @@
 //! The exported ONNX models, run by tract (an ONNX implementation this crate did not
 //! write), give the embeddings the GPU gives: the face network and LeNet++, with trained-
 //! looking random weights, on random inputs and on real photographs read with the
-//! model's recorded preprocessing (`data/yalefaces`); max abs error <= 1e-4.
+//! model's recorded preprocessing (`data/yalefaces`); max abs error <= 1e-4. And a model
+//! opens as its forward pass alone (no gradient, momentum or backward dispatch).
 #![cfg(feature = "experiments")]
 
 mod common;
@@ -82,4 +83,37 @@ fn exported_models_give_the_gpus_embeddings_in_tract() {
         }
         std::fs::remove_dir_all(&dir).ok();
     }
+}
+
+/// A model opens as its forward pass alone: the trunk's parameter values in one page (no
+/// classifier, no gradient or momentum buffer), no backward dispatch; and it embeds as
+/// the training network it was saved from does.
+#[test]
+fn a_model_holds_its_forward_pass_alone() {
+    let Some(ctx) = common::gpu() else { return };
+    let spec = NetworkSpec::face_resnet(1, 64, 128, 15);
+    let dir = std::env::temp_dir().join(format!("centerloss-model-alone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = model_file(&ctx, spec.clone(), &dir);
+    let model = Model::open(&ctx, &path).unwrap();
+    let graph = model.network().graph();
+    assert!(!graph.trains());
+    assert_eq!(graph.backward_dispatches(), 0);
+    let pages = graph.param_pages();
+    assert_eq!(pages.len(), 1);
+    assert!(pages[0].grad.is_none() && pages[0].velocity.is_none());
+    assert_eq!(pages[0].bytes(), 4 * spec.param_values(false) as u64);
+    assert!(graph.params().iter().all(|p| p.grad.is_none() && p.velocity.is_none()));
+
+    let mut net = Network::new(&ctx, spec.clone(), Default::default()).unwrap();
+    checkpoint::load(&mut net, &path).unwrap();
+    assert_eq!(net.graph().param_pages()[0].bytes(), 3 * 4 * spec.arena_values() as u64);
+    let mut rng = StdRng::seed_from_u64(3);
+    let images: Vec<f32> = (0..5 * model.network().input_len()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let mut trained = net.infer(&images).unwrap().embeddings;
+    centerloss::model::normalize_rows(&mut trained, model.dim());
+    let used = model.embed_pixels(&images).unwrap();
+    let err = max_abs_difference(&used, &trained);
+    assert!(err < 1e-5, "the model's embeddings differ from the training network's by {err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -287,7 +287,7 @@ pub fn run_verify(args: &VerifyArgs) -> Result<()> {
 fn verify_benchmarks(model: &Model, bins: &[PathBuf]) -> Result<()> {
     let sets = VerificationSet::read_all(bins)?;
     let lead = model.path().file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    let mut embed = |pixels: &[f32]| Ok(model.network().infer(pixels)?.embeddings);
+    let mut embed = |pixels: &[f32]| model.network().embed(pixels);
     let mut table = BenchmarkReport::markdown_header("model");
     for (name, set) in &sets {
         table += &evaluate_benchmark(name, set, model.preprocessing(), model.dim(), &mut embed)?.markdown_row(&lead);

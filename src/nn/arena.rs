@@ -1,7 +1,8 @@
 //! The parameter arena: every parameter's values, gradient and momentum live in three large
 //! buffers (a page), each parameter at a 256-byte-aligned offset, so that the optimizer
 //! updates all of them in one dispatch per page and a checkpoint, a warm-up snapshot or a
-//! data-parallel all-reduce moves whole pages. A network reserves its exact size before
+//! data-parallel all-reduce moves whole pages. An inference graph's arena holds the values
+//! alone. A network reserves its exact size before
 //! its first layer ([`super::NetworkSpec::arena_values`]), so it has one page; a graph
 //! built layer by layer without a reservation opens pages as it grows.
 
@@ -21,10 +22,10 @@ const DEFAULT_PAGE_VALUES: usize = 1 << 18;
 pub struct ParamPage {
     /// Parameter values.
     pub value: wgpu::Buffer,
-    /// Their gradients.
-    pub grad: wgpu::Buffer,
-    /// Their SGD momenta.
-    pub velocity: wgpu::Buffer,
+    /// Their gradients (none in an inference graph).
+    pub grad: Option<wgpu::Buffer>,
+    /// Their SGD momenta (none in an inference graph).
+    pub velocity: Option<wgpu::Buffer>,
     /// Values in use: the parameters and the padding after each (a multiple of 64).
     pub used: usize,
     capacity: usize,
@@ -38,9 +39,19 @@ impl ParamPage {
         BufferRange { buffer: buffer.clone(), offset: 4 * offset as u64, bytes: 4 * len as u64 }
     }
 
-    /// The page's values, gradients and momenta in use: (value, grad, velocity).
-    pub fn in_use(&self) -> [BufferRange; 3] {
-        [&self.value, &self.grad, &self.velocity].map(|b| Self::range(b, 0, self.used))
+    /// The page's values, gradients and momenta in use: (value, grad, velocity); an error
+    /// for an inference graph's page, which has no gradients.
+    pub fn in_use(&self) -> Result<[BufferRange; 3]> {
+        let (Some(grad), Some(velocity)) = (&self.grad, &self.velocity) else {
+            return Err(Error::Internal("an inference graph's parameters have no gradients".into()));
+        };
+        Ok([&self.value, grad, velocity].map(|b| Self::range(b, 0, self.used)))
+    }
+
+    /// Bytes of the page's buffers (values, and gradients and momenta when it has them).
+    pub fn bytes(&self) -> u64 {
+        let parts = [Some(&self.value), self.grad.as_ref(), self.velocity.as_ref()];
+        parts.into_iter().flatten().map(|b| b.size()).sum()
     }
 }
 
@@ -51,14 +62,16 @@ pub(super) struct ParamArena {
     next_page: usize,
     /// The adapter's largest storage binding, in values (a multiple of 64).
     max_page: usize,
+    /// Whether pages hold gradients and momenta besides the values.
+    trains: bool,
 }
 
 impl ParamArena {
-    /// An empty arena for `ctx`'s adapter.
-    pub(super) fn new(ctx: &GpuContext) -> Self {
+    /// An empty arena for `ctx`'s adapter; with `trains`, pages hold gradients and momenta.
+    pub(super) fn new(ctx: &GpuContext, trains: bool) -> Self {
         let max_bytes = ctx.limits().max_storage_buffer_binding_size;
         let max_page = (max_bytes / 4) as usize / CHUNK_VALUES * CHUNK_VALUES;
-        Self { pages: Vec::new(), next_page: DEFAULT_PAGE_VALUES.min(max_page), max_page }
+        Self { pages: Vec::new(), next_page: DEFAULT_PAGE_VALUES.min(max_page), max_page, trains }
     }
 
     /// Makes the next page hold `values` values (parameters padded to 64 each), so that
@@ -72,15 +85,16 @@ impl ParamArena {
         &self.pages
     }
 
-    /// Places a parameter of `kind` with values `init`: returns its page and its (value,
-    /// grad, velocity) ranges; the values are written, the gradient and momentum are zero.
+    /// Places a parameter of `kind` with values `init`: returns its page and its value,
+    /// gradient and momentum ranges (the last two when the arena trains); the values are
+    /// written, the gradient and momentum are zero.
     pub(super) fn place(
         &mut self,
         ctx: &GpuContext,
         name: &str,
         kind: ParamKind,
         init: &[f32],
-    ) -> Result<(usize, [BufferRange; 3])> {
+    ) -> Result<(usize, BufferRange, Option<[BufferRange; 2]>)> {
         let len = init.len();
         let padded = len.next_multiple_of(CHUNK_VALUES);
         if len == 0 {
@@ -97,10 +111,11 @@ impl ParamArena {
             self.next_page = capacity.saturating_mul(2).min(self.max_page);
             let bytes = 4 * capacity as u64;
             let device = ctx.device();
+            let trains = self.trains;
             self.pages.push(ParamPage {
                 value: gpu::buffer(device, "parameters", bytes, gpu::STORAGE_RW),
-                grad: gpu::buffer(device, "parameter gradients", bytes, gpu::STORAGE_RW),
-                velocity: gpu::buffer(device, "parameter momenta", bytes, gpu::STORAGE_RW),
+                grad: trains.then(|| gpu::buffer(device, "parameter gradients", bytes, gpu::STORAGE_RW)),
+                velocity: trains.then(|| gpu::buffer(device, "parameter momenta", bytes, gpu::STORAGE_RW)),
                 used: 0,
                 capacity,
                 chunk_kinds: Vec::new(),
@@ -112,7 +127,8 @@ impl ParamArena {
         page.used += padded;
         page.chunk_kinds.extend(std::iter::repeat_n(kind, padded / CHUNK_VALUES));
         ctx.queue().write_buffer(&page.value, 4 * offset as u64, bytemuck::cast_slice(init));
-        let ranges = [&page.value, &page.grad, &page.velocity].map(|b| ParamPage::range(b, offset, len));
-        Ok((index, ranges))
+        let range = |b: &wgpu::Buffer| ParamPage::range(b, offset, len);
+        let training = page.grad.as_ref().zip(page.velocity.as_ref()).map(|(g, v)| [range(g), range(v)]);
+        Ok((index, range(&page.value), training))
     }
 }

@@ -86,7 +86,8 @@ impl Network {
             }
             let mut offset = 0u64;
             for page in self.graph.param_pages() {
-                staging.copy_from(&mut encoder, &page.grad, 0, offset, 4 * page.used as u64);
+                let [_, grad, _] = page.in_use()?;
+                staging.copy_from(&mut encoder, &grad.buffer, 0, offset, 4 * page.used as u64);
                 offset += 4 * page.used as u64;
             }
             staging.copy_from(&mut encoder, &self.metrics, 0, offset, 16);
@@ -107,10 +108,11 @@ impl Network {
             Some((cl, _)) => cl.update_collective(&embeddings, labels, comm)?,
             None => 0.0,
         };
-        ctx.capture(|| {
+        ctx.try_capture(|| {
             let mut start = 0;
             for (page, len) in self.graph.param_pages().iter().zip(&lens) {
-                ctx.queue().write_buffer(&page.grad, 0, bytemuck::cast_slice(&values[start..start + len]));
+                let [_, grad, _] = page.in_use()?;
+                ctx.queue().write_buffer(&grad.buffer, 0, bytemuck::cast_slice(&values[start..start + len]));
                 start += len;
             }
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -119,6 +121,7 @@ impl Network {
                 self.graph.record_ops(&mut cpass, &self.sgd.ops);
             }
             ctx.queue().submit([encoder.finish()]);
+            Ok(())
         })?;
         Ok(StepMetrics { softmax_loss: values[total], accuracy: values[total + 1], center_loss })
     }

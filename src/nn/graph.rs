@@ -51,7 +51,7 @@ pub enum ParamKind {
 }
 
 /// One learnable tensor: its values, gradient and momentum are ranges of the graph's
-/// parameter arena ([`Graph::param_pages`]).
+/// parameter arena ([`Graph::param_pages`]); an inference graph's have values alone.
 pub struct Param {
     /// Unique name, e.g. `trunk.3.conv.weight`.
     pub name: String,
@@ -63,10 +63,24 @@ pub struct Param {
     pub page: usize,
     /// The values.
     pub value: BufferRange,
-    /// The gradient of the last backward pass.
-    pub grad: BufferRange,
-    /// SGD momentum.
-    pub velocity: BufferRange,
+    /// The gradient of the last backward pass (none in an inference graph).
+    pub grad: Option<BufferRange>,
+    /// SGD momentum (none in an inference graph).
+    pub velocity: Option<BufferRange>,
+}
+
+impl Param {
+    /// Its gradient; an error in an inference graph.
+    pub fn grad(&self) -> Result<&BufferRange> {
+        self.grad.as_ref().ok_or_else(|| Error::Internal(format!("{} has no gradient (an inference graph)", self.name)))
+    }
+
+    /// Its momentum; an error in an inference graph.
+    pub fn velocity(&self) -> Result<&BufferRange> {
+        self.velocity
+            .as_ref()
+            .ok_or_else(|| Error::Internal(format!("{} has no momentum (an inference graph)", self.name)))
+    }
 }
 
 /// A compiled network fragment for a fixed batch: forward dispatches, backward groups,
@@ -75,6 +89,9 @@ pub struct Graph {
     pub(super) ctx: GpuContext,
     pub(super) kernels: Arc<KernelSet>,
     pub(super) batch: usize,
+    /// Whether the graph trains: activations and parameters get gradients and backward
+    /// dispatches, parameters momenta. An inference graph has the forward pass alone.
+    pub(super) trains: bool,
     rng: StdRng,
     /// How [`Graph::init_weights`] draws trunk weights.
     pub(super) init: WeightInit,
@@ -145,6 +162,16 @@ pub(super) const MAX_K_PER_SLICE: usize = 8192;
 impl Graph {
     /// An empty graph for batches of `batch` samples; `seed` drives weight initialisation.
     pub fn new(ctx: &GpuContext, batch: usize, seed: u64) -> Result<Self> {
+        Self::build(ctx, batch, seed, true)
+    }
+
+    /// An empty graph for the forward pass alone: no gradient, backward dispatch or
+    /// momentum is made, and parameters hold values only (zero until written).
+    pub fn for_inference(ctx: &GpuContext, batch: usize) -> Result<Self> {
+        Self::build(ctx, batch, 0, false)
+    }
+
+    fn build(ctx: &GpuContext, batch: usize, seed: u64, trains: bool) -> Result<Self> {
         if batch == 0 || batch > 65_535 {
             return Err(Error::Config(format!("batch size must be in 1..=65535, got {batch}")));
         }
@@ -158,12 +185,13 @@ impl Graph {
             ctx: ctx.clone(),
             kernels,
             batch,
+            trains,
             rng: StdRng::seed_from_u64(seed),
             init: WeightInit::default(),
             forward: Vec::new(),
             backward: Vec::new(),
             params: Vec::new(),
-            arena: ParamArena::new(ctx),
+            arena: ParamArena::new(ctx, trains),
             dummy,
             dummy_out,
             pending_conv: None,
@@ -187,7 +215,13 @@ impl Graph {
         &self.params
     }
 
-    /// A new input tensor (the host writes it); with `needs_grad` its gradient is computed.
+    /// Whether the graph trains ([`Graph::for_inference`] makes one that does not).
+    pub fn trains(&self) -> bool {
+        self.trains
+    }
+
+    /// A new input tensor (the host writes it); with `needs_grad` (in a graph that trains)
+    /// its gradient is computed.
     pub fn input(&mut self, shape: Shape, needs_grad: bool) -> Tensor {
         self.tensor(shape, needs_grad)
     }
@@ -198,7 +232,7 @@ impl Graph {
         Tensor {
             shape,
             buffer: gpu::buffer(device, "activation", bytes, gpu::STORAGE_RW),
-            grad: with_grad.then(|| gpu::buffer(device, "activation grad", bytes, gpu::STORAGE_RW)),
+            grad: (with_grad && self.trains).then(|| gpu::buffer(device, "activation grad", bytes, gpu::STORAGE_RW)),
         }
     }
 
@@ -240,7 +274,8 @@ impl Graph {
 
     /// A parameter initialised with `init` values, placed in the arena.
     pub(super) fn param(&mut self, name: String, kind: ParamKind, init: Vec<f32>) -> Result<usize> {
-        let (page, [value, grad, velocity]) = self.arena.place(&self.ctx, &name, kind, &init)?;
+        let (page, value, training) = self.arena.place(&self.ctx, &name, kind, &init)?;
+        let [grad, velocity] = training.map_or([None, None], |[g, v]| [Some(g), Some(v)]);
         self.params.push(Param { name, kind, len: init.len(), page, value, grad, velocity });
         Ok(self.params.len() - 1)
     }
@@ -253,11 +288,10 @@ impl Graph {
         self.arena.reserve(values);
     }
 
-    /// One part of every parameter (`|p| &p.value`, `|p| &p.grad`), in [`Graph::params`]
+    /// One part of every parameter (`|p| Ok(&p.value)`, `|p| p.grad()`), in [`Graph::params`]
     /// order, read back in one submission.
-    pub(crate) fn read_params(&self, part: impl Fn(&Param) -> &BufferRange) -> Result<Vec<Vec<f32>>> {
-        let sources: Vec<(&dyn Storage, usize)> =
-            self.params.iter().map(|p| (part(p) as &dyn Storage, p.len)).collect();
+    pub(crate) fn read_params(&self, part: impl Fn(&Param) -> Result<&BufferRange>) -> Result<Vec<Vec<f32>>> {
+        let sources = self.params.iter().map(|p| Ok((part(p)? as &dyn Storage, p.len))).collect::<Result<Vec<_>>>()?;
         gpu::read_buffers(&self.ctx, &sources)
     }
 
@@ -296,6 +330,11 @@ impl Graph {
     /// Records the backward groups, last layer first.
     pub fn record_backward(&self, cpass: &mut wgpu::ComputePass<'_>) {
         self.record_backward_groups(cpass, 0..self.backward.len());
+    }
+
+    /// How many dispatches its backward groups hold (none in an inference graph).
+    pub fn backward_dispatches(&self) -> usize {
+        self.backward.iter().map(Vec::len).sum()
     }
 
     /// How many backward groups the graph has (layers and blocks built so far).

@@ -14,7 +14,7 @@ impl Graph {
     /// Applies one layer (or residual block) to `x`, checking shapes; `name` prefixes its
     /// parameters' names and errors.
     pub fn layer(&mut self, x: &Tensor, spec: &LayerSpec, name: &str) -> Result<Tensor> {
-        let out_grad = true;
+        let out_grad = self.trains;
         let fail = |why: String| Error::Config(format!("layer {name} ({}): {why}", spec.describe()));
         let [c, h, w] = x.shape;
         let ctx = self.ctx.clone();
@@ -108,7 +108,6 @@ impl Graph {
                 })
             };
         let weights = self.params[weight_index].value.clone();
-        let weight_grad = self.params[weight_index].grad.clone();
         let bias_value = bias_index.map_or(BufferRange::from(&self.dummy), |i| self.params[i].value.clone());
         let n = self.batch * out_h * out_w;
         let storage: [&dyn Storage; 6] = [&weights, &x.buffer, &bias_value, &y.buffer, &self.dummy, &self.dummy_out];
@@ -125,7 +124,10 @@ impl Graph {
         let conv_op =
             |g: &Self, kernel, storage: &[&dyn Storage], shape| conv_op(g, kernel, storage, shape).map(|(op, _)| op);
 
-        let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
+        let Some(dy) = y.grad.clone() else {
+            return Ok(());
+        };
+        let weight_grad = self.params[weight_index].grad()?.clone();
         let mut group = Vec::new();
         if slices == 1 {
             group.push(conv_op(
@@ -153,7 +155,7 @@ impl Graph {
             )?);
         }
         if let Some(bias_index) = bias_index {
-            let bias_grad = self.params[bias_index].grad.clone();
+            let bias_grad = self.params[bias_index].grad()?.clone();
             group.push(self.bias_grad_op(&dy, &bias_grad, out_c, out_h * out_w, group.len())?);
         }
         if let Some(dx) = &x.grad {
@@ -197,7 +199,8 @@ impl Graph {
         let weight = self.init_weights(o * i, i);
         let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight)?;
         let bias_index = bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; o])).transpose()?;
-        let weights = [self.params[weight_index].value.clone(), self.params[weight_index].grad.clone()];
+        let p = &self.params[weight_index];
+        let weights = (p.value.clone(), p.grad.clone());
         self.linear_ops(x, y, &weights, bias_index, b, i, o)
     }
 
@@ -209,7 +212,8 @@ impl Graph {
         let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight)?;
         let bias_index =
             bias.then(|| self.param(format!("{name}.bias"), ParamKind::Bias, vec![0.0; classes])).transpose()?;
-        let weights = [self.params[weight_index].value.clone(), self.params[weight_index].grad.clone()];
+        let p = &self.params[weight_index];
+        let weights = (p.value.clone(), p.grad.clone());
         let ctx = self.ctx.clone();
         ctx.try_capture(|| self.linear_ops(x, &y, &weights, bias_index, self.batch, i, classes))?;
         Ok(y)
@@ -226,15 +230,21 @@ impl Graph {
         let weight_index = self.param(format!("{name}.weight"), ParamKind::Weight, weight)?;
         let (raw, raw_grad) = (self.params[weight_index].value.clone(), self.params[weight_index].grad.clone());
         let device = self.ctx.device().clone();
-        let unit = gpu::buffer(&device, "unit class weights", 4 * (classes * i) as u64, gpu::STORAGE_RW);
-        let unit_grad = gpu::buffer(&device, "unit class weights' gradient", 4 * (classes * i) as u64, gpu::STORAGE_RW);
+        let bytes = 4 * (classes * i) as u64;
+        let unit = gpu::buffer(&device, "unit class weights", bytes, gpu::STORAGE_RW);
+        let unit_grad =
+            raw_grad.is_some().then(|| gpu::buffer(&device, "unit class weights' gradient", bytes, gpu::STORAGE_RW));
         let ctx = self.ctx.clone();
         ctx.try_capture(|| -> Result<()> {
-            let (normalize, back) = self.l2norm_ops(classes, i, [&raw, &unit], Some((&raw_grad, &unit_grad)))?;
+            let grads = raw_grad.as_ref().zip(unit_grad.as_ref()).map(|(r, u)| (r as &dyn Storage, u as &dyn Storage));
+            let (normalize, back) = self.l2norm_ops(classes, i, [&raw, &unit], grads)?;
             self.forward.push(normalize);
-            self.linear_ops(x, &y, &[(&unit).into(), (&unit_grad).into()], None, self.batch, i, classes)?;
-            let group = self.backward.last_mut().ok_or_else(|| Error::Internal("no backward group".into()))?;
-            group.extend(back);
+            let weights = ((&unit).into(), unit_grad.as_ref().map(BufferRange::from));
+            self.linear_ops(x, &y, &weights, None, self.batch, i, classes)?;
+            if let Some(back) = back {
+                let group = self.backward.last_mut().ok_or_else(|| Error::Internal("no backward group".into()))?;
+                group.push(back);
+            }
             Ok(())
         })?;
         Ok(y)
@@ -245,7 +255,7 @@ impl Graph {
         &mut self,
         x: &Tensor,
         y: &Tensor,
-        [weights, weight_grad]: &[BufferRange; 2],
+        (weights, weight_grad): &(BufferRange, Option<BufferRange>),
         bias_index: Option<usize>,
         b: usize,
         i: usize,
@@ -261,7 +271,11 @@ impl Graph {
             &y.buffer,
         )?;
         self.forward.extend(fwd);
-        let dy = y.grad.clone().ok_or_else(|| Error::Internal("linear output has no gradient".into()))?;
+        let Some(dy) = y.grad.clone() else {
+            return Ok(());
+        };
+        let weight_grad =
+            weight_grad.as_ref().ok_or_else(|| Error::Internal("linear weights have no gradient".into()))?;
         let mut group = Vec::new();
         // dW[o, i] = dY[b, o]^T X[b, i]
         group.extend(self.dense_gemm(
@@ -274,7 +288,7 @@ impl Graph {
         if let Some(bias_index) = bias_index {
             let channel_uniform =
                 self.uniform(&ChannelParams { batch: b as u32, channels: o as u32, pixels: 1, _pad: 0 });
-            let bias_grad = self.params[bias_index].grad.clone();
+            let bias_grad = self.params[bias_index].grad()?.clone();
             group.push(self.op(&kernel::CHANNEL_SUM, &channel_uniform, &[&dy, &bias_grad], (o as u32, 1, 1))?);
         }
         if let Some(dx) = &x.grad {
@@ -429,23 +443,26 @@ impl Graph {
         }
         // y's gradient is the body output's gradient buffer itself (d(u + s)/du = 1); a
         // projection shortcut gets a copy of it.
-        let dy = u.grad.clone().ok_or_else(|| Error::Config(format!("residual block {name}: empty body")))?;
-        let y = Tensor { shape: u.shape, buffer: self.tensor(u.shape, false).buffer, grad: Some(dy.clone()) };
+        let dy = u.grad.clone();
+        if self.trains && dy.is_none() {
+            return Err(Error::Config(format!("residual block {name}: empty body")));
+        }
+        let y = Tensor { shape: u.shape, buffer: self.tensor(u.shape, false).buffer, grad: dy.clone() };
         let len = self.batch * y.per_sample();
         let element_uniform = self.uniform(&ElementParams { len: len as u32, channels: 1, pixels: 1, _pad: 0 });
         let fwd = self.op(&kernel::ADD, &element_uniform, &[&u.buffer, &s.buffer, &y.buffer], self.grid_walk(len))?;
         self.forward.push(fwd);
         let mut copy_in = Vec::new();
-        if let Some(shortcut_grad) = &s.grad {
+        if let (Some(shortcut_grad), Some(dy)) = (&s.grad, &dy) {
             let zero = gpu::buffer(self.ctx.device(), "zeros", 4 * len as u64, gpu::STORAGE_RW);
-            copy_in.push(self.op(&kernel::ADD, &element_uniform, &[&dy, &zero, shortcut_grad], self.grid_walk(len))?);
+            copy_in.push(self.op(&kernel::ADD, &element_uniform, &[dy, &zero, shortcut_grad], self.grid_walk(len))?);
         }
         // Groups run in reverse: this copy runs before both branches' backward groups.
         self.backward.push(copy_in);
-        if let (Some(dx), Some(db)) = (&x.grad, &xb.grad) {
+        if let (Some(dx), Some(db), Some(dy)) = (&x.grad, &xb.grad, &dy) {
             let xlen = self.batch * x.per_sample();
             let input_uniform = self.uniform(&ElementParams { len: xlen as u32, channels: 1, pixels: 1, _pad: 0 });
-            let other = xs_grad.as_ref().unwrap_or(&dy);
+            let other = xs_grad.as_ref().unwrap_or(dy);
             let sum = self.op(&kernel::ADD, &input_uniform, &[db, other, dx], self.grid_walk(xlen))?;
             self.backward[sum_slot].push(sum);
         }

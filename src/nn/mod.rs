@@ -26,7 +26,7 @@ pub use fit::{fit, member_images, FitOptions, FitReport, Group, Hook};
 pub use footprint::{Footprint, MAX_FLOPS_PER_IMAGE, MAX_NETWORK_BYTES};
 pub use graph::{Graph, Param, ParamKind, Tensor};
 pub use head::{CenterFeatures, Head, ARCFACE_MARGIN, COSFACE_MARGIN, MARGIN_SCALE, MIN_SIN_THETA};
-pub use inference::Inference;
+pub use inference::{Inference, InferenceNetwork};
 pub use kernels::{CPU_KERNEL_ALIASES, KERNELS};
 pub use network::{Network, StepMetrics, TrainConfig};
 pub use optimizer::{MultiStep, SgdConfig};

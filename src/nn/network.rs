@@ -397,7 +397,7 @@ impl Network {
     pub fn gradients(&mut self, images: &[f32], labels: &[u32]) -> Result<Vec<Vec<f32>>> {
         self.check_batch(images, labels)?;
         self.run_batch(images, labels, Pass::Gradients, false)?;
-        self.graph.read_params(|p| &p.grad)
+        self.graph.read_params(|p| p.grad())
     }
 
     /// Wall-clock seconds of one forward and backward pass over a batch (no update, nothing
@@ -420,7 +420,7 @@ impl Network {
 
     /// Reads every parameter's values, in [`Graph::params`] order (one submission).
     pub fn param_values(&self) -> Result<Vec<Vec<f32>>> {
-        self.graph.read_params(|p| &p.value)
+        self.graph.read_params(|p| Ok(&p.value))
     }
 
     /// Overwrites parameter `index` with `values`.

@@ -94,7 +94,7 @@ impl Sgd {
             for (slot, page) in pages.iter().enumerate() {
                 let u =
                     graph.uniform(&SumSquaresParams { len: page.used as u32, slot: slot as u32, _pad0: 0, _pad1: 0 });
-                let [_, grad, _] = page.in_use();
+                let [_, grad, _] = page.in_use()?;
                 ops.push(graph.op(&kernel::GRAD_SUM_SQUARES, &u, &[&grad, &sums], (1, 1, 1))?);
             }
             let u = graph.uniform(&ClipParams { count: pages.len() as u32, max_norm, _pad0: 0, _pad1: 0 });
@@ -105,7 +105,7 @@ impl Sgd {
             let u = graph.uniform(&sgd_params(page.used, 0.0, cfg));
             let kinds: Vec<u32> = page.chunk_kinds.iter().map(|&k| kind_slot(k)).collect();
             let kinds = gpu::storage_init(device, "parameter kinds", &kinds);
-            let [value, grad, velocity] = page.in_use();
+            let [value, grad, velocity] = page.in_use()?;
             let storage: [&dyn Storage; 5] = [&grad, &value, &velocity, &clip, &kinds];
             ops.push(graph.op(&kernel::SGD_MOMENTUM, &u, &storage, graph.grid1(page.used))?);
             uniforms.push(u);

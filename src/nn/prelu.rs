@@ -7,7 +7,7 @@ use super::kernels::{ChannelParams, ElementParams};
 use super::tiles::GemmDispatch;
 use crate::gpu::shaders::kernel;
 use crate::gpu::{BufferRange, KernelFamily, Storage};
-use crate::{Error, Result};
+use crate::Result;
 
 impl Graph {
     /// y = PReLU(x) with one slope per channel, or one `shared` slope (initialised to 0.25,
@@ -20,9 +20,11 @@ impl Graph {
         let element_uniform =
             self.uniform(&ElementParams { len: len as u32, channels: channels as u32, pixels: pixels as u32, _pad: 0 });
         let slopes = self.params[slope_index].value.clone();
-        let slope_grad = self.params[slope_index].grad.clone();
         self.prelu_forward(x, y, &slopes, channels, &element_uniform)?;
-        let dy = y.grad.clone().ok_or_else(|| Error::Internal(format!("{name}: output has no gradient")))?;
+        let Some(dy) = y.grad.clone() else {
+            return Ok(());
+        };
+        let slope_grad = self.params[slope_index].grad()?.clone();
         let channel_uniform = self.uniform(&ChannelParams {
             batch: self.batch as u32,
             channels: channels as u32,

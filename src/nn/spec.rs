@@ -165,11 +165,19 @@ impl NetworkSpec {
     /// The values of the parameter arena the network fills: each parameter (trunk, then
     /// classifier) rounded up to a multiple of 64, its 256-byte alignment.
     pub fn arena_values(&self) -> usize {
+        self.param_values(true)
+    }
+
+    /// [`NetworkSpec::arena_values`] of the trunk alone, or with `classifier` of the whole
+    /// network.
+    pub fn param_values(&self, classifier: bool) -> usize {
         let mut lens = Vec::new();
         let out = self.trunk.iter().fold(self.input, |x, layer| layer.output_and_params(x, &mut lens));
-        let embedding = out.iter().fold(1usize, |a, &n| a.saturating_mul(n));
-        lens.push(self.num_classes.saturating_mul(embedding));
-        lens.extend((self.classifier_bias && !self.head.normalized).then_some(self.num_classes));
+        if classifier {
+            let embedding = out.iter().fold(1usize, |a, &n| a.saturating_mul(n));
+            lens.push(self.num_classes.saturating_mul(embedding));
+            lens.extend((self.classifier_bias && !self.head.normalized).then_some(self.num_classes));
+        }
         lens.iter().fold(0usize, |sum, len| sum.saturating_add(len.div_ceil(CHUNK_VALUES).saturating_mul(CHUNK_VALUES)))
     }
 

@@ -50,7 +50,7 @@ impl Network {
             let mut offset = 0;
             for page in self.graph.param_pages() {
                 let size = 4 * page.used as u64;
-                for part in [&page.value, &page.velocity] {
+                for part in [Some(&page.value), page.velocity.as_ref()].into_iter().flatten() {
                     if restore {
                         encoder.copy_buffer_to_buffer(snapshot, offset, part, 0, size);
                     } else {

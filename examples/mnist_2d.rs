@@ -4,7 +4,7 @@
 //!
 //! cargo run --release --example mnist_2d -- --data data/mnist
 
-use centerloss::experiments::cli::{run_mnist, MnistArgs};
+use centerloss::experiments::commands::mnist::{self, MnistArgs};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -16,5 +16,5 @@ struct Command {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
-    Ok(run_mnist(&Command::parse().args)?)
+    Ok(mnist::run(&Command::parse().args)?)
 }

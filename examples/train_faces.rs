@@ -5,7 +5,7 @@
 //! cargo run --release --example train_faces -- --compare    # and the softmax-only baseline
 //! cargo run --release --example train_faces -- --data DIR   # your ROOT/<identity>/<image>
 
-use centerloss::experiments::cli::{run_faces, FaceArgs};
+use centerloss::experiments::commands::faces::{self, FaceArgs};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -17,5 +17,5 @@ struct Command {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    Ok(run_faces(&Command::parse().args)?)
+    Ok(faces::run(&Command::parse().args)?)
 }

@@ -11,10 +11,7 @@
 
 use std::process::ExitCode;
 
-use centerloss::experiments::cli::{run_faces, run_mnist, FaceArgs, MnistArgs};
-use centerloss::experiments::use_model::{
-    run_embed, run_export, run_search, run_verify, EmbedArgs, ExportArgs, SearchArgs, VerifyArgs,
-};
+use centerloss::experiments::commands::{embed, export, faces, mnist, search, verify};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -28,28 +25,28 @@ struct Command {
 enum Job {
     /// Train a face-embedding network (softmax, or softmax + center loss) and evaluate it
     /// on identities never seen in training.
-    Faces(Box<FaceArgs>),
+    Faces(Box<faces::FaceArgs>),
     /// The paper's MNIST experiment: LeNet++ with a 2-D embedding, a scatter plot per lambda.
-    Mnist(MnistArgs),
+    Mnist(mnist::MnistArgs),
     /// Embed image files with a trained model: E.npy ([N, D] float32) and E.csv, or one .safetensors.
-    Embed(EmbedArgs),
+    Embed(embed::EmbedArgs),
     /// Same person or not: two images at the model's recorded threshold, or a pairs list.
-    Verify(VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// 1:N search on the GPU: the best gallery images of each probe, as CSV.
-    Search(SearchArgs),
+    Search(search::SearchArgs),
     /// The embedding network as ONNX (opset 17, dynamic batch), its preprocessing in the metadata.
-    Export(ExportArgs),
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let outcome = match Command::parse().job {
-        Job::Faces(args) => run_faces(&args),
-        Job::Mnist(args) => run_mnist(&args),
-        Job::Embed(args) => run_embed(&args),
-        Job::Verify(args) => run_verify(&args),
-        Job::Search(args) => run_search(&args),
-        Job::Export(args) => run_export(&args),
+        Job::Faces(args) => faces::run(&args),
+        Job::Mnist(args) => mnist::run(&args),
+        Job::Embed(args) => embed::run(&args),
+        Job::Verify(args) => verify::run(&args),
+        Job::Search(args) => search::run(&args),
+        Job::Export(args) => export::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -313,7 +313,8 @@ fn prelu_takes_over_the_convolution_bias_gradient() {
         for (i, v) in dconv.iter().enumerate() {
             dbias[(i / pixels) % 5] += v;
         }
-        let grads: Vec<Vec<f32>> = g.params().iter().map(|p| read_buffer(&ctx, p.grad().unwrap(), p.len).unwrap()).collect();
+        let grads: Vec<Vec<f32>> =
+            g.params().iter().map(|p| read_buffer(&ctx, p.grad().unwrap(), p.len).unwrap()).collect();
         assert!(rel(&grads[1], &dbias) < TOL, "conv bias gradient {:?} vs {dbias:?}", grads[1]);
         assert!(rel(&grads[2], &dslope) < TOL, "slope gradient");
         assert!(rel(&g.read(conv.grad.as_ref().unwrap(), dconv.len()).unwrap(), &dconv) < TOL, "PReLU dx");
@@ -329,7 +330,10 @@ fn prelu_takes_over_the_convolution_bias_gradient() {
         g.write(y.grad.as_ref().unwrap(), &dy).unwrap();
         g.run(true).unwrap();
         let (_, dslope) = cpu::prelu_backward(&f64s(&xv), &f64s(&slopes), &f64s(&dy), pixels);
-        assert!(rel(&read_buffer(&ctx, g.params()[0].grad().unwrap(), 2).unwrap(), &dslope) < TOL, "slope gradient, no dx");
+        assert!(
+            rel(&read_buffer(&ctx, g.params()[0].grad().unwrap(), 2).unwrap(), &dslope) < TOL,
+            "slope gradient, no dx"
+        );
     }
 }
 

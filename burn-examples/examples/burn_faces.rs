@@ -24,7 +24,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use centerloss::burn::CenterLoss;
 use centerloss::data::{Augment, Batches, Dataset};
-use centerloss::experiments::cli::{FaceSetArgs, FaceTrainingArgs};
+use centerloss::experiments::commands::faces::{FaceSetArgs, FaceTrainingArgs};
 use centerloss::experiments::faces::{pca_plot, FaceReport, Loss, VariantReport};
 use centerloss::experiments::training::{score_logits, validation_split, Plan, ValidationRecord};
 use centerloss::nn::Head;

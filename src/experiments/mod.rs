@@ -1,13 +1,13 @@
 //! The two experiments the examples run, as library functions so that tests can run short
 //! versions of them (the paper's MNIST 2-D experiment and the face-embedding main job), and
-//! the commands that use a trained model (`use_model`: embed, verify, search).
+//! the `centerloss` command's subcommands (`commands`: faces, mnist, embed, verify, search,
+//! export).
 
-pub mod cli;
+pub mod commands;
 pub mod faces;
 pub mod mnist;
 mod rows;
 pub mod training;
-pub mod use_model;
 pub mod values;
 
 /// The GPU and, under an MPI launcher (feature `mpi`;

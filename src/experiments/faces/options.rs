@@ -38,6 +38,10 @@ pub const FACE_MARGIN_SCALE: f32 = 16.0;
 /// [`FaceOptions::in_memory_max`] by default: 1 GiB of decoded images.
 pub const DEFAULT_IN_MEMORY_MAX: u64 = 1 << 30;
 
+/// The fraction of a folder's, list's or pack's identities held out for evaluation when
+/// none is given (`--test-identities`).
+pub const DEFAULT_TEST_IDENTITIES: f64 = 0.25;
+
 /// The network the face job trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "experiments", derive(clap::ValueEnum))]

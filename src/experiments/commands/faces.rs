@@ -1,18 +1,15 @@
-//! The experiments' command-line options (clap), shared by the examples and the commands
-//! that run them: a face job's built-in set and its training options are one struct each,
-//! flattened into every command that trains on faces.
-
-// clap prints these doc comments as `--help`, where ROOT/<identity>/<image> is a path
-// pattern, not HTML.
-#![allow(rustdoc::invalid_html_tags)]
+//! `centerloss faces`: train a face-embedding network (softmax, margin heads, center loss)
+//! on the built-in faces, a folder, a list or a pack, and evaluate it on held-out
+//! identities. Its option groups (the built-in set, the training) are flattened into every
+//! command that trains on faces.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::faces::{FaceNetwork, FaceOptions, FaceSource, Loss, DEFAULT_IN_MEMORY_MAX};
-use super::mnist::MnistOptions;
-use super::values::{self, MAX_SIDE};
+use super::super::faces::{FaceNetwork, FaceOptions, FaceSource, Loss, DEFAULT_TEST_IDENTITIES};
+use super::super::values::{self, MAX_SIDE};
+use super::{launched, write_json};
 use crate::data::faces::FaceSetConfig;
 use crate::data::Prefetch;
 use crate::nn::CenterFeatures;
@@ -21,19 +18,19 @@ use crate::nn::CenterFeatures;
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct FaceSetArgs {
     /// Built-in set: training identities.
-    #[arg(long, default_value_t = 150, value_parser = values::count(2..=10_000_000))]
+    #[arg(long, default_value_t = FaceSetConfig::default().train_identities, value_parser = values::count(2..=10_000_000))]
     pub identities: usize,
     /// Built-in set: held-out identities (at least 2: impostor pairs need two).
-    #[arg(long, default_value_t = 50, value_parser = values::count(2..=10_000_000))]
+    #[arg(long, default_value_t = FaceSetConfig::default().test_identities, value_parser = values::count(2..=10_000_000))]
     pub eval_identities: usize,
     /// Built-in set: images per identity (at least 2: genuine pairs need two).
-    #[arg(long, default_value_t = 20, value_parser = values::count(2..=100_000))]
+    #[arg(long, default_value_t = FaceSetConfig::default().images_per_identity, value_parser = values::count(2..=100_000))]
     pub images_per_identity: usize,
     /// Built-in set: scale of every nuisance (pose, light, expression, noise, occlusion).
     #[arg(long, default_value_t = FaceSetConfig::default().difficulty, value_parser = values::non_negative)]
     pub difficulty: f32,
     /// Input resolution (square).
-    #[arg(long, default_value_t = 64, value_parser = values::count(1..=MAX_SIDE))]
+    #[arg(long, default_value_t = FaceOptions::default().resolution, value_parser = values::count(1..=MAX_SIDE))]
     pub resolution: usize,
 }
 
@@ -70,31 +67,31 @@ pub struct FaceTrainingArgs {
     #[arg(long, requires = "until_converged", value_parser = values::count_u64(1..=u64::MAX))]
     pub max_steps: Option<u64>,
     /// Batch size.
-    #[arg(long, default_value_t = 64, value_parser = values::count(1..=65_535))]
+    #[arg(long, default_value_t = FaceOptions::default().batch, value_parser = values::count(1..=65_535))]
     pub batch: usize,
     /// Learning rate (linear warm-up over the first 5% of the steps, divided by 10 at 60%
     /// and 85%).
-    #[arg(long, default_value_t = 0.05, value_parser = values::positive)]
+    #[arg(long, default_value_t = FaceOptions::default().lr, value_parser = values::positive)]
     pub lr: f32,
     /// Fraction of each training identity's images held out for validation (which picks
     /// the checkpoint that is evaluated).
-    #[arg(long, default_value_t = 0.1, value_parser = values::fraction)]
+    #[arg(long, default_value_t = FaceOptions::default().validation_fraction, value_parser = values::fraction)]
     pub validation: f64,
     /// Center-loss weight.
-    #[arg(long, default_value_t = crate::DEFAULT_LAMBDA, value_parser = values::non_negative)]
+    #[arg(long, default_value_t = FaceOptions::default().lambda, value_parser = values::non_negative)]
     pub lambda: f32,
     /// Center learning rate.
-    #[arg(long, default_value_t = crate::DEFAULT_ALPHA, value_parser = values::alpha)]
+    #[arg(long, default_value_t = FaceOptions::default().alpha, value_parser = values::alpha)]
     pub alpha: f32,
     /// Embedding size.
-    #[arg(long, default_value_t = 128, value_parser = values::count(1..=65_536))]
+    #[arg(long, default_value_t = FaceOptions::default().embed_dim, value_parser = values::count(1..=65_536))]
     pub embed_dim: usize,
     /// Seed of data, initialisation, shuffling, augmentation and evaluation pairs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = FaceOptions::default().seed)]
     pub seed: u64,
     /// What to train, comma-separated: softmax, center (softmax + center loss), arcface,
     /// arcface+center, cosface, cosface+center.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "center")]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = FaceOptions::default().losses)]
     pub loss: Vec<Loss>,
     /// Also train each loss without center loss (softmax for center, arcface for
     /// arcface+center...) with the same seed, data and budget.
@@ -114,7 +111,7 @@ pub struct FaceTrainingArgs {
     pub cosface_margin: f32,
     /// Where center loss applies under an ArcFace or CosFace head: `raw`, the embedding (the
     /// paper's form), or `normalized`, the unit embedding the head's cosines use.
-    #[arg(long, value_enum, default_value_t = CenterFeatures::Raw)]
+    #[arg(long, value_enum, default_value_t = FaceOptions::default().center_features)]
     pub center_features: CenterFeatures,
 }
 
@@ -135,17 +132,17 @@ pub struct FaceArgs {
     #[arg(long)]
     pub pairs: Option<PathBuf>,
     /// Fraction of a real folder's identities held out for evaluation.
-    #[arg(long, default_value_t = 0.25, value_parser = values::open_fraction)]
+    #[arg(long, default_value_t = DEFAULT_TEST_IDENTITIES, value_parser = values::open_fraction)]
     pub test_identities: f64,
     /// Decode a folder, list or pack up front when its decoded images take at most this
     /// many MiB; stream it from disk in bounded memory otherwise (0: always stream).
-    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_IN_MEMORY_MAX >> 20, value_parser = values::mebibytes())]
+    #[arg(long, value_name = "MIB", default_value_t = FaceOptions::default().in_memory_max >> 20, value_parser = values::mebibytes())]
     pub in_memory_max: u64,
     /// Threads reading and augmenting a streamed set's batches (0: one per core).
-    #[arg(long, default_value_t = 0, value_parser = values::count(0..=1024))]
+    #[arg(long, default_value_t = FaceOptions::default().prefetch.workers, value_parser = values::count(0..=1024))]
     pub data_workers: usize,
     /// Batches of a streamed set prepared ahead of the GPU.
-    #[arg(long, default_value_t = Prefetch::default().batches, value_parser = values::count(1..=Prefetch::MAX_BATCHES as u64))]
+    #[arg(long, default_value_t = FaceOptions::default().prefetch.batches, value_parser = values::count(1..=Prefetch::MAX_BATCHES as u64))]
     pub prefetch_batches: usize,
     /// The built-in set.
     #[command(flatten)]
@@ -160,7 +157,7 @@ pub struct FaceArgs {
     /// The network: `small` (about 10 MFLOP per 64 x 64 image, for CPU drivers), `paper`
     /// (the paper's residual network, about 7 GFLOP per 112 x 112 image; use
     /// --embed-dim 512 as the paper), `auto` (paper from 96 pixels).
-    #[arg(long, value_enum, default_value_t = FaceNetwork::Auto)]
+    #[arg(long, value_enum, default_value_t = FaceOptions::default().network)]
     pub network: FaceNetwork,
     /// How the network is trained.
     #[command(flatten)]
@@ -180,12 +177,12 @@ pub struct FaceArgs {
     #[arg(long)]
     pub resume: bool,
     /// Where checkpoints, plots and the report go.
-    #[arg(long, default_value = "out/faces")]
+    #[arg(long, default_value_os_t = FaceOptions::default().out)]
     pub out: PathBuf,
     /// Train on this many devices in this process (data-parallel: each takes batch / N rows
     /// of every batch; the result equals a one-device run). Devices are opened over the
     /// adapters found, round-robin.
-    #[arg(long, default_value_t = 1, value_parser = values::count(1..=256))]
+    #[arg(long, default_value_t = FaceOptions::default().devices, value_parser = values::count(1..=256))]
     pub devices: usize,
     /// Write the numbers as JSON here.
     #[arg(long)]
@@ -297,97 +294,11 @@ impl FaceArgs {
     }
 }
 
-/// The paper's MNIST 2-D experiment.
-#[derive(Args, Clone, Debug, PartialEq)]
-pub struct MnistArgs {
-    /// Folder with the MNIST IDX files (gzipped or raw); t10k alone is enough.
-    #[arg(long, default_value = "data/mnist")]
-    pub data: PathBuf,
-    /// Comma-separated center-loss weights; 0 is softmax alone.
-    #[arg(long, default_value = "0,0.01", value_delimiter = ',', value_parser = values::non_negative)]
-    pub lambdas: Vec<f32>,
-    /// Center learning rate.
-    #[arg(long, default_value_t = crate::DEFAULT_ALPHA, value_parser = values::alpha)]
-    pub alpha: f32,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = MnistOptions::default().epochs, value_parser = values::count(1..=1_000_000))]
-    pub epochs: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = MnistOptions::default().batch, value_parser = values::count(1..=65_535))]
-    pub batch: usize,
-    /// Learning rate (divided by 10 at 60% and 85% of training).
-    #[arg(long, default_value_t = MnistOptions::default().lr, value_parser = values::positive)]
-    pub lr: f32,
-    /// Scale the gradients down to this L2 norm (all parameters together) when they exceed
-    /// it; 0 turns clipping off.
-    #[arg(long, default_value_t = MnistOptions::default().clip_grad_norm.unwrap_or(0.0), value_parser = values::non_negative)]
-    pub clip_grad_norm: f32,
-    /// Seed of initialisation, shuffling and augmentation.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Use at most this many training images (0: all).
-    #[arg(long, default_value_t = 0)]
-    pub max_train: usize,
-    /// Use at most this many test images (0: all).
-    #[arg(long, default_value_t = 0)]
-    pub max_test: usize,
-    /// Where the plots go.
-    #[arg(long, default_value = "out/mnist_2d")]
-    pub out: PathBuf,
-    /// Train on this many devices in this process (data-parallel: each takes batch / N rows
-    /// of every batch; the result equals a one-device run).
-    #[arg(long, default_value_t = 1, value_parser = values::count(1..=256))]
-    pub devices: usize,
-    /// Write the numbers as JSON here.
-    #[arg(long)]
-    pub report_json: Option<PathBuf>,
-}
-
-impl MnistArgs {
-    /// The experiment's options.
-    pub fn options(&self) -> MnistOptions {
-        MnistOptions {
-            data: self.data.clone(),
-            lambdas: self.lambdas.clone(),
-            alpha: self.alpha,
-            epochs: self.epochs,
-            batch: self.batch,
-            lr: self.lr,
-            clip_grad_norm: (self.clip_grad_norm != 0.0).then_some(self.clip_grad_norm),
-            seed: self.seed,
-            max_train: self.max_train,
-            max_test: self.max_test,
-            out: self.out.clone(),
-            progress: true,
-            devices: self.devices,
-        }
-    }
-}
-
-/// Writes `json` to `path`, pretty-printed (whole or not at all).
-fn write_json(path: &std::path::Path, json: &serde_json::Value) -> crate::Result<()> {
-    let text = serde_json::to_string_pretty(json).map_err(|e| crate::Error::Internal(format!("JSON: {e}")))?;
-    crate::files::write_atomic(path, text.as_bytes())?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
-}
-
-/// Runs `job` on the default device, or under an MPI launcher (built with `--features
-/// mpi`) as this rank on its device, each rank training its rows of every batch; the
-/// report is `None` on ranks other than 0, which report nothing.
-fn launched<R>(
-    job: impl FnOnce(&crate::GpuContext, Option<&dyn crate::collective::Collective>) -> crate::Result<Option<R>>,
-) -> crate::Result<Option<R>> {
-    let (comm, ctx) = super::launch()?;
-    eprintln!("adapter: {}", ctx.adapter_summary());
-    job(&ctx, comm.as_deref())
-}
-
 /// Runs the face job as a command does: writes the built-in set as a folder and stops
 /// (`--write-folder`), or trains (as a rank under an MPI launcher, rank 0 alone
 /// reporting), prints the table and which checkpoints were evaluated, and writes the JSON
 /// report.
-pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
+pub fn run(args: &FaceArgs) -> crate::Result<()> {
     args.check_outputs()?;
     if write_built_in(args)? {
         return Ok(());
@@ -395,8 +306,8 @@ pub fn run_faces(args: &FaceArgs) -> crate::Result<()> {
     args.options().validate()?;
     let opts = args.options();
     let Some(report) = launched(|ctx, comm| match comm {
-        Some(comm) => super::faces::run_collective(ctx, &opts, comm),
-        None => super::faces::run(ctx, &opts).map(Some),
+        Some(comm) => super::super::faces::run_collective(ctx, &opts, comm),
+        None => super::super::faces::run(ctx, &opts).map(Some),
     })?
     else {
         return Ok(());
@@ -477,45 +388,30 @@ fn write_built_in(args: &FaceArgs) -> crate::Result<bool> {
     Ok(args.write_folder.is_some() || args.write_rec.is_some() || args.write_bin.is_some())
 }
 
-/// Runs the MNIST experiment as a command does (as a rank under an MPI launcher, rank 0
-/// alone reporting): prints its table and writes the JSON report.
-pub fn run_mnist(args: &MnistArgs) -> crate::Result<()> {
-    let opts = args.options();
-    if let Some(path) = &args.report_json {
-        crate::files::check_output(path, "--report-json", &[&args.data], true)?;
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: FaceArgs,
     }
-    crate::files::check_folder(&opts.out, "--out")?;
-    let Some(report) = launched(|ctx, comm| match comm {
-        Some(comm) => super::mnist::run_collective(ctx, &opts, comm),
-        None => super::mnist::run(ctx, &opts).map(Some),
-    })?
-    else {
-        return Ok(());
-    };
-    println!(
-        "MNIST: {} training images{}, {} test images",
-        report.train_images,
-        if report.full_train_set { "" } else { " (the first 8 000 of t10k)" },
-        report.test_images
-    );
-    println!("| lambda | test accuracy | intra | inter | intra/inter | images/s |\n|---|---|---|---|---|---|");
-    for r in &report.runs {
-        println!(
-            "| {} | {:.2}% | {:.3} | {:.3} | {:.3} | {:.1} |",
-            r.lambda,
-            100.0 * r.test_accuracy,
-            r.intra_class_distance,
-            r.inter_center_distance,
-            r.intra_inter_ratio,
-            r.images_per_second
+
+    /// The command's defaults are the library's: a face job run with no option is
+    /// `FaceOptions::default()` (on the built-in set with its defaults).
+    #[test]
+    fn no_option_is_the_library_default() {
+        let args = Command::parse_from(["faces"]).args;
+        let defaults = FaceOptions::default();
+        let FaceSource::BuiltIn(set) = &defaults.source else { panic!("the default source is the built-in set") };
+        let options = args.options();
+        assert_eq!(
+            options,
+            FaceOptions { source: FaceSource::BuiltIn(FaceSetConfig { seed: 1, ..set.clone() }), ..defaults }
         );
-    }
-    if let Some(r) = report.runs.first() {
-        println!("\nGEMM tiles ({}): {}.", report.adapter, r.gemm_tiles);
-    }
-    eprintln!("plots in {}", opts.out.display());
-    match &args.report_json {
-        Some(path) => write_json(path, &report.to_json(&opts)),
-        None => Ok(()),
+        assert_eq!(args.test_identities, DEFAULT_TEST_IDENTITIES);
     }
 }

@@ -590,7 +590,7 @@ struct ModelFigures {
 /// A face model (64x64 grey, 128-d, random weights) over a folder of generated 64x64 PNG
 /// faces, and a random gallery of unit rows.
 fn model_figures(ctx: &GpuContext, args: &Args) -> BenchResult<ModelFigures> {
-    use centerloss::data::{folder, Preprocessing};
+    use centerloss::data::{folder, ImageSource, Preprocessing};
     use centerloss::model::{decode_files, Model};
     let dir = std::env::temp_dir().join(format!("centerloss-bench-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -606,7 +606,10 @@ fn model_figures(ctx: &GpuContext, args: &Args) -> BenchResult<ModelFigures> {
     let images = if args.quick { 256 } else { 2048 };
     let set = centerloss::data::faces::FaceSetConfig { images_per_identity: 16, resolution: 64, ..Default::default() };
     folder::write_folder(&set.generate(0, images / 16), &dir.join("faces"), |l| format!("id{l:05}"))?;
-    let paths: Vec<PathBuf> = folder::ImageFolder::list(&dir.join("faces"))?.into_iter().map(|(p, _)| p).collect();
+    let ImageSource::Files(listed) = ImageSource::open(&dir.join("faces"))? else {
+        return Err("a folder lists files".into());
+    };
+    let paths: Vec<PathBuf> = listed.into_iter().map(|(p, _)| p).collect();
     let rate = |run: &mut dyn FnMut() -> BenchResult<()>| -> BenchResult<f64> {
         run()?;
         let mut times = Vec::new();

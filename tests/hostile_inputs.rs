@@ -115,7 +115,7 @@ fn fifo(path: &Path) {
 #[cfg(unix)]
 #[test]
 fn named_pipes_are_refused_not_waited_on() {
-    use centerloss::data::folder::ImageFolder;
+    use centerloss::data::ImageSource;
     use centerloss::data::Preprocessing;
     let d = dir("fifo");
     let start = Instant::now();
@@ -126,7 +126,7 @@ fn named_pipes_are_refused_not_waited_on() {
     assert!(err.contains("lfw.bin: a named pipe (FIFO), not a regular file"), "{err}");
     let err = Preprocessing::centre([1, 8, 8]).unwrap().load(&d.join("face.png")).unwrap_err();
     assert!(err.contains("a named pipe"), "{err}");
-    assert!(ImageFolder::list_file(&d.join("list.txt")).unwrap_err().to_string().contains("a named pipe"));
+    assert!(ImageSource::open(&d.join("list.txt")).err().unwrap().to_string().contains("a named pipe"));
     assert!(npy::read_matrix(&d.join("g.npy")).unwrap_err().to_string().contains("a named pipe"));
     assert!(start.elapsed() < Duration::from_secs(10));
     std::fs::remove_dir_all(&d).ok();

@@ -10,8 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use centerloss::checkpoint;
-use centerloss::data::folder::ImageFolder;
-use centerloss::data::Preprocessing;
+use centerloss::data::{ImageSource, Preprocessing};
 use centerloss::model::Model;
 use centerloss::nn::{Network, NetworkSpec};
 use centerloss::GpuContext;
@@ -61,7 +60,8 @@ fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
 fn exported_models_give_the_gpus_embeddings_in_tract() {
     let Some(ctx) = common::gpu() else { return };
     let yale = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/yalefaces");
-    let photos: Vec<PathBuf> = ImageFolder::list(&yale).unwrap().into_iter().step_by(11).map(|(p, _)| p).collect();
+    let ImageSource::Files(yale) = ImageSource::open(&yale).unwrap() else { panic!("a folder lists files") };
+    let photos: Vec<PathBuf> = yale.into_iter().step_by(11).map(|(p, _)| p).collect();
     for (name, spec) in
         [("face network", NetworkSpec::face_resnet(1, 64, 128, 15)), ("LeNet++", NetworkSpec::lenet_plus_plus())]
     {

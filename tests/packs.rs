@@ -70,7 +70,8 @@ fn a_python_written_pack_reads_as_its_folder() {
         let pack = RecordPack::open(&dir).unwrap();
         assert_eq!(pack.len(), 20);
         assert_eq!(pack.labels, (0..5).flat_map(|l| [l; 4]).collect::<Vec<i64>>());
-        let folder = ImageFolder::load(&dir.join("folder"), shape).unwrap();
+        let folder =
+            ImageFolder::from_source(&ImageSource::open(&dir.join("folder")).unwrap(), shape, "empty").unwrap();
         let from_pack = ImageFolder::from_source(&ImageSource::open(&dir).unwrap(), shape, "empty").unwrap();
         assert_eq!(from_pack.data, folder.data, "{name}: the pack's pixels and labels are the folder's");
         assert_eq!(from_pack.identities, folder.identities);

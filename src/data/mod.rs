@@ -23,7 +23,9 @@ pub use batches::{Batches, Prefetch, TrainingSet};
 pub use pairs::{parse_pairs, read_pairs, Pair};
 pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
 #[cfg(feature = "images")]
-pub use source::ImageSource;
+pub(crate) use source::no_images;
+#[cfg(feature = "images")]
+pub use source::{ImageSource, InputKind, MAX_LIST_BYTES};
 #[cfg(feature = "images")]
 pub use stream::StreamedSet;
 

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::super::rows::output_files;
 use super::{embed_input, embed_pixel_rows, Undecodable};
+use crate::data::InputKind;
 use crate::files::check_output;
 use crate::model::Model;
 use crate::{GpuContext, Result};
@@ -41,7 +42,7 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
     }
     let ctx = GpuContext::new()?;
     let model = Model::open(&ctx, &args.model)?;
-    let rows = if args.input.extension().is_some_and(|e| e == "npy") {
+    let rows = if InputKind::of(&args.input)? == InputKind::Npy {
         embed_pixel_rows(&model, &args.input)?
     } else {
         let undecodable = if args.strict { Undecodable::Fail } else { Undecodable::Skip };

@@ -12,9 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::rows::Rows;
-use crate::data::folder::ImageFolder;
-use crate::data::recordio::RecordPack;
-use crate::data::{npy, ImageSource};
+use crate::data::{npy, ImageSource, InputKind};
 use crate::eval::OperatingPoint;
 use crate::model::{Embedded, Model};
 use crate::{Error, Result};
@@ -38,11 +36,7 @@ pub(super) enum Undecodable {
 /// Lists `input`'s images and embeds them; none readable is an error, and so is any that
 /// does not decode with [`Undecodable::Fail`].
 pub(super) fn embed_input(model: &Model, input: &Path, quiet: bool, undecodable: Undecodable) -> Result<Rows> {
-    let source = if RecordPack::is_pack(input) {
-        ImageSource::open(input)?
-    } else {
-        ImageSource::Files(ImageFolder::list_any(input)?)
-    };
+    let source = ImageSource::open_any(input)?;
     let bar = progress_bar(source.len(), quiet, "embedding");
     let Embedded { embeddings, kept, skipped } =
         model.embed_source(&source, &mut |done| bar.set_position(done as u64))?;
@@ -126,7 +120,7 @@ pub(super) fn decision_threshold(model: &Model, threshold: Option<f64>, far: Opt
 
 /// Gallery or probe rows from images, or from an E.npy (E.csv beside it names the rows).
 pub(super) fn rows_of(model: &Model, input: &Path, what: &str, quiet: bool, undecodable: Undecodable) -> Result<Rows> {
-    if input.extension().is_some_and(|e| e == "npy") {
+    if InputKind::of(input)? == InputKind::Npy {
         let mut rows = Rows::read_npy(input, what, model.dim())?;
         crate::model::normalize_rows(&mut rows.embeddings, model.dim());
         Ok(rows)

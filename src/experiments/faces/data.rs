@@ -12,7 +12,9 @@ use crate::collective::Collective;
 use crate::data::bin::VerificationSet;
 use crate::data::faces::FaceSetConfig;
 use crate::data::folder::{numbered, ImageFolder};
-use crate::data::{read_pairs, Dataset, ImageSource, ImageStore, Pair, Preprocessing, Shard, StreamedSet, TrainingSet};
+use crate::data::{
+    no_images, read_pairs, Dataset, ImageSource, ImageStore, Pair, Preprocessing, Shard, StreamedSet, TrainingSet,
+};
 use crate::experiments::training::{rank_images, rank_shard, validation_split};
 use crate::{Error, Result};
 
@@ -241,12 +243,9 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
         FaceSource::BuiltIn(cfg) => built_in(cfg, opts),
         FaceSource::Folder { root, test_identities: fraction }
         | FaceSource::List { list: root, test_identities: fraction } => {
-            let listed = match &opts.source {
-                FaceSource::Folder { .. } => ImageSource::open(root)?,
-                _ => ImageSource::Files(ImageFolder::list_file(root)?),
-            };
+            let listed = ImageSource::open(root)?;
             let stream = streams(listed.len(), shape, opts);
-            let folder = read_items(&listed, shape, &ImageFolder::no_images(root), stream, comm)?;
+            let folder = read_items(&listed, shape, &no_images(root), stream, comm)?;
             let listed = Arc::new(listed);
             if stream {
                 streamed_from = Some(Arc::clone(&listed));

@@ -5,7 +5,7 @@
 use super::graph::{Graph, ParamKind, PendingBias, PendingConv, Tensor, MAX_K_PER_SLICE};
 use super::kernels::{ChannelParams, ElementParams, GemmParams, RowParams};
 use super::spec::LayerSpec;
-use super::tiles::{split_k, GemmDispatch};
+use super::tiles::{split_k, GemmDispatch, GemmTiles};
 use crate::gpu::shaders::{kernel, Kernel};
 use crate::gpu::{self, BufferRange, Constants, Op, Storage};
 use crate::{Error, Result};
@@ -75,7 +75,7 @@ impl Graph {
         bias: bool,
         name: &str,
     ) -> Result<()> {
-        let [in_c, in_h, in_w] = x.shape;
+        let in_c = x.shape[0];
         let [out_c, out_h, out_w] = y.shape;
         let taps = in_c * kernel * kernel;
         let weight = self.init_weights(out_c * taps, taps);
@@ -93,25 +93,11 @@ impl Graph {
             ("HAS_BIAS", bias as u8 as f64),
             ("K_PER_SLICE", k_per_slice as f64),
         ]);
-        let conv_op =
-            |g: &Self, kernel: &'static Kernel, storage: &[&dyn Storage], (m, n, slices): (usize, usize, usize)| {
-                let detail = "";
-                g.gemm_op_tiles(&GemmDispatch {
-                    kernel,
-                    constants: &constants,
-                    uniform: None,
-                    storage,
-                    m,
-                    n,
-                    slices,
-                    detail,
-                })
-            };
         let weights = self.params[weight_index].value.clone();
         let bias_value = bias_index.map_or(BufferRange::from(&self.dummy), |i| self.params[i].value.clone());
         let n = self.batch * out_h * out_w;
         let storage: [&dyn Storage; 6] = [&weights, &x.buffer, &bias_value, &y.buffer, &self.dummy, &self.dummy_out];
-        let (fwd, tiles) = conv_op(self, &kernel::CONV2D_FORWARD, &storage, (out_c, n, 1))?;
+        let (fwd, tiles) = self.conv_gemm(&kernel::CONV2D_FORWARD, &constants, &storage, (out_c, n, 1))?;
         self.pending_conv = Some(PendingConv {
             index: self.forward.len(),
             constants: constants.clone(),
@@ -121,46 +107,67 @@ impl Graph {
             tiles,
         });
         self.forward.push(fwd);
-        let conv_op =
-            |g: &Self, kernel, storage: &[&dyn Storage], shape| conv_op(g, kernel, storage, shape).map(|(op, _)| op);
+        match y.grad.clone() {
+            Some(dy) => {
+                let sizes = [out_c, out_h * out_w, taps, slices];
+                self.conv_backward(x, &dy, (&weights, weight_index), bias_index, &constants, sizes)
+            }
+            None => Ok(()),
+        }
+    }
 
-        let Some(dy) = y.grad.clone() else {
-            return Ok(());
-        };
+    /// One GEMM dispatch of a convolution kernel (its `constants`) over an M x N output
+    /// of `slices` split-K slices, and the tiles it runs with.
+    fn conv_gemm(
+        &self,
+        kernel: &'static Kernel,
+        constants: &Constants,
+        storage: &[&dyn Storage],
+        (m, n, slices): (usize, usize, usize),
+    ) -> Result<(Op, GemmTiles)> {
+        let d = GemmDispatch { kernel, constants, uniform: None, storage, m, n, slices, detail: "" };
+        self.gemm_op_tiles(&d)
+    }
+
+    /// A convolution's backward group from its output gradient `dy` (`out_c` channels of
+    /// `pixels`): the weight gradient (`out_c` x `taps`, split-K into `slices` partials and
+    /// summed when `slices` > 1), the bias gradient, and x's gradient when it has one.
+    fn conv_backward(
+        &mut self,
+        x: &Tensor,
+        dy: &wgpu::Buffer,
+        (weights, weight_index): (&BufferRange, usize),
+        bias_index: Option<usize>,
+        constants: &Constants,
+        [out_c, pixels, taps, slices]: [usize; 4],
+    ) -> Result<()> {
+        let [in_c, in_h, in_w] = x.shape;
         let weight_grad = self.params[weight_index].grad()?.clone();
+        let gemm = |g: &Self, kernel, storage: &[&dyn Storage], shape| {
+            g.conv_gemm(kernel, constants, storage, shape).map(|(op, _)| op)
+        };
         let mut group = Vec::new();
         if slices == 1 {
-            group.push(conv_op(
-                self,
-                &kernel::CONV2D_BACKWARD_WEIGHT,
-                &[&dy, &x.buffer, &weight_grad],
-                (out_c, taps, 1),
-            )?);
+            let storage: [&dyn Storage; 3] = [dy, &x.buffer, &weight_grad];
+            group.push(gemm(self, &kernel::CONV2D_BACKWARD_WEIGHT, &storage, (out_c, taps, 1))?);
         } else {
             let bytes = 4 * (slices * out_c * taps) as u64;
             let partial = gpu::buffer(self.ctx.device(), "split-k partials", bytes, gpu::STORAGE_RW);
-            group.push(conv_op(
-                self,
-                &kernel::CONV2D_BACKWARD_WEIGHT,
-                &[&dy, &x.buffer, &partial],
-                (out_c, taps, slices),
-            )?);
+            let shape = (out_c, taps, slices);
+            group.push(gemm(self, &kernel::CONV2D_BACKWARD_WEIGHT, &[dy, &x.buffer, &partial], shape)?);
             let len = (out_c * taps) as u32;
             let slices_uniform = self.uniform(&ElementParams { len, channels: slices as u32, pixels: 1, _pad: 0 });
-            group.push(self.op(
-                &kernel::SUM_SLICES,
-                &slices_uniform,
-                &[&partial, &weight_grad],
-                self.grid1(out_c * taps),
-            )?);
+            let grid = self.grid1(out_c * taps);
+            group.push(self.op(&kernel::SUM_SLICES, &slices_uniform, &[&partial, &weight_grad], grid)?);
         }
         if let Some(bias_index) = bias_index {
             let bias_grad = self.params[bias_index].grad()?.clone();
-            group.push(self.bias_grad_op(&dy, &bias_grad, out_c, out_h * out_w, group.len())?);
+            group.push(self.bias_grad_op(dy, &bias_grad, out_c, pixels, group.len())?);
         }
         if let Some(dx) = &x.grad {
             let grid = (in_c, self.batch * in_h * in_w, 1);
-            group.push(conv_op(self, &kernel::CONV2D_BACKWARD_INPUT, &[&weights, &dy, dx], grid)?);
+            let storage: [&dyn Storage; 3] = [weights, dy, dx];
+            group.push(gemm(self, &kernel::CONV2D_BACKWARD_INPUT, &storage, grid)?);
         }
         self.backward.push(group);
         Ok(())

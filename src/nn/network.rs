@@ -93,8 +93,6 @@ pub struct Network {
     pub(super) collective_readback: Option<Staging>,
     pub(super) metrics: wgpu::Buffer,
     pub(super) metrics_staging: Staging,
-    /// The rules of the center-loss configuration (classes, lambda), with or without centers.
-    pub(super) center_cfg: CenterLossConfig,
     pub(super) center: Option<(GpuCenterLoss, CenterLossBinding)>,
     pub(super) step: u64,
     pub(super) lr: f32,
@@ -176,7 +174,7 @@ impl Network {
     /// Builds the network, its optimizer and its centers. Shapes and sizes are checked
     /// first ([`NetworkSpec::footprint`]), before anything is allocated: a mismatch, or a
     /// layer over the adapter's limits, is an [`Error::Config`] naming the layer.
-    pub fn new(ctx: &GpuContext, spec: NetworkSpec, cfg: TrainConfig) -> Result<Self> {
+    pub fn new(ctx: &GpuContext, spec: NetworkSpec, mut cfg: TrainConfig) -> Result<Self> {
         cfg.sgd.validate()?;
         spec.footprint(cfg.batch, &ctx.limits(), ctx.kernels())?;
         let mut graph = Graph::new(ctx, cfg.batch, cfg.seed)?;
@@ -190,7 +188,8 @@ impl Network {
         if center_normalized {
             embedding = graph.layer(&embedding, &LayerSpec::L2Norm, "embedding")?;
         }
-        let center_cfg = center_config(&cfg.center, spec.num_classes, embedding.per_sample())?;
+        // Kept complete (K and D filled in): the rules every batch's labels are checked by.
+        cfg.center = center_config(&cfg.center, spec.num_classes, embedding.per_sample())?;
         let trunk_groups = graph.backward_groups();
         let logits = if spec.head.normalized {
             let unit = if center_normalized {
@@ -209,8 +208,8 @@ impl Network {
         let metrics_staging = Staging::new(device, "metrics staging", 16);
         let (head, su) = loss_ops(&graph, &spec.head, &logits, &labels, &metrics)?;
         let sgd = Sgd::new(&graph, &cfg.sgd)?;
-        let center = if center_cfg.lambda > 0.0 {
-            let cl = GpuCenterLoss::new(ctx, center_cfg.clone())?;
+        let center = if cfg.center.lambda > 0.0 {
+            let cl = GpuCenterLoss::new(ctx, cfg.center.clone())?;
             let grad = embedding.grad.as_ref().ok_or_else(|| Error::Internal("embedding has no gradient".into()))?;
             let binding = cl.bind(BatchBuffers {
                 features: &embedding.buffer,
@@ -241,7 +240,6 @@ impl Network {
             collective_readback: None,
             metrics,
             metrics_staging,
-            center_cfg,
             center,
             step: 0,
             lr: f32::NAN,
@@ -256,7 +254,7 @@ impl Network {
         &self.spec
     }
 
-    /// The training settings.
+    /// The training settings, the center loss's K and D filled in from the network.
     pub fn train_config(&self) -> &TrainConfig {
         &self.cfg
     }
@@ -315,7 +313,7 @@ impl Network {
     pub(super) fn check_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
         check_len("images", self.cfg.batch * self.input_len(), images.len())?;
         check_len("labels", self.cfg.batch, labels.len())?;
-        self.center_cfg.check_labels(labels)?;
+        self.cfg.center.check_labels(labels)?;
         check_finite("images", images)
     }
 

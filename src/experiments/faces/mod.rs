@@ -3,7 +3,7 @@
 //! evaluated on identities never seen in training.
 
 use std::cell::Cell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod data;
@@ -230,10 +230,13 @@ fn train_variant(
     let head = loss.head(opts);
     let spec = NetworkSpec { head, classifier_bias: !head.normalized, ..opts.spec(data.classes) };
     let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
-    let (last, best) =
-        (opts.out.join(format!("{name}-last.safetensors")), opts.out.join(format!("{name}.safetensors")));
-    let key = run_key(opts, &plan, loss);
-    let mut record = resume(opts, &mut net, &last, &key, name, plan.steps)?;
+    let saves = Checkpoints {
+        best: opts.out.join(format!("{name}.safetensors")),
+        last: opts.out.join(format!("{name}-last.safetensors")),
+        key: run_key(opts, &plan, loss),
+        preprocessing: Preprocessing::centre(spec.input)?.to_json(),
+    };
+    let mut record = resume(opts, &mut net, &saves.last, &saves.key, name, plan.steps)?;
     if comm.is_none_or(|c| c.rank() == 0) {
         log_estimate(&mut net, data, &plan, name)?;
     }
@@ -241,38 +244,21 @@ fn train_variant(
     let mut fit_opts = fit_options(opts, &plan, name);
     let validation = data.validation.as_ref();
     if opts.until_converged && validation.is_empty() {
-        return Err(Error::Config(
-            "training until convergence watches validation accuracy: give a validation fraction above 0 (--validation)"
-                .into(),
-        ));
+        return Err(Error::Config(CONVERGENCE_NEEDS_VALIDATION.into()));
     }
     let converged = Cell::new(record.converged());
-    let preprocessing = Preprocessing::centre(spec.input)?.to_json();
-    let model_entries = [(checkpoint::PREPROCESSING, preprocessing.clone())];
     let mut hook = |net: &mut Network, step: u64| -> Result<Option<String>> {
-        let mut text = None;
-        if plan.validates_at(step, cap) {
-            if validation.is_empty() {
-                checkpoint::save_with(net, &best, &model_entries)?;
-            } else {
-                let (accuracy, loss) = classify_store(net, validation)?;
-                if record.push(step, accuracy, loss) {
-                    checkpoint::save_with(net, &best, &model_entries)?;
-                }
-                converged.set(record.converged());
-                text = Some(format!("val {accuracy:.3}"));
-            }
-        }
-        checkpoint::save_with(net, &last, &[("run", key.clone()), ("validation", record.encode())])?;
+        let text = saves.at_step(net, step, plan.validates_at(step, cap), validation, &mut record)?;
+        converged.set(record.converged());
         Ok(text)
     };
     // Past the first round, the other devices' networks start from the lead's last
     // checkpoint, which the hook wrote at the round's last step.
-    let from_last = AtomicBool::new(opts.resume && last.exists());
+    let from_last = AtomicBool::new(opts.resume && saves.last.exists());
     let build = |ctx: &GpuContext| -> Result<Network> {
         let mut net = Network::new(ctx, spec.clone(), cfg.clone())?;
         if from_last.load(Ordering::Relaxed) {
-            checkpoint::load(&mut net, &last)?;
+            checkpoint::load(&mut net, &saves.last)?;
         }
         Ok(net)
     };
@@ -289,14 +275,8 @@ fn train_variant(
     }
     let steps = net.step_count();
     let evaluated_step = record.best().map_or(steps, |b| b.0);
-    checkpoint::load(&mut net, &best)?;
-    let (final_train_accuracy, _) = classify_sample(&net, data.train_store(), TRAIN_ACCURACY_IMAGES, opts.seed)?;
-    log::info!(
-        "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
-        record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))
-    );
-    let (eval, benchmarks) = evaluate_variant(&net, data, opts, name)?;
-    record_thresholds(&net, &best, preprocessing, &eval)?;
+    let (eval, benchmarks, final_train_accuracy) =
+        evaluate_best(&mut net, data, opts, name, (&saves.best, saves.preprocessing.clone()), &record, evaluated_step)?;
     Ok(Some(VariantReport {
         name,
         lambda: cfg.center.lambda,
@@ -312,9 +292,77 @@ fn train_variant(
         steps,
         budget: plan.steps,
         evaluated_step,
-        checkpoint: best,
+        checkpoint: saves.best.clone(),
         gemm_tiles: net.graph().gemm_tiles_summary(),
     }))
+}
+
+/// Where a variant's checkpoints go and what they record: `best`, the model file validation
+/// picks (with its preprocessing), and `last`, the latest state with the run's key and
+/// validation record (what `--resume` continues from).
+struct Checkpoints {
+    best: PathBuf,
+    last: PathBuf,
+    key: String,
+    preprocessing: String,
+}
+
+impl Checkpoints {
+    /// The fit's hook at `step`: with `validates`, measure `validation` into `record` and
+    /// save `best` when it improved (every time when there are no validation images); then
+    /// save `last`. Returns what the progress bar shows.
+    fn at_step(
+        &self,
+        net: &mut Network,
+        step: u64,
+        validates: bool,
+        validation: &dyn ImageStore,
+        record: &mut ValidationRecord,
+    ) -> Result<Option<String>> {
+        let model_entries = [(checkpoint::PREPROCESSING, self.preprocessing.clone())];
+        let mut text = None;
+        if validates {
+            if validation.is_empty() {
+                checkpoint::save_with(net, &self.best, &model_entries)?;
+            } else {
+                let (accuracy, loss) = classify_store(net, validation)?;
+                if record.push(step, accuracy, loss) {
+                    checkpoint::save_with(net, &self.best, &model_entries)?;
+                }
+                text = Some(format!("val {accuracy:.3}"));
+            }
+        }
+        checkpoint::save_with(net, &self.last, &[("run", self.key.clone()), ("validation", record.encode())])?;
+        Ok(text)
+    }
+}
+
+/// What `--until-converged` without validation images is told.
+const CONVERGENCE_NEEDS_VALIDATION: &str =
+    "training until convergence watches validation accuracy: give a validation fraction above 0 (--validation)";
+
+/// Loads the checkpoint validation chose (`best`, written with `preprocessing`) into
+/// `net`, evaluates it on the held-out identities and the benchmarks, and records the
+/// thresholds it found in the file. Returns the evaluation, the benchmarks' reports and
+/// the training accuracy of a sample.
+fn evaluate_best(
+    net: &mut Network,
+    data: &Data,
+    opts: &FaceOptions,
+    name: &str,
+    (best, preprocessing): (&Path, String),
+    record: &ValidationRecord,
+    evaluated_step: u64,
+) -> Result<(eval::EvalReport, Vec<BenchmarkReport>, f64)> {
+    checkpoint::load(net, best)?;
+    let (final_train_accuracy, _) = classify_sample(net, data.train_store(), TRAIN_ACCURACY_IMAGES, opts.seed)?;
+    log::info!(
+        "{name}: evaluating the checkpoint of step {evaluated_step} (training accuracy {final_train_accuracy:.3}{})",
+        record.best().map_or(String::new(), |b| format!(", validation accuracy {:.3}", b.1))
+    );
+    let (eval, benchmarks) = evaluate_variant(net, data, opts, name)?;
+    record_thresholds(net, best, preprocessing, &eval)?;
+    Ok((eval, benchmarks, final_train_accuracy))
 }
 
 /// Rewrites the evaluated model file `best` with its preprocessing and the verification

@@ -343,20 +343,11 @@ impl KernelSet {
         grid: (u32, u32, u32),
     ) -> Result<Op> {
         let compiled = self.compiled(kernel)?;
-        let uniforms: Vec<u32> = compiled
-            .variant
-            .bindings
-            .iter()
-            .filter(|b| matches!(b.kind, BindingKind::Uniform { .. }))
-            .map(|b| b.binding)
-            .collect();
-        let storage_bindings: Vec<u32> = compiled
-            .variant
-            .bindings
-            .iter()
-            .filter(|b| matches!(b.kind, BindingKind::Storage { .. }))
-            .map(|b| b.binding)
-            .collect();
+        let numbers = |uniform: bool| -> Vec<u32> {
+            let bindings = compiled.variant.bindings.iter();
+            bindings.filter(|b| matches!(b.kind, BindingKind::Uniform { .. }) == uniform).map(|b| b.binding).collect()
+        };
+        let (uniforms, storage_bindings) = (numbers(true), numbers(false));
         if uniforms.len() != usize::from(uniform.is_some()) || storage_bindings.len() != storage.len() {
             return Err(Error::Internal(format!(
                 "{} binds {} uniform(s) and {} storage buffer(s); given {} and {}",

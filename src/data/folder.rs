@@ -12,11 +12,12 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use super::{Dataset, ImageSource, Preprocessing};
 use crate::{Error, Result};
 
-/// A decoded face set (an image folder, a list or a pack, as listed by [`ImageSource`]).
+/// A decoded face set (an image folder, a list or a pack, as listed by [`ImageSource`]),
+/// or as `ImageFolder<u32>` its skeleton ([`ImageFolder::skeleton`]).
 #[derive(Clone, Debug, Default)]
-pub struct ImageFolder {
-    /// All readable images, labelled by identity index.
-    pub data: Dataset,
+pub struct ImageFolder<T = f32> {
+    /// All readable images (or their positions in the source), labelled by identity index.
+    pub data: Dataset<T>,
     /// Identity names, by label.
     pub identities: Vec<String>,
     /// The file of each image.
@@ -25,31 +26,11 @@ pub struct ImageFolder {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-impl ImageFolder {
+impl<T: Copy + Default> ImageFolder<T> {
     /// Which images of `source` this folder read (true) or skipped as unreadable.
     pub fn readable(&self, source: &ImageSource) -> Vec<bool> {
         let skipped: std::collections::HashSet<&PathBuf> = self.skipped.iter().map(|(p, _)| p).collect();
         (0..source.len()).map(|i| !skipped.contains(&source.name(i))).collect()
-    }
-
-    /// The folder `source` makes where `readable` says which could be read, without pixels:
-    /// labels and identities as [`ImageFolder::from_source`] gives them, and as each image's one
-    /// value (shape [1, 1, 1]) its position in `source` (the bits of a `u32`, read back with
-    /// [`ImageFolder::item_of`]). Splits move these values as they move pixels, so a split
-    /// planned on the skeleton says which files each part needs; decode only those.
-    pub fn skeleton(source: &ImageSource, readable: &[bool]) -> Self {
-        let mut out = ImageFolder { data: Dataset { shape: [1, 1, 1], ..Default::default() }, ..Default::default() };
-        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
-        for i in 0..source.len() {
-            if !readable.get(i).copied().unwrap_or(false) {
-                out.skipped.push((source.name(i), "unreadable where the folder was decoded".into()));
-                continue;
-            }
-            out.push_identity(&mut ids, source.identity(i));
-            out.data.images.push(f32::from_bits(i as u32));
-            out.paths.push(source.name(i));
-        }
-        out
     }
 
     /// Labels image after image by identity name, in order of first appearance.
@@ -62,11 +43,60 @@ impl ImageFolder {
         self.data.labels.push(label);
     }
 
-    /// The position in its source of image `index` of a [`ImageFolder::skeleton`]'s set.
-    pub fn item_of(skeleton: &Dataset, index: usize) -> usize {
-        skeleton.images[index].to_bits() as usize
+    /// Holds out `fraction` of the identities (chosen with `seed`, at least one) for
+    /// evaluation. Returns (train, test), each relabelled from 0, and the test identities'
+    /// names.
+    pub fn into_split_identities(self, fraction: f64, seed: u64) -> Result<(Dataset<T>, Dataset<T>, Vec<String>)> {
+        let n = self.identities.len();
+        if n < 2 {
+            return Err(Error::Data(format!("{n} identity: need at least 2 to hold some out")));
+        }
+        let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let mut is_test = vec![false; n];
+        for &l in &order[..held] {
+            is_test[l as usize] = true;
+        }
+        let mut names: Vec<String> = order[..held].iter().map(|&l| self.identities[l as usize].clone()).collect();
+        names.sort();
+        let labels = self.data.labels.clone();
+        let (mut train, mut test) = self.data.partition(|i| !is_test[labels[i] as usize]);
+        for d in [&mut train, &mut test] {
+            let mut map = BTreeMap::new();
+            for l in d.labels.iter_mut() {
+                let next = map.len() as u32;
+                *l = *map.entry(*l).or_insert(next);
+            }
+        }
+        Ok((train, test, names))
     }
+}
 
+impl ImageFolder<u32> {
+    /// The folder `source` makes where `readable` says which could be read, without pixels:
+    /// labels and identities as [`ImageFolder::from_source`] gives them, and as each image's
+    /// one value (shape [1, 1, 1]) its position in `source`. Splits move these positions as
+    /// they move pixels, so a split planned on the skeleton says which files each part
+    /// needs; decode only those.
+    pub fn skeleton(source: &ImageSource, readable: &[bool]) -> Self {
+        let data = Dataset { shape: [1, 1, 1], images: Vec::new(), labels: Vec::new() };
+        let mut out = ImageFolder { data, identities: Vec::new(), paths: Vec::new(), skipped: Vec::new() };
+        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
+        for i in 0..source.len() {
+            if !readable.get(i).copied().unwrap_or(false) {
+                out.skipped.push((source.name(i), "unreadable where the folder was decoded".into()));
+                continue;
+            }
+            out.push_identity(&mut ids, source.identity(i));
+            out.data.images.push(i as u32);
+            out.paths.push(source.name(i));
+        }
+        out
+    }
+}
+
+impl ImageFolder {
     /// Decodes every image of `source` to `shape`, skipping unreadable ones; none readable
     /// is [`Error::Data`] with `empty`. Identities are labelled from 0 in order of first
     /// appearance.
@@ -94,35 +124,6 @@ impl ImageFolder {
             return Err(Error::Data(empty.to_string()));
         }
         Ok(out)
-    }
-
-    /// Holds out `fraction` of the identities (chosen with `seed`, at least one) for
-    /// evaluation. Returns (train, test), each relabelled from 0, and the test identities'
-    /// names.
-    pub fn into_split_identities(self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset, Vec<String>)> {
-        let n = self.identities.len();
-        if n < 2 {
-            return Err(Error::Data(format!("{n} identity: need at least 2 to hold some out")));
-        }
-        let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(seed));
-        let mut is_test = vec![false; n];
-        for &l in &order[..held] {
-            is_test[l as usize] = true;
-        }
-        let mut names: Vec<String> = order[..held].iter().map(|&l| self.identities[l as usize].clone()).collect();
-        names.sort();
-        let labels = self.data.labels.clone();
-        let (mut train, mut test) = self.data.partition(|i| !is_test[labels[i] as usize]);
-        for d in [&mut train, &mut test] {
-            let mut map = BTreeMap::new();
-            for l in d.labels.iter_mut() {
-                let next = map.len() as u32;
-                *l = *map.entry(*l).or_insert(next);
-            }
-        }
-        Ok((train, test, names))
     }
 }
 
@@ -159,7 +160,7 @@ pub fn encode_png(data: &Dataset, i: usize) -> Result<Vec<u8>> {
 }
 
 /// For each image of a folder, its identity name and 1-based number within the identity.
-pub fn numbered(folder: &ImageFolder) -> Vec<(String, usize)> {
+pub fn numbered<T>(folder: &ImageFolder<T>) -> Vec<(String, usize)> {
     numbered_names(folder.data.labels.iter().map(|&l| folder.identities[l as usize].as_str()))
 }
 

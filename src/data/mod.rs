@@ -31,18 +31,21 @@ pub use stream::StreamedSet;
 
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
-/// Images (`n * channels * height * width` values, NCHW, normalised) with their labels.
+/// Images (`n * channels * height * width` values, NCHW, normalised) with their labels;
+/// or, as `Dataset<u32>` of shape [1, 1, 1], each image's position in its source with its
+/// label (a split planned before anything is decoded: [`folder::ImageFolder::skeleton`]).
+/// The splits move the values with the labels whatever they are.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Dataset {
+pub struct Dataset<T = f32> {
     /// Per-image shape: channels, height, width.
     pub shape: [usize; 3],
-    /// The pixels, image after image.
-    pub images: Vec<f32>,
+    /// The pixels (or positions), image after image.
+    pub images: Vec<T>,
     /// One label per image.
     pub labels: Vec<u32>,
 }
 
-impl Dataset {
+impl<T: Copy + Default> Dataset<T> {
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -59,14 +62,14 @@ impl Dataset {
     }
 
     /// Image `i`'s pixels.
-    pub fn image(&self, i: usize) -> &[f32] {
+    pub fn image(&self, i: usize) -> &[T] {
         let n = self.image_len();
         &self.images[i * n..(i + 1) * n]
     }
 
     /// The images at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Dataset {
-        let mut out = Dataset { shape: self.shape, ..Default::default() };
+    pub fn select(&self, indices: &[usize]) -> Self {
+        let mut out = Self { shape: self.shape, images: Vec::new(), labels: Vec::new() };
         for &i in indices {
             out.images.extend_from_slice(self.image(i));
             out.labels.push(self.labels[i]);
@@ -77,13 +80,13 @@ impl Dataset {
     /// Splits the set into the images where `first(i)` holds and the others, each in its
     /// original order, in place: the pixels move, and at most the second part is ever
     /// held twice (a 300 000-image set is not duplicated to split it).
-    pub fn partition(mut self, first: impl Fn(usize) -> bool) -> (Dataset, Dataset) {
+    pub fn partition(mut self, first: impl Fn(usize) -> bool) -> (Self, Self) {
         let n = self.len();
         let len = self.image_len();
         let order: Vec<usize> = (0..n).filter(|&i| first(i)).chain((0..n).filter(|&i| !first(i))).collect();
         // Move image order[k] to slot k by following the permutation's cycles.
         let mut placed = vec![false; n];
-        let mut held = vec![0.0f32; len];
+        let mut held = vec![T::default(); len];
         for start in 0..n {
             if placed[start] || order[start] == start {
                 placed[start] = true;
@@ -106,8 +109,8 @@ impl Dataset {
         let cut = order.iter().take_while(|&&i| first(i)).count();
         let rest_images = self.images.split_off(cut * len);
         self.images.shrink_to_fit();
-        let head = Dataset { shape: self.shape, images: self.images, labels: labels[..cut].to_vec() };
-        let tail = Dataset { shape: self.shape, images: rest_images, labels: labels[cut..].to_vec() };
+        let head = Self { shape: self.shape, images: self.images, labels: labels[..cut].to_vec() };
+        let tail = Self { shape: self.shape, images: rest_images, labels: labels[cut..].to_vec() };
         (head, tail)
     }
 

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use super::folder::ImageFolder;
 use super::{Dataset, ImageSource, ImageStore, Preprocessing};
 use crate::{Error, Result};
 
@@ -18,10 +17,10 @@ pub struct StreamedSet {
 }
 
 impl StreamedSet {
-    /// The images a split of a skeleton names ([`ImageFolder::skeleton`]: each image's
+    /// The images a split of a skeleton names ([`super::folder::ImageFolder::skeleton`]: each image's
     /// value is its position in `source`), with the skeleton's labels.
-    pub fn from_skeleton(source: Arc<ImageSource>, preprocessing: Preprocessing, skeleton: &Dataset) -> Self {
-        let items = (0..skeleton.len()).map(|i| ImageFolder::item_of(skeleton, i)).collect();
+    pub fn from_skeleton(source: Arc<ImageSource>, preprocessing: Preprocessing, skeleton: &Dataset<u32>) -> Self {
+        let items = skeleton.images.iter().map(|&position| position as usize).collect();
         Self { source, preprocessing, items, labels: skeleton.labels.clone() }
     }
 

@@ -124,7 +124,11 @@ impl Plan {
 /// Splits `data` into training and validation images of the same identities: `fraction`
 /// of each identity's images (rounded; never its last image) go to validation, chosen with
 /// `seed`. Identities with a single image stay in training. The pixels move, not copied.
-pub fn validation_split(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+pub fn validation_split<T: Copy + Default>(
+    data: Dataset<T>,
+    fraction: f64,
+    seed: u64,
+) -> Result<(Dataset<T>, Dataset<T>)> {
     if !(0.0..1.0).contains(&fraction) {
         return Err(Error::Config(format!("the validation fraction must be in [0, 1), not {fraction}")));
     }

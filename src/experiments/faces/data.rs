@@ -67,7 +67,11 @@ fn single_image_identities(labels: &[u32]) -> usize {
 
 /// A loaded folder's training and held-out identities, its `--pairs` (over all its images)
 /// and a description.
-fn split_folder(folder: ImageFolder, fraction: f64, opts: &FaceOptions) -> Result<FolderSplit> {
+fn split_folder<T: Copy + Default>(
+    folder: ImageFolder<T>,
+    fraction: f64,
+    opts: &FaceOptions,
+) -> Result<FolderSplit<T>> {
     if let Some((path, why)) = folder.skipped.first() {
         let (n, first) = (folder.skipped.len(), path.display());
         if opts.strict {
@@ -115,12 +119,19 @@ fn check_held_out(labels: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// Training set, held-out set, `--pairs` over all images, description.
-type FolderSplit = (Dataset, Dataset, Option<(Dataset, Vec<Pair>)>, String);
+/// Training set, held-out set, `--pairs` over all images, description: decoded images, or
+/// with `T = u32` their positions in the source.
+type FolderSplit<T = f32> = (Dataset<T>, Dataset<T>, Option<(Dataset<T>, Vec<Pair>)>, String);
+
+/// A listed set as a run reads it: decoded, or its skeleton ([`ImageFolder::skeleton`]).
+enum Listed {
+    Decoded(ImageFolder),
+    Skeleton(ImageFolder<u32>),
+}
 
 /// The skeleton ([`ImageFolder::skeleton`]) of the images of `source` whose headers read;
 /// none is [`Error::Data`] with `empty`.
-fn probe(source: &ImageSource, empty: &str) -> Result<ImageFolder> {
+fn probe(source: &ImageSource, empty: &str) -> Result<ImageFolder<u32>> {
     let probed = source.probe_all();
     let readable: Vec<bool> = probed.iter().map(Result::is_ok).collect();
     let mut folder = ImageFolder::skeleton(source, &readable);
@@ -144,8 +155,14 @@ fn read_items(
     empty: &str,
     stream: bool,
     comm: Option<&dyn Collective>,
-) -> Result<ImageFolder> {
-    let local = || if stream { probe(source, empty) } else { ImageFolder::from_source(source, shape, empty) };
+) -> Result<Listed> {
+    let local = || -> Result<Listed> {
+        Ok(if stream {
+            Listed::Skeleton(probe(source, empty)?)
+        } else {
+            Listed::Decoded(ImageFolder::from_source(source, shape, empty)?)
+        })
+    };
     let Some(comm) = comm.filter(|c| c.size() > 1) else {
         return local();
     };
@@ -153,8 +170,12 @@ fn read_items(
     let mut message = Vec::new();
     let folder = if comm.rank() == 0 {
         let folder = local();
+        let readable = |listed: &Listed| match listed {
+            Listed::Decoded(f) => f.readable(source),
+            Listed::Skeleton(f) => f.readable(source),
+        };
         message = match &folder {
-            Ok(f) => std::iter::once(1).chain(f.readable(source).into_iter().map(u8::from)).collect(),
+            Ok(f) => std::iter::once(1).chain(readable(f).into_iter().map(u8::from)).collect(),
             Err(e) => [&[0u8][..], e.to_string().as_bytes()].concat(),
         };
         Some(folder)
@@ -166,7 +187,7 @@ fn read_items(
         (Some(folder), _) => folder,
         (None, Some((1, readable))) => {
             let readable: Vec<bool> = readable.iter().map(|&b| b == 1).collect();
-            Ok(ImageFolder::skeleton(source, &readable))
+            Ok(Listed::Skeleton(ImageFolder::skeleton(source, &readable)))
         }
         (None, other) => {
             let why = other.map_or(String::new(), |(_, text)| String::from_utf8_lossy(text).into_owned());
@@ -179,7 +200,7 @@ fn read_items(
 /// `train` ([`ImageFolder::skeleton`], split like the decoded set) and the set's `source`:
 /// those [`rank_images`] names for its rows.
 fn decode_shard(
-    train: &Dataset,
+    train: &Dataset<u32>,
     source: &ImageSource,
     shape: [usize; 3],
     opts: &FaceOptions,
@@ -189,9 +210,9 @@ fn decode_shard(
     let preprocessing = Preprocessing::centre(shape)?;
     let mut data = Dataset { shape, ..Default::default() };
     for &i in &indices {
-        let item = ImageFolder::item_of(train, i);
-        let pixels = source.load(item, &preprocessing).map_err(|why| {
-            let name = source.name(item);
+        let position = train.images[i] as usize;
+        let pixels = source.load(position, &preprocessing).map_err(|why| {
+            let name = source.name(position);
             Error::Data(format!("{} decoded on rank 0 but not on rank {}: {why}", name.display(), comm.rank()))
         })?;
         data.images.extend(pixels);
@@ -222,40 +243,13 @@ fn streams(images: usize, shape: [usize; 3], opts: &FaceOptions) -> bool {
     (images * shape.iter().product::<usize>() * 4) as u64 > opts.in_memory_max
 }
 
-/// A part of the set as the job reads it: in memory, or streamed from `source` (the part
-/// is then a skeleton of source positions).
-fn store(part: Dataset, source: Option<&Arc<ImageSource>>, shape: [usize; 3]) -> Result<Arc<dyn ImageStore>> {
-    Ok(match source {
-        Some(source) => Arc::new(StreamedSet::from_skeleton(Arc::clone(source), Preprocessing::centre(shape)?, &part)),
-        None => Arc::new(part),
-    })
-}
+/// Training, validation and held-out images (and `--pairs`' images) after the validation
+/// split, and the description with their counts.
+type Parts<T> = (Dataset<T>, Dataset<T>, Dataset<T>, Option<(Dataset<T>, Vec<Pair>)>, String);
 
-pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Data> {
-    let shape = opts.input();
-    let (mut items, mut streamed_from) = (None, None);
-    let (train, test, all, mut description) = match &opts.source {
-        FaceSource::BuiltIn(_) if opts.width.is_some_and(|w| w != opts.resolution) => {
-            return Err(Error::Config(
-                "the built-in faces are square: --width applies to a folder, list or pack".into(),
-            ));
-        }
-        FaceSource::BuiltIn(cfg) => built_in(cfg, opts),
-        FaceSource::Folder { root, test_identities: fraction }
-        | FaceSource::List { list: root, test_identities: fraction } => {
-            let listed = ImageSource::open(root)?;
-            let stream = streams(listed.len(), shape, opts);
-            let folder = read_items(&listed, shape, &no_images(root), stream, comm)?;
-            let listed = Arc::new(listed);
-            if stream {
-                streamed_from = Some(Arc::clone(&listed));
-            }
-            items = Some(listed);
-            let (train, test, all, description) = split_folder(folder, *fraction, opts)?;
-            let how = if stream { "streamed from disk" } else { "decoded into memory" };
-            (train, test, all, format!("{description}; {how}"))
-        }
-    };
+/// Splits validation images off `split`'s training images and completes its description.
+fn with_validation<T: Copy + Default>(split: FolderSplit<T>, opts: &FaceOptions) -> Result<Parts<T>> {
+    let (train, test, all, mut description) = split;
     let (train, validation) = validation_split(train, opts.validation_fraction, opts.seed)?;
     description += &format!(
         "; {} training images, {} validation images of the training identities, {} held-out images",
@@ -263,38 +257,107 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
         validation.len(),
         test.len()
     );
-    let source = streamed_from.as_ref();
-    let all = match all {
-        Some((images, pairs)) => Some((store(images, source, shape)?, pairs)),
-        None => None,
-    };
+    Ok((train, validation, test, all, description))
+}
+
+/// The job's data from decoded images: all of it on rank 0 (or alone), the training images
+/// its rows use on the other ranks of `comm`.
+fn decoded(split: FolderSplit, opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Data> {
+    let shape = opts.input();
+    let (train, validation, test, all, description) = with_validation(split, opts)?;
     let mut data = Data {
         train_images: train.len(),
         classes: train.num_classes(),
         own: None,
         streamed: None,
-        validation: store(validation, source, shape)?,
-        test: store(test, source, shape)?,
+        validation: Arc::new(validation),
+        test: Arc::new(test),
+        all: all.map(|(images, pairs)| (Arc::new(images) as Arc<dyn ImageStore>, pairs)),
         train,
-        all,
         benchmarks: Vec::new(),
         description,
     };
-    if source.is_some() {
-        data.streamed = Some(store(std::mem::take(&mut data.train), source, shape)?);
-    }
     if let Some(comm) = comm.filter(|c| c.rank() > 0) {
-        // Ranks other than 0 hold (or stream) only the training images their rows use.
-        if data.streamed.is_none() {
-            data.own = match &items {
-                Some(items) => Some(decode_shard(&data.train, items, shape, opts, comm)?),
-                None => rank_shard(&mut data.train, opts.batch, Some(comm), opts.seed)?,
-            };
-        }
+        // Ranks other than 0 hold only the training images their rows use.
+        data.own = rank_shard(&mut data.train, opts.batch, Some(comm), opts.seed)?;
         data.train = Dataset { shape, ..Default::default() };
         let nothing: Arc<dyn ImageStore> = Arc::new(Dataset { shape, ..Default::default() });
         (data.validation, data.test, data.all) = (Arc::clone(&nothing), nothing, None);
-    } else {
+    }
+    Ok(data)
+}
+
+/// The job's data from a skeleton split of `source`: streamed from it (evaluation parts on
+/// rank 0 alone), or on a rank other than 0 of `comm` the training images its rows use,
+/// decoded now.
+fn from_skeleton(
+    split: FolderSplit<u32>,
+    source: &Arc<ImageSource>,
+    stream: bool,
+    opts: &FaceOptions,
+    comm: Option<&dyn Collective>,
+) -> Result<Data> {
+    let shape = opts.input();
+    let (train, validation, test, all, description) = with_validation(split, opts)?;
+    let nothing: Arc<dyn ImageStore> = Arc::new(Dataset { shape, ..Default::default() });
+    let mut data = Data {
+        train_images: train.len(),
+        classes: train.num_classes(),
+        train: Dataset { shape, ..Default::default() },
+        streamed: None,
+        own: None,
+        validation: Arc::clone(&nothing),
+        test: nothing,
+        all: None,
+        benchmarks: Vec::new(),
+        description,
+    };
+    let streamed = |part: &Dataset<u32>| -> Result<Arc<dyn ImageStore>> {
+        Ok(Arc::new(StreamedSet::from_skeleton(Arc::clone(source), Preprocessing::centre(shape)?, part)))
+    };
+    let rank = comm.map_or(0, |c| c.rank());
+    match comm.filter(|_| !stream && rank > 0) {
+        Some(comm) => data.own = Some(decode_shard(&train, source, shape, opts, comm)?),
+        None if stream => {
+            data.streamed = Some(streamed(&train)?);
+            if rank == 0 {
+                (data.validation, data.test) = (streamed(&validation)?, streamed(&test)?);
+                data.all = all.map(|(part, pairs)| Ok::<_, Error>((streamed(&part)?, pairs))).transpose()?;
+            }
+        }
+        None => return Err(Error::Internal("a set is read as a skeleton only to stream it or on other ranks".into())),
+    }
+    Ok(data)
+}
+
+pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<Data> {
+    let shape = opts.input();
+    let mut data = match &opts.source {
+        FaceSource::BuiltIn(_) if opts.width.is_some_and(|w| w != opts.resolution) => {
+            return Err(Error::Config(
+                "the built-in faces are square: --width applies to a folder, list or pack".into(),
+            ));
+        }
+        FaceSource::BuiltIn(cfg) => decoded(built_in(cfg, opts), opts, comm)?,
+        FaceSource::Folder { root, test_identities: fraction }
+        | FaceSource::List { list: root, test_identities: fraction } => {
+            let listed = Arc::new(ImageSource::open(root)?);
+            let stream = streams(listed.len(), shape, opts);
+            let how = if stream { "streamed from disk" } else { "decoded into memory" };
+            let how = format!("; {how}");
+            match read_items(&listed, shape, &no_images(root), stream, comm)? {
+                Listed::Decoded(folder) => {
+                    let (train, test, all, description) = split_folder(folder, *fraction, opts)?;
+                    decoded((train, test, all, description + &how), opts, comm)?
+                }
+                Listed::Skeleton(folder) => {
+                    let (train, test, all, description) = split_folder(folder, *fraction, opts)?;
+                    from_skeleton((train, test, all, description + &how), &listed, stream, opts, comm)?
+                }
+            }
+        }
+    };
+    if comm.is_none_or(|c| c.rank() == 0) {
         data.benchmarks = VerificationSet::read_all(&opts.eval_bins)?;
     }
     Ok(data)

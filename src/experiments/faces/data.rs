@@ -18,17 +18,22 @@ use crate::data::{
 use crate::experiments::training::{rank_images, rank_shard, validation_split};
 use crate::{Error, Result};
 
+/// The training set as this process holds it.
+pub(super) enum Training {
+    /// Whole, in memory.
+    InMemory(Dataset),
+    /// Whole, each image read from disk when a batch needs it.
+    Streamed(Arc<dyn ImageStore>),
+    /// On an MPI rank other than 0: the images its rows use.
+    Shard(Shard),
+}
+
 /// The job's images: training (or this rank's share of it), validation, held-out test.
 pub(super) struct Data {
-    /// The training set in memory (empty when it is streamed, and on MPI ranks other than
-    /// 0, which hold only `own`).
-    pub(super) train: Dataset,
-    /// The training set read from disk, when streamed.
-    pub(super) streamed: Option<Arc<dyn ImageStore>>,
+    pub(super) training: Training,
     /// Images and classes of the whole training set.
     pub(super) train_images: usize,
     pub(super) classes: usize,
-    pub(super) own: Option<Shard>,
     pub(super) validation: Arc<dyn ImageStore>,
     pub(super) test: Arc<dyn ImageStore>,
     pub(super) all: Option<(Arc<dyn ImageStore>, Vec<Pair>)>,
@@ -40,18 +45,19 @@ pub(super) struct Data {
 impl Data {
     /// What this process trains on: the streamed set, its shard, or the set in memory.
     pub(super) fn training_set(&self) -> TrainingSet<'_> {
-        match (&self.streamed, &self.own) {
-            (Some(streamed), _) => TrainingSet::Streamed(streamed),
-            (None, Some(own)) => TrainingSet::Shard(own),
-            (None, None) => TrainingSet::All(&self.train),
+        match &self.training {
+            Training::InMemory(all) => TrainingSet::All(all),
+            Training::Streamed(streamed) => TrainingSet::Streamed(streamed),
+            Training::Shard(own) => TrainingSet::Shard(own),
         }
     }
 
-    /// The whole training set, streamed or in memory (rank 0).
+    /// The training set this process holds: the whole set on rank 0, streamed or in memory.
     pub(super) fn train_store(&self) -> &dyn ImageStore {
-        match &self.streamed {
-            Some(streamed) => streamed.as_ref(),
-            None => &self.train,
+        match &self.training {
+            Training::InMemory(all) => all,
+            Training::Streamed(streamed) => streamed.as_ref(),
+            Training::Shard(own) => &own.data,
         }
     }
 }
@@ -268,19 +274,17 @@ fn decoded(split: FolderSplit, opts: &FaceOptions, comm: Option<&dyn Collective>
     let mut data = Data {
         train_images: train.len(),
         classes: train.num_classes(),
-        own: None,
-        streamed: None,
+        training: Training::InMemory(train),
         validation: Arc::new(validation),
         test: Arc::new(test),
         all: all.map(|(images, pairs)| (Arc::new(images) as Arc<dyn ImageStore>, pairs)),
-        train,
         benchmarks: Vec::new(),
         description,
     };
-    if let Some(comm) = comm.filter(|c| c.rank() > 0) {
+    if let (Some(comm), Training::InMemory(train)) = (comm.filter(|c| c.rank() > 0), &mut data.training) {
         // Ranks other than 0 hold only the training images their rows use.
-        data.own = rank_shard(&mut data.train, opts.batch, Some(comm), opts.seed)?;
-        data.train = Dataset { shape, ..Default::default() };
+        let own = rank_shard(train, opts.batch, Some(comm), opts.seed)?;
+        data.training = Training::Shard(own.ok_or_else(|| Error::Internal("no shard on a rank other than 0".into()))?);
         let nothing: Arc<dyn ImageStore> = Arc::new(Dataset { shape, ..Default::default() });
         (data.validation, data.test, data.all) = (Arc::clone(&nothing), nothing, None);
     }
@@ -299,33 +303,29 @@ fn from_skeleton(
 ) -> Result<Data> {
     let shape = opts.input();
     let (train, validation, test, all, description) = with_validation(split, opts)?;
+    let streamed = |part: &Dataset<u32>| -> Result<Arc<dyn ImageStore>> {
+        Ok(Arc::new(StreamedSet::from_skeleton(Arc::clone(source), Preprocessing::centre(shape)?, part)))
+    };
+    let rank = comm.map_or(0, |c| c.rank());
+    let training = match comm.filter(|_| !stream && rank > 0) {
+        Some(comm) => Training::Shard(decode_shard(&train, source, shape, opts, comm)?),
+        None if stream => Training::Streamed(streamed(&train)?),
+        None => return Err(Error::Internal("a set is read as a skeleton only to stream it or on other ranks".into())),
+    };
     let nothing: Arc<dyn ImageStore> = Arc::new(Dataset { shape, ..Default::default() });
     let mut data = Data {
         train_images: train.len(),
         classes: train.num_classes(),
-        train: Dataset { shape, ..Default::default() },
-        streamed: None,
-        own: None,
+        training,
         validation: Arc::clone(&nothing),
         test: nothing,
         all: None,
         benchmarks: Vec::new(),
         description,
     };
-    let streamed = |part: &Dataset<u32>| -> Result<Arc<dyn ImageStore>> {
-        Ok(Arc::new(StreamedSet::from_skeleton(Arc::clone(source), Preprocessing::centre(shape)?, part)))
-    };
-    let rank = comm.map_or(0, |c| c.rank());
-    match comm.filter(|_| !stream && rank > 0) {
-        Some(comm) => data.own = Some(decode_shard(&train, source, shape, opts, comm)?),
-        None if stream => {
-            data.streamed = Some(streamed(&train)?);
-            if rank == 0 {
-                (data.validation, data.test) = (streamed(&validation)?, streamed(&test)?);
-                data.all = all.map(|(part, pairs)| Ok::<_, Error>((streamed(&part)?, pairs))).transpose()?;
-            }
-        }
-        None => return Err(Error::Internal("a set is read as a skeleton only to stream it or on other ranks".into())),
+    if stream && rank == 0 {
+        (data.validation, data.test) = (streamed(&validation)?, streamed(&test)?);
+        data.all = all.map(|(part, pairs)| Ok::<_, Error>((streamed(&part)?, pairs))).transpose()?;
     }
     Ok(data)
 }

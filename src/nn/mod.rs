@@ -13,6 +13,7 @@ mod inference;
 mod kernels;
 mod layers;
 mod network;
+mod ops;
 mod optimizer;
 mod prelu;
 mod profile;

@@ -4,7 +4,7 @@
 
 use super::graph::{Graph, Tensor};
 use super::head::{CenterFeatures, Head};
-use super::kernels::{ReduceParams, SoftmaxParams};
+use super::kernels::SoftmaxParams;
 use super::optimizer::{Sgd, SgdConfig};
 use super::spec::{LayerSpec, NetworkSpec};
 use crate::error::{check_finite, check_len};
@@ -156,7 +156,6 @@ fn loss_ops(
         grad_scale: 1.0 / b as f32,
         _pad: 0,
     });
-    let ru = graph.uniform(&ReduceParams { rows: b as u32, cols: 2, out_offset: 0, scale: 1.0 / b as f32 });
     let (kernel, constants) = if head.normalized {
         (&kernel::MARGIN_CROSS_ENTROPY, head.kernel_constants())
     } else {
@@ -165,7 +164,7 @@ fn loss_ops(
     let storage: [&dyn Storage; 4] = [&logits.buffer, labels, &dlogits, &row_stats];
     let ops = vec![
         graph.kernels.op(kernel, &constants, Some(&su), &storage, (b as u32, 1, 1))?,
-        graph.op(&kernel::REDUCE_ROWS, &ru, &[&row_stats, metrics], (2, 1, 1))?,
+        graph.column_sums((b, 2), &row_stats, metrics, 0, 1.0 / b as f32)?,
     ];
     Ok((ops, su))
 }

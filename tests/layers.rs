@@ -521,6 +521,12 @@ fn margin_kernel(ctx: &GpuContext, head: &Head, cosines: &[f32], labels: &[u32],
     let lab = storage("labels", bytemuck::cast_slice(labels));
     let grad = storage("grad", &vec![0u8; 4 * cosines.len()]);
     let stats = storage("stats", &vec![0u8; 8 * b]);
+    // The layout is the WGSL's: a dispatch given other bindings is refused before wgpu sees it.
+    let wrong = kernels.op(&centerloss::gpu::kernel::MARGIN_CROSS_ENTROPY, &[], Some(&uniform), &[&cos], (1, 1, 1));
+    let err = wrong.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("margin_cross_entropy binds 1 uniform(s) and 4 storage buffer(s); given 1 and 1"), "{err}");
+    let absent = kernels.op(&centerloss::gpu::kernel::TOP_K, &[], Some(&uniform), &[&cos], (1, 1, 1));
+    assert!(absent.err().is_some_and(|e| e.to_string().contains("top_k is not in this kernel set")));
     let op = kernels
         .op(
             &centerloss::gpu::kernel::MARGIN_CROSS_ENTROPY,

@@ -383,3 +383,41 @@ pub fn profile_ops(ctx: &GpuContext, ops: &[&Op], samples: usize) -> Result<Opti
         record_ops(&mut encoder.begin_compute_pass(&Default::default()), std::slice::from_ref(ops[i]));
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::shaders::{helper, kernel};
+
+    /// A layout shared by several kernels holds every binding any of them declares, at
+    /// the largest minimum size; one binding declared two ways is an error.
+    #[test]
+    fn layout_entries_are_the_union_of_the_kernels_bindings() {
+        let forward = kernel::CENTER_FORWARD.variant(&[helper::ACCUMULATE_ATOMIC]).unwrap();
+        let vec4 = kernel::CENTER_FORWARD_VEC4.variant(&[helper::ACCUMULATE_ATOMIC]).unwrap();
+        let reduce = kernel::LOSS_REDUCE.variant(&[]).unwrap();
+        let batch = layout_entries(&[forward, vec4, reduce], 0, false).unwrap();
+        let bindings: Vec<u32> = batch.iter().map(|e| e.binding).collect();
+        assert_eq!(bindings, [0, 1, 2, 3, 4, 5]);
+        let min_size = |e: &wgpu::BindGroupLayoutEntry| match e.ty {
+            wgpu::BindingType::Buffer { min_binding_size, .. } => min_binding_size.map_or(0, |s| s.get()),
+            _ => panic!("a buffer binding"),
+        };
+        assert_eq!(min_size(&batch[1]), 16, "features: vec4 words where one kernel reads them so");
+        let scratch = layout_entries(&[forward], 2, false).unwrap();
+        assert_eq!(scratch.len(), 2, "slots and accumulators");
+        static READ: [Binding; 1] =
+            [Binding { group: 0, binding: 1, kind: BindingKind::Storage { access: Access::Read, min_bytes: 4 } }];
+        static WRITE: [Binding; 1] =
+            [Binding { group: 0, binding: 1, kind: BindingKind::Storage { access: Access::Write, min_bytes: 4 } }];
+        let variant = |bindings: &'static [Binding]| KernelVariant {
+            aliases: &[],
+            bindings,
+            workgroup_size: None,
+            overrides: &[],
+            float_atomics: false,
+        };
+        let (read, write) = (variant(&READ), variant(&WRITE));
+        assert!(layout_entries(&[&read, &write], 0, false).is_err());
+    }
+}

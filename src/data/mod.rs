@@ -23,6 +23,8 @@ pub use batches::{Batches, Prefetch, TrainingSet};
 pub use pairs::{parse_pairs, read_pairs, Pair};
 pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
 #[cfg(feature = "images")]
+pub use preprocess::{check_whole, MAX_IMAGE_BYTES};
+#[cfg(feature = "images")]
 pub(crate) use source::no_images;
 #[cfg(feature = "images")]
 pub use source::{ImageSource, InputKind, MAX_LIST_BYTES};

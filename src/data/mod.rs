@@ -21,9 +21,9 @@ mod stream;
 
 pub use batches::{Batches, Prefetch, TrainingSet};
 pub use pairs::{parse_pairs, read_pairs, Pair};
-pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
 #[cfg(feature = "images")]
 pub use preprocess::{check_whole, MAX_IMAGE_BYTES};
+pub use preprocess::{Crop, Preprocessing, ResizeFilter, Scaling};
 #[cfg(feature = "images")]
 pub(crate) use source::no_images;
 #[cfg(feature = "images")]

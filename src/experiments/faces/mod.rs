@@ -30,34 +30,78 @@ use crate::{checkpoint, plot, CenterLossConfig, Error, GpuContext, Result};
 pub const TRAIN_ACCURACY_IMAGES: usize = 20_000;
 
 /// The options that decide a variant's training, one `name=value` line each, as a
-/// checkpoint records them: resuming with any of them changed is refused.
+/// checkpoint records them: resuming with any of them changed is refused. Every field of
+/// [`FaceOptions`] is named below, in the key or as not deciding what trains, so that a new
+/// option does not compile until it is placed (the text of the key is what checkpoints
+/// already record, so it is written out rather than generated).
 fn run_key(opts: &FaceOptions, plan: &Plan, loss: Loss) -> String {
+    let FaceOptions {
+        source,
+        channels,
+        resolution,
+        width,
+        batch,
+        alpha,
+        embed_dim,
+        seed,
+        augment,
+        validation_fraction,
+        center_update,
+        clip_grad_norm,
+        center_features,
+        // Through the plan (steps, rate, warm-up, milestones), the variant's lambda and head,
+        // and whether the network is the paper's.
+        network: _,
+        epochs: _,
+        steps: _,
+        lr: _,
+        lambda: _,
+        losses: _,
+        margin_scale: _,
+        arcface_margin: _,
+        cosface_margin: _,
+        // What the run does past the budget, and what it does around training: evaluation,
+        // reading (in memory or streamed, the same images), devices (the same steps),
+        // output and reporting.
+        until_converged: _,
+        max_steps: _,
+        compare: _,
+        pairs: _,
+        eval_bins: _,
+        in_memory_max: _,
+        prefetch: _,
+        devices: _,
+        resume: _,
+        out: _,
+        progress: _,
+        strict: _,
+    } = opts;
     let lambda = variant_lambda(opts, loss);
     let head = loss.head(opts);
     [
-        format!("source={:?}", opts.source),
-        format!("channels={}", opts.channels),
-        format!("resolution={}", opts.resolution),
-        format!("batch={}", opts.batch),
+        format!("source={source:?}"),
+        format!("channels={channels}"),
+        format!("resolution={resolution}"),
+        format!("batch={batch}"),
         format!("steps={}", plan.steps),
         format!("lr={}", plan.lr),
         format!("warmup={}", plan.warmup),
         format!("milestones={:?}", plan.milestones),
         format!("lambda={lambda}"),
-        format!("alpha={}", opts.alpha),
-        format!("embed_dim={}", opts.embed_dim),
-        format!("seed={}", opts.seed),
-        format!("augment={}", opts.augment),
-        format!("validation={}", opts.validation_fraction),
-        format!("update={:?}", opts.center_update),
+        format!("alpha={alpha}"),
+        format!("embed_dim={embed_dim}"),
+        format!("seed={seed}"),
+        format!("augment={augment}"),
+        format!("validation={validation_fraction}"),
+        format!("update={center_update:?}"),
     ]
     .into_iter()
     // Only when set: a run without clipping keeps the key of a checkpoint that records none.
-    .chain(opts.clip_grad_norm.map(|c| format!("clip_grad_norm={c}")))
-    .chain(opts.width.map(|w| format!("width={w}")))
+    .chain(clip_grad_norm.map(|c| format!("clip_grad_norm={c}")))
+    .chain(width.map(|w| format!("width={w}")))
     .chain(opts.paper_network().then(|| "network=paper".to_string()))
     .chain(head.normalized.then(|| format!("head={}", head.describe())))
-    .chain((head.normalized && lambda > 0.0).then(|| format!("center_features={:?}", opts.center_features)))
+    .chain((head.normalized && lambda > 0.0).then(|| format!("center_features={center_features:?}")))
     .collect::<Vec<_>>()
     .join("\n")
 }

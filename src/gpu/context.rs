@@ -93,6 +93,14 @@ pub fn required_limits() -> wgpu::Limits {
     wgpu::Limits::default()
 }
 
+
+/// A per-device cache entry: an `Arc` of the cached object, shared across threads where
+/// wgpu's objects are (on the web they are not).
+#[cfg(not(target_arch = "wasm32"))]
+type Cached = Box<dyn Any + Send + Sync>;
+#[cfg(target_arch = "wasm32")]
+type Cached = Box<dyn Any>;
+
 struct Inner {
     instance: wgpu::Instance,
     adapter: wgpu::Adapter,
@@ -100,7 +108,7 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     uncaptured: Arc<Mutex<Vec<String>>>,
-    cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    cache: Mutex<HashMap<String, Cached>>,
     pipelines_compiled: Arc<AtomicU64>,
     tuner: Mutex<Option<Arc<Tuner>>>,
 }
@@ -393,7 +401,7 @@ impl GpuContext {
 
     /// A per-device object built once by `make` and shared by later callers (pipelines),
     /// under `key` (which names everything the object depends on, the kernel family too).
-    pub(crate) fn cached<T: Send + Sync + 'static>(
+    pub(crate) fn cached<T: wgpu::WasmNotSendSync + 'static>(
         &self,
         key: &str,
         make: impl FnOnce() -> Result<T>,
@@ -401,12 +409,12 @@ impl GpuContext {
         let mut cache = self.inner.cache.lock().map_err(|_| Error::Internal("pipeline cache poisoned".into()))?;
         if let Some(hit) = cache.get(key) {
             return hit
-                .clone()
-                .downcast::<T>()
-                .map_err(|_| Error::Internal(format!("cache entry {key} has another type")));
+                .downcast_ref::<Arc<T>>()
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("cache entry {key} has another type")));
         }
         let value = Arc::new(make()?);
-        cache.insert(key.to_owned(), value.clone());
+        cache.insert(key.to_owned(), Box::new(value.clone()));
         Ok(value)
     }
 

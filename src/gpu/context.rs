@@ -93,7 +93,6 @@ pub fn required_limits() -> wgpu::Limits {
     wgpu::Limits::default()
 }
 
-
 /// A per-device cache entry: an `Arc` of the cached object, shared across threads where
 /// wgpu's objects are (on the web they are not).
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,6 +1,6 @@
 //! The WGSL sources, discovered under `shaders/` by `build.rs` and embedded in the binary:
-//! one file per kernel in a folder per family (`center_loss/`, `nn/`, `search/`, `bench/`), helpers in
-//! the families' `lib/` folders and in `common/`, joined by a tiny `#import NAME` step
+//! one file per kernel in a folder per family (`center_loss/`, `nn/`, `search/`, `bench/`),
+//! helpers in the families' `lib/` folders and in `common/`, joined by a tiny `#import NAME` step
 //! (each helper once; a helper marked `#serves SLOT` can stand in for `#import SLOT`,
 //! chosen per device). `build.rs` composes every variant of every kernel, validates it with
 //! naga and generates [`kernel`]: one typed handle per kernel, with the bindings, workgroup
@@ -114,26 +114,7 @@ impl Kernel {
     }
 }
 
-impl PartialEq for Kernel {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for Kernel {}
-
-impl std::hash::Hash for Kernel {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
-}
-
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
-
-/// Every kernel file (each holds one `main` entry point).
-pub fn kernels() -> impl Iterator<Item = &'static Source> {
-    SOURCES.iter().filter(|s| !s.helper)
-}
 
 /// Returns the kernel named `kernel` with its imports resolved: each slot served by the
 /// helper `aliases` names for it, else its default ([`SLOT_DEFAULTS`]).

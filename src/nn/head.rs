@@ -67,6 +67,16 @@ impl Head {
         Self { m3: margin, ..Self::normalized(scale) }
     }
 
+    /// The factor inference applies to the classifier's outputs: s under a normalised head
+    /// (whose GEMM gives cos θ), 1 otherwise.
+    pub fn logit_scale(&self) -> f32 {
+        if self.normalized {
+            self.scale
+        } else {
+            1.0
+        }
+    }
+
     /// Whether the logits carry a margin (m1 ≠ 1, m2 ≠ 0 or m3 ≠ 0).
     pub fn has_margin(&self) -> bool {
         self.m1 != 1.0 || self.m2 != 0.0 || self.m3 != 0.0

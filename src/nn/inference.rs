@@ -37,8 +37,8 @@ impl Inference {
 }
 
 /// Runs `graph`'s forward pass over `images` (`n * input` values of `input`'s shape, any
-/// n), batch by batch, reading back `embedding` and, when given, `logits` (scaled by
-/// `logit_scale`).
+/// n), batch by batch, reading back `embedding` and, when given, `logits` times its factor
+/// ([`super::Head::logit_scale`]).
 fn forward_batches(
     graph: &Graph,
     input: &Tensor,
@@ -81,8 +81,8 @@ fn forward_batches(
 impl Network {
     /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
     pub fn infer(&self, images: &[f32]) -> Result<Inference> {
-        let scale = if self.spec.head.normalized { self.spec.head.scale } else { 1.0 };
-        forward_batches(&self.graph, &self.input, &self.embedding, Some((&self.logits, scale)), images)
+        let logits = (&self.logits, self.spec.head.logit_scale());
+        forward_batches(&self.graph, &self.input, &self.embedding, Some(logits), images)
     }
 }
 
@@ -149,8 +149,8 @@ impl InferenceNetwork {
     /// Embeddings and logits of `images` (the logits of a network built with its
     /// classifier; empty otherwise).
     pub fn infer(&self, images: &[f32]) -> Result<Inference> {
-        let scale = if self.spec.head.normalized { self.spec.head.scale } else { 1.0 };
-        forward_batches(&self.graph, &self.input, &self.embedding, self.logits.as_ref().map(|l| (l, scale)), images)
+        let logits = self.logits.as_ref().map(|l| (l, self.spec.head.logit_scale()));
+        forward_batches(&self.graph, &self.input, &self.embedding, logits, images)
     }
 
     /// Every parameter's values, in [`Graph::params`] order.

@@ -117,3 +117,31 @@ fn a_model_holds_its_forward_pass_alone() {
     assert!(err < 1e-5, "the model's embeddings differ from the training network's by {err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An inference network asked for its classifier gives the training network's logits,
+/// under a linear head and a normalised (margin) one, with its weights read by
+/// `checkpoint::load_values`.
+#[test]
+fn an_inference_network_with_its_classifier_gives_the_training_logits() {
+    use centerloss::nn::{Head, InferenceNetwork};
+    let Some(ctx) = common::gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("centerloss-inference-logits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let linear = NetworkSpec::lenet_plus_plus();
+    let arcface = NetworkSpec { head: Head::arcface(16.0, 0.5), classifier_bias: false, ..linear.clone() };
+    for (name, spec) in [("linear", linear), ("arcface", arcface)] {
+        let path = model_file(&ctx, spec.clone(), &dir);
+        let mut net = Network::new(&ctx, spec.clone(), Default::default()).unwrap();
+        checkpoint::load(&mut net, &path).unwrap();
+        let inference = InferenceNetwork::new(&ctx, spec, 32, true).unwrap();
+        checkpoint::load_values(&inference, &std::fs::read(&path).unwrap(), &path).unwrap();
+        assert_eq!(inference.graph().backward_dispatches(), 0, "{name}");
+        let mut rng = StdRng::seed_from_u64(4);
+        let images: Vec<f32> = (0..7 * inference.input_len()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let (trained, used) = (net.infer(&images).unwrap(), inference.infer(&images).unwrap());
+        assert_eq!(used.logits.len(), trained.logits.len(), "{name}");
+        let err = max_abs_difference(&used.logits, &trained.logits);
+        assert!(err < 1e-4, "{name}: logits differ by {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -84,10 +84,30 @@ impl ImageSource {
     /// image or an `.npy` is [`Error::Data`] (training needs identities), and so is a
     /// folder or list that names no image.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::list(path, false)
+    }
+
+    /// The images a user names to a trained model: [`ImageSource::open`]'s, with the
+    /// images directly inside a folder (identity "") and a single image (identity: its
+    /// folder's name). An `.npy` is [`Error::Data`] (its rows are not images); no image
+    /// at all is too.
+    pub fn open_any(path: &Path) -> Result<Self> {
+        Self::list(path, true)
+    }
+
+    /// [`ImageSource::open`], or with `any` [`ImageSource::open_any`].
+    fn list(path: &Path, any: bool) -> Result<Self> {
         let items = match InputKind::of(path)? {
             InputKind::Pack => return Ok(Self::Pack(RecordPack::open(path)?)),
-            InputKind::Folder => list_folder(path, false)?,
+            InputKind::Folder => list_folder(path, any)?,
             InputKind::List => list_file(path)?,
+            InputKind::Image if any => {
+                let folder = path.parent().and_then(|p| p.file_name()).map(crate::files::name_text);
+                vec![(path.to_path_buf(), folder.unwrap_or_default())]
+            }
+            InputKind::Npy if any => {
+                return Err(Error::Data(format!("{} is an .npy of rows, not images", path.display())));
+            }
             kind => {
                 return Err(Error::Data(format!(
                     "{} is {}: train on a folder of identity folders, a list of `path label` lines or a RecordIO pack",
@@ -102,28 +122,6 @@ impl ImageSource {
         Ok(Self::Files(items))
     }
 
-    /// The images a user names to a trained model: [`ImageSource::open`]'s, with the
-    /// images directly inside a folder (identity "") and a single image (identity: its
-    /// folder's name). An `.npy` is [`Error::Data`] (its rows are not images); no image
-    /// at all is too.
-    pub fn open_any(path: &Path) -> Result<Self> {
-        let items = match InputKind::of(path)? {
-            InputKind::Pack => return Ok(Self::Pack(RecordPack::open(path)?)),
-            InputKind::Folder => list_folder(path, true)?,
-            InputKind::List => list_file(path)?,
-            InputKind::Image => {
-                let folder = path.parent().and_then(|p| p.file_name()).map(crate::files::name_text);
-                vec![(path.to_path_buf(), folder.unwrap_or_default())]
-            }
-            InputKind::Npy => {
-                return Err(Error::Data(format!("{} is an .npy of rows, not images", path.display())));
-            }
-        };
-        if items.is_empty() {
-            return Err(Error::Data(no_images(path)));
-        }
-        Ok(Self::Files(items))
-    }
     /// Number of images.
     pub fn len(&self) -> usize {
         match self {

@@ -31,6 +31,12 @@ pub fn encode(values: &[f32], rows: usize, cols: usize) -> Result<Vec<u8>> {
 /// The largest `.npy` read: 4 GiB (a gallery of a million 512-value rows takes 2 GiB).
 pub const MAX_NPY_BYTES: u64 = 4 << 30;
 
+/// The first value of a row-major matrix of `cols` columns that is NaN or infinite, as
+/// (row, column, value): what an error about a matrix file names.
+pub fn first_non_finite(values: &[f32], cols: usize) -> Option<(usize, usize, f32)> {
+    values.iter().position(|v| !v.is_finite()).map(|at| (at / cols, at % cols, values[at]))
+}
+
 /// Reads a float32 [rows, cols] matrix (little-endian, C order) from an `.npy` file;
 /// anything else is [`Error::Data`] naming the file and what it holds.
 pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize)> {

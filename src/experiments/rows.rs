@@ -122,13 +122,11 @@ impl Rows {
                 input.display()
             )));
         }
-        if let Some(at) = embeddings.iter().position(|v| !v.is_finite()) {
+        if let Some((row, column, value)) = npy::first_non_finite(&embeddings, dim) {
             return Err(Error::Data(format!(
-                "{what} {}: row {} holds {} at column {}; an embedding is finite (embed the {what} again)",
-                input.display(),
-                at / dim,
-                embeddings[at],
-                at % dim
+                "{what} {}: row {row} holds {value} at column {column}; an embedding is finite (embed the {what} \
+                 again)",
+                input.display()
             )));
         }
         let csv = input.with_extension("csv");

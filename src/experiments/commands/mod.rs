@@ -68,13 +68,10 @@ pub(super) fn embed_input(model: &Model, input: &Path, quiet: bool, undecodable:
 /// Embeds an .npy of preprocessed inputs, one per row; the rows are named `FILE#row`.
 pub(super) fn embed_pixel_rows(model: &Model, input: &Path) -> Result<Rows> {
     let (pixels, n, len) = npy::read_matrix(input)?;
-    if let Some(at) = pixels.iter().position(|v| !v.is_finite()) {
+    if let Some((row, column, value)) = npy::first_non_finite(&pixels, len) {
         return Err(Error::Data(format!(
-            "{}: row {} holds {} at column {}; inputs are finite",
-            input.display(),
-            at / len,
-            pixels[at],
-            at % len
+            "{}: row {row} holds {value} at column {column}; inputs are finite",
+            input.display()
         )));
     }
     if len != model.preprocessing().input_len() {

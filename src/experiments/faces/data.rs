@@ -343,16 +343,15 @@ pub(super) fn load(opts: &FaceOptions, comm: Option<&dyn Collective>) -> Result<
         | FaceSource::List { list: root, test_identities: fraction } => {
             let listed = Arc::new(ImageSource::open(root)?);
             let stream = streams(listed.len(), shape, opts);
-            let how = if stream { "streamed from disk" } else { "decoded into memory" };
-            let how = format!("; {how}");
+            let how = if stream { "; streamed from disk" } else { "; decoded into memory" };
             match read_items(&listed, shape, &no_images(root), stream, comm)? {
                 Listed::Decoded(folder) => {
                     let (train, test, all, description) = split_folder(folder, *fraction, opts)?;
-                    decoded((train, test, all, description + &how), opts, comm)?
+                    decoded((train, test, all, description + how), opts, comm)?
                 }
                 Listed::Skeleton(folder) => {
                     let (train, test, all, description) = split_folder(folder, *fraction, opts)?;
-                    from_skeleton((train, test, all, description + &how), &listed, stream, opts, comm)?
+                    from_skeleton((train, test, all, description + how), &listed, stream, opts, comm)?
                 }
             }
         }

@@ -128,8 +128,9 @@ impl ImageFolder {
 }
 
 /// Writes `data` as an image folder `root/<identity>/<n>.png` (8-bit grey or RGB, from the
-/// [-1, 1] scale [`Preprocessing::centre`] reads back), the identity named by `name(label)`. Returns
-/// the number of images written. Useful to try the folder workflow on a generated set.
+/// [-1, 1] scale [`Preprocessing::centre`] reads back), the identity named by
+/// `name(label)`. Returns the number of images written. Useful to try the folder workflow
+/// on a generated set.
 pub fn write_folder(data: &Dataset, root: &Path, name: impl Fn(u32) -> String) -> Result<usize> {
     let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
     for i in 0..data.len() {

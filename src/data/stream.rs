@@ -17,8 +17,8 @@ pub struct StreamedSet {
 }
 
 impl StreamedSet {
-    /// The images a split of a skeleton names ([`super::folder::ImageFolder::skeleton`]: each image's
-    /// value is its position in `source`), with the skeleton's labels.
+    /// The images a split of a skeleton names ([`super::folder::ImageFolder::skeleton`]:
+    /// each image's value is its position in `source`), with the skeleton's labels.
     pub fn from_skeleton(source: Arc<ImageSource>, preprocessing: Preprocessing, skeleton: &Dataset<u32>) -> Self {
         let items = skeleton.images.iter().map(|&position| position as usize).collect();
         Self { source, preprocessing, items, labels: skeleton.labels.clone() }

@@ -1,9 +1,10 @@
 //! The pipeline cache and the one dispatch type. A subsystem names its kernels by typed
 //! handle ([`super::shaders::kernel`]) either as single-group kernels (an optional uniform at
 //! binding 0, then storage buffers, the layout read from the WGSL) or, for kernels that
-//! bind several groups, as [`GroupedKernel`]s over layouts made with [`layout_entries`]. [`KernelSet`] builds their shader modules
-//! and layouts once per device, makes pipelines per set of pipeline constants and shares
-//! them, and turns bind groups into recorded dispatches ([`Op`]).
+//! bind several groups, as [`GroupedKernel`]s over layouts made with [`layout_entries`].
+//! [`KernelSet`] builds their shader modules and layouts once per device, makes pipelines
+//! per set of pipeline constants and shares them, and turns bind groups into recorded
+//! dispatches ([`Op`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,9 +2,9 @@
 //! buffers (a page), each parameter at a 256-byte-aligned offset, so that the optimizer
 //! updates all of them in one dispatch per page and a checkpoint, a warm-up snapshot or a
 //! data-parallel all-reduce moves whole pages. An inference graph's arena holds the values
-//! alone. A network reserves its exact size before
-//! its first layer ([`super::NetworkSpec::arena_values`]), so it has one page; a graph
-//! built layer by layer without a reservation opens pages as it grows.
+//! alone. A network reserves its exact size before its first layer
+//! ([`super::NetworkSpec::arena_values`]), so it has one page; a graph built layer by layer
+//! without a reservation opens pages as it grows.
 
 use super::graph::ParamKind;
 use crate::gpu::{self, BufferRange, GpuContext, RANGE_ALIGNMENT};

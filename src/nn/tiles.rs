@@ -121,7 +121,8 @@ const GPU_CANDIDATES: [GemmTiles; 20] = [
     registers(32, 128, true),
 ];
 
-/// The register core's candidates in the CPU family: 1 024 outputs per workgroup as 16 x 64 ... 128 x 8.
+/// The register core's candidates in the CPU family: 1 024 outputs per workgroup as
+/// 16 x 64 ... 128 x 8.
 const CPU_CANDIDATES: [GemmTiles; 4] = [
     cpu(GEMM_REGISTER_BLOCK_M),
     cpu(2 * GEMM_REGISTER_BLOCK_M),

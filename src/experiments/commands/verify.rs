@@ -95,8 +95,9 @@ fn verify_benchmarks(model: &Model, bins: &[PathBuf]) -> Result<()> {
 /// Verifies an LFW-style pairs list over a folder and prints the table, with the decisions
 /// at the model's threshold.
 fn verify_pairs(model: &Model, pairs_file: &Path, data: &Path, args: &VerifyArgs) -> Result<()> {
-    crate::files::open(pairs_file)?; // before the folder is embedded, not after
-                                     // An image left out would renumber its identity's images: every one must decode.
+    // The pairs file is opened before the folder is embedded, not after.
+    crate::files::open(pairs_file)?;
+    // An image left out would renumber its identity's images: every one must decode.
     let rows = embed_input(model, data, true, Undecodable::Fail)?;
     let numbered = numbered_names(rows.identities.iter().map(String::as_str));
     let pairs = read_pairs(pairs_file, &numbered)?;

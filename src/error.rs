@@ -107,6 +107,14 @@ pub enum Error {
     /// Reading a buffer back to the host failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// A blocking call waited for the GPU where nothing may block (the browser's thread):
+    /// the work was submitted, its result is read by the call's asynchronous form.
+    #[error(
+        "{0} waits for the GPU, which the browser does not allow: await its asynchronous form \
+         (`GpuContext::new_async`, `PendingStep::output`, `Network::train_step_async`, \
+         `infer_async`, `centers_async`, `read_values_async`)"
+    )]
+    WouldBlock(&'static str),
     /// A collective step was refused because of one member's input or configuration; every
     /// member of the group returns this same error, and no member's centers change.
     #[error("rank {rank}: {source}")]

@@ -46,6 +46,7 @@ pub mod onnx;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod search;
+mod threads;
 
 pub use center_loss::cpu;
 pub use center_loss::{

@@ -24,13 +24,17 @@ const NO_COLUMN: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read_write> top_values: array<f32>;
 @group(0) @binding(3) var<storage, read_write> top_columns: array<u32>;
 
+// The lowest finite f32, exactly (a decimal spelling that rounds to it is out of f32's
+// range before rounding, which some compilers reject).
+const LOWEST: f32 = -0x1.fffffep+127f;
+
 @compute @workgroup_size(TOP_K_WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.x;
     var best_value: array<f32, MAX_K>;
     var best_column: array<u32, MAX_K>;
     for (var i = 0u; i < tk.k; i = i + 1u) {
-        best_value[i] = -3.4028235e38;
+        best_value[i] = LOWEST;
         best_column[i] = NO_COLUMN;
     }
     let base = row * tk.cols;
@@ -52,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // k rounds: every invocation offers its best unused entry; the winner's head moves on.
     var head = 0u;
     for (var r = 0u; r < tk.k; r = r + 1u) {
-        var offer_value = -3.4028235e38;
+        var offer_value = LOWEST;
         var offer_column = NO_COLUMN;
         if head < tk.k {
             offer_value = best_value[head];

@@ -344,23 +344,24 @@ impl FaceSetConfig {
         let len: usize = shape.iter().product();
         let per = self.images_per_identity;
         let mut images = vec![0.0f32; count * per * len];
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(count.max(1));
+        let threads = crate::threads::available().min(count.max(1));
         let ids_per_thread = count.div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|scope| {
-            for (t, chunk) in images.chunks_mut(ids_per_thread * per * len).enumerate() {
-                scope.spawn(move || {
-                    for (k, id_images) in chunk.chunks_mut(per * len).enumerate() {
-                        let index = (first + t * ids_per_thread + k) as u64;
-                        let id = Identity::generate(self.seed, index);
-                        let mut rng =
-                            StdRng::seed_from_u64(self.seed ^ (index + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-                        for img in id_images.chunks_mut(len) {
-                            render(&id, self.resolution, self.rgb, self.difficulty, &mut rng, img);
-                        }
-                    }
-                });
+        let parts = images.chunks_mut(ids_per_thread * per * len).collect();
+        let done = crate::threads::run_parts(parts, |t, chunk: &mut [f32]| {
+            for (k, id_images) in chunk.chunks_mut(per * len).enumerate() {
+                let index = (first + t * ids_per_thread + k) as u64;
+                let id = Identity::generate(self.seed, index);
+                let mut rng = StdRng::seed_from_u64(self.seed ^ (index + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+                for img in id_images.chunks_mut(len) {
+                    render(&id, self.resolution, self.rgb, self.difficulty, &mut rng, img);
+                }
             }
         });
+        for part in done {
+            if let Err(panic) = part {
+                std::panic::resume_unwind(panic);
+            }
+        }
         let labels = (0..count as u32).flat_map(|l| std::iter::repeat_n(l, per)).collect();
         Dataset { shape, images, labels }
     }

@@ -96,15 +96,24 @@ pub fn parse_idx(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
 
 /// Reads an images file and its labels file into a dataset.
 pub fn read_pair(images: &Path, labels: &Path) -> Result<Dataset> {
-    let (dims, pixels) = read_idx(images)?;
-    let (ldims, labels_raw) = read_idx(labels)?;
+    pair(read_idx(images)?, read_idx(labels)?, &images.display().to_string())
+}
+
+/// An images file and its labels file, as IDX bytes (not gzipped), into a dataset; `what`
+/// names them in errors.
+pub fn parse_pair(images: &[u8], labels: &[u8], what: &str) -> Result<Dataset> {
+    pair(parse_idx(images, what)?, parse_idx(labels, what)?, what)
+}
+
+/// The dataset of parsed IDX images and labels, pixels scaled to [-1, 1).
+fn pair((dims, pixels): (Vec<usize>, Vec<u8>), (ldims, labels): (Vec<usize>, Vec<u8>), what: &str) -> Result<Dataset> {
     if dims.len() != 3 || ldims.len() != 1 || dims[0] != ldims[0] || dims[1] == 0 || dims[2] == 0 {
-        return Err(Error::Data(format!("{}: images {dims:?} and labels {ldims:?} do not match", images.display())));
+        return Err(Error::Data(format!("{what}: images {dims:?} and labels {ldims:?} do not match")));
     }
     Ok(Dataset {
         shape: [1, dims[1], dims[2]],
         images: pixels.iter().map(|&p| (p as f32 - 127.5) / 128.0).collect(),
-        labels: labels_raw.iter().map(|&l| l as u32).collect(),
+        labels: labels.iter().map(|&l| l as u32).collect(),
     })
 }
 

@@ -145,22 +145,14 @@ pub trait ImageStore: Send + Sync {
         let per: usize = self.shape().iter().product();
         let mut out = Dataset { shape: self.shape(), images: vec![0.0; indices.len() * per], labels: Vec::new() };
         out.labels = indices.iter().map(|&i| self.label(i)).collect();
-        let workers = if workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
+        let workers = if workers == 0 { crate::threads::available() } else { workers };
         let per_worker = indices.len().div_ceil(workers.max(1)).max(1);
-        std::thread::scope(|scope| {
-            let jobs: Vec<_> = out
-                .images
-                .chunks_mut(per_worker * per)
-                .zip(indices.chunks(per_worker))
-                .map(|(pixels, chunk)| {
-                    scope.spawn(move || {
-                        chunk.iter().zip(pixels.chunks_mut(per)).try_for_each(|(&i, px)| self.load_into(i, px))
-                    })
-                })
-                .collect();
-            jobs.into_iter().try_for_each(|job| {
-                job.join().unwrap_or_else(|_| Err(crate::Error::Internal("an image reader panicked".into())))
-            })
+        let parts = out.images.chunks_mut(per_worker * per).zip(indices.chunks(per_worker)).collect();
+        let read = crate::threads::run_parts(parts, |_, (pixels, chunk): (&mut [f32], &[usize])| {
+            chunk.iter().zip(pixels.chunks_mut(per)).try_for_each(|(&i, px)| self.load_into(i, px))
+        });
+        read.into_iter().try_for_each(|part| {
+            part.unwrap_or_else(|_| Err(crate::Error::Internal("an image reader panicked".into())))
         })?;
         Ok(out)
     }

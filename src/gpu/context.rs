@@ -21,7 +21,7 @@ use crate::{Error, Result};
 /// its own error scopes, and sees every error of its own work.
 #[derive(Clone)]
 pub struct GpuContext {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     kernels: KernelFamily,
     tiling: Tiling,
 }
@@ -100,13 +100,17 @@ type Cached = Box<dyn Any + Send + Sync>;
 #[cfg(target_arch = "wasm32")]
 type Cached = Box<dyn Any>;
 
-struct Inner {
+pub(super) struct Inner {
     instance: wgpu::Instance,
     adapter: wgpu::Adapter,
-    device: wgpu::Device,
+    pub(super) device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
-    uncaptured: Arc<Mutex<Vec<String>>>,
+    pub(super) uncaptured: Arc<Mutex<Vec<String>>>,
+    /// On the web, the error scopes popped but not yet resolved (checked by the next
+    /// asynchronous wait, [`GpuContext::check_errors_async`]).
+    #[cfg(target_arch = "wasm32")]
+    pub(super) pending_scopes: Mutex<Vec<super::wait::ScopeCheck>>,
     cache: Mutex<HashMap<String, Cached>>,
     pipelines_compiled: Arc<AtomicU64>,
     tuner: Mutex<Option<Arc<Tuner>>>,
@@ -117,7 +121,19 @@ impl Inner {
         let WgpuHandles { instance, adapter, device, queue } = handles;
         let (cache, pipelines_compiled) = (Mutex::new(HashMap::new()), Arc::new(AtomicU64::new(0)));
         let tuner = Mutex::new(None);
-        Self { instance, adapter, device, queue, info, uncaptured, cache, pipelines_compiled, tuner }
+        Self {
+            instance,
+            adapter,
+            device,
+            queue,
+            info,
+            uncaptured,
+            #[cfg(target_arch = "wasm32")]
+            pending_scopes: Mutex::new(Vec::new()),
+            cache,
+            pipelines_compiled,
+            tuner,
+        }
     }
 }
 
@@ -134,7 +150,7 @@ impl GpuContext {
     /// (a case-insensitive substring of the adapter's name), `WGPU_POWER_PREF` and
     /// `CENTERLOSS_KERNELS` ([`KernelChoice::from_env`]).
     pub fn new() -> Result<Self> {
-        pollster::block_on(Self::new_async())
+        super::block_on("GpuContext::new", Self::new_async())
     }
 
     /// The asynchronous form of [`GpuContext::new`].
@@ -150,7 +166,7 @@ impl GpuContext {
     /// adapter (correct, but they split its throughput). Under MPI pass the local rank
     /// ([`Mpi::local_rank`](crate::collective)).
     pub fn for_member(index: usize, members: usize) -> Result<Self> {
-        pollster::block_on(async {
+        super::block_on("GpuContext::for_member", async {
             let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
             if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
                 if members > 1 {
@@ -375,29 +391,6 @@ impl GpuContext {
         self.features().contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     }
 
-    /// Runs `f` inside validation, out-of-memory and internal error scopes and returns the
-    /// first wgpu error raised meanwhile (or an uncaptured one) as [`Error::Gpu`].
-    pub fn capture<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
-        let device = &self.inner.device;
-        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let value = f();
-        let errors =
-            [pollster::block_on(validation.pop()), pollster::block_on(oom.pop()), pollster::block_on(internal.pop())];
-        if let Some(e) = errors.into_iter().flatten().next() {
-            return Err(Error::Gpu(one_line(&e)));
-        }
-        self.take_uncaptured()?;
-        Ok(value)
-    }
-
-    /// [`GpuContext::capture`] of a fallible `f`: its error, or the first wgpu error
-    /// raised meanwhile, as one result.
-    pub fn try_capture<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        self.capture(f)?
-    }
-
     /// A per-device object built once by `make` and shared by later callers (pipelines),
     /// under `key` (which names everything the object depends on, the kernel family too).
     pub(crate) fn cached<T: wgpu::WasmNotSendSync + 'static>(
@@ -427,27 +420,6 @@ impl GpuContext {
     /// with a configuration seen before compiles none.
     pub fn pipelines_compiled(&self) -> u64 {
         self.inner.pipelines_compiled.load(Ordering::Relaxed)
-    }
-
-    /// Returns (and clears) an error that reached the uncaptured-error handler.
-    fn take_uncaptured(&self) -> Result<()> {
-        let mut errors = self.inner.uncaptured.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
-        let first = errors.drain(..).next();
-        match first {
-            Some(e) => Err(Error::Gpu(e)),
-            None => Ok(()),
-        }
-    }
-
-    /// Blocks until all submitted work has finished.
-    pub fn wait_idle(&self) -> Result<()> {
-        self.wait_for(None)
-    }
-
-    /// Blocks until `submission` has finished (with `None`, all work submitted so far).
-    pub fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
-        let poll = wgpu::PollType::Wait { submission_index: submission, timeout: None };
-        self.inner.device.poll(poll).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
     }
 }
 

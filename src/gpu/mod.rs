@@ -9,15 +9,17 @@ mod readback;
 pub mod shaders;
 mod timing;
 mod tune;
+mod wait;
 
 pub use context::{required_limits, GpuContext, KernelChoice, KernelFamily, WgpuHandles};
 pub use kernels::{
     layout_entries, profile_ops, record_ops, BoundGroup, Constants, GroupedKernel, KernelSet, Op, PipelineFactory,
 };
-pub use readback::{read_buffer, read_buffers, Staging};
+pub use readback::{read_buffer, read_buffer_async, read_buffers, read_buffers_async, Staging};
 pub use shaders::{kernel, Access, Alias, Kernel};
 pub use timing::{median, profile_dispatches, GpuTimer, KernelTime};
 pub use tune::{Tiling, TunedChoice, Tuner, FAILED_MICROS};
+pub(crate) use wait::block_on;
 
 use std::num::NonZeroU64;
 

@@ -2,11 +2,12 @@
 //!
 //! [`Staging`] is a persistent staging buffer for what a subsystem reads every step (loss
 //! and gradient, metrics, health counters, timestamps); [`read_buffer`] is a one-shot read
-//! for what is read rarely (checkpoints, inference).
+//! for what is read rarely (checkpoints, inference). Each read is a future (the browser
+//! maps buffers asynchronously); the blocking forms run it to completion natively.
 
 use bytemuck::Pod;
 
-use super::{GpuContext, Storage};
+use super::{self as gpu, GpuContext, Storage};
 use crate::{Error, Result};
 
 /// A host-readable staging buffer: copies are recorded into it, then it is mapped and read.
@@ -49,6 +50,23 @@ impl Staging {
         submission: Option<wgpu::SubmissionIndex>,
         len: usize,
     ) -> Result<Vec<T>> {
+        gpu::block_on("Staging::read_after", self.read_after_async(ctx, submission, len))
+    }
+
+    /// The asynchronous form of [`Staging::read_values`] (the browser's).
+    pub async fn read_values_async<T: Pod>(&self, ctx: &GpuContext, len: usize) -> Result<Vec<T>> {
+        self.read_after_async(ctx, None, len).await
+    }
+
+    /// The asynchronous form of [`Staging::read_after`]: every read-back of the crate is
+    /// this one. The first wgpu error of the work recorded before it is returned instead
+    /// of the values ([`GpuContext::check_errors_async`]).
+    pub async fn read_after_async<T: Pod>(
+        &self,
+        ctx: &GpuContext,
+        submission: Option<wgpu::SubmissionIndex>,
+        len: usize,
+    ) -> Result<Vec<T>> {
         let mut out = vec![T::zeroed(); len];
         if len == 0 {
             return Ok(out);
@@ -59,7 +77,9 @@ impl Staging {
             sender.send(r).ok();
         });
         ctx.wait_for(submission)?;
-        pollster::block_on(receiver.receive())
+        let mapped = receiver.receive().await;
+        ctx.check_errors_async().await?;
+        mapped
             .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
             .map_err(|e| Error::Readback(e.to_string()))?;
         {
@@ -74,6 +94,11 @@ impl Staging {
 /// Copies the first `len` values of a `COPY_SRC` buffer (or range) back to the host (one
 /// submission and a wait; for what is read rarely).
 pub fn read_buffer<T: Pod>(ctx: &GpuContext, source: &dyn Storage, len: usize) -> Result<Vec<T>> {
+    gpu::block_on("read_buffer", read_buffer_async(ctx, source, len))
+}
+
+/// The asynchronous form of [`read_buffer`].
+pub async fn read_buffer_async<T: Pod>(ctx: &GpuContext, source: &dyn Storage, len: usize) -> Result<Vec<T>> {
     let bytes = (len * std::mem::size_of::<T>()) as u64;
     let staging = Staging::new(ctx.device(), "readback", bytes);
     ctx.capture(|| {
@@ -82,13 +107,18 @@ pub fn read_buffer<T: Pod>(ctx: &GpuContext, source: &dyn Storage, len: usize) -
         staging.copy_from(&mut encoder, from.buffer, from.offset, 0, bytes);
         ctx.queue().submit([encoder.finish()]);
     })?;
-    staging.read_values(ctx, len)
+    staging.read_values_async(ctx, len).await
 }
 
 /// Reads the first `len` f32 values of each `(buffer or range, len)` back in one submission
 /// and one mapping (a checkpoint's parameters and momenta: one wait instead of one per
 /// buffer).
 pub fn read_buffers(ctx: &GpuContext, sources: &[(&dyn Storage, usize)]) -> Result<Vec<Vec<f32>>> {
+    gpu::block_on("read_buffers", read_buffers_async(ctx, sources))
+}
+
+/// The asynchronous form of [`read_buffers`].
+pub async fn read_buffers_async(ctx: &GpuContext, sources: &[(&dyn Storage, usize)]) -> Result<Vec<Vec<f32>>> {
     let total: usize = sources.iter().map(|(_, len)| len).sum();
     let staging = Staging::new(ctx.device(), "readback", (4 * total) as u64);
     ctx.capture(|| {
@@ -103,7 +133,7 @@ pub fn read_buffers(ctx: &GpuContext, sources: &[(&dyn Storage, usize)]) -> Resu
         }
         ctx.queue().submit([encoder.finish()]);
     })?;
-    let all: Vec<f32> = staging.read_values(ctx, total)?;
+    let all: Vec<f32> = staging.read_values_async(ctx, total).await?;
     let mut start = 0;
     Ok(sources
         .iter()

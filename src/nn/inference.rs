@@ -39,7 +39,7 @@ impl Inference {
 /// Runs `graph`'s forward pass over `images` (`n * input` values of `input`'s shape, any
 /// n), batch by batch, reading back `embedding` and, when given, `logits` times its factor
 /// ([`super::Head::logit_scale`]).
-fn forward_batches(
+async fn forward_batches(
     graph: &Graph,
     input: &Tensor,
     embedding: &Tensor,
@@ -69,9 +69,10 @@ fn forward_batches(
             }
             ctx.queue().submit([encoder.finish()]);
         })?;
-        out.embeddings.extend(gpu::read_buffer::<f32>(ctx, &embedding.buffer, rows * embedding.per_sample())?);
+        out.embeddings
+            .extend(gpu::read_buffer_async::<f32>(ctx, &embedding.buffer, rows * embedding.per_sample()).await?);
         if let Some((logits, scale)) = logits {
-            let l: Vec<f32> = gpu::read_buffer(ctx, &logits.buffer, rows * logits.per_sample())?;
+            let l: Vec<f32> = gpu::read_buffer_async(ctx, &logits.buffer, rows * logits.per_sample()).await?;
             out.logits.extend(l.into_iter().map(|z| scale * z));
         }
     }
@@ -81,8 +82,13 @@ fn forward_batches(
 impl Network {
     /// Embeddings and logits of `images` (`n * input_len` values, any n), batch by batch.
     pub fn infer(&self, images: &[f32]) -> Result<Inference> {
+        gpu::block_on("Network::infer", self.infer_async(images))
+    }
+
+    /// The asynchronous form of [`Network::infer`] (the browser's).
+    pub async fn infer_async(&self, images: &[f32]) -> Result<Inference> {
         let logits = (&self.logits, self.spec.head.logit_scale());
-        forward_batches(&self.graph, &self.input, &self.embedding, Some(logits), images)
+        forward_batches(&self.graph, &self.input, &self.embedding, Some(logits), images).await
     }
 }
 
@@ -143,14 +149,23 @@ impl InferenceNetwork {
     /// The embeddings of `images` (`n * input_len` values, any n), the trunk's output as it
     /// is (not normalised), batch by batch.
     pub fn embed(&self, images: &[f32]) -> Result<Vec<f32>> {
-        Ok(forward_batches(&self.graph, &self.input, &self.embedding, None, images)?.embeddings)
+        gpu::block_on(
+            "InferenceNetwork::embed",
+            forward_batches(&self.graph, &self.input, &self.embedding, None, images),
+        )
+        .map(|inference| inference.embeddings)
     }
 
     /// Embeddings and logits of `images` (the logits of a network built with its
     /// classifier; empty otherwise).
     pub fn infer(&self, images: &[f32]) -> Result<Inference> {
+        gpu::block_on("InferenceNetwork::infer", self.infer_async(images))
+    }
+
+    /// The asynchronous form of [`InferenceNetwork::infer`] (the browser's).
+    pub async fn infer_async(&self, images: &[f32]) -> Result<Inference> {
         let logits = self.logits.as_ref().map(|l| (l, self.spec.head.logit_scale()));
-        forward_batches(&self.graph, &self.input, &self.embedding, logits, images)
+        forward_batches(&self.graph, &self.input, &self.embedding, logits, images).await
     }
 
     /// Every parameter's values, in [`Graph::params`] order.

@@ -332,6 +332,17 @@ impl Network {
         }
     }
 
+    /// [`Network::train_step`] reading the step's scalars back asynchronously (the
+    /// browser's form).
+    pub async fn train_step_async(&mut self, images: &[f32], labels: &[u32]) -> Result<StepMetrics> {
+        self.check_batch(images, labels)?;
+        self.apply_schedule()?;
+        self.run_batch(images, labels, Pass::Train, true)?;
+        self.step += 1;
+        self.warm = true;
+        self.read_metrics_async().await
+    }
+
     /// Uploads a batch and records one pass over it in a single submission.
     pub(super) fn run_batch(&self, images: &[f32], labels: &[u32], pass: Pass, read_metrics: bool) -> Result<()> {
         let ctx = self.graph.context();
@@ -373,7 +384,11 @@ impl Network {
     }
 
     pub(super) fn read_metrics(&self) -> Result<StepMetrics> {
-        let v: Vec<f32> = self.metrics_staging.read_values(self.graph.context(), 4)?;
+        gpu::block_on("Network::train_step", self.read_metrics_async())
+    }
+
+    async fn read_metrics_async(&self) -> Result<StepMetrics> {
+        let v: Vec<f32> = self.metrics_staging.read_values_async(self.graph.context(), 4).await?;
         Ok(StepMetrics {
             softmax_loss: v[0],
             accuracy: v[1],

@@ -189,6 +189,11 @@ impl GpuCenterLoss {
         self.table.read(&self.ctx)
     }
 
+    /// The asynchronous form of [`GpuCenterLoss::centers`] (the browser's).
+    pub async fn centers_async(&self) -> Result<Vec<f32>> {
+        self.table.read_async(&self.ctx).await
+    }
+
     /// Reads the centers of `classes` (each below K): classes.len() * D values, in the
     /// order given, in one submission (O(rows * D), whatever K is).
     pub fn center_rows(&self, classes: &[u32]) -> Result<Vec<f32>> {

@@ -25,8 +25,9 @@ pub(super) struct OwnBatch {
 }
 
 /// A step submitted by [`GpuCenterLoss::step_async`]: its loss and gradient are read back
-/// by [`PendingStep::wait`]. It holds the module, so the next step waits for this one.
-#[must_use = "a pending step's loss and gradient are read by `wait`"]
+/// by [`PendingStep::wait`] (or awaited, [`PendingStep::output`]). It holds the module, so
+/// the next step waits for this one.
+#[must_use = "a pending step's loss and gradient are read by `wait` or `output`"]
 pub struct PendingStep<'a> {
     module: &'a GpuCenterLoss,
     submission: Option<wgpu::SubmissionIndex>,
@@ -37,11 +38,17 @@ impl PendingStep<'_> {
     /// Waits for this step's submission (not for later work on the device) and reads its
     /// loss and gradient back.
     pub fn wait(self) -> Result<StepOutput> {
+        gpu::block_on("PendingStep::wait", self.output())
+    }
+
+    /// The asynchronous form of [`PendingStep::wait`] (the browser's).
+    pub async fn output(self) -> Result<StepOutput> {
         let Some(submission) = self.submission else {
             return Ok(StepOutput { loss: 0.0, grad: Vec::new() });
         };
         let host = self.module.host.as_ref().ok_or_else(|| Error::Internal("host buffers missing".into()))?;
-        let mut grad: Vec<f32> = host.staging.read_after(&self.module.ctx, Some(submission), self.grad_len + 1)?;
+        let mut grad: Vec<f32> =
+            host.staging.read_after_async(&self.module.ctx, Some(submission), self.grad_len + 1).await?;
         let loss = grad.pop().ok_or_else(|| Error::Internal("the loss was not read back".into()))?;
         Ok(StepOutput { loss, grad })
     }

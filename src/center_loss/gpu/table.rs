@@ -139,6 +139,11 @@ impl CenterTable {
 
     /// Reads the table back: K*D values, row-major, without the padding.
     pub fn read(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        crate::gpu::block_on("GpuCenterLoss::centers", self.read_async(ctx))
+    }
+
+    /// The asynchronous form of [`CenterTable::read`].
+    pub async fn read_async(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         let (dim, stride) = (self.dim, center_stride(self.dim));
         let largest = self.buffers.iter().map(|c| c.rows.len()).max().unwrap_or(0);
         let staging = Staging::new(ctx.device(), "centers staging", (largest * stride * 4) as u64);
@@ -150,7 +155,7 @@ impl CenterTable {
                 staging.copy_from(&mut encoder, &part.buffer, 0, 0, bytes);
                 ctx.queue().submit([encoder.finish()]);
             })?;
-            let values: Vec<f32> = staging.read_values(ctx, part.rows.len() * stride)?;
+            let values: Vec<f32> = staging.read_values_async(ctx, part.rows.len() * stride).await?;
             for row in values.chunks(stride) {
                 out.extend_from_slice(&row[..dim]);
             }

@@ -2,7 +2,7 @@
 //! the native run writes and checks them (`tests/web_twins.rs` at the crate's root), the
 //! browser's run is held against them (`web/tests/browser.rs`). The same code runs both.
 
-use centerloss::nn::{Network, NetworkSpec, SgdConfig, TrainConfig};
+use centerloss::nn::{Head, Network, NetworkSpec, SgdConfig, TrainConfig, ARCFACE_MARGIN};
 use centerloss::{CenterLossConfig, GpuContext, Result, UpdateMode};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,24 @@ pub const BATCH: usize = 8;
 pub const TOLERANCE: f64 = 1e-2;
 /// Steps trained.
 pub const STEPS: usize = 4;
+
+/// The runs kept: LeNet++ as the paper has it (a linear softmax head) and with an ArcFace
+/// head (s = 16, m = 0.5), both with the center loss.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Twins {
+    /// The linear head's run.
+    pub softmax: Twin,
+    /// The ArcFace head's run.
+    pub arcface: Twin,
+}
+
+/// Both runs of [`Twins`] on `ctx`.
+pub async fn lenet_runs(ctx: &GpuContext) -> Result<Twins> {
+    Ok(Twins {
+        softmax: lenet_steps(ctx, Head::linear()).await?,
+        arcface: lenet_steps(ctx, Head::arcface(16.0, ARCFACE_MARGIN)).await?,
+    })
+}
 
 /// What the steps produced: each step's softmax loss, batch accuracy and center loss, then
 /// the centers and the batch's embeddings after the last step.
@@ -46,9 +64,9 @@ pub fn batch() -> (Vec<f32>, Vec<u32>) {
     (images, (0..BATCH as u32).map(|n| n % 10).collect())
 }
 
-/// Trains LeNet++ (λ = 0.1, α = 0.5, the deterministic center update, seed 7) for
-/// [`STEPS`] steps on [`batch`], reading every step's scalars back.
-pub async fn lenet_steps(ctx: &GpuContext) -> Result<Twin> {
+/// Trains LeNet++ with `head` (λ = 0.1, α = 0.5, the deterministic center update, seed 7)
+/// for [`STEPS`] steps on [`batch`], reading every step's scalars back.
+pub async fn lenet_steps(ctx: &GpuContext, head: Head) -> Result<Twin> {
     let cfg = TrainConfig {
         batch: BATCH,
         sgd: SgdConfig { lr: 0.1, clip_grad_norm: Some(1.0), ..Default::default() },
@@ -56,7 +74,8 @@ pub async fn lenet_steps(ctx: &GpuContext) -> Result<Twin> {
         seed: 7,
         ..Default::default()
     };
-    let mut net = Network::new(ctx, NetworkSpec::lenet_plus_plus(), cfg)?;
+    let spec = NetworkSpec { head, ..NetworkSpec::lenet_plus_plus() };
+    let mut net = Network::new(ctx, spec, cfg)?;
     let (images, labels) = batch();
     let mut metrics = Vec::new();
     for _ in 0..STEPS {
@@ -82,8 +101,16 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Where `run` differs from `expected` by more than `tolerance` (relative), one line each.
-pub fn differences(run: &Twin, expected: &Twin, tolerance: f64) -> Vec<String> {
+/// Where `runs` differ from `expected` by more than `tolerance` (relative), one line each.
+pub fn differences(runs: &Twins, expected: &Twins, tolerance: f64) -> Vec<String> {
+    let softmax =
+        run_differences(&runs.softmax, &expected.softmax, tolerance).into_iter().map(|d| format!("softmax head: {d}"));
+    let arcface =
+        run_differences(&runs.arcface, &expected.arcface, tolerance).into_iter().map(|d| format!("ArcFace head: {d}"));
+    softmax.chain(arcface).collect()
+}
+
+fn run_differences(run: &Twin, expected: &Twin, tolerance: f64) -> Vec<String> {
     let mut out = Vec::new();
     if run.metrics.len() != expected.metrics.len() {
         out.push(format!("{} steps, expected {}", run.metrics.len(), expected.metrics.len()));

@@ -30,6 +30,8 @@ wasm_cargo() {
     elif [ -x /usr/bin/rustc ] && [ -d "$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust/library" ] &&
         /usr/bin/rustc --print target-list | grep -qx "$TARGET"; then
         local linker
+        # A clippy-driver of rustup's toolchain cannot wrap this rustc (another sysroot).
+        unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
         linker=$(command -v wasm-ld-22 || command -v wasm-ld || true)
         [ -n "$linker" ] || { echo "web.sh: no wasm-ld: apt-get install lld-22" >&2; exit 1; }
         RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$linker" \

@@ -90,10 +90,10 @@ pub async fn lenet_steps(ctx: &GpuContext, head: Head) -> Result<Twin> {
     Ok(Twin { adapter: ctx.adapter_summary(), metrics, centers, embeddings })
 }
 
-/// ‖a − b‖ / ‖b‖ (‖a − b‖ when b is zero).
-pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>().sqrt();
-    let norm: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum::<f64>().sqrt();
+/// ‖a − b‖ / ‖b‖ (‖a − b‖ when b is zero), `b` in f32 or an f64 reference.
+pub fn rel_err<T: Copy + Into<f64>>(a: &[f32], b: &[T]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y.into()).powi(2)).sum::<f64>().sqrt();
+    let norm: f64 = b.iter().map(|&y| y.into().powi(2)).sum::<f64>().sqrt();
     if norm == 0.0 {
         diff
     } else {

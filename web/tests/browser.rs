@@ -10,7 +10,7 @@ use centerloss::cpu::CenterLossCpu;
 use centerloss::gpu::shaders::BindingKind;
 use centerloss::gpu::{kernel, layout_entries, KernelChoice};
 use centerloss::{CenterLossConfig, GpuCenterLoss, GpuContext, UpdateMode};
-use centerloss_web::twins;
+use centerloss_web::twins::{self, rel_err};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -87,17 +87,6 @@ async fn every_kernel_variant_builds_in_the_browser() {
     // Every kernel, in every variant but those the device cannot run, and in at least one.
     let unbuilt: Vec<_> = kernel::ALL.iter().map(|k| k.name).filter(|n| !kernels_built.contains(n)).collect();
     assert!(unbuilt.is_empty(), "no variant of {unbuilt:?} was built");
-}
-
-/// ‖a − b‖ / ‖b‖ against an f64 reference.
-fn rel_err(a: &[f32], b: &[f64]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y).powi(2)).sum::<f64>().sqrt();
-    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    if norm == 0.0 {
-        diff
-    } else {
-        diff / norm
-    }
 }
 
 #[wasm_bindgen_test]

@@ -77,16 +77,21 @@ impl Staging {
             sender.send(r).ok();
         });
         ctx.wait_for(submission)?;
-        let mapped = receiver.receive().await;
+        let mapped = match receiver.receive().await {
+            Some(result) => result.map_err(|e| Error::Readback(e.to_string())),
+            None => Err(Error::Readback("map callback was dropped".into())),
+        };
+        // A mapped buffer is unmapped whatever follows, so the next read can map it again.
+        let copied = mapped.as_ref().map_or(Ok(()), |()| {
+            let view = slice.get_mapped_range().map(|view| {
+                bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&view);
+            });
+            self.buffer.unmap();
+            view.map_err(|e| Error::Readback(e.to_string()))
+        });
         ctx.check_errors_async().await?;
-        mapped
-            .ok_or_else(|| Error::Readback("map callback was dropped".into()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        {
-            let view = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&view);
-        }
-        self.buffer.unmap();
+        mapped?;
+        copied?;
         Ok(out)
     }
 }

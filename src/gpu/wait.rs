@@ -5,7 +5,9 @@
 
 use std::future::Future;
 
-use crate::Result;
+use super::context::one_line;
+use super::GpuContext;
+use crate::{Error, Result};
 
 /// Runs `future` to completion on this thread (pollster). `what` names the blocking call.
 #[cfg(not(target_arch = "wasm32"))]
@@ -24,10 +26,6 @@ pub(crate) fn block_on<T>(what: &'static str, future: impl Future<Output = Resul
         std::task::Poll::Pending => Err(crate::Error::WouldBlock(what)),
     }
 }
-
-use super::context::one_line;
-use super::GpuContext;
-use crate::Error;
 
 /// An error scope's verdict, awaited later (the browser answers asynchronously).
 #[cfg(target_arch = "wasm32")]

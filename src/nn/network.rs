@@ -320,11 +320,7 @@ impl Network {
     /// backward, center update, SGD. With `read_metrics` the step's scalars are read back
     /// (a wait for the GPU); otherwise nothing is.
     pub fn train_step(&mut self, images: &[f32], labels: &[u32], read_metrics: bool) -> Result<Option<StepMetrics>> {
-        self.check_batch(images, labels)?;
-        self.apply_schedule()?;
-        self.run_batch(images, labels, Pass::Train, read_metrics)?;
-        self.step += 1;
-        self.warm = true;
+        self.submit_train_step(images, labels, read_metrics)?;
         if read_metrics {
             Ok(Some(self.read_metrics()?))
         } else {
@@ -335,12 +331,19 @@ impl Network {
     /// [`Network::train_step`] reading the step's scalars back asynchronously (the
     /// browser's form).
     pub async fn train_step_async(&mut self, images: &[f32], labels: &[u32]) -> Result<StepMetrics> {
+        self.submit_train_step(images, labels, true)?;
+        self.read_metrics_async().await
+    }
+
+    /// Checks the batch and submits one training step (with the copy of its scalars to
+    /// the staging buffer when `read_metrics`).
+    fn submit_train_step(&mut self, images: &[f32], labels: &[u32], read_metrics: bool) -> Result<()> {
         self.check_batch(images, labels)?;
         self.apply_schedule()?;
-        self.run_batch(images, labels, Pass::Train, true)?;
+        self.run_batch(images, labels, Pass::Train, read_metrics)?;
         self.step += 1;
         self.warm = true;
-        self.read_metrics_async().await
+        Ok(())
     }
 
     /// Uploads a batch and records one pass over it in a single submission.

@@ -113,7 +113,7 @@ async function train(panelId, lambda) {
       firstStep = `first step ${((now - begun) / 1000).toFixed(1)} s after the start (${(now / 1000).toFixed(1)} s after the page loaded)`;
     }
     const features = await trainer.features();
-    const centers = await trainer.centers(features);
+    const centers = await trainer.centers();
     draw(canvas, features, labels, centers);
     const rate = trainingMs > 0 ? ((done - 1) * batch) / (trainingMs / 1000) : NaN;
     stats.textContent = `step ${m[3]} of ${steps} · softmax loss ${m[0].toFixed(3)} · center loss ${m[2].toFixed(4)} · ` +

@@ -67,6 +67,8 @@ struct State {
     batch: usize,
     images: Vec<f32>,
     labels: Vec<u32>,
+    /// The test features of the last `features` call, and their accuracy.
+    features: Vec<f32>,
     test_accuracy: f64,
 }
 
@@ -182,6 +184,7 @@ impl Trainer {
             batch,
             images: vec![0.0; batch * per],
             labels: vec![0; batch],
+            features: Vec::new(),
             test_accuracy: 0.0,
         };
         Ok(Trainer { state: Rc::new(RefCell::new(state)), adapter: ctx.adapter_summary() })
@@ -198,22 +201,21 @@ impl Trainer {
         let state = self.state.clone();
         future_to_promise(async move {
             let mut s = state.try_borrow_mut().map_err(|_| JsError::new("the trainer is busy"))?;
-            for k in 0..steps.max(1) {
+            for _ in 1..steps.max(1) {
                 s.next_batch();
                 let State { net, images, labels, .. } = &mut *s;
-                if k + 1 < steps {
-                    net.train_step(images, labels, false).map_err(js)?;
-                } else {
-                    let m = net.train_step_async(images, labels).await.map_err(js)?;
-                    let step = net.step_count() as f32;
-                    return Ok(Float32Array::from(&[m.softmax_loss, m.accuracy, m.center_loss, step][..]).into());
-                }
+                net.train_step(images, labels, false).map_err(js)?;
             }
-            Err(JsError::new("no step was trained").into())
+            s.next_batch();
+            let State { net, images, labels, .. } = &mut *s;
+            let m = net.train_step_async(images, labels).await.map_err(js)?;
+            let step = net.step_count() as f32;
+            Ok(Float32Array::from(&[m.softmax_loss, m.accuracy, m.center_loss, step][..]).into())
         })
     }
 
-    /// The test images' 2-D features (`2 n` values); also sets [`Trainer::test_accuracy`].
+    /// The test images' 2-D features (`2 n` values); also sets [`Trainer::test_accuracy`]
+    /// and what [`Trainer::centers`] averages with λ = 0.
     pub fn features(&self) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
@@ -221,19 +223,20 @@ impl Trainer {
             let out = s.net.infer_async(&s.test.images).await.map_err(js)?;
             let right = out.predictions(CLASSES).iter().zip(&s.test.labels).filter(|(p, y)| p == y).count();
             s.test_accuracy = right as f64 / s.test.len().max(1) as f64;
-            Ok(Float32Array::from(&out.embeddings[..]).into())
+            s.features = out.embeddings;
+            Ok(Float32Array::from(&s.features[..]).into())
         })
     }
 
     /// The class centers (`2 · 10` values): the center loss's, or with λ = 0 the means of
-    /// the test features `features` returned.
-    pub fn centers(&self, features: Vec<f32>) -> Promise {
+    /// the test features the last `features` call returned.
+    pub fn centers(&self) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
             let s = state.try_borrow().map_err(|_| JsError::new("the trainer is busy"))?;
             let centers = match s.net.center_loss() {
                 Some(cl) => cl.centers_async().await.map_err(js)?,
-                None => eval::class_means(&features, DIM, &s.test.labels)
+                None => eval::class_means(&s.features, DIM, &s.test.labels)
                     .values()
                     .flat_map(|m| m.iter().map(|&v| v as f32))
                     .collect(),
